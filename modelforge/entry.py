@@ -1,0 +1,59 @@
+"""What every command-line entry shares: Hydra's run folder, and bad input as a clean one-paragraph error."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from modelforge.errors import ConfigError, RunFailed
+
+T = TypeVar("T")
+
+
+def hydra_run_dir() -> Path:
+    """The folder Hydra made for this job (Hydra 1.3 does not change the working directory)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def report_errors(job: Callable[[], T]) -> T:
+    """Runs `job`; bad input ends the process with its message (no traceback) and exit status 2.
+
+    In a multirun the error is re-raised instead, so Hydra records the failed job and goes on with the rest.
+    """
+    try:
+        return job()
+    except (ConfigError, RunFailed) as err:
+        if in_multirun():
+            raise
+        message = textwrap.fill(f"modelforge: error: {err}", width=100, subsequent_indent="  ")
+        print(message, file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("modelforge: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def run_job(cfg: Any) -> Any:
+    """The body of `python -m modelforge`: train in Hydra's run folder, return the objective."""
+    from modelforge.runlog import RunFolder
+    from modelforge.training import run_training
+
+    def job() -> Any:
+        metrics = run_training(cfg, folder=RunFolder(hydra_run_dir()))
+        print(f"run folder: {metrics['run_dir']}  {metrics['objective']['name']}="
+              f"{metrics['objective']['value']:.4f}  ({metrics['status']})")
+        return metrics["objective"]["value"]
+
+    return report_errors(job)

@@ -1,0 +1,36 @@
+"""The one error type users see for bad input."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ConfigError(ValueError):
+    """A config value modelforge cannot use.
+
+    The message is one paragraph that names the bad value and what would be valid; the CLI prints it
+    without a traceback and exits non-zero.
+    """
+
+
+def invalid(what: str, value: object, valid: Iterable[object], hint: str = "") -> ConfigError:
+    """Builds a `ConfigError` for a value outside a known set.
+
+    Example:
+        >>> str(invalid("activation", "relu7", ["relu", "tanh"]))
+        "unknown activation 'relu7'; valid: relu, tanh"
+    """
+    names = sorted((str(v) for v in valid), key=str)
+    message = f"unknown {what} {value!r}"
+    close = difflib.get_close_matches(str(value), names, n=1)
+    if close:
+        message += f" (did you mean {close[0]!r}?)"
+    message += f"; valid: {', '.join(names)}"
+    if hint:
+        message += f". {hint}"
+    return ConfigError(message)
+
+
+class RunFailed(RuntimeError):
+    """Training ran but could not finish usefully (for example the loss became NaN)."""

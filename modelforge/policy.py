@@ -1,0 +1,210 @@
+"""Which initializer each weight gets, and why.
+
+Pure functions of the layer spec and the `initializer` config. Precedence, highest first:
+1. an initializer set on the layer itself (source `layer`);
+2. `initializer=<name>` chosen on the command line or in config (source `override`);
+3. the policy by activation, `conf/initializer/auto.yaml` (source `policy:<activation>`).
+Recurrent kernels, biases and normalization statistics keep their own defaults (source `default:<role>`)
+unless the layer spec sets them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelforge.errors import ConfigError, invalid
+from modelforge.fans import fan_for_mode
+from modelforge.registry import DISTRIBUTIONS, INITIALIZERS, MODES, VARIANCE_SCALING_PRESETS
+
+# Truncating a normal at two standard deviations shrinks its std by this factor; Keras divides it out.
+TRUNCATED_NORMAL_STD = 0.87962566103423978
+
+ROLE_DEFAULTS: dict[str, str] = {
+    "recurrent": "orthogonal",
+    "bias": "zeros",
+    "gamma": "ones",
+    "beta": "zeros",
+    "moving_mean": "zeros",
+    "moving_variance": "ones",
+}
+
+
+@dataclass(frozen=True)
+class InitChoice:
+    """An initializer decision.
+
+    Attributes:
+        name: a name in `registry.INITIALIZERS`.
+        params: its parameters (for `variance_scaling`: scale, mode, distribution).
+        source: `layer`, `override`, `policy:<activation>` or `default:<role>`.
+        note: why the parameters differ from the preset, if they do.
+    """
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        """A short human-readable form: `he_normal`, `variance_scaling(scale=1.92, ...)`."""
+        if not self.params:
+            return self.name
+        if self.name == "variance_scaling":
+            inner = ", ".join(_short(v) for v in self.params.values())
+        else:
+            inner = ", ".join(f"{k}={_short(v)}" for k, v in self.params.items())
+        return f"{self.name}({inner})"
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def parse_initializer(value: Any, where: str) -> tuple[str, dict[str, Any]]:
+    """Reads an initializer given as a name or a mapping with `name` and parameters, and checks it.
+
+    Args:
+        value: `"he_normal"` or `{"name": "variance_scaling", "scale": 2.0, "mode": "fan_in"}`.
+        where: the config key it came from, for error messages.
+
+    Returns:
+        The name and its full parameters (defaults filled in).
+
+    Example:
+        >>> parse_initializer({"name": "variance_scaling", "mode": "fan_avg"}, "initializer")
+        ('variance_scaling', {'scale': 1.0, 'mode': 'fan_avg', 'distribution': 'truncated_normal'})
+    """
+    if isinstance(value, str):
+        name, given = value, {}
+    elif isinstance(value, Mapping) and "name" in value:
+        name = value["name"]
+        given = {k: v for k, v in value.items() if k != "name"}
+    else:
+        raise ConfigError(f"{where}={value!r} must be an initializer name or a mapping with a 'name' key")
+    if name not in INITIALIZERS:
+        valid = [*INITIALIZERS, "auto"] if where == "initializer" else INITIALIZERS
+        raise invalid(f"initializer in {where}", name, valid)
+    allowed = INITIALIZERS[name]
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        valid = ", ".join(allowed) or "none"
+        raise ConfigError(f"{where}: initializer {name!r} takes no parameter {', '.join(unknown)}; valid: {valid}")
+    params = {**allowed, **given}
+    if name == "variance_scaling":
+        _check_variance_scaling(params, where)
+    return name, params
+
+
+def _check_variance_scaling(params: dict[str, Any], where: str) -> None:
+    if params["mode"] not in MODES:
+        raise invalid(f"{where}.mode", params["mode"], MODES)
+    if params["distribution"] == "normal":  # Keras' own alias
+        params["distribution"] = "truncated_normal"
+    if params["distribution"] not in DISTRIBUTIONS:
+        raise invalid(f"{where}.distribution", params["distribution"], DISTRIBUTIONS)
+    scale = params["scale"]
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
+        raise ConfigError(f"{where}: scale={scale!r} must be a positive number")
+    params["scale"] = float(scale)
+
+
+_VARIANT = {"normal": "_normal", "uniform": "_uniform"}
+
+
+def _variant(name: str, distribution: str) -> str:
+    """Swaps a preset for its normal or uniform twin: he_normal -> he_uniform."""
+    if distribution == "auto" or name not in VARIANCE_SCALING_PRESETS:
+        return name
+    family = name.rsplit("_", 1)[0]
+    return family + _VARIANT[distribution]
+
+
+def check_policy(auto: Mapping[str, Any]) -> None:
+    """Checks the `auto` policy config: its distribution knob and that every rule names an initializer."""
+    knob = auto.get("distribution", "auto")
+    if knob not in ("auto", *_VARIANT):
+        raise invalid("initializer.distribution for the auto policy", knob, ["auto", *_VARIANT])
+    for activation, rule in {**dict(auto.get("rules") or {}), "<default>": auto.get("default")}.items():
+        parse_initializer(rule, f"initializer.rules.{activation}")
+
+
+def policy_choice(activation: str, params: Mapping[str, Any], auto: Mapping[str, Any]) -> InitChoice:
+    """The policy's initializer for a kernel followed by `activation` (with its parameters).
+
+    Leaky ReLU keeps He's derivation with its negative slope a: scale = 2 / (1 + a^2).
+
+    Example:
+        >>> auto = {"rules": {"relu": "he_normal"}, "default": "glorot_uniform", "distribution": "auto"}
+        >>> policy_choice("relu", {}, auto).name
+        'he_normal'
+    """
+    rules = auto.get("rules") or {}
+    rule = rules[activation] if activation in rules else auto.get("default", "glorot_uniform")
+    name, init_params = parse_initializer(rule, f"initializer.rules.{activation}")
+    name = _variant(name, auto.get("distribution", "auto"))
+    source = f"policy:{activation}"
+    slope = params.get("negative_slope")
+    if slope is not None and name in ("he_normal", "he_uniform"):
+        _, mode, distribution = VARIANCE_SCALING_PRESETS[name]
+        scale = 2.0 / (1.0 + float(slope) ** 2)
+        return InitChoice(
+            "variance_scaling",
+            {"scale": scale, "mode": mode, "distribution": distribution},
+            source,
+            note=f"{name} with scale 2/(1+a^2), a={slope}",
+        )
+    return InitChoice(name, init_params, source)
+
+
+def kernel_choice(
+    activation: str,
+    activation_params: Mapping[str, Any],
+    layer_initializer: Any,
+    initializer_cfg: Mapping[str, Any],
+    layer_name: str,
+) -> InitChoice:
+    """Applies the precedence (layer > override > policy) to one kernel."""
+    if layer_initializer is not None:
+        name, params = parse_initializer(layer_initializer, f"model.layers[{layer_name}].initializer")
+        return InitChoice(name, params, "layer")
+    if initializer_cfg.get("name", "auto") != "auto":
+        name, params = parse_initializer(dict(initializer_cfg), "initializer")
+        return InitChoice(name, params, "override")
+    return policy_choice(activation, activation_params, initializer_cfg)
+
+
+def role_choice(role: str, layer_value: Any, layer_name: str) -> InitChoice:
+    """The initializer of a non-kernel weight: the layer's own setting, else the role's default."""
+    if layer_value is not None:
+        name, params = parse_initializer(layer_value, f"model.layers[{layer_name}]")
+        return InitChoice(name, params, "layer")
+    name, params = parse_initializer(ROLE_DEFAULTS[role], f"default:{role}")
+    return InitChoice(name, params, f"default:{role}")
+
+
+def target_std(choice: InitChoice, shape: tuple[int, ...], fan_in: int, fan_out: int) -> float:
+    """The standard deviation the drawn values should have.
+
+    Variance scaling: sqrt(scale / n) with n from the mode, whatever the distribution (Keras corrects
+    truncated normals, and a uniform on [-limit, limit] with limit = sqrt(3 scale / n) has that std).
+    Orthogonal: gain / sqrt(max(rows, cols)) for the kernel flattened to (prod(shape[:-1]), shape[-1]),
+    since its rows (or columns) are unit vectors.
+    """
+    name, p = choice.name, choice.params
+    if name in VARIANCE_SCALING_PRESETS or name == "variance_scaling":
+        scale, mode, _ = VARIANCE_SCALING_PRESETS.get(name, (p.get("scale"), p.get("mode"), None))
+        return math.sqrt(scale / fan_for_mode(fan_in, fan_out, mode))
+    if name == "orthogonal":
+        rows = math.prod(shape[:-1]) if len(shape) > 1 else 1
+        return p["gain"] / math.sqrt(max(rows, shape[-1]))
+    if name == "random_normal":
+        return float(p["stddev"])
+    if name == "truncated_normal":
+        return float(p["stddev"]) * TRUNCATED_NORMAL_STD
+    if name == "random_uniform":
+        return (p["maxval"] - p["minval"]) / math.sqrt(12.0)
+    return 0.0

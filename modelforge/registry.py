@@ -1,0 +1,118 @@
+"""Names users type, mapped to what they mean, with `get()` functions that fail clearly.
+
+Pure: nothing here imports Keras, so plans and config checks stay fast. The Keras objects are looked up
+by class name in `builder.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelforge.errors import invalid
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation name and the parameters it takes.
+
+    `layer` names the Keras layer used when parameters are given (a plain string activation cannot carry
+    them); `params` holds each parameter with Keras' default.
+    """
+
+    name: str
+    layer: str | None = None
+    params: dict[str, float] = field(default_factory=dict)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    a.name: a
+    for a in [
+        Activation("relu"),
+        Activation("relu6"),
+        Activation("elu", layer="ELU", params={"alpha": 1.0}),
+        Activation("gelu"),
+        Activation("silu"),
+        Activation("swish"),
+        Activation("mish"),
+        Activation("softplus"),
+        Activation("leaky_relu", layer="LeakyReLU", params={"negative_slope": 0.2}),
+        Activation("selu"),
+        Activation("tanh"),
+        Activation("sigmoid"),
+        Activation("hard_sigmoid"),
+        Activation("softsign"),
+        Activation("softmax"),
+        Activation("linear"),
+    ]
+}
+
+
+def get_activation(name: Any) -> Activation:
+    """Returns the activation called `name`, or raises a `ConfigError` listing the valid ones."""
+    key = "linear" if name is None else name
+    if key not in ACTIVATIONS:
+        raise invalid("activation", name, ACTIVATIONS)
+    return ACTIVATIONS[key]
+
+
+# Variance-scaling presets as (scale, mode, distribution), exactly as Keras defines them.
+VARIANCE_SCALING_PRESETS: dict[str, tuple[float, str, str]] = {
+    "glorot_uniform": (1.0, "fan_avg", "uniform"),
+    "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
+    "he_uniform": (2.0, "fan_in", "uniform"),
+    "he_normal": (2.0, "fan_in", "truncated_normal"),
+    "lecun_uniform": (1.0, "fan_in", "uniform"),
+    "lecun_normal": (1.0, "fan_in", "truncated_normal"),
+}
+
+# Every initializer name a config may use, with the parameters each accepts and their defaults.
+INITIALIZERS: dict[str, dict[str, Any]] = {
+    **{name: {} for name in VARIANCE_SCALING_PRESETS},
+    "variance_scaling": {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"},
+    "orthogonal": {"gain": 1.0},
+    "random_normal": {"mean": 0.0, "stddev": 0.05},
+    "random_uniform": {"minval": -0.05, "maxval": 0.05},
+    "truncated_normal": {"mean": 0.0, "stddev": 0.05},
+    "zeros": {},
+    "ones": {},
+}
+
+# Keras class names; the presets map to their own classes so saved models read naturally.
+INITIALIZER_CLASSES: dict[str, str] = {
+    "glorot_uniform": "GlorotUniform",
+    "glorot_normal": "GlorotNormal",
+    "he_uniform": "HeUniform",
+    "he_normal": "HeNormal",
+    "lecun_uniform": "LecunUniform",
+    "lecun_normal": "LecunNormal",
+    "variance_scaling": "VarianceScaling",
+    "orthogonal": "Orthogonal",
+    "random_normal": "RandomNormal",
+    "random_uniform": "RandomUniform",
+    "truncated_normal": "TruncatedNormal",
+    "zeros": "Zeros",
+    "ones": "Ones",
+}
+
+# Initializers that draw random values and so take a seed.
+SEEDED = frozenset(INITIALIZERS) - {"zeros", "ones"}
+
+MODES = ("fan_in", "fan_out", "fan_avg")
+DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")
+
+OPTIMIZERS: dict[str, str] = {
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "sgd": "SGD",
+    "rmsprop": "RMSprop",
+    "adagrad": "Adagrad",
+    "nadam": "Nadam",
+}
+
+
+def get_optimizer_class(name: Any) -> str:
+    """Returns the Keras optimizer class name for `name`, or raises a `ConfigError`."""
+    if name not in OPTIMIZERS:
+        raise invalid("optimizer", name, OPTIMIZERS)
+    return OPTIMIZERS[name]

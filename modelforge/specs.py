@@ -1,0 +1,235 @@
+"""Config -> validated layer specs with their shapes. Pure: no Keras.
+
+The body comes either from `model.depth` blocks of the `layer` group's type, `model.units` wide, or from
+the explicit `model.layers` list. A head chosen from the data follows: softmax over the classes, or a
+linear layer for regression, with a Flatten before it when the body's output is not flat. Every spec's
+input and output shape is worked out here, so shape mistakes fail before anything is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from modelforge import data as data_mod
+from modelforge.errors import ConfigError
+from modelforge.layer_types import LayerType, Weight, get_layer_type
+from modelforge.registry import get_activation
+
+# Keys of a layer spec that modelforge reads itself; every other key goes to the Keras constructor.
+_SPEC_KEYS = ("type", "name", "activation", "initializer")
+# Keys of the `layer` group that shape a block rather than its main layer.
+_BLOCK_KEYS = ("type", "pool_size")
+_RANK_NAMES = {2: "(timesteps, features): sequences", 3: "(height, width, channels): images",
+               4: "(depth, height, width, channels): volumes"}
+_LAYOUT_HINT = {
+    "image": "use data=digits with data.layout=auto or image (8x8x1 images), or data=synthetic "
+    "data.shape=[8,8,1]",
+    "sequence": "use data=digits with data.layout=auto or sequence (8 rows of 8 pixels), or data=synthetic "
+    "data.shape=[12,4]",
+}
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer, validated and shaped.
+
+    Attributes:
+        name: the Keras layer name; unique within the model.
+        type: a name in `layer_types.LAYER_TYPES`.
+        activation: the activation's name (None for layers without one).
+        activation_params: parameters of a parametric activation (leaky_relu's negative_slope).
+        initializer: the kernel initializer set on this layer itself, or None.
+        args: everything passed on to the Keras constructor (units/filters, kernel_size, ...).
+        input_shape: one sample's input shape.
+        output_shape: one sample's output shape.
+        weights: the weights the layer creates.
+    """
+
+    name: str
+    type: str
+    activation: str | None
+    activation_params: dict[str, Any]
+    initializer: Any
+    args: dict[str, Any]
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    weights: list[Weight] = field(default_factory=list)
+
+    @property
+    def layer_type(self) -> LayerType:
+        return get_layer_type(self.type)
+
+
+def to_plain(value: Any) -> Any:
+    """An OmegaConf node as plain Python containers (resolved); other values unchanged."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def positive_int(value: Any, key: str) -> int:
+    """Returns `value` if it is an integer >= 1, else raises a `ConfigError` naming `key`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key}={value!r} must be a positive integer (1 or more)")
+    return value
+
+
+def _activation(value: Any, default: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Reads an activation given as a name, a mapping with `name`, or nothing (then `default`)."""
+    if value is None:
+        value = default
+    if isinstance(value, Mapping):
+        name = value.get("name")
+        given = {k: v for k, v in value.items() if k != "name"}
+    else:
+        name, given = value, {}
+    act = get_activation(name)
+    unknown = sorted(set(given) - set(act.params))
+    if unknown:
+        valid = ", ".join(act.params) or "none"
+        raise ConfigError(f"activation {act.name!r} takes no parameter {', '.join(unknown)}; valid: {valid}")
+    return act.name, {**act.params, **given}
+
+
+def _body_from_blocks(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    model, block = cfg["model"], dict(cfg["layer"])
+    depth = positive_int(model.get("depth"), "model.depth")
+    units = positive_int(model.get("units"), "model.units")
+    kind = get_layer_type(block.get("type"))
+    if kind.size_key is None:
+        raise ConfigError(f"layer.type={kind.name!r} cannot make blocks: it has no units or filters")
+    extra = {k: v for k, v in block.items() if k not in _BLOCK_KEYS}
+    pool = block.get("pool_size")
+    dims = kind.name[-2:] if kind.name[-2:] in ("1d", "2d", "3d") else None
+    body: list[dict[str, Any]] = []
+    for i in range(1, depth + 1):
+        spec = {"type": kind.name, "name": f"block{i}_{kind.name}", kind.size_key: units, **extra}
+        if kind.recurrent:
+            spec["return_sequences"] = i < depth
+        body.append(spec)
+        if pool and dims:
+            body.append({"type": f"max_pooling{dims}", "name": f"block{i}_pool", "pool_size": pool})
+    return body
+
+
+def _body_from_list(layers: Any) -> list[dict[str, Any]]:
+    if not isinstance(layers, list) or not layers:
+        raise ConfigError(f"model.layers={layers!r} must be a non-empty list of layer specs, or null")
+    body = []
+    for i, item in enumerate(layers, start=1):
+        if not isinstance(item, Mapping) or "type" not in item:
+            raise ConfigError(
+                f"model.layers[{i - 1}]={item!r} must be a mapping with a 'type', e.g. {{type: dense, units: 64}}"
+            )
+        spec = dict(item)
+        try:
+            get_layer_type(spec["type"])
+        except ConfigError as err:
+            raise ConfigError(f"model.layers[{i - 1}]: {err}") from None
+        spec.setdefault("name", f"layer{i}_{spec['type']}")
+        body.append(spec)
+    return body
+
+
+def wanted_layout(body: list[Mapping[str, Any]]) -> str:
+    """The data layout the first shape-sensitive layer of the body asks for."""
+    for spec in body:
+        layout = get_layer_type(spec["type"]).layout
+        if layout:
+            return layout
+    return "flat"
+
+
+def raw_body(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The body as plain spec mappings, before shapes."""
+    layers = to_plain(cfg["model"].get("layers"))
+    return _body_from_list(layers) if layers is not None else _body_from_blocks(cfg)
+
+
+def _head(info: data_mod.DataInfo) -> dict[str, Any]:
+    activation = "softmax" if info.task == "classification" else "linear"
+    return {"type": "dense", "name": "head", "units": info.num_outputs, "activation": activation}
+
+
+def _shape_error(spec: Mapping[str, Any], kind: LayerType, shape: tuple[int, ...], first: bool) -> ConfigError:
+    needs = _RANK_NAMES.get(kind.input_rank, f"rank {kind.input_rank}")
+    message = (
+        f"layer {spec['name']!r} ({kind.name}) needs inputs of shape {needs}, but gets shape {list(shape)}"
+    )
+    if first and kind.layout in _LAYOUT_HINT:
+        message += f": the data cannot be shaped that way; {_LAYOUT_HINT[kind.layout]}"
+    else:
+        message += "; add a layer that reshapes, or reorder model.layers"
+    return ConfigError(message)
+
+
+def _resolve(spec: dict[str, Any], shape: tuple[int, ...], default_act: Mapping[str, Any], first: bool) -> LayerSpec:
+    kind = get_layer_type(spec["type"])
+    name = spec["name"]
+    if kind.input_rank is not None and len(shape) != kind.input_rank:
+        raise _shape_error(spec, kind, shape, first)
+    if kind.size_key:
+        positive_int(spec.get(kind.size_key), f"model.layers[{name}].{kind.size_key}")
+    if kind.name.startswith(("conv", "depthwise_conv", "separable_conv")) and "kernel_size" not in spec:
+        raise ConfigError(f"layer {name!r} ({kind.name}) needs a kernel_size, e.g. kernel_size: 3")
+    if kind.name == "dropout":
+        rate = spec.get("rate")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ConfigError(f"layer {name!r} (dropout): rate={rate!r} must be a number in [0, 1)")
+    activation, act_params = (None, {})
+    if kind.has_activation:
+        try:
+            activation, act_params = _activation(spec.get("activation"), default_act)
+        except ConfigError as err:
+            raise ConfigError(f"layer {name!r}: {err}") from None
+    elif spec.get("activation") is not None:
+        raise ConfigError(f"layer {name!r} ({kind.name}) takes no activation")
+    args = _args(spec)
+    try:
+        out = kind.output_shape(shape, args)
+        weights = kind.weights(shape, args)
+    except ConfigError as err:
+        raise ConfigError(f"layer {name!r} ({kind.name}): {err}") from None
+    if spec.get("initializer") is not None and not any(w.role == "kernel" for w in weights):
+        raise ConfigError(f"layer {name!r} ({kind.name}) has no kernel to take an initializer")
+    return LayerSpec(name, kind.name, activation, act_params, spec.get("initializer"), args, shape, out, weights)
+
+
+def _args(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in _SPEC_KEYS}
+
+
+def layer_specs(cfg: Mapping[str, Any]) -> tuple[list[LayerSpec], data_mod.DataInfo]:
+    """Turns a composed config into shaped layer specs, body then head.
+
+    Args:
+        cfg: the composed config (DictConfig or plain mapping) with `model`, `layer`, `activation`, `data`.
+
+    Returns:
+        The specs and the data description they were shaped for.
+
+    Raises:
+        ConfigError: a bad type, size, activation, or a shape the data cannot give.
+    """
+    body = raw_body(cfg)
+    info = data_mod.describe(to_plain(cfg["data"]), wanted_layout(body))
+    default_act = to_plain(cfg["activation"])
+    specs: list[LayerSpec] = []
+    shape = info.input_shape
+    seen: set[str] = set()
+    for spec in body:
+        if spec["name"] in seen:
+            raise ConfigError(f"two layers are named {spec['name']!r}; layer names must be unique")
+        seen.add(spec["name"])
+        resolved = _resolve(spec, shape, default_act, first=not specs)
+        specs.append(resolved)
+        shape = resolved.output_shape
+    if len(shape) > 1:
+        specs.append(_resolve({"type": "flatten", "name": "flatten"}, shape, default_act, first=False))
+        shape = specs[-1].output_shape
+    specs.append(_resolve(_head(info), shape, default_act, first=False))
+    return specs, info
