@@ -46,6 +46,8 @@ def check_training(cfg: Mapping[str, Any]) -> None:
     logger = to_plain(cfg["logger"]).get("name")
     if logger not in LOGGERS:
         raise invalid("logger", logger, LOGGERS)
+    if logger == "tensorboard":
+        _require("tensorboard", "logger=tensorboard", "modelforge[tensorboard]")
 
 
 def objective_name(cfg: Mapping[str, Any], task: str) -> str:
@@ -120,6 +122,14 @@ def make_callbacks(cfg: Mapping[str, Any], folder: RunFolder) -> list[Any]:
             histogram_freq=logger.get("histogram_freq", 0),
         ))
     return callbacks
+
+
+def _require(module: str, feature: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"{feature} needs the {module} package, which is not installed; "
+                          f"install it with: pip install '{extra}'")
 
 
 def _summary_text(model: Any) -> str:

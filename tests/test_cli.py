@@ -1,0 +1,103 @@
+"""The command line, end to end in subprocesses, as a user types it."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN_FILES = {"config.yaml", "init_plan.json", "model_summary.txt", "history.csv", "metrics.json", "model.keras"}
+# Prints whether TensorFlow got imported, whatever way the entry point exits.
+PROBE = ("import atexit, sys; atexit.register(lambda: print('TF_LOADED' if 'tensorflow' in sys.modules "
+         "else 'TF_NOT_LOADED')); sys.argv = ['modelforge', *sys.argv[1:]]; from {module} import main; main()")
+
+
+def run(cwd, *args, module="modelforge"):
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def probe(cwd, module, *args):
+    return subprocess.run([sys.executable, "-c", PROBE.format(module=module), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def run_dirs(cwd):
+    return sorted(p.parent for p in Path(cwd, "outputs").rglob("metrics.json"))
+
+
+@pytest.mark.slow
+def test_conv_he_normal_run_end_to_end_and_repeats(tmp_path):
+    args = ["layer=conv", "initializer=he_normal", "model.units=8", "trainer.epochs=2"]
+    first = run(tmp_path, *args)
+    assert first.returncode == 0, first.stderr
+    second = run(tmp_path, *args)
+    assert second.returncode == 0, second.stderr
+    a, b = run_dirs(tmp_path)
+    assert a != b
+    for folder in (a, b):
+        assert RUN_FILES <= {p.name for p in folder.iterdir()}, folder
+        assert (folder / ".hydra" / "overrides.yaml").exists()
+    metrics = json.loads((a / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs_run"] == 2
+    plan = json.loads((a / "init_plan.json").read_text())
+    kernels = [e for e in plan if e["weight"] == "kernel"]
+    assert [e["layer"] for e in kernels] == ["block1_conv2d", "block2_conv2d", "head"]
+    assert all(e["initializer"] == "he_normal" and e["source"] == "override" for e in kernels)
+    assert kernels[0]["shape"] == [3, 3, 1, 8]
+    # The plan table opens the run, and Keras' progress bar follows.
+    assert "block1_conv2d  kernel" in first.stdout and "override" in first.stdout
+    assert "Epoch 1/2" in first.stdout
+    # Two processes, one config: the same numbers.
+    assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+    with open(a / "history.csv") as f:
+        assert list(csv.DictReader(f))[0].keys() >= {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [
+    ["model.depth=0"],
+    ["+model.layers=[{type:dense,units:8,activation:relu7}]"],
+    ["layer=conv", "data=synthetic"],
+    ["trainer.batch_size=0"],
+    ["initializer=variance_scaling", "initializer.distribution=cauchy"],
+])
+def test_bad_input_exits_cleanly(tmp_path, args):
+    result = run(tmp_path, *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("modelforge: error: ")
+    assert "Traceback" not in result.stderr + result.stdout
+    (folder,) = run_dirs(tmp_path)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["status"] == "failed"
+    assert not (folder / "model.keras").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["--help"], ["--cfg", "job"], ["--cfg", "job", "layer=conv"]])
+def test_help_and_cfg_do_not_import_tensorflow(tmp_path, args):
+    result = probe(tmp_path, "modelforge.__main__", *args)
+    assert result.returncode == 0, result.stderr
+    assert "TF_NOT_LOADED" in result.stdout
+    assert ("initializer" in result.stdout) and not Path(tmp_path, "outputs").exists()
+
+
+@pytest.mark.slow
+def test_plan_command_prints_and_saves_without_tensorflow(tmp_path):
+    result = probe(tmp_path, "modelforge.plan", "layer=conv", "initializer=he_normal")
+    assert result.returncode == 0, result.stderr
+    assert "TF_NOT_LOADED" in result.stdout
+    assert "block2_conv2d  kernel" in result.stdout
+    (plan_file,) = Path(tmp_path, "outputs").rglob("init_plan.json")
+    plan = json.loads(plan_file.read_text())
+    assert {e["source"] for e in plan if e["weight"] == "kernel"} == {"override"}
+    assert not (plan_file.parent / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_import_modelforge_is_cheap():
+    code = "import sys, modelforge; print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]"

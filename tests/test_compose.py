@@ -1,0 +1,95 @@
+"""Config composition: the whole default config, group interplay, and every shipped option."""
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+import modelforge
+
+CONF = Path(modelforge.__file__).parent.parent / "conf"
+
+
+def plain(cfg):
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_default_config_whole(compose):
+    cfg = plain(compose())
+    assert cfg == {
+        "activation": {"name": "relu"},
+        "layer": {"type": "dense"},
+        "model": {"depth": 2, "units": 64, "layers": None},
+        "initializer": cfg["initializer"],  # checked below, rule by rule
+        "data": {"name": "digits", "validation_split": 0.2, "layout": "auto"},
+        "optimizer": {"name": "adam", "learning_rate": 0.001},
+        "trainer": {
+            "epochs": 20, "batch_size": 32, "shuffle": True, "verbose": "auto", "deterministic": True,
+            "objective": "auto",
+            "early_stopping": {"enabled": False, "monitor": "val_loss", "patience": 5, "min_delta": 0.0,
+                               "restore_best_weights": True},
+        },
+        "logger": {"name": "csv"},
+        "seed": 0,
+    }
+    assert cfg["initializer"]["name"] == "auto"
+    assert cfg["initializer"]["default"] == "glorot_uniform"
+    assert cfg["initializer"]["rules"]["selu"] == "lecun_normal"
+
+
+def test_recurrent_layer_brings_tanh_unless_told(compose):
+    assert compose(["layer=lstm"]).activation.name == "tanh"
+    assert compose(["layer=gru", "activation=relu"]).activation.name == "relu"
+
+
+def test_model_presets_pick_their_layer_and_command_line_wins(compose):
+    cnn = compose(["model=cnn"])
+    assert (cnn.layer.type, cnn.model.units) == ("conv2d", 32)
+    assert compose(["model=cnn", "layer=dense"]).layer.type == "dense"
+    assert compose(["model=rnn"]).layer.type == "lstm"
+
+
+def test_variance_scaling_override(compose):
+    cfg = compose(["initializer=variance_scaling", "initializer.scale=2.0", "initializer.mode=fan_avg",
+                   "initializer.distribution=uniform"])
+    assert plain(cfg)["initializer"] == {"name": "variance_scaling", "scale": 2.0, "mode": "fan_avg",
+                                         "distribution": "uniform"}
+    entry = modelforge.plan(cfg).entries[0]
+    assert (entry.choice.name, entry.choice.source) == ("variance_scaling", "override")
+    assert entry.target_std == pytest.approx((2.0 / ((64 + 64) / 2)) ** 0.5)
+
+
+def test_typed_keys_reach_the_plan(compose):
+    cfg = compose(["model.depth=3", "model.units=16", "seed=5", "trainer.epochs=2", "trainer.batch_size=8",
+                   "data.validation_split=0.3", "optimizer.learning_rate=0.01"])
+    plan = modelforge.plan(cfg)
+    assert [e.layer for e in plan.entries if e.weight == "kernel"] == [
+        "block1_dense", "block2_dense", "block3_dense", "head"]
+    assert plan.entries[0].shape == (64, 16)
+
+
+GROUPS = ["layer", "activation", "initializer", "data", "model", "optimizer", "trainer", "logger"]
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_option_composes_and_plans(compose, group):
+    options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    assert options, group
+    for option in options:
+        overrides = [f"{group}={option}"]
+        if group == "data" and option == "synthetic":
+            overrides.append("data.shape=[8,8,1]")
+        cfg = compose(overrides)
+        plan = modelforge.plan(cfg)
+        assert plan.entries[-1].layer == "head"
+
+
+def test_packages_list_every_conf_folder():
+    import tomllib
+
+    listed = set(tomllib.loads((CONF.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {"modelforge.conf" + "".join(f".{p}" for p in d.relative_to(CONF).parts)
+               for d in [CONF, *CONF.rglob("*")] if d.is_dir() and d.name != "__pycache__"}
+    assert folders <= listed
+    for folder in folders:
+        assert (CONF.joinpath(*folder.split(".")[2:]) / "__init__.py").exists(), folder

@@ -1,0 +1,103 @@
+"""Training in-process: the run folder's files, determinism, regression, TensorBoard, NaN handling."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import modelforge
+from modelforge.errors import RunFailed
+from tests.conftest import FAST
+
+RUN_FILES = {"config.yaml", "init_plan.json", "model_summary.txt", "history.csv", "metrics.json", "model.keras"}
+
+
+def read_history(path):
+    with open(path / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_folder_is_complete(compose, tmp_path):
+    cfg = compose([*FAST, "trainer.epochs=2"])
+    metrics = modelforge.train(cfg, run_dir=tmp_path)
+    assert RUN_FILES <= {p.name for p in tmp_path.iterdir()}
+    assert not list(tmp_path.glob(".*tmp*"))
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    assert on_disk["status"] == "completed" and on_disk["error"] is None and on_disk["epochs_run"] == 2
+    assert set(on_disk["final"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert on_disk["objective"] == {"name": "val_accuracy", "value": on_disk["final"]["val_accuracy"]}
+    assert on_disk["versions"]["tensorflow"] != "not installed"
+    assert on_disk["timings"]["fit_s"] > 0
+    rows = read_history(tmp_path)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[-1]["val_accuracy"]) == pytest.approx(on_disk["final"]["val_accuracy"])
+    plan = json.loads((tmp_path / "init_plan.json").read_text())
+    assert {"layer", "weight", "type", "activation", "initializer", "source", "fan_in", "fan_out",
+            "target_std"} <= set(plan[0])
+    assert len(plan) == len(keras.models.load_model(tmp_path / "model.keras").weights)
+    assert "block1_dense" in (tmp_path / "model_summary.txt").read_text()
+    assert "seed: 0" in (tmp_path / "config.yaml").read_text()
+
+
+def test_saved_model_reloads_with_same_predictions(compose, tmp_path):
+    cfg = compose(FAST)
+    modelforge.train(cfg, run_dir=tmp_path)
+    model = keras.models.load_model(tmp_path / "model.keras")
+    x = np.random.default_rng(0).random((4, 64), dtype=np.float32)
+    again = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
+    assert model.get_layer("head").kernel.shape == (8, 10)
+
+
+def test_same_config_same_numbers(compose, tmp_path):
+    cfg = compose([*FAST, "trainer.epochs=2", "seed=7"])
+    first = modelforge.train(cfg, run_dir=tmp_path / "a")
+    second = modelforge.train(cfg, run_dir=tmp_path / "b")
+    assert first["final"] == second["final"]
+    assert read_history(tmp_path / "a") == read_history(tmp_path / "b")
+    other = modelforge.train(compose([*FAST, "trainer.epochs=2", "seed=8"]), run_dir=tmp_path / "c")
+    assert other["final"] != first["final"]
+
+
+def test_regression_on_synthetic_data(compose, tmp_path):
+    cfg = compose([*FAST, "data=synthetic", "data.task=regression", "data.num_targets=2", "trainer.epochs=3"])
+    metrics = modelforge.train(cfg, run_dir=tmp_path)
+    assert metrics["objective"]["name"] == "val_loss"
+    assert set(metrics["final"]) == {"loss", "mae", "val_loss", "val_mae"}
+    rows = read_history(tmp_path)
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert json.loads((tmp_path / "init_plan.json").read_text())[-2]["activation"] == "linear"
+
+
+def test_tensorboard_logger_writes_events(compose, tmp_path):
+    modelforge.train(compose([*FAST, "logger=tensorboard"]), run_dir=tmp_path)
+    events = list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert {p.parent.name for p in events} >= {"train", "validation"}
+
+
+def test_early_stopping_stops(compose, tmp_path):
+    cfg = compose([*FAST, "trainer.epochs=50", "trainer.early_stopping.enabled=true",
+                   "trainer.early_stopping.patience=1", "trainer.early_stopping.min_delta=10"])
+    metrics = modelforge.train(cfg, run_dir=tmp_path)
+    assert metrics["epochs_run"] == 2
+    assert len(read_history(tmp_path)) == 2
+
+
+def test_nan_loss_fails_the_run(compose, tmp_path):
+    cfg = compose([*FAST, "optimizer=sgd", "optimizer.learning_rate=1e12", "initializer=variance_scaling",
+                   "initializer.scale=1e6", "trainer.epochs=3"])
+    with pytest.raises(RunFailed, match="NaN"):
+        modelforge.train(cfg, run_dir=tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and "NaN" in metrics["error"]
+    assert not (tmp_path / "model.keras").exists()
+
+
+def test_conv_and_recurrent_train(compose, tmp_path):
+    for name, layer in (("conv", "layer=conv"), ("gru", "layer=gru"), ("conv1d", "layer=conv1d")):
+        metrics = modelforge.train(compose([*FAST, layer]), run_dir=tmp_path / name)
+        assert metrics["status"] == "completed"
+        assert 0.0 <= metrics["final"]["val_accuracy"] <= 1.0
