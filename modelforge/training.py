@@ -132,6 +132,17 @@ def _require(module: str, feature: str, extra: str) -> None:
                           f"install it with: pip install '{extra}'")
 
 
+def fit_model(model: Any, dataset: data_mod.Dataset, cfg: Mapping[str, Any], folder: RunFolder) -> dict[str, list]:
+    """Fits with the trainer settings and modelforge's callbacks; returns Keras' history dict."""
+    trainer = to_plain(cfg["trainer"])
+    return model.fit(
+        dataset.x_train, dataset.y_train,
+        validation_data=(dataset.x_val, dataset.y_val),
+        epochs=trainer["epochs"], batch_size=trainer["batch_size"], shuffle=trainer.get("shuffle", True),
+        verbose=trainer.get("verbose", "auto"), callbacks=make_callbacks(cfg, folder),
+    ).history
+
+
 def _summary_text(model: Any) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
@@ -222,12 +233,7 @@ def _train(cfg: Any, plan: Plan, folder: RunFolder, timings: dict[str, float]) -
     timings["build_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    history = model.fit(
-        dataset.x_train, dataset.y_train,
-        validation_data=(dataset.x_val, dataset.y_val),
-        epochs=trainer["epochs"], batch_size=trainer["batch_size"], shuffle=trainer.get("shuffle", True),
-        verbose=trainer.get("verbose", "auto"), callbacks=make_callbacks(cfg, folder),
-    ).history
+    history = fit_model(model, dataset, cfg, folder)
     timings["fit_s"] = time.perf_counter() - tick
 
     final = {k: float(v[-1]) for k, v in history.items()}

@@ -1,0 +1,111 @@
+"""`make bench`: modelforge's costs as ratios against plain TensorFlow/Keras measured in the same run.
+
+(a) `--help` and `--cfg job` wall time over `python -c "import tensorflow"`      target < 0.25
+(b) the whole default run over benchmarks/handwritten_digits.py (same job)        target <= 1.10
+(c) in-process: modelforge's fit over plain `model.fit` on the same model         target <= 1.03
+Each figure is the median of several interleaved repeats; pass --repeats N to change how many.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+
+
+def wall(args: list[str], cwd: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(args, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def medians(commands: dict[str, list[str]], repeats: int, cwd: str) -> dict[str, float]:
+    """Runs the commands interleaved, so drift in the machine's load hits them alike."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, args in commands.items():
+            times[name].append(wall(args, cwd))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def line(label: str, ratio: float, target: str, detail: str) -> None:
+    print(f"{label:<44} {ratio:6.3f}   target {target:<7} {detail}")
+
+
+def startup(repeats: int, cwd: str) -> None:
+    t = medians({
+        "import tensorflow": [PY, "-c", "import tensorflow"],
+        "--help": [PY, "-m", "modelforge", "--help"],
+        "--cfg job": [PY, "-m", "modelforge", "--cfg", "job"],
+    }, repeats, cwd)
+    base = t["import tensorflow"]
+    for name in ("--help", "--cfg job"):
+        line(f"(a) {name} / import tensorflow", t[name] / base, "< 0.25", f"{t[name]:.2f}s vs {base:.2f}s")
+
+
+def whole_run(repeats: int, cwd: str) -> None:
+    t = medians({
+        "modelforge": [PY, "-m", "modelforge", "trainer.verbose=0"],
+        "hand-written": [PY, str(HERE / "handwritten_digits.py")],
+    }, repeats, cwd)
+    ratio = t["modelforge"] / t["hand-written"]
+    line("(b) default run / hand-written Keras", ratio, "<= 1.10",
+         f"{t['modelforge']:.2f}s vs {t['hand-written']:.2f}s")
+
+
+def fit_overhead(repeats: int, cwd: str) -> None:
+    import modelforge
+    from modelforge import data as data_mod
+    from modelforge.builder import build
+    from modelforge.runlog import RunFolder
+    from modelforge.training import compile_model, fit_model, seed_everything
+
+    cfg = modelforge.compose(["trainer.verbose=0"])
+    plan = modelforge.plan(cfg)
+    seed_everything(0, True)
+    dataset = data_mod.load(cfg.data, plan.info, 0)
+    folder = RunFolder(Path(cwd) / "fit-bench")
+    ours, plain = [], []
+
+    def fresh():
+        model = build(plan)
+        compile_model(model, cfg, plan.info.task)
+        return model
+
+    fresh().fit(dataset.x_train, dataset.y_train, epochs=1, verbose=0)  # warm up TF's kernels once
+    for _ in range(repeats):
+        model = fresh()
+        start = time.perf_counter()
+        fit_model(model, dataset, cfg, folder)
+        ours.append(time.perf_counter() - start)
+        model = fresh()
+        start = time.perf_counter()
+        model.fit(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val),
+                  epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size, verbose=0)
+        plain.append(time.perf_counter() - start)
+    a, b = statistics.median(ours), statistics.median(plain)
+    line("(c) modelforge fit / plain model.fit", a / b, "<= 1.03", f"{a:.2f}s vs {b:.2f}s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    print(f"{'ratio':<44} {'value':>6}   {'target':<14} times (median of {args.repeats})")
+    with tempfile.TemporaryDirectory() as cwd:
+        startup(args.repeats, cwd)
+        whole_run(args.repeats, cwd)
+        fit_overhead(args.repeats, cwd)
+
+
+if __name__ == "__main__":
+    main()
