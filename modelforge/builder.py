@@ -7,9 +7,12 @@ two layers identical weights.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from modelforge.errors import ConfigError
+from modelforge.policy import CUSTOM
 from modelforge.registry import INITIALIZER_CLASSES, get_activation
 
 if TYPE_CHECKING:
@@ -19,18 +22,45 @@ if TYPE_CHECKING:
     from modelforge.specs import LayerSpec
 
 
+def _custom_initializer(entry: PlanEntry) -> keras.initializers.Initializer:
+    """A user's own initializer class, given modelforge's fans and the weight's seed where it takes them."""
+    import keras
+
+    params = dict(entry.build[1])
+    target = params.pop("_target_")
+    module_name, _, class_name = target.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    accepted = inspect.signature(cls.__init__).parameters
+    fan_in, fan_out = entry.fan_in, entry.fan_out
+    if fan_in is None:
+        from modelforge.fans import keras_fans
+
+        fan_in, fan_out = keras_fans(entry.shape)
+    offered = {"fan_in": fan_in, "fan_out": fan_out, "seed": entry.seed}
+    params.update({k: v for k, v in offered.items() if k in accepted and k not in params and v is not None})
+    try:
+        initializer = cls(**params)
+    except TypeError as err:
+        raise ConfigError(f"initializer {target} for {entry.layer}/{entry.weight} rejects {params}: {err}") from None
+    if not isinstance(initializer, keras.initializers.Initializer):
+        raise ConfigError(f"_target_={target!r} is not a keras.initializers.Initializer subclass")
+    return initializer
+
+
 def make_initializer(entry: PlanEntry) -> keras.initializers.Initializer:
     """A fresh Keras initializer for one plan entry, seeded as the plan says."""
     import keras
 
-    cls = getattr(keras.initializers, INITIALIZER_CLASSES[entry.choice.name])
-    kwargs = dict(entry.choice.params)
+    name, params = entry.build
+    if name == CUSTOM:
+        return _custom_initializer(entry)
+    kwargs = dict(params)
     if entry.seed is not None:
         kwargs["seed"] = entry.seed
-    return cls(**kwargs)
+    return getattr(keras.initializers, INITIALIZER_CLASSES[name])(**kwargs)
 
 
-def _activation_args(spec: LayerSpec) -> tuple[Any, keras.layers.Layer | None]:
+def _activation_layer(spec: LayerSpec, plan: Plan) -> tuple[Any, keras.layers.Layer | None]:
     """The layer's `activation` argument, plus a separate activation layer for parametric ones.
 
     A string cannot carry leaky_relu's slope, so those become linear layers followed by e.g. LeakyReLU.
@@ -43,25 +73,33 @@ def _activation_args(spec: LayerSpec) -> tuple[Any, keras.layers.Layer | None]:
     if not act.params:
         return spec.activation, None
     if spec.layer_type.recurrent:
-        if spec.activation_params != act.params:
+        if not act.has_string or spec.activation_params != act.params:
             raise ConfigError(
-                f"layer {spec.name!r} ({spec.type}): a recurrent cell takes a plain activation; "
-                f"{spec.activation} with {spec.activation_params} is not one (use its defaults {act.params})"
+                f"layer {spec.name!r} ({spec.type}): a recurrent cell takes a plain activation; {spec.activation} "
+                f"with {spec.activation_params} is not one"
             )
         return spec.activation, None
-    extra = getattr(keras.layers, act.layer)(**spec.activation_params, name=f"{spec.name}_{spec.activation}")
-    return "linear", extra
+    name = f"{spec.name}_{spec.activation}"
+    if act.name == "prelu":
+        (alpha,) = plan.for_layer(name)
+        rank = len(spec.output_shape)
+        # One slope per channel, as in He et al. 2015, shared over the other axes.
+        layer = keras.layers.PReLU(alpha_initializer=make_initializer(alpha), shared_axes=list(range(1, rank)) or None,
+                                   name=name)
+    else:
+        layer = getattr(keras.layers, act.layer)(**spec.activation_params, name=name)
+    return "linear", layer
 
 
-def make_layers(spec: LayerSpec, entries: list[PlanEntry]) -> list[keras.layers.Layer]:
+def make_layers(spec: LayerSpec, plan: Plan) -> list[keras.layers.Layer]:
     """The Keras layer(s) for one spec: the layer itself, then its activation layer if it needs one."""
     import keras
 
     kwargs = dict(spec.args)
-    activation, extra = _activation_args(spec)
+    activation, extra = _activation_layer(spec, plan)
     if spec.layer_type.has_activation:
         kwargs["activation"] = activation
-    for entry in entries:
+    for entry in plan.for_layer(spec.name):
         kwargs[entry.init_arg] = make_initializer(entry)
     cls = getattr(keras.layers, spec.layer_type.keras_class)
     try:
@@ -82,9 +120,10 @@ def build(plan: Plan) -> keras.Model:
     """
     import keras
 
-    inputs = keras.Input(shape=plan.info.input_shape, name="inputs")
+    dtype = "int32" if plan.info.vocab_size else None
+    inputs = keras.Input(shape=plan.info.input_shape, name="inputs", dtype=dtype)
     x = inputs
     for spec in plan.specs:
-        for layer in make_layers(spec, plan.for_layer(spec.name)):
+        for layer in make_layers(spec, plan):
             x = layer(x)
     return keras.Model(inputs, x, name="modelforge")

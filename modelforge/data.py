@@ -14,11 +14,13 @@ from typing import Any
 
 from modelforge.errors import ConfigError, invalid
 
-LAYOUTS = ("auto", "flat", "image", "sequence")
+LAYOUTS = ("auto", "flat", "image", "sequence", "tokens")
 TASKS = ("classification", "regression")
 
 # sklearn's digits: 1797 8x8 grey images with values 0..16.
-_DIGITS_SHAPES = {"flat": (64,), "image": (8, 8, 1), "sequence": (8, 8)}
+_DIGITS_SHAPES = {"flat": (64,), "image": (8, 8, 1), "sequence": (8, 8), "tokens": (64,)}
+# As tokens, each pixel is its integer grey level: a vocabulary of 17 for an Embedding.
+_DIGITS_VOCAB = 17
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,14 @@ class DataInfo:
         input_shape: one sample's shape.
         task: `classification` or `regression`.
         num_outputs: classes for classification, targets for regression.
+        vocab_size: for integer token inputs, the number of distinct tokens; None for real-valued inputs.
     """
 
     name: str
     input_shape: tuple[int, ...]
     task: str
     num_outputs: int
+    vocab_size: int | None = None
 
 
 @dataclass
@@ -95,7 +99,8 @@ def describe(data: Mapping[str, Any], wanted_layout: str) -> DataInfo:
     if data["name"] == "digits":
         layout = data.get("layout", "auto")
         layout = wanted_layout if layout == "auto" else layout
-        return DataInfo("digits", _DIGITS_SHAPES[layout], "classification", 10)
+        vocab = _DIGITS_VOCAB if layout == "tokens" else None
+        return DataInfo("digits", _DIGITS_SHAPES[layout], "classification", 10, vocab)
     task = data["task"]
     outputs = data["num_classes"] if task == "classification" else data["num_targets"]
     return DataInfo("synthetic", tuple(data["shape"]), task, outputs)
@@ -115,6 +120,8 @@ def _load_digits(info: DataInfo) -> tuple[Any, Any]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
+    if info.vocab_size:
+        return bunch.data.astype(np.int32), bunch.target.astype(np.int32)
     x = (bunch.data / 16.0).astype(np.float32).reshape((-1, *info.input_shape))
     return x, bunch.target.astype(np.int32)
 

@@ -1,7 +1,9 @@
 """The init plan: one entry per weight saying which initializer it gets, from where, with which fans.
 
 Pure: computed from the config alone, so `python -m modelforge.plan` prints it without TensorFlow and
-the builder follows it exactly.
+the builder follows it exactly. Where modelforge's true fans differ from the ones Keras would guess from
+the kernel's shape, the entry keeps both, and the Keras initializer the builder makes gets its scale
+corrected so that Keras' guess yields the true fans' variance (the saved model stays plain Keras).
 """
 
 from __future__ import annotations
@@ -14,9 +16,18 @@ from typing import Any
 
 from modelforge.data import DataInfo
 from modelforge.errors import ConfigError
-from modelforge.fans import keras_fans
-from modelforge.policy import InitChoice, check_policy, kernel_choice, parse_initializer, role_choice, target_std
-from modelforge.registry import SEEDED
+from modelforge.fans import fan_for_mode, keras_fans
+from modelforge.layer_types import Weight
+from modelforge.policy import (
+    InitChoice,
+    check_policy,
+    is_policy,
+    kernel_choice,
+    parse_initializer,
+    role_choice,
+    target_std,
+)
+from modelforge.registry import SEEDED, VARIANCE_SCALING_PRESETS, get_activation
 from modelforge.specs import LayerSpec, layer_specs, to_plain
 
 
@@ -36,22 +47,32 @@ def derive_seed(run_seed: int, path: str) -> int:
 
 @dataclass(frozen=True)
 class PlanEntry:
-    """The decision for one weight; `as_dict()` is its `init_plan.json` form."""
+    """The decision for one weight; `as_dict()` is its `init_plan.json` form.
+
+    Attributes:
+        choice: what was decided and why (the name users see).
+        build: the initializer name and parameters handed to Keras; differs from `choice` when the scale
+            is corrected for true fans.
+        fan_in, fan_out: the true fans of the layer's computation (None for biases and statistics).
+        keras_fans: what Keras would have guessed from the shape, when that differs; else None.
+    """
 
     layer: str
     weight: str
     type: str
     activation: str | None
     choice: InitChoice
-    fan_in: int | None
-    fan_out: int | None
-    target_std: float
+    build: tuple[str, dict[str, Any]]
+    fan_in: float | None
+    fan_out: float | None
+    keras_fans: tuple[int, int] | None
+    target_std: float | None
     shape: tuple[int, ...]
     seed: int | None
     init_arg: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        found = {
             "layer": self.layer,
             "weight": self.weight,
             "type": self.type,
@@ -62,10 +83,14 @@ class PlanEntry:
             "note": self.choice.note,
             "fan_in": self.fan_in,
             "fan_out": self.fan_out,
+            "keras_fans": list(self.keras_fans) if self.keras_fans else None,
             "target_std": self.target_std,
             "shape": list(self.shape),
             "seed": self.seed,
         }
+        if self.build != (self.choice.name, self.choice.params):
+            found["keras_initializer"] = {"name": self.build[0], **self.build[1]}
+        return found
 
 
 @dataclass
@@ -91,13 +116,52 @@ def run_seed(cfg: Mapping[str, Any]) -> int:
     return seed
 
 
-def _entry(spec: LayerSpec, weight: Any, choice: InitChoice, seed: int) -> PlanEntry:
-    fans = keras_fans(weight.shape) if choice.name not in ("zeros", "ones") else (None, None)
-    fan_in, fan_out = fans
-    std = target_std(choice, weight.shape, fan_in or 1, fan_out or 1)
-    path_seed = derive_seed(seed, f"{spec.name}/{weight.name}") if choice.name in SEEDED else None
-    return PlanEntry(spec.name, weight.name, spec.type, spec.activation, choice, fan_in, fan_out, std,
-                     weight.shape, path_seed, weight.init_arg)
+def _vs_params(choice: InitChoice) -> tuple[float, str, str] | None:
+    if choice.name in VARIANCE_SCALING_PRESETS:
+        return VARIANCE_SCALING_PRESETS[choice.name]
+    if choice.name == "variance_scaling":
+        return choice.params["scale"], choice.params["mode"], choice.params["distribution"]
+    return None
+
+
+def keras_build(choice: InitChoice, true_fans: tuple[float, float], guess: tuple[int, int]) -> tuple[str, dict]:
+    """The Keras initializer that gives `choice`'s variance with the true fans.
+
+    Keras divides the scale by the fan it guesses from the shape; multiplying the scale by guess / true
+    makes the drawn variance scale / true fan, while the initializer stays a plain `VarianceScaling`.
+    """
+    vs = _vs_params(choice)
+    if vs is None or tuple(true_fans) == tuple(guess):
+        return choice.name, choice.params
+    scale, mode, distribution = vs
+    corrected = scale * fan_for_mode(*guess, mode) / fan_for_mode(*true_fans, mode)
+    return "variance_scaling", {"scale": corrected, "mode": mode, "distribution": distribution}
+
+
+def _entry(layer: str, type_: str, activation: str | None, weight: Weight, choice: InitChoice,
+           seed: int) -> PlanEntry:
+    guess = keras_fans(weight.shape)
+    true = weight.fans
+    std_fans = true or guess
+    build = keras_build(choice, true, guess) if true else (choice.name, choice.params)
+    return PlanEntry(
+        layer=layer, weight=weight.name, type=type_, activation=activation, choice=choice, build=build,
+        fan_in=true[0] if true else None, fan_out=true[1] if true else None,
+        keras_fans=guess if true and tuple(true) != guess else None,
+        target_std=target_std(choice, weight.shape, *std_fans),
+        shape=weight.shape,
+        seed=derive_seed(seed, f"{layer}/{weight.name}") if choice.name in SEEDED else None,
+        init_arg=weight.init_arg,
+    )
+
+
+def _prelu_entry(spec: LayerSpec, seed: int) -> PlanEntry:
+    """PReLU's learned slope, one per channel, starting at the configured negative_slope."""
+    channels = spec.output_shape[-1]
+    shape = (*(1,) * (len(spec.output_shape) - 1), channels)
+    choice = InitChoice("constant", {"value": float(spec.activation_params["negative_slope"])}, "default:prelu")
+    weight = Weight("alpha", shape, "alpha", "alpha_initializer")
+    return _entry(f"{spec.name}_prelu", "prelu", "prelu", weight, choice, seed)
 
 
 def make_plan(cfg: Mapping[str, Any]) -> Plan:
@@ -108,7 +172,7 @@ def make_plan(cfg: Mapping[str, Any]) -> Plan:
     """
     seed = run_seed(cfg)
     init_cfg = to_plain(cfg["initializer"])
-    if init_cfg.get("name", "auto") == "auto":
+    if is_policy(init_cfg):
         check_policy(init_cfg)
     else:
         parse_initializer(init_cfg, "initializer")
@@ -121,19 +185,28 @@ def make_plan(cfg: Mapping[str, Any]) -> Plan:
                                        init_cfg, spec.name)
             else:
                 choice = role_choice(weight.role, spec.args.get(weight.init_arg), spec.name)
-            plan.entries.append(_entry(spec, weight, choice, seed))
+            plan.entries.append(_entry(spec.name, spec.type, spec.activation, weight, choice, seed))
+        if spec.activation and not get_activation(spec.activation).has_string:
+            plan.entries.append(_prelu_entry(spec, seed))
     return plan
 
 
+def _fan(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
 def format_table(plan: Plan) -> str:
-    """The plan as an aligned text table, one row per weight."""
+    """The plan as an aligned text table, one row per weight; `*` marks fans that differ from Keras' guess."""
     header = ("layer", "weight", "shape", "activation", "initializer", "source", "fan_in", "fan_out", "target_std")
     rows = [header]
     for e in plan.entries:
+        mark = "*" if e.keras_fans else ""
         rows.append((
             e.layer, e.weight, "x".join(map(str, e.shape)), e.activation or "-", e.choice.label, e.choice.source,
-            "-" if e.fan_in is None else str(e.fan_in), "-" if e.fan_out is None else str(e.fan_out),
-            f"{e.target_std:.4f}" if e.target_std else "0",
+            _fan(e.fan_in) + mark, _fan(e.fan_out) + mark,
+            "?" if e.target_std is None else (f"{e.target_std:.4f}" if e.target_std else "0"),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -141,4 +214,9 @@ def format_table(plan: Plan) -> str:
     total = sum(math.prod(e.shape) for e in plan.entries)
     lines.append(f"{len(plan.entries)} weights, {total:,} values; input {list(plan.info.input_shape)} "
                  f"from {plan.info.name}, {plan.info.task} with {plan.info.num_outputs} outputs")
+    differ = [e for e in plan.entries if e.keras_fans]
+    if differ:
+        lines.append("* true fans of the layer's computation; Keras would guess "
+                     + ", ".join(f"{e.layer}/{e.weight} {e.keras_fans}" for e in differ)
+                     + " (the scale is corrected so the values get the true fans' variance)")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from modelforge import fans as fan_rules
 from modelforge.errors import ConfigError, invalid
 
 Shape = tuple[int, ...]
@@ -27,12 +28,15 @@ class Weight:
         role: `kernel` (chosen by the initializer policy), `recurrent`, `bias`, or a normalization
             statistic (`gamma`, `beta`, `moving_mean`, `moving_variance`).
         init_arg: the Keras constructor argument that sets its initializer.
+        fans: the true (fan_in, fan_out) of the layer's forward computation (see `fans.py`), for the
+            weights a variance-scaling initializer may draw; None for biases and statistics.
     """
 
     name: str
     shape: Shape
     role: str
     init_arg: str
+    fans: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class LayerType:
         keras_class: the class in `keras.layers`.
         size_key: the argument holding its width (`units`, `filters`) or None.
         input_rank: the rank of one input sample it needs, or None for any.
-        layout: the data layout it wants when it comes first (`flat`, `image`, `sequence`), or None.
+        layout: the data layout it wants when it comes first (`flat`, `image`, `sequence`, `tokens`), or None.
         has_activation: whether it takes an `activation` argument.
         output_shape: maps (input shape, args) to the output shape.
         weights: maps (input shape, args) to the weights it creates.
@@ -109,7 +113,9 @@ def _dense_out(shape: Shape, args: Args) -> Shape:
 
 
 def _dense_weights(shape: Shape, args: Args) -> list[Weight]:
-    return [Weight("kernel", (shape[-1], args["units"]), "kernel", "kernel_initializer"), *_bias(args, args["units"])]
+    units = args["units"]
+    fans = fan_rules.dense_fans(shape[-1], units)
+    return [Weight("kernel", (shape[-1], units), "kernel", "kernel_initializer", fans), *_bias(args, units)]
 
 
 def _conv(n: int) -> tuple[Callable[[Shape, Args], Shape], Callable[[Shape, Args], list[Weight]]]:
@@ -124,7 +130,9 @@ def _conv(n: int) -> tuple[Callable[[Shape, Args], Shape], Callable[[Shape, Args
                 f"groups={groups} must divide both the input channels ({cin}) and filters ({filters})"
             )
         k = _ints(args["kernel_size"], n, "kernel_size")
-        return [Weight("kernel", (*k, cin // groups, filters), "kernel", "kernel_initializer"), *_bias(args, filters)]
+        fans = fan_rules.conv_fans(k, cin, filters, groups)
+        return [Weight("kernel", (*k, cin // groups, filters), "kernel", "kernel_initializer", fans),
+                *_bias(args, filters)]
 
     return out, weights
 
@@ -143,8 +151,10 @@ def _conv_transpose(n: int) -> tuple[Callable[[Shape, Args], Shape], Callable[[S
 
     def weights(shape: Shape, args: Args) -> list[Weight]:
         k = _ints(args["kernel_size"], n, "kernel_size")
+        strides = _ints(args.get("strides", 1), n, "strides")
+        fans = fan_rules.conv_transpose_fans(k, strides, shape[-1], args["filters"])
         # Keras stores transposed kernels as (*k, filters, in_channels): output channels first.
-        return [Weight("kernel", (*k, args["filters"], shape[-1]), "kernel", "kernel_initializer"),
+        return [Weight("kernel", (*k, args["filters"], shape[-1]), "kernel", "kernel_initializer", fans),
                 *_bias(args, args["filters"])]
 
     return out, weights
@@ -157,7 +167,8 @@ def _depthwise(n: int) -> tuple[Callable[[Shape, Args], Shape], Callable[[Shape,
     def weights(shape: Shape, args: Args) -> list[Weight]:
         k = _ints(args["kernel_size"], n, "kernel_size")
         dm = args.get("depth_multiplier", 1)
-        return [Weight("depthwise_kernel", (*k, shape[-1], dm), "kernel", "depthwise_initializer"),
+        return [Weight("depthwise_kernel", (*k, shape[-1], dm), "kernel", "depthwise_initializer",
+                       fan_rules.depthwise_fans(k, dm)),
                 *_bias(args, shape[-1] * dm)]
 
     return out, weights
@@ -171,9 +182,10 @@ def _separable(n: int) -> tuple[Callable[[Shape, Args], Shape], Callable[[Shape,
         k = _ints(args["kernel_size"], n, "kernel_size")
         dm = args.get("depth_multiplier", 1)
         return [
-            Weight("depthwise_kernel", (*k, shape[-1], dm), "kernel", "depthwise_initializer"),
+            Weight("depthwise_kernel", (*k, shape[-1], dm), "kernel", "depthwise_initializer",
+                   fan_rules.depthwise_fans(k, dm)),
             Weight("pointwise_kernel", (*(1,) * n, shape[-1] * dm, args["filters"]), "kernel",
-                   "pointwise_initializer"),
+                   "pointwise_initializer", fan_rules.pointwise_fans(shape[-1] * dm, args["filters"])),
             *_bias(args, args["filters"]),
         ]
 
@@ -192,8 +204,10 @@ def _recurrent(name: str) -> tuple[Callable[[Shape, Args], Shape], Callable[[Sha
     def weights(shape: Shape, args: Args) -> list[Weight]:
         units = args["units"]
         found = [
-            Weight("kernel", (shape[-1], gates * units), "kernel", "kernel_initializer"),
-            Weight("recurrent_kernel", (units, gates * units), "recurrent", "recurrent_initializer"),
+            Weight("kernel", (shape[-1], gates * units), "kernel", "kernel_initializer",
+                   fan_rules.recurrent_gate_fans(shape[-1], units)),
+            Weight("recurrent_kernel", (units, gates * units), "recurrent", "recurrent_initializer",
+                   fan_rules.recurrent_gate_fans(units, units)),
         ]
         if args.get("use_bias", True):
             # GRU with reset_after (Keras' default) keeps separate input and recurrent biases.
@@ -202,6 +216,19 @@ def _recurrent(name: str) -> tuple[Callable[[Shape, Args], Shape], Callable[[Sha
         return found
 
     return out, weights
+
+
+def _embedding_out(shape: Shape, args: Args) -> Shape:
+    return (*shape, args["output_dim"])
+
+
+def _embedding_weights(shape: Shape, args: Args) -> list[Weight]:
+    for key in ("input_dim", "output_dim"):
+        value = args.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key}={value!r} must be a positive integer")
+    return [Weight("embeddings", (args["input_dim"], args["output_dim"]), "kernel", "embeddings_initializer",
+                   fan_rules.embedding_fans(args["output_dim"]))]
 
 
 def _pool(n: int) -> Callable[[Shape, Args], Shape]:
@@ -241,6 +268,7 @@ _DIMS = {1: "1d", 2: "2d", 3: "3d"}
 def _table() -> dict[str, LayerType]:
     types = [
         LayerType("dense", "Dense", "units", None, "flat", True, _dense_out, _dense_weights),
+        LayerType("embedding", "Embedding", None, 1, "tokens", False, _embedding_out, _embedding_weights),
         LayerType("flatten", "Flatten", None, None, None, False, _flatten, _none),
         LayerType("dropout", "Dropout", None, None, None, False, _same, _none),
         LayerType("activation", "Activation", None, None, None, True, _same, _none),

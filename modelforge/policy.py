@@ -51,6 +51,8 @@ class InitChoice:
     @property
     def label(self) -> str:
         """A short human-readable form: `he_normal`, `variance_scaling(scale=1.92, ...)`."""
+        if self.name == CUSTOM:
+            return str(self.params["_target_"]).rpartition(".")[2]
         if not self.params:
             return self.name
         if self.name == "variance_scaling":
@@ -78,13 +80,18 @@ def parse_initializer(value: Any, where: str) -> tuple[str, dict[str, Any]]:
         >>> parse_initializer({"name": "variance_scaling", "mode": "fan_avg"}, "initializer")
         ('variance_scaling', {'scale': 1.0, 'mode': 'fan_avg', 'distribution': 'truncated_normal'})
     """
+    if isinstance(value, Mapping) and "_target_" in value:
+        return CUSTOM, _check_custom(value, where)
     if isinstance(value, str):
         name, given = value, {}
     elif isinstance(value, Mapping) and "name" in value:
         name = value["name"]
         given = {k: v for k, v in value.items() if k != "name"}
     else:
-        raise ConfigError(f"{where}={value!r} must be an initializer name or a mapping with a 'name' key")
+        raise ConfigError(
+            f"{where}={value!r} must be an initializer name, a mapping with a 'name' key, or a mapping with a "
+            "'_target_' naming your own keras.initializers.Initializer subclass"
+        )
     if name not in INITIALIZERS:
         valid = [*INITIALIZERS, "auto"] if where == "initializer" else INITIALIZERS
         raise invalid(f"initializer in {where}", name, valid)
@@ -97,6 +104,25 @@ def parse_initializer(value: Any, where: str) -> tuple[str, dict[str, Any]]:
     if name == "variance_scaling":
         _check_variance_scaling(params, where)
     return name, params
+
+
+CUSTOM = "custom"
+
+
+def _check_custom(value: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Checks that `_target_` names an importable class; returns its constructor arguments with `_target_`."""
+    import importlib
+
+    target = value["_target_"]
+    module_name, _, class_name = str(target).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"{where}: cannot import the initializer class _target_={target!r} ({err}); give the "
+                          "full dotted path of a class importable from this Python") from None
+    if not isinstance(cls, type):
+        raise ConfigError(f"{where}: _target_={target!r} is not a class")
+    return {k: v for k, v in value.items() if k != "name"}
 
 
 def _check_variance_scaling(params: dict[str, Any], where: str) -> None:
@@ -121,6 +147,11 @@ def _variant(name: str, distribution: str) -> str:
         return name
     family = name.rsplit("_", 1)[0]
     return family + _VARIANT[distribution]
+
+
+def is_policy(initializer_cfg: Mapping[str, Any]) -> bool:
+    """Whether the `initializer` config is the policy by activation (`auto`) rather than one initializer."""
+    return "_target_" not in initializer_cfg and initializer_cfg.get("name", "auto") == "auto"
 
 
 def check_policy(auto: Mapping[str, Any]) -> None:
@@ -171,7 +202,7 @@ def kernel_choice(
     if layer_initializer is not None:
         name, params = parse_initializer(layer_initializer, f"model.layers[{layer_name}].initializer")
         return InitChoice(name, params, "layer")
-    if initializer_cfg.get("name", "auto") != "auto":
+    if not is_policy(initializer_cfg):
         name, params = parse_initializer(dict(initializer_cfg), "initializer")
         return InitChoice(name, params, "override")
     return policy_choice(activation, activation_params, initializer_cfg)
@@ -186,13 +217,13 @@ def role_choice(role: str, layer_value: Any, layer_name: str) -> InitChoice:
     return InitChoice(name, params, f"default:{role}")
 
 
-def target_std(choice: InitChoice, shape: tuple[int, ...], fan_in: int, fan_out: int) -> float:
+def target_std(choice: InitChoice, shape: tuple[int, ...], fan_in: float, fan_out: float) -> float | None:
     """The standard deviation the drawn values should have.
 
     Variance scaling: sqrt(scale / n) with n from the mode, whatever the distribution (Keras corrects
     truncated normals, and a uniform on [-limit, limit] with limit = sqrt(3 scale / n) has that std).
     Orthogonal: gain / sqrt(max(rows, cols)) for the kernel flattened to (prod(shape[:-1]), shape[-1]),
-    since its rows (or columns) are unit vectors.
+    since its rows (or columns) are unit vectors. None for a user's own class: modelforge cannot know.
     """
     name, p = choice.name, choice.params
     if name in VARIANCE_SCALING_PRESETS or name == "variance_scaling":
@@ -207,4 +238,6 @@ def target_std(choice: InitChoice, shape: tuple[int, ...], fan_in: int, fan_out:
         return float(p["stddev"]) * TRUNCATED_NORMAL_STD
     if name == "random_uniform":
         return (p["maxval"] - p["minval"]) / math.sqrt(12.0)
+    if name == CUSTOM:
+        return None
     return 0.0

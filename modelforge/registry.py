@@ -17,12 +17,14 @@ class Activation:
     """An activation name and the parameters it takes.
 
     `layer` names the Keras layer used when parameters are given (a plain string activation cannot carry
-    them); `params` holds each parameter with Keras' default.
+    them); `params` holds each parameter with its default; `has_string` says whether Keras also knows the
+    name as a plain activation string (PReLU, with its learned slope, is a layer only).
     """
 
     name: str
     layer: str | None = None
     params: dict[str, float] = field(default_factory=dict)
+    has_string: bool = True
 
 
 ACTIVATIONS: dict[str, Activation] = {
@@ -37,6 +39,8 @@ ACTIVATIONS: dict[str, Activation] = {
         Activation("mish"),
         Activation("softplus"),
         Activation("leaky_relu", layer="LeakyReLU", params={"negative_slope": 0.2}),
+        # The slope starts at 0.25 as in He et al. 2015 and is learned per channel.
+        Activation("prelu", layer="PReLU", params={"negative_slope": 0.25}, has_string=False),
         Activation("selu"),
         Activation("tanh"),
         Activation("sigmoid"),
@@ -74,6 +78,7 @@ INITIALIZERS: dict[str, dict[str, Any]] = {
     "random_normal": {"mean": 0.0, "stddev": 0.05},
     "random_uniform": {"minval": -0.05, "maxval": 0.05},
     "truncated_normal": {"mean": 0.0, "stddev": 0.05},
+    "constant": {"value": 0.0},
     "zeros": {},
     "ones": {},
 }
@@ -91,12 +96,13 @@ INITIALIZER_CLASSES: dict[str, str] = {
     "random_normal": "RandomNormal",
     "random_uniform": "RandomUniform",
     "truncated_normal": "TruncatedNormal",
+    "constant": "Constant",
     "zeros": "Zeros",
     "ones": "Ones",
 }
 
 # Initializers that draw random values and so take a seed.
-SEEDED = frozenset(INITIALIZERS) - {"zeros", "ones"}
+SEEDED = frozenset(INITIALIZERS) - {"zeros", "ones", "constant"}
 
 MODES = ("fan_in", "fan_out", "fan_avg")
 DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform")

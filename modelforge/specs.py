@@ -30,6 +30,7 @@ _LAYOUT_HINT = {
     "data.shape=[8,8,1]",
     "sequence": "use data=digits with data.layout=auto or sequence (8 rows of 8 pixels), or data=synthetic "
     "data.shape=[12,4]",
+    "tokens": "use data=digits with data.layout=auto or tokens (64 grey levels 0..16, vocabulary 17)",
 }
 
 
@@ -167,11 +168,31 @@ def _shape_error(spec: Mapping[str, Any], kind: LayerType, shape: tuple[int, ...
     return ConfigError(message)
 
 
-def _resolve(spec: dict[str, Any], shape: tuple[int, ...], default_act: Mapping[str, Any], first: bool) -> LayerSpec:
+def _check_tokens(spec: Mapping[str, Any], info: data_mod.DataInfo, first: bool) -> None:
+    """An Embedding needs integer tokens: the first layer, on token data, with room for every token."""
+    if not first or info.vocab_size is None:
+        raise ConfigError(
+            f"layer {spec['name']!r} (embedding) needs integer tokens as its input, so it must come first and "
+            f"the data must be tokens; {_LAYOUT_HINT['tokens']}"
+        )
+    if isinstance(spec.get("input_dim"), int) and spec["input_dim"] < info.vocab_size:
+        raise ConfigError(
+            f"layer {spec['name']!r} (embedding): input_dim={spec['input_dim']} is smaller than the data's "
+            f"vocabulary of {info.vocab_size} tokens; use input_dim: {info.vocab_size} or more"
+        )
+
+
+def _resolve(spec: dict[str, Any], shape: tuple[int, ...], default_act: Mapping[str, Any],
+             info: data_mod.DataInfo, first: bool) -> LayerSpec:
     kind = get_layer_type(spec["type"])
     name = spec["name"]
     if kind.input_rank is not None and len(shape) != kind.input_rank:
         raise _shape_error(spec, kind, shape, first)
+    if kind.layout == "tokens":
+        _check_tokens(spec, info, first)
+    elif first and info.vocab_size is not None:
+        raise ConfigError(f"data.layout=tokens gives integer tokens, which only an embedding layer can take first; "
+                          f"layer {name!r} is {kind.name}")
     if kind.size_key:
         positive_int(spec.get(kind.size_key), f"model.layers[{name}].{kind.size_key}")
     if kind.name.startswith(("conv", "depthwise_conv", "separable_conv")) and "kernel_size" not in spec:
@@ -225,11 +246,11 @@ def layer_specs(cfg: Mapping[str, Any]) -> tuple[list[LayerSpec], data_mod.DataI
         if spec["name"] in seen:
             raise ConfigError(f"two layers are named {spec['name']!r}; layer names must be unique")
         seen.add(spec["name"])
-        resolved = _resolve(spec, shape, default_act, first=not specs)
+        resolved = _resolve(spec, shape, default_act, info, first=not specs)
         specs.append(resolved)
         shape = resolved.output_shape
     if len(shape) > 1:
-        specs.append(_resolve({"type": "flatten", "name": "flatten"}, shape, default_act, first=False))
+        specs.append(_resolve({"type": "flatten", "name": "flatten"}, shape, default_act, info, first=False))
         shape = specs[-1].output_shape
-    specs.append(_resolve(_head(info), shape, default_act, first=False))
+    specs.append(_resolve(_head(info), shape, default_act, info, first=False))
     return specs, info

@@ -60,15 +60,25 @@ def test_conv_with_override_equals_hand_written_keras(compose):
     assert built.output_shape == by_hand.output_shape == (None, 10)
 
 
-def test_lstm_equals_hand_written_keras(compose):
+def per_gate_glorot(path, in_features, units, gates=4):
+    """Glorot uniform over one gate's (in_features, units), as a Keras initializer on the whole kernel.
+
+    Keras would divide by the whole kernel's mean fan (in_features + gates * units) / 2; the gate's own is
+    (in_features + units) / 2, so the scale is their ratio.
+    """
+    scale = (in_features + gates * units) / (in_features + units)
+    return seeded(I.VarianceScaling, path, scale=scale, mode="fan_avg", distribution="uniform")
+
+
+def test_lstm_equals_hand_written_keras_with_per_gate_fans(compose):
     built = modelforge.build_model(compose(["layer=lstm", "model.depth=2", "model.units=6"]))
     by_hand = keras.Sequential([
         keras.Input((8, 8)),
         L.LSTM(6, activation="tanh", return_sequences=True, name="block1_lstm",
-               kernel_initializer=seeded(I.GlorotUniform, "block1_lstm/kernel"),
+               kernel_initializer=per_gate_glorot("block1_lstm/kernel", 8, 6),
                recurrent_initializer=seeded(I.Orthogonal, "block1_lstm/recurrent_kernel")),
         L.LSTM(6, activation="tanh", name="block2_lstm",
-               kernel_initializer=seeded(I.GlorotUniform, "block2_lstm/kernel"),
+               kernel_initializer=per_gate_glorot("block2_lstm/kernel", 6, 6),
                recurrent_initializer=seeded(I.Orthogonal, "block2_lstm/recurrent_kernel")),
         L.Dense(10, "softmax", name="head", kernel_initializer=seeded(I.GlorotUniform, "head/kernel")),
     ])
