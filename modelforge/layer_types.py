@@ -167,7 +167,8 @@ def _depthwise(n: int) -> tuple[Callable[[Shape, Args], Shape], Callable[[Shape,
     def weights(shape: Shape, args: Args) -> list[Weight]:
         k = _ints(args["kernel_size"], n, "kernel_size")
         dm = args.get("depth_multiplier", 1)
-        return [Weight("depthwise_kernel", (*k, shape[-1], dm), "kernel", "depthwise_initializer",
+        # Keras names a depthwise layer's kernel plain `kernel` (a separable layer's is `depthwise_kernel`).
+        return [Weight("kernel", (*k, shape[-1], dm), "kernel", "depthwise_initializer",
                        fan_rules.depthwise_fans(k, dm)),
                 *_bias(args, shape[-1] * dm)]
 
