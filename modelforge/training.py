@@ -165,6 +165,32 @@ def _config_yaml(cfg: Any) -> str:
         return OmegaConf.to_yaml(cfg, resolve=False)
 
 
+def prepare(cfg: Any, folder: RunFolder, timings: dict[str, float] | None = None) -> tuple[Plan, Any, Any]:
+    """Checks the config, saves and prints the plan, seeds, loads the data, builds and compiles the model."""
+    timings = {} if timings is None else timings
+    tick = time.perf_counter()
+    check_training(cfg)
+    plan = make_plan(cfg)
+    folder.write_json("init_plan.json", plan.as_json())
+    print(format_table(plan), flush=True)
+    timings["plan_s"] = time.perf_counter() - tick
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tick = time.perf_counter()
+    from modelforge.builder import build
+
+    seed = run_seed(cfg)
+    seed_everything(seed, bool(cfg["trainer"].get("deterministic", True)))
+    dataset = data_mod.load(to_plain(cfg["data"]), plan.info, seed)
+    timings["import_and_data_s"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    model = build(plan)
+    compile_model(model, cfg, plan.info.task)
+    timings["build_s"] = time.perf_counter() - tick
+    return plan, dataset, model
+
+
 def run_training(cfg: Any, run_dir: str | Path | None = None, folder: RunFolder | None = None) -> dict[str, Any]:
     """Trains the config's model and writes its run folder.
 
@@ -188,12 +214,7 @@ def run_training(cfg: Any, run_dir: str | Path | None = None, folder: RunFolder 
     folder.write_text("config.yaml", _config_yaml(cfg))
     timings: dict[str, float] = {}
     try:
-        check_training(cfg)
-        plan = make_plan(cfg)
-        folder.write_json("init_plan.json", plan.as_json())
-        print(format_table(plan), flush=True)
-        timings["plan_s"] = time.perf_counter() - started
-        record.update(_train(cfg, plan, folder, timings))
+        record.update(_train(cfg, folder, timings))
     except KeyboardInterrupt:
         _finish(folder, record, timings, started, "interrupted", "interrupted by the user (Ctrl-C)")
         raise
@@ -215,22 +236,18 @@ def _finish(folder: RunFolder, record: dict[str, Any], timings: dict[str, float]
     return record
 
 
-def _train(cfg: Any, plan: Plan, folder: RunFolder, timings: dict[str, float]) -> dict[str, Any]:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    tick = time.perf_counter()
-    from modelforge.builder import build
-
-    trainer = to_plain(cfg["trainer"])
-    seed = run_seed(cfg)
-    seed_everything(seed, bool(trainer.get("deterministic", True)))
-    dataset = data_mod.load(to_plain(cfg["data"]), plan.info, seed)
-    timings["import_and_data_s"] = time.perf_counter() - tick
-
-    tick = time.perf_counter()
-    model = build(plan)
-    compile_model(model, cfg, plan.info.task)
+def _train(cfg: Any, folder: RunFolder, timings: dict[str, float]) -> dict[str, Any]:
+    plan, dataset, model = prepare(cfg, folder, timings)
     folder.write_text("model_summary.txt", _summary_text(model))
-    timings["build_s"] = time.perf_counter() - tick
+    diagnosis = None
+    if cfg["trainer"].get("diagnose", False):
+        from modelforge.diagnose import format_report, run_diagnosis
+
+        tick = time.perf_counter()
+        report = run_diagnosis(model, plan, dataset, folder)
+        print(format_report(report), flush=True)
+        diagnosis = report["verdict"]
+        timings["diagnose_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     history = fit_model(model, dataset, cfg, folder)
@@ -241,16 +258,17 @@ def _train(cfg: Any, plan: Plan, folder: RunFolder, timings: dict[str, float]) -
     if any(math.isnan(v) or math.isinf(v) for v in final.values()):
         raise RunFailed(f"the loss became NaN or infinite at epoch {epochs_run}; lower optimizer.learning_rate "
                         "or choose a smaller initializer scale")
-    tick = time.perf_counter()
-    folder.write_with("model.keras", lambda path: model.save(path))
-    timings["save_s"] = time.perf_counter() - tick
     objective = objective_name(cfg, plan.info.task)
     if objective not in final:
         raise ConfigError(f"trainer.objective={objective!r} is not a metric of this run; valid: {', '.join(final)}")
+    tick = time.perf_counter()
+    folder.write_with("model.keras", lambda path: model.save(path))
+    timings["save_s"] = time.perf_counter() - tick
     return {
         "objective": {"name": objective, "value": final[objective]},
         "final": final,
         "best": _best(history, objective),
         "epochs_run": epochs_run,
         "samples": {"train": len(dataset.x_train), "validation": len(dataset.x_val)},
+        "diagnosis": diagnosis,
     }

@@ -101,3 +101,13 @@ def test_import_modelforge_is_cheap():
     code = "import sys, modelforge; print(sorted(m for m in ('tensorflow', 'keras', 'sklearn') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_diagnose_command_writes_report(tmp_path):
+    result = run(tmp_path, "model.depth=12", "initializer=glorot_uniform", module="modelforge.diagnose")
+    assert result.returncode == 0, result.stderr
+    assert "verdict: signal shrinks" in result.stdout and "vanishing" in result.stdout
+    (report,) = Path(tmp_path, "outputs").rglob("init_report.json")
+    assert (report.parent / "init_report.png").exists()
+    assert len(json.loads(report.read_text())["block_second_moments"]) == 12

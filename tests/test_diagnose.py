@@ -1,0 +1,90 @@
+"""The init health report: per-layer statistics, the verdict, and He et al. 2015 reproduced."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+import modelforge
+from modelforge.diagnose import run_diagnosis, verdict
+from modelforge.runlog import RunFolder
+from modelforge.training import prepare
+from tests.conftest import FAST
+
+
+def diagnosed(compose, tmp_path, overrides):
+    folder = RunFolder(tmp_path)
+    plan, dataset, model = prepare(compose([*FAST, *overrides]), folder)
+    return run_diagnosis(model, plan, dataset, folder), model, dataset
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model.depth=3"],
+    ["layer=conv", "activation=leaky_relu"],
+    ["layer=lstm", "activation=relu"],
+    ["activation=prelu", "layer=conv1d"],
+])
+def test_report_for_dense_conv_and_recurrent_stacks(compose, tmp_path, overrides):
+    report, model, dataset = diagnosed(compose, tmp_path, overrides)
+    on_disk = json.loads((tmp_path / "init_report.json").read_text())
+    assert on_disk["verdict"] == report["verdict"]
+    assert (tmp_path / "init_report.png").read_bytes()[:4] == b"\x89PNG"
+    names = [layer.name for layer in model.layers[1:]]
+    assert [r["layer"] for r in report["layers"]] == names
+    x = dataset.x_train[: report["probe_batch"]]
+    first = model.layers[1](x)
+    assert report["layers"][0]["second_moment"] == pytest.approx(float(np.mean(np.square(first))), rel=1e-5)
+    kernels = [r for r in report["layers"] if r["kernel_grad_norms"]]
+    assert kernels and all(v > 0 for r in kernels for v in r["kernel_grad_norms"].values())
+    assert kernels[-1]["layer"] == "head"
+    rectified = [r for r in report["layers"] if r["dead_fraction"] is not None]
+    if "lstm" not in " ".join(overrides):
+        assert rectified and all(0 <= r["dead_fraction"] <= 1 for r in rectified)
+
+
+def test_dead_fraction_counts_units_never_positive(compose, tmp_path):
+    cfg = ["+model.layers=[{type:dense,units:4,activation:relu,initializer:{name:constant,value:-1.0}}]"]
+    report, _, _ = diagnosed(compose, tmp_path, cfg)
+    # Inputs are >= 0 and every weight is -1: no unit is ever positive.
+    assert report["layers"][0]["dead_fraction"] == 1.0
+    assert report["verdict"].startswith("signal dies")
+
+
+def test_verdict_wording():
+    assert verdict([1.0, 1e-9], 30) == ("signal shrinks 10^9x over 30 layers: vanishing", pytest.approx(-9))
+    assert verdict([1.0, 1e4], 5)[0] == "signal grows 10^4x over 5 layers: exploding"
+    assert verdict([1.0, 0.5], 30)[0] == "signal stays within 10^0.3x over 30 layers: healthy"
+
+
+def test_trainer_diagnose_runs_before_training(compose, tmp_path):
+    metrics = modelforge.train(compose([*FAST, "trainer.diagnose=true"]), run_dir=tmp_path)
+    assert (tmp_path / "init_report.json").exists() and (tmp_path / "init_report.png").exists()
+    assert metrics["diagnosis"] == json.loads((tmp_path / "init_report.json").read_text())["verdict"]
+
+
+def losses(path):
+    with open(path / "history.csv") as f:
+        return [float(row["loss"]) for row in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_he2015_glorot_vanishes_and_stalls_while_the_policy_trains(compose, tmp_path):
+    runs = {}
+    for init in ("glorot_uniform", "auto"):
+        cfg = compose(["experiment=he2015", f"initializer={init}", "trainer.verbose=0"])
+        assert (cfg.model.depth, cfg.model.units, cfg.optimizer.name) == (30, 256, "sgd")
+        modelforge.train(cfg, run_dir=tmp_path / init)
+        report = json.loads((tmp_path / init / "init_report.json").read_text())
+        runs[init] = (report, losses(tmp_path / init))
+    glorot, he = runs["glorot_uniform"], runs["auto"]
+    # Glorot on ReLU halves E[x^2] per layer: 0.5^29 ~ 2e-9 over 30 layers.
+    assert glorot[0]["signal_log10_ratio"] < -7
+    assert "vanishing" in glorot[0]["verdict"]
+    assert abs(he[0]["signal_log10_ratio"]) < 1
+    assert "healthy" in he[0]["verdict"]
+    # The Glorot net's loss stays at log(10), chance for 10 classes; the He net's falls clearly.
+    assert glorot[1][-1] == pytest.approx(math.log(10), abs=0.01)
+    assert glorot[1][-1] > 0.99 * glorot[1][0]
+    assert he[1][-1] < 0.7 * he[1][0]
