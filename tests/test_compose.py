@@ -24,7 +24,8 @@ def test_default_config_whole(compose):
         "data": {"name": "digits", "validation_split": 0.2, "layout": "auto"},
         "optimizer": {"name": "adam", "learning_rate": 0.001},
         "trainer": {
-            "epochs": 20, "batch_size": 32, "shuffle": True, "verbose": "auto", "deterministic": True, "diagnose": False,
+            "epochs": 20, "batch_size": 32, "shuffle": True, "verbose": "auto", "deterministic": True,
+            "diagnose": False,
             "objective": "auto",
             "early_stopping": {"enabled": False, "monitor": "val_loss", "patience": 5, "min_delta": 0.0,
                                "restore_best_weights": True},
