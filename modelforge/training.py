@@ -134,12 +134,15 @@ def _require(module: str, feature: str, extra: str) -> None:
 
 def fit_model(model: Any, dataset: data_mod.Dataset, cfg: Mapping[str, Any], folder: RunFolder) -> dict[str, list]:
     """Fits with the trainer settings and modelforge's callbacks; returns Keras' history dict."""
+    from modelforge.batches import train_batches
+
     trainer = to_plain(cfg["trainer"])
+    batches = train_batches(dataset.x_train, dataset.y_train, trainer["batch_size"], run_seed(cfg),
+                            trainer.get("shuffle", True))
     return model.fit(
-        dataset.x_train, dataset.y_train,
-        validation_data=(dataset.x_val, dataset.y_val),
-        epochs=trainer["epochs"], batch_size=trainer["batch_size"], shuffle=trainer.get("shuffle", True),
-        verbose=trainer.get("verbose", "auto"), callbacks=make_callbacks(cfg, folder),
+        batches, shuffle=False, validation_data=(dataset.x_val, dataset.y_val),
+        validation_batch_size=trainer["batch_size"],
+        epochs=trainer["epochs"], verbose=trainer.get("verbose", "auto"), callbacks=make_callbacks(cfg, folder),
     ).history
 
 
@@ -180,6 +183,10 @@ def prepare(cfg: Any, folder: RunFolder, timings: dict[str, float] | None = None
     from modelforge.builder import build
 
     seed = run_seed(cfg)
+    import keras
+
+    # A fresh session per job: sweeps run jobs one after another in one process (and loky reuses workers).
+    keras.backend.clear_session()
     seed_everything(seed, bool(cfg["trainer"].get("deterministic", True)))
     dataset = data_mod.load(to_plain(cfg["data"]), plan.info, seed)
     timings["import_and_data_s"] = time.perf_counter() - tick

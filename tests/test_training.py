@@ -101,3 +101,35 @@ def test_conv_and_recurrent_train(compose, tmp_path):
         metrics = modelforge.train(compose([*FAST, layer]), run_dir=tmp_path / name)
         assert metrics["status"] == "completed"
         assert 0.0 <= metrics["final"]["val_accuracy"] <= 1.0
+
+
+def test_batch_order_depends_on_the_seed_alone(compose):
+    """Arms with one seed see the same batches, whatever model the process built first."""
+    from modelforge.batches import train_batches
+
+    x = np.arange(100, dtype=np.float32).reshape(100, 1)
+    y = np.arange(100)
+
+    def epochs(seed):
+        keras.utils.set_random_seed(seed)
+        ds = train_batches(x, y, 16, seed)
+        return [np.concatenate([b[1].numpy() for b in ds]) for _ in range(2)]
+
+    first = epochs(3)
+    modelforge.build_model(compose(["initializer=he_uniform", "model.depth=4"]))
+    keras.random.normal((3,))  # the arms' other random draws must not move the order
+    second = epochs(3)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0], first[1])  # reshuffled each epoch
+    assert sorted(first[0]) == list(range(100))
+    assert not np.array_equal(epochs(4)[0], first[0])
+
+
+def test_job_repeats_after_other_jobs_in_the_same_process(compose, tmp_path):
+    cfg = compose([*FAST, "trainer.epochs=2", "initializer=lecun_normal"])
+    alone = modelforge.train(cfg, run_dir=tmp_path / "alone")
+    modelforge.train(compose([*FAST, "layer=conv", "optimizer=sgd"]), run_dir=tmp_path / "other")
+    after = modelforge.train(cfg, run_dir=tmp_path / "after")
+    assert after["final"] == alone["final"]
+    assert read_history(tmp_path / "after") == read_history(tmp_path / "alone")
