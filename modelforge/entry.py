@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import sys
 import textwrap
 from collections.abc import Callable
@@ -11,6 +13,7 @@ from typing import Any, TypeVar
 from modelforge.errors import ConfigError, RunFailed
 
 T = TypeVar("T")
+log = logging.getLogger("modelforge")
 
 
 def hydra_run_dir() -> Path:
@@ -27,22 +30,30 @@ def in_multirun() -> bool:
     return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def report_errors(job: Callable[[], T]) -> T:
+def report_errors(job: Callable[[], T]) -> T | float:
     """Runs `job`; bad input ends the process with its message (no traceback) and exit status 2.
 
-    In a multirun the error is re-raised instead, so Hydra records the failed job and goes on with the rest.
+    In a multirun a failed job returns NaN instead (its metrics.json already says `failed` and why): Hydra
+    1.3 raises the first failure only after the batch and then skips its end-of-sweep callbacks, which
+    would lose the summary. The summary callback makes the sweep exit non-zero when any job failed.
     """
     try:
         return job()
     except (ConfigError, RunFailed) as err:
         if in_multirun():
-            raise
+            log.error("job failed: %s", err)
+            return math.nan
         message = textwrap.fill(f"modelforge: error: {err}", width=100, subsequent_indent="  ")
         print(message, file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("modelforge: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception:
+        if not in_multirun():
+            raise
+        log.exception("job failed")
+        return math.nan
 
 
 def run_job(cfg: Any) -> Any:

@@ -24,9 +24,9 @@ _VERSIONED = ("modelforge", "keras", "tensorflow", "hydra-core", "omegaconf", "n
 
 
 def default_run_dir(root: str | Path = "outputs") -> Path:
-    """A fresh folder name under `root`, like Hydra's: outputs/<date>/<time with microseconds>."""
+    """A fresh folder name under `root`, as the CLI makes them: outputs/<date>/<time with microseconds>-<pid>."""
     now = datetime.now()
-    return Path(root) / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S-%f")
+    return Path(root) / now.strftime("%Y-%m-%d") / f"{now.strftime('%H-%M-%S-%f')}-{os.getpid()}"
 
 
 def versions() -> dict[str, str]:
@@ -88,6 +88,17 @@ class RunFolder:
     def write_with(self, name: str, write: Callable[[Path], None]) -> Path:
         """Atomically writes `name` with a function that writes to the path it is given."""
         return self._atomic(name, write)
+
+    def claim(self) -> None:
+        """Refuses a folder that already holds a finished run: nothing ever overwrites one."""
+        metrics = self.path / "metrics.json"
+        if metrics.exists():
+            try:
+                status = json.loads(metrics.read_text(encoding="utf-8")).get("status")
+            except (json.JSONDecodeError, AttributeError):
+                status = None
+            if status == "completed":
+                raise FileExistsError(f"{self.path} already holds a completed run; choose another run folder")
 
     def read_json(self, name: str) -> Any:
         return json.loads((self.path / name).read_text(encoding="utf-8"))

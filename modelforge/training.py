@@ -24,7 +24,7 @@ from modelforge.registry import get_optimizer_class
 from modelforge.runlog import RunFolder, default_run_dir, versions
 from modelforge.specs import positive_int, to_plain
 
-LOGGERS = ("csv", "tensorboard")
+LOGGERS = ("csv", "tensorboard", "mlflow")
 VERBOSITY = ("auto", 0, 1, 2)
 
 
@@ -48,6 +48,8 @@ def check_training(cfg: Mapping[str, Any]) -> None:
         raise invalid("logger", logger, LOGGERS)
     if logger == "tensorboard":
         _require("tensorboard", "logger=tensorboard", "modelforge[tensorboard]")
+    if logger == "mlflow":
+        _require("mlflow", "logger=mlflow", "modelforge[mlflow]")
 
 
 def objective_name(cfg: Mapping[str, Any], task: str) -> str:
@@ -102,11 +104,13 @@ def _history_writer(folder: RunFolder) -> Any:
     return HistoryWriter()
 
 
-def make_callbacks(cfg: Mapping[str, Any], folder: RunFolder) -> list[Any]:
-    """History writer, NaN guard, and the optional early stopping and TensorBoard callbacks."""
+def make_callbacks(cfg: Mapping[str, Any], folder: RunFolder, tracker: Any = None) -> list[Any]:
+    """History writer, NaN guard, and the optional early stopping, TensorBoard and MLflow callbacks."""
     import keras
 
     callbacks = [_history_writer(folder), keras.callbacks.TerminateOnNaN()]
+    if tracker is not None:
+        callbacks.append(tracker.callback())
     stopping = to_plain(cfg["trainer"]).get("early_stopping") or {}
     if stopping.get("enabled"):
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -117,10 +121,12 @@ def make_callbacks(cfg: Mapping[str, Any], folder: RunFolder) -> list[Any]:
         ))
     logger = to_plain(cfg["logger"])
     if logger["name"] == "tensorboard":
-        callbacks.append(keras.callbacks.TensorBoard(
-            log_dir=str(folder.path / logger.get("log_dir", "tensorboard")),
-            histogram_freq=logger.get("histogram_freq", 0),
-        ))
+        from modelforge.tracking import write_tensorboard_hparams
+
+        log_dir = folder.path / logger.get("log_dir", "tensorboard")
+        write_tensorboard_hparams(log_dir, cfg, folder.path.name)
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir),
+                                                     histogram_freq=logger.get("histogram_freq", 0)))
     return callbacks
 
 
@@ -132,7 +138,8 @@ def _require(module: str, feature: str, extra: str) -> None:
                           f"install it with: pip install '{extra}'")
 
 
-def fit_model(model: Any, dataset: data_mod.Dataset, cfg: Mapping[str, Any], folder: RunFolder) -> dict[str, list]:
+def fit_model(model: Any, dataset: data_mod.Dataset, cfg: Mapping[str, Any], folder: RunFolder,
+              tracker: Any = None) -> dict[str, list]:
     """Fits with the trainer settings and modelforge's callbacks; returns Keras' history dict."""
     from modelforge.batches import train_batches
 
@@ -142,7 +149,8 @@ def fit_model(model: Any, dataset: data_mod.Dataset, cfg: Mapping[str, Any], fol
     return model.fit(
         batches, shuffle=False, validation_data=(dataset.x_val, dataset.y_val),
         validation_batch_size=trainer["batch_size"],
-        epochs=trainer["epochs"], verbose=trainer.get("verbose", "auto"), callbacks=make_callbacks(cfg, folder),
+        epochs=trainer["epochs"], verbose=trainer.get("verbose", "auto"),
+        callbacks=make_callbacks(cfg, folder, tracker),
     ).history
 
 
@@ -215,36 +223,47 @@ def run_training(cfg: Any, run_dir: str | Path | None = None, folder: RunFolder 
     """
     started = time.perf_counter()
     folder = folder or RunFolder(run_dir or default_run_dir())
+    try:
+        folder.claim()
+    except FileExistsError as err:
+        raise ConfigError(str(err)) from None
     record: dict[str, Any] = {"status": "running", "started_at": datetime.now().isoformat(timespec="seconds"),
                               "run_dir": str(folder.path.resolve()), "versions": versions()}
     folder.write_json("metrics.json", record)
     folder.write_text("config.yaml", _config_yaml(cfg))
     timings: dict[str, float] = {}
+    trackers: list[Any] = []  # filled by _train once the config is known to be good
+
+    def finish(status: str, error: str | None) -> dict[str, Any]:
+        timings["total_s"] = time.perf_counter() - started
+        record.update(status=status, error=error, timings={k: round(v, 4) for k, v in timings.items()},
+                      finished_at=datetime.now().isoformat(timespec="seconds"))
+        folder.write_json("metrics.json", record)
+        for tracker in trackers:
+            tracker.finish(record)
+        return record
+
     try:
-        record.update(_train(cfg, folder, timings))
+        record.update(_train(cfg, folder, timings, trackers))
     except KeyboardInterrupt:
-        _finish(folder, record, timings, started, "interrupted", "interrupted by the user (Ctrl-C)")
+        finish("interrupted", "interrupted by the user (Ctrl-C)")
         raise
     except (ConfigError, RunFailed) as err:
-        _finish(folder, record, timings, started, "failed", str(err))
+        finish("failed", str(err))
         raise
     except Exception as err:
-        _finish(folder, record, timings, started, "failed", f"{type(err).__name__}: {err}")
+        finish("failed", f"{type(err).__name__}: {err}")
         raise
-    return _finish(folder, record, timings, started, "completed", None)
+    return finish("completed", None)
 
 
-def _finish(folder: RunFolder, record: dict[str, Any], timings: dict[str, float], started: float, status: str,
-            error: str | None) -> dict[str, Any]:
-    timings["total_s"] = time.perf_counter() - started
-    record.update(status=status, error=error, timings={k: round(v, 4) for k, v in timings.items()},
-                  finished_at=datetime.now().isoformat(timespec="seconds"))
-    folder.write_json("metrics.json", record)
-    return record
+def _train(cfg: Any, folder: RunFolder, timings: dict[str, float], trackers: list[Any]) -> dict[str, Any]:
+    from modelforge.tracking import make_tracker
 
-
-def _train(cfg: Any, folder: RunFolder, timings: dict[str, float]) -> dict[str, Any]:
     plan, dataset, model = prepare(cfg, folder, timings)
+    tracker = make_tracker(cfg, folder)
+    if tracker is not None:
+        trackers.append(tracker)
     folder.write_text("model_summary.txt", _summary_text(model))
     diagnosis = None
     if cfg["trainer"].get("diagnose", False):
@@ -257,7 +276,7 @@ def _train(cfg: Any, folder: RunFolder, timings: dict[str, float]) -> dict[str, 
         timings["diagnose_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    history = fit_model(model, dataset, cfg, folder)
+    history = fit_model(model, dataset, cfg, folder, tracker)
     timings["fit_s"] = time.perf_counter() - tick
 
     final = {k: float(v[-1]) for k, v in history.items()}

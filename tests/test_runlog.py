@@ -32,6 +32,6 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 
 
 def test_run_dir_names_and_versions():
-    assert re.fullmatch(r"outputs/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-\d{6}", default_run_dir().as_posix())
+    assert re.fullmatch(r"outputs/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-\d{6}-\d+", default_run_dir().as_posix())
     found = versions()
     assert found["keras"].startswith("3.") and found["modelforge"] != "not installed"
