@@ -189,7 +189,7 @@ def markdown(root: Path, jobs: Sequence[Job], groups: Sequence[Group], keys: Seq
     counts = {s: sum(j.status == s for j in jobs) for s in dict.fromkeys(j.status for j in jobs)}
     direction = "lower" if lower_is_better(objective) else "higher"
     lines = [
-        f"# Summary of {root}",
+        f"# Summary of {root.resolve()}",
         "",
         f"{len(jobs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ". "
         f"Grouped by {', '.join(k for k in keys if k not in SEED_KEYS) or 'nothing (one group)'}; "
@@ -242,7 +242,8 @@ def plot_curves(path: Path, groups: Sequence[Group], objective: str) -> None:
         ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     ax.set(xlabel="epoch", ylabel=objective, title=f"{objective} per epoch, mean ± std over seeds")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+    if ax.lines:
+        ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,5 +1,8 @@
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +24,14 @@ def compose() -> Callable[..., DictConfig]:
         return modelforge.compose(list(overrides))
 
     return _compose
+
+
+def run_module(cwd, *args, module="modelforge", timeout=600):
+    """Runs `python -m module args` in `cwd` as a user would; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def run_dirs(root):
+    """Every run folder (one with a metrics.json) under root, in path order."""
+    return sorted(p.parent for p in Path(root).rglob("metrics.json"))

@@ -8,24 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_dirs
+from tests.conftest import run_module as run
+
 RUN_FILES = {"config.yaml", "init_plan.json", "model_summary.txt", "history.csv", "metrics.json", "model.keras"}
 # Prints whether TensorFlow got imported, whatever way the entry point exits.
 PROBE = ("import atexit, sys; atexit.register(lambda: print('TF_LOADED' if 'tensorflow' in sys.modules "
          "else 'TF_NOT_LOADED')); sys.argv = ['modelforge', *sys.argv[1:]]; from {module} import main; main()")
 
 
-def run(cwd, *args, module="modelforge"):
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
-
-
 def probe(cwd, module, *args):
     return subprocess.run([sys.executable, "-c", PROBE.format(module=module), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
-
-
-def run_dirs(cwd):
-    return sorted(p.parent for p in Path(cwd, "outputs").rglob("metrics.json"))
 
 
 @pytest.mark.slow

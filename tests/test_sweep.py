@@ -1,0 +1,207 @@
+"""Real sweeps, kept tiny: multirun jobs, summaries, failures, launchers, Optuna, tracking."""
+
+import csv
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import modelforge
+from modelforge.errors import ConfigError
+from tests.conftest import FAST, run_dirs, run_module
+
+TINY = ["trainer.epochs=1", "model.units=4", "model.depth=1", "trainer.verbose=0"]
+RUN_FILES = {"config.yaml", "init_plan.json", "model_summary.txt", "history.csv", "metrics.json", "model.keras"}
+
+
+def sweep_dir(cwd):
+    (found,) = Path(cwd, "outputs", "multirun").glob("*/*")
+    return found
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_three_by_three_sweep(tmp_path):
+    result = run_module(tmp_path, "-m", "initializer=glorot_uniform,he_normal,lecun_normal", "seed=0,1,2", *TINY)
+    assert result.returncode == 0, result.stderr
+    root = sweep_dir(tmp_path)
+    jobs = run_dirs(root)
+    assert len(jobs) == 9
+    for job in jobs:
+        assert RUN_FILES <= {p.name for p in job.iterdir()}, job
+    rows = read_csv(root / "summary.csv")
+    assert len(rows) == 9 and {r["status"] for r in rows} == {"completed"}
+    text = (root / "summary.md").read_text()
+    for init in ("glorot_uniform", "he_normal", "lecun_normal"):
+        values = [float(r["objective_value"]) for r in rows if r["initializer"] == init]
+        on_disk = [json.loads((root / r["job"] / "metrics.json").read_text())["objective"]["value"]
+                   for r in rows if r["initializer"] == init]
+        assert values == pytest.approx(on_disk)
+        line = next(line for line in text.splitlines() if f"{init}" in line and "3/3" in line)
+        assert f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}" in line
+    assert text.count("(best)") == 1
+    assert (root / "curves.png").stat().st_size > 1000
+    # Seeds pair across arms: the same validation samples for every initializer.
+    sizes = {json.loads((job / "metrics.json").read_text())["samples"]["validation"] for job in jobs}
+    assert sizes == {359}
+    # The report command rebuilds the same summary.
+    (root / "summary.md").unlink()
+    rebuilt = run_module(tmp_path, str(root), module="modelforge.report")
+    assert rebuilt.returncode == 0 and (root / "summary.md").read_text() == text
+
+
+@pytest.mark.slow
+def test_glob_sweeps_every_initializer(tmp_path):
+    result = run_module(tmp_path, "-m", "initializer=glob(*)", *TINY)
+    assert result.returncode == 0, result.stderr
+    options = sorted(p.stem for p in (Path(modelforge.__file__).parents[1] / "conf" / "initializer").glob("*.yaml"))
+    rows = read_csv(sweep_dir(tmp_path) / "summary.csv")
+    assert sorted(r["initializer"] for r in rows) == options
+    assert len(options) == 9
+
+
+@pytest.mark.slow
+def test_failing_jobs_are_isolated_and_fail_the_sweep(tmp_path):
+    nan = ["optimizer=sgd", "optimizer.learning_rate=1e12", "initializer=variance_scaling", "initializer.scale=1e6"]
+    result = run_module(tmp_path, "-m", "model.units=0,4,6", *TINY[:1], "model.depth=1", "trainer.verbose=0")
+    assert result.returncode == 1
+    assert "1 of 3 jobs did not complete" in result.stderr
+    rows = {r["model.units"]: r for r in read_csv(sweep_dir(tmp_path) / "summary.csv")}
+    assert rows["0"]["status"] == "failed" and "model.units=0" in rows["0"]["error"]
+    assert rows["4"]["status"] == rows["6"]["status"] == "completed"
+    text = (sweep_dir(tmp_path) / "summary.md").read_text()
+    assert "did not complete" in text and "0/1" in text
+    # A NaN loss fails its job too.
+    nan_dir = tmp_path / "nan"
+    nan_dir.mkdir()
+    result = run_module(nan_dir, "-m", "seed=0", *nan, "trainer.epochs=2", "trainer.verbose=0")
+    assert result.returncode == 1
+    (row,) = read_csv(sweep_dir(nan_dir) / "summary.csv")
+    assert row["status"] == "failed" and "NaN" in row["error"]
+
+
+def test_interrupted_run_says_so(compose, tmp_path, monkeypatch):
+    import modelforge.training as training
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "fit_model", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        modelforge.train(compose(FAST), run_dir=tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted"
+    assert not (tmp_path / "model.keras").exists()
+
+
+def test_finished_run_is_never_overwritten(compose, tmp_path):
+    modelforge.train(compose(FAST), run_dir=tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match="already holds a completed run"):
+        modelforge.train(compose(FAST), run_dir=tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.slow
+def test_two_processes_started_together_get_two_folders(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-m", "modelforge.plan", "model.depth=1"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    folders = sorted(p.parent for p in Path(tmp_path, "outputs").rglob("init_plan.json"))
+    assert len(folders) == 4 == len(set(folders))
+
+
+@pytest.mark.slow
+def test_joblib_two_workers_match_the_basic_launcher(tmp_path):
+    args = ["-m", "seed=0,1", "initializer=he_normal,lecun_uniform", *TINY]
+    (tmp_path / "basic").mkdir()
+    (tmp_path / "joblib").mkdir()
+    basic = run_module(tmp_path / "basic", *args)
+    parallel = run_module(tmp_path / "joblib", *args, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2")
+    assert basic.returncode == parallel.returncode == 0, parallel.stderr
+    assert "n_jobs=2" in parallel.stdout + parallel.stderr
+    a = {r["overrides"]: r["objective_value"] for r in read_csv(sweep_dir(tmp_path / "basic") / "summary.csv")}
+    b = {r["overrides"]: r["objective_value"] for r in read_csv(sweep_dir(tmp_path / "joblib") / "summary.csv")}
+    assert len(a) == 4 and a == b
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher(tmp_path):
+    result = run_module(tmp_path, "-m", "seed=3", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                        *TINY)
+    assert result.returncode == 0, result.stderr
+    (job,) = run_dirs(sweep_dir(tmp_path))
+    assert RUN_FILES <= {p.name for p in job.iterdir()}
+    assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_cluster_launcher_configs_compose(compose):
+    conf = Path(modelforge.__file__).parents[1] / "conf" / "hydra" / "launcher"
+    slurm = yaml.safe_load((conf / "slurm.yaml").read_text())
+    assert slurm["defaults"] == ["submitit_slurm"] and slurm["timeout_min"] == 60
+    ray = yaml.safe_load((conf / "ray_cluster.yaml").read_text())
+    assert ray["defaults"] == ["ray"] and ray["ray"]["remote"]["num_cpus"] == 1
+    # The SLURM config composes with the installed submitit plugin (no cluster needed to compose).
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    with initialize_config_module("modelforge.conf", version_base="1.3"):
+        cfg = hydra_compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.timeout_min, launcher.cpus_per_task, launcher.mem_gb) == (60, 4, 16)
+
+
+@pytest.mark.slow
+def test_optuna_tunes_against_the_returned_metric(tmp_path):
+    result = run_module(tmp_path, "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY)
+    assert result.returncode == 0, result.stderr
+    root = sweep_dir(tmp_path)
+    rows = read_csv(root / "summary.csv")
+    assert len(rows) == 3
+    results = yaml.safe_load((root / "optimization_results.yaml").read_text())
+    best = max(float(r["objective_value"]) for r in rows)
+    assert results["best_value"] == pytest.approx(best)
+    assert set(results["best_params"]) == {"optimizer.learning_rate", "initializer"}
+
+
+def test_mlflow_logs_params_metrics_and_artifacts(compose, tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    for seed in (0, 1):
+        modelforge.train(compose([*FAST, "logger=mlflow", "trainer.epochs=2", f"seed={seed}"]),
+                         run_dir=tmp_path / f"run{seed}")
+    assert (tmp_path / "outputs" / "mlflow.db").exists()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["modelforge"])
+    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
+    assert sorted(runs["params.seed"]) == ["0", "1"]
+    assert set(runs["params.initializer.name"]) == {"auto"}
+    client = mlflow.tracking.MlflowClient()
+    run_id = runs.iloc[0]["run_id"]
+    assert [m.step for m in client.get_metric_history(run_id, "val_accuracy")] == [1, 2]
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"init_plan.json", "model.keras", "config.yaml", "history.csv", "metrics.json"} <= artifacts
+
+
+def test_tensorboard_hparams_written(compose, tmp_path):
+    import tensorflow as tf
+
+    modelforge.train(compose([*FAST, "logger=tensorboard", "optimizer.learning_rate=0.003"]), run_dir=tmp_path)
+    plugins = set()
+    for events in (tmp_path / "tensorboard").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                plugins.add(value.metadata.plugin_data.plugin_name)
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    assert b"optimizer.learning_rate" in value.metadata.plugin_data.content
+    assert "hparams" in plugins
