@@ -3,6 +3,9 @@
 (a) `--help` and `--cfg job` wall time over `python -c "import tensorflow"`      target < 0.25
 (b) the whole default run over benchmarks/handwritten_digits.py (same job)        target <= 1.10
 (c) in-process: modelforge's fit over plain `model.fit` on the same model         target <= 1.03
+(d) a 6-initializer sweep of the default model for 3 epochs against one TensorFlow import plus six
+    hand-written fits in one process: the overhead per job, in seconds                target < 0.5 s
+(e) the same sweep with hydra/launcher=parallel (joblib, 2 workers) over the basic launcher
 Each figure is the median of several interleaved repeats; pass --repeats N to change how many.
 """
 
@@ -95,6 +98,23 @@ def fit_overhead(repeats: int, cwd: str) -> None:
     line("(c) modelforge fit / plain model.fit", a / b, "<= 1.03", f"{a:.2f}s vs {b:.2f}s")
 
 
+SWEEP = ["-m", "initializer=he_normal,glorot_uniform,glorot_normal,he_uniform,lecun_normal,lecun_uniform",
+         "trainer.epochs=3", "trainer.verbose=0"]
+
+
+def sweeps(repeats: int, cwd: str) -> None:
+    t = medians({
+        "sweep": [PY, "-m", "modelforge", *SWEEP],
+        "baseline": [PY, str(HERE / "handwritten_digits.py"), "--runs", "6", "--epochs", "3"],
+        "parallel": [PY, "-m", "modelforge", *SWEEP, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2"],
+    }, repeats, cwd)
+    per_job = (t["sweep"] - t["baseline"]) / 6
+    print(f"{'(d) sweep overhead per job, seconds':<44} {per_job:6.3f}   target {'< 0.5':<7} "
+          f"{t['sweep']:.2f}s vs {t['baseline']:.2f}s for 6 jobs")
+    line("(e) joblib (2 workers) / basic launcher", t["parallel"] / t["sweep"], "-",
+         f"{t['parallel']:.2f}s vs {t['sweep']:.2f}s on {os.cpu_count()} cores")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -105,6 +125,7 @@ def main() -> None:
         startup(args.repeats, cwd)
         whole_run(args.repeats, cwd)
         fit_overhead(args.repeats, cwd)
+        sweeps(args.repeats, cwd)
 
 
 if __name__ == "__main__":

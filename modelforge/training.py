@@ -194,7 +194,8 @@ def prepare(cfg: Any, folder: RunFolder, timings: dict[str, float] | None = None
     import keras
 
     # A fresh session per job: sweeps run jobs one after another in one process (and loky reuses workers).
-    keras.backend.clear_session()
+    # free_memory=False skips a full gc.collect() that costs ~0.2 s a job; Python's own gc still runs.
+    keras.backend.clear_session(free_memory=False)
     seed_everything(seed, bool(cfg["trainer"].get("deterministic", True)))
     dataset = data_mod.load(to_plain(cfg["data"]), plan.info, seed)
     timings["import_and_data_s"] = time.perf_counter() - tick
