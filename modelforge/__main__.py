@@ -5,6 +5,8 @@ Kept thin and free of TensorFlow, so `--help` and `--cfg job` answer at once.
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -18,4 +20,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    from modelforge.entry import check_command_line
+
+    check_command_line(sys.argv[1:])
     main()

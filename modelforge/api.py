@@ -26,15 +26,28 @@ def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictC
     Args:
         overrides: e.g. `["layer=conv", "model.units=16"]`.
         config_name: the primary config in `modelforge.conf`.
+
+    Raises:
+        ConfigError: an unknown group option, a misspelled key, or a value of the wrong type.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    if GlobalHydra.instance().is_initialized():
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
-    with initialize_config_module("modelforge.conf", version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
+    from modelforge.errors import ConfigError
+    from modelforge.schema import check_override_keys
+
+    check_override_keys(overrides)
+    try:
+        if GlobalHydra.instance().is_initialized():
+            return hydra_compose(config_name=config_name, overrides=list(overrides))
+        with initialize_config_module("modelforge.conf", version_base="1.3"):
+            return hydra_compose(config_name=config_name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as err:
+        detail = " ".join(f"{err}: {err.__cause__ or ''}".split())
+        raise ConfigError(f"cannot compose the config with {list(overrides)}: {detail}") from None
 
 
 def plan(cfg: Any) -> Plan:

@@ -9,6 +9,7 @@ alone; `trainer.diagnose=true` runs it before training. Both write `init_report.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -183,4 +184,7 @@ def _title(cfg: Any) -> str:
 
 
 if __name__ == "__main__":
+    from modelforge.entry import check_command_line
+
+    check_command_line(sys.argv[1:])
     main()

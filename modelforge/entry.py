@@ -56,6 +56,17 @@ def report_errors(job: Callable[[], T]) -> T | float:
         return math.nan
 
 
+def check_command_line(argv: list[str]) -> None:
+    """Catches misspelled config keys before Hydra composes (Hydra's own error has no suggestion)."""
+    from modelforge.schema import check_override_keys
+
+    try:
+        check_override_keys([a for a in argv if not a.startswith("-")])
+    except ConfigError as err:
+        print(textwrap.fill(f"modelforge: error: {err}", width=100, subsequent_indent="  "), file=sys.stderr)
+        sys.exit(2)
+
+
 def run_job(cfg: Any) -> Any:
     """The body of `python -m modelforge`: train in Hydra's run folder, return the objective."""
     from modelforge.runlog import RunFolder

@@ -5,6 +5,8 @@ This module is only an entry point; in Python use `modelforge.plan(cfg)`.
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,4 +30,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from modelforge.entry import check_command_line
+
+    check_command_line(sys.argv[1:])
     main()

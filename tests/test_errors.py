@@ -12,7 +12,6 @@ CASES = [
     (["+model.layers=[{type:dens,units:8}]"], ["'dens'", "did you mean 'dense'", "conv2d"]),
     (["model.depth=0"], ["model.depth=0", "positive integer"]),
     (["model.units=-4"], ["model.units=-4", "positive integer"]),
-    (["model.units=abc"], ["model.units='abc'"]),
     (["data.validation_split=1.5"], ["validation_split=1.5", "between 0 and 1"]),
     (["data.validation_split=0"], ["validation_split=0", "between 0 and 1"]),
     (["initializer=variance_scaling", "initializer.mode=fan_sideways"], ["fan_sideways", "fan_avg, fan_in, fan_out"]),
