@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,34 +20,58 @@ if TYPE_CHECKING:
     from modelforge.initplan import Plan
 
 
-def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
-    """Composes modelforge's config with command-line style overrides, outside any Hydra app.
+def compose(
+    overrides: Sequence[str] = (),
+    config_name: str = "config",
+    groups: Mapping[str, Any] | None = None,
+) -> DictConfig:
+    """Composes modelforge's config with command-line style overrides, outside any Hydra app or inside one.
 
     Args:
         overrides: e.g. `["layer=conv", "model.units=16"]`.
         config_name: the primary config in `modelforge.conf`.
+        groups: whole group nodes that replace the composed ones, e.g. `{"initializer": app_cfg.model.init}`
+            where another Hydra app picked `modelforge/initializer@model.init: he_normal`.
 
     Raises:
         ConfigError: an unknown group option, a misspelled key, or a value of the wrong type.
+
+    Example:
+        >>> cfg = compose(["model.depth=1"], groups={"initializer": {"name": "lecun_normal"}})
+        >>> cfg.initializer.name, cfg.model.depth
+        ('lecun_normal', 1)
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
+    from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     from modelforge.errors import ConfigError
     from modelforge.schema import check_override_keys
 
     check_override_keys(overrides)
+    # Inside another Hydra app, GlobalHydra holds that app's search path: compose from ours, then put it back.
+    global_hydra = GlobalHydra.instance()
+    outer = global_hydra.hydra if global_hydra.is_initialized() else None
+    global_hydra.clear()
     try:
-        if GlobalHydra.instance().is_initialized():
-            return hydra_compose(config_name=config_name, overrides=list(overrides))
         with initialize_config_module("modelforge.conf", version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=list(overrides))
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as err:
         detail = " ".join(f"{err}: {err.__cause__ or ''}".split())
         raise ConfigError(f"cannot compose the config with {list(overrides)}: {detail}") from None
+    finally:
+        if outer is not None:
+            GlobalHydra.instance().initialize(outer)
+    with open_dict(cfg):
+        for name, node in (groups or {}).items():
+            if name not in cfg:
+                raise ConfigError(f"groups: {name!r} is not one of modelforge's groups: {', '.join(cfg)}")
+            cfg[name] = OmegaConf.create(OmegaConf.to_container(node, resolve=True)
+                                         if OmegaConf.is_config(node) else dict(node))
+    return cfg
 
 
 def plan(cfg: Any) -> Plan:

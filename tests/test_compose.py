@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 import modelforge
 
-CONF = Path(modelforge.__file__).parent.parent / "conf"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def plain(cfg):
@@ -92,5 +92,7 @@ def test_packages_list_every_conf_folder():
     folders = {"modelforge.conf" + "".join(f".{p}" for p in d.relative_to(CONF).parts)
                for d in [CONF, *CONF.rglob("*")] if d.is_dir() and d.name != "__pycache__"}
     assert folders <= listed
+    # The same folders again as the search-path root's `modelforge` package.
+    assert {f.replace("modelforge.conf", "modelforge._confroot.modelforge", 1) for f in folders} <= listed
     for folder in folders:
         assert (CONF.joinpath(*folder.split(".")[2:]) / "__init__.py").exists(), folder

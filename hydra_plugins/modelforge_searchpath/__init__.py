@@ -1,0 +1,1 @@
+"""modelforge's Hydra SearchPathPlugin: its config groups under `modelforge/` in every Hydra app."""

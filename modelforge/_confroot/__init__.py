@@ -1,0 +1,1 @@
+"""A search-path root whose only child package, `modelforge`, is modelforge's conf/ (see pyproject)."""
