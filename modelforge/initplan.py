@@ -182,7 +182,7 @@ def make_plan(cfg: Mapping[str, Any]) -> Plan:
         for weight in spec.weights:
             if weight.role == "kernel":
                 choice = kernel_choice(spec.activation or "linear", spec.activation_params, spec.initializer,
-                                       init_cfg, spec.name)
+                                       init_cfg, spec.name, spec.activation_policy)
             else:
                 choice = role_choice(weight.role, spec.args.get(weight.init_arg), spec.name)
             plan.entries.append(_entry(spec.name, spec.type, spec.activation, weight, choice, seed))

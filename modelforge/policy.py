@@ -163,10 +163,13 @@ def check_policy(auto: Mapping[str, Any]) -> None:
         parse_initializer(rule, f"initializer.rules.{activation}")
 
 
-def policy_choice(activation: str, params: Mapping[str, Any], auto: Mapping[str, Any]) -> InitChoice:
+def policy_choice(activation: str, params: Mapping[str, Any], auto: Mapping[str, Any],
+                  own_rule: Any = None) -> InitChoice:
     """The policy's initializer for a kernel followed by `activation` (with its parameters).
 
-    Leaky ReLU keeps He's derivation with its negative slope a: scale = 2 / (1 + a^2).
+    The rule is the one in `auto.rules` for the activation, else the activation config's own `policy`
+    (`own_rule`, how a config pack adds an activation with its rule), else `auto.default`. Leaky ReLU and
+    PReLU keep He's derivation with their negative slope a: scale = 2 / (1 + a^2).
 
     Example:
         >>> auto = {"rules": {"relu": "he_normal"}, "default": "glorot_uniform", "distribution": "auto"}
@@ -174,7 +177,12 @@ def policy_choice(activation: str, params: Mapping[str, Any], auto: Mapping[str,
         'he_normal'
     """
     rules = auto.get("rules") or {}
-    rule = rules[activation] if activation in rules else auto.get("default", "glorot_uniform")
+    if activation in rules:
+        rule = rules[activation]
+    elif own_rule is not None:
+        rule = own_rule
+    else:
+        rule = auto.get("default", "glorot_uniform")
     name, init_params = parse_initializer(rule, f"initializer.rules.{activation}")
     name = _variant(name, auto.get("distribution", "auto"))
     source = f"policy:{activation}"
@@ -197,6 +205,7 @@ def kernel_choice(
     layer_initializer: Any,
     initializer_cfg: Mapping[str, Any],
     layer_name: str,
+    activation_rule: Any = None,
 ) -> InitChoice:
     """Applies the precedence (layer > override > policy) to one kernel."""
     if layer_initializer is not None:
@@ -205,7 +214,7 @@ def kernel_choice(
     if not is_policy(initializer_cfg):
         name, params = parse_initializer(dict(initializer_cfg), "initializer")
         return InitChoice(name, params, "override")
-    return policy_choice(activation, activation_params, initializer_cfg)
+    return policy_choice(activation, activation_params, initializer_cfg, activation_rule)
 
 
 def role_choice(role: str, layer_value: Any, layer_name: str) -> InitChoice:

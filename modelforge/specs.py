@@ -44,6 +44,7 @@ class LayerSpec:
         activation: the activation's name (None for layers without one).
         activation_params: parameters of a parametric activation (leaky_relu's negative_slope).
         initializer: the kernel initializer set on this layer itself, or None.
+        activation_policy: the activation config's own policy rule (its `policy` key), or None.
         args: everything passed on to the Keras constructor (units/filters, kernel_size, ...).
         input_shape: one sample's input shape.
         output_shape: one sample's output shape.
@@ -59,6 +60,7 @@ class LayerSpec:
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     weights: list[Weight] = field(default_factory=list)
+    activation_policy: Any = None
 
     @property
     def layer_type(self) -> LayerType:
@@ -79,21 +81,26 @@ def positive_int(value: Any, key: str) -> int:
     return value
 
 
-def _activation(value: Any, default: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Reads an activation given as a name, a mapping with `name`, or nothing (then `default`)."""
+def _activation(value: Any, default: Mapping[str, Any]) -> tuple[str, dict[str, Any], Any]:
+    """Reads an activation given as a name, a mapping with `name`, or nothing (then `default`).
+
+    Returns its name, its parameters, and its own policy rule: an activation config may carry `policy`
+    (an initializer name or mapping) so that a config pack adds an activation together with its rule.
+    """
     if value is None:
         value = default
     if isinstance(value, Mapping):
         name = value.get("name")
-        given = {k: v for k, v in value.items() if k != "name"}
+        given = {k: v for k, v in value.items() if k not in ("name", "policy")}
+        rule = value.get("policy")
     else:
-        name, given = value, {}
+        name, given, rule = value, {}, None
     act = get_activation(name)
     unknown = sorted(set(given) - set(act.params))
     if unknown:
         valid = ", ".join(act.params) or "none"
         raise ConfigError(f"activation {act.name!r} takes no parameter {', '.join(unknown)}; valid: {valid}")
-    return act.name, {**act.params, **given}
+    return act.name, {**act.params, **given}, rule
 
 
 def _body_from_blocks(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -201,10 +208,10 @@ def _resolve(spec: dict[str, Any], shape: tuple[int, ...], default_act: Mapping[
         rate = spec.get("rate")
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
             raise ConfigError(f"layer {name!r} (dropout): rate={rate!r} must be a number in [0, 1)")
-    activation, act_params = (None, {})
+    activation, act_params, act_rule = (None, {}, None)
     if kind.has_activation:
         try:
-            activation, act_params = _activation(spec.get("activation"), default_act)
+            activation, act_params, act_rule = _activation(spec.get("activation"), default_act)
         except ConfigError as err:
             raise ConfigError(f"layer {name!r}: {err}") from None
     elif spec.get("activation") is not None:
@@ -217,7 +224,8 @@ def _resolve(spec: dict[str, Any], shape: tuple[int, ...], default_act: Mapping[
         raise ConfigError(f"layer {name!r} ({kind.name}): {err}") from None
     if spec.get("initializer") is not None and not any(w.role == "kernel" for w in weights):
         raise ConfigError(f"layer {name!r} ({kind.name}) has no kernel to take an initializer")
-    return LayerSpec(name, kind.name, activation, act_params, spec.get("initializer"), args, shape, out, weights)
+    return LayerSpec(name, kind.name, activation, act_params, spec.get("initializer"), args, shape, out, weights,
+                     act_rule)
 
 
 def _args(spec: Mapping[str, Any]) -> dict[str, Any]:

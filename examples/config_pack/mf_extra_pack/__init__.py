@@ -1,0 +1,1 @@
+"""A config pack for modelforge."""

@@ -1,0 +1,152 @@
+"""Reuse across projects: the wheel, another app composing modelforge's groups, config packs, saved models."""
+
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import modelforge
+from tests.conftest import FAST, run_dirs, run_module
+
+REPO = Path(__file__).resolve().parents[1]
+PACK_CONF = REPO / "examples" / "config_pack" / "mf_extra_pack" / "conf"
+
+
+def run(py, *args, cwd, timeout=600):
+    return subprocess.run([str(py), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_wheel_carries_everything_and_other_project_runs_outside_the_repo(tmp_path):
+    dist = tmp_path / "dist"
+    built = run(sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q", "-w", str(dist), cwd=tmp_path)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = dist.glob("modelforge-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    yamls = {p.relative_to(REPO / "conf").as_posix() for p in (REPO / "conf").rglob("*.yaml")}
+    assert len(yamls) >= 48
+    assert {f"modelforge/conf/{y}" for y in yamls} <= names
+    assert {f"modelforge/_confroot/modelforge/{y}" for y in yamls} <= names
+    assert "hydra_plugins/modelforge_searchpath/searchpath.py" in names
+    assert "hydra_plugins/__init__.py" not in names
+
+    # A fresh venv that sees the dev venv's TensorFlow and friends through a .pth (not its modelforge: the
+    # editable install's own .pth is not processed there), with modelforge installed from the wheel.
+    venv = tmp_path / "venv"
+    assert run(sys._base_executable, "-m", "venv", str(venv), cwd=tmp_path).returncode == 0
+    py = venv / "bin" / "python"
+    site = run(py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp_path).stdout.strip()
+    Path(site, "_dev_venv_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    installed = run(py, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel), cwd=tmp_path)
+    assert installed.returncode == 0, installed.stderr
+
+    app = tmp_path / "elsewhere" / "other_project"
+    app.mkdir(parents=True)
+    for path in (REPO / "examples" / "other_project").rglob("*"):
+        if path.is_file():
+            (app / path.relative_to(REPO / "examples" / "other_project")).parent.mkdir(parents=True, exist_ok=True)
+            (app / path.relative_to(REPO / "examples" / "other_project")).write_bytes(path.read_bytes())
+    trained = run(py, "app.py", "epochs=2", "model.units=16", cwd=app)
+    assert trained.returncode == 0, trained.stderr
+    assert f"modelforge from {site}/modelforge" in trained.stdout
+    assert "own initializer scheme 'warm_start_from_checkpoint'" in trained.stdout
+    (run_dir,) = run_dirs(app / "outputs")
+    assert {"model.keras", "init_plan.json", "history.csv"} <= {p.name for p in run_dir.iterdir()}
+
+    swept = run(py, "app.py", "-m", "modelforge/initializer@model.initializer=glob(*)", "dry_run=true", cwd=app)
+    assert swept.returncode == 0, swept.stderr
+    assert swept.stdout.count("modelforge chose") == len(list((REPO / "conf" / "initializer").glob("*.yaml")))
+
+    # modelforge's own CLI from the wheel, from a folder with no config of its own.
+    alone = run(py, "-m", "modelforge", "trainer.epochs=1", "model.units=4", "trainer.verbose=0",
+                cwd=tmp_path / "elsewhere")
+    assert alone.returncode == 0, alone.stderr
+
+    # A user's pip-installed config pack adds options to modelforge's groups.
+    pack = run(py, "-m", "pip", "install", "-q", "--no-deps", str(REPO / "examples" / "config_pack"), cwd=tmp_path)
+    assert pack.returncode == 0, pack.stderr
+    helped = run(py, "-m", "modelforge", "--help", cwd=tmp_path / "elsewhere")
+    for option in ("he_gain2", "scaled_normal", "softsign"):
+        assert option in helped.stdout
+    (tmp_path / "pack_run").mkdir()
+    custom = run(py, "-m", "modelforge", "initializer=scaled_normal", "activation=softsign", "trainer.epochs=1",
+                 "model.units=4", "trainer.verbose=0", cwd=tmp_path / "pack_run")
+    assert custom.returncode == 0, custom.stderr
+    assert "ScaledNormal" in custom.stdout
+    (model,) = Path(tmp_path / "pack_run" / "outputs").rglob("model.keras")
+    loaded = run(py, "-c", f"import mf_extra_pack.inits, keras; keras.models.load_model(r'{model}'); print('ok')",
+                 cwd=tmp_path)
+    assert loaded.stdout.strip().endswith("ok"), loaded.stderr
+
+
+def test_other_app_composes_namespaced_groups_beside_its_own():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(REPO / "examples" / "other_project" / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["modelforge/initializer@model.initializer=variance_scaling",
+                                           "model.initializer.scale=3.0"])
+    assert cfg.initializer.scheme == "warm_start_from_checkpoint"  # the app's own group
+    assert cfg.model.initializer.name == "variance_scaling" and cfg.model.initializer.scale == 3.0
+    assert cfg.model.layer.type == "dense" and cfg.model.activation.name == "tanh"
+    mf = modelforge.compose(["model.units=8"], groups={"layer": cfg.model.layer, "activation": cfg.model.activation,
+                                                       "initializer": cfg.model.initializer})
+    kernels = [e for e in modelforge.plan(mf).entries if e.weight == "kernel"]
+    assert {(e.choice.name, e.choice.source) for e in kernels} == {("variance_scaling", "override")}
+    assert kernels[0].target_std == pytest.approx((3.0 / 64) ** 0.5)
+
+
+def test_config_pack_through_searchpath(compose):
+    cfg = compose([f"hydra.searchpath=[file://{PACK_CONF}]", "initializer=he_gain2", "activation=softsign"])
+    entry = modelforge.plan(cfg).entries[0]
+    assert (entry.choice.name, entry.choice.params["scale"], entry.choice.source) == ("variance_scaling", 4.0,
+                                                                                     "override")
+    cfg = compose([f"hydra.searchpath=[file://{PACK_CONF}]", "activation=softsign"])
+    entry = modelforge.plan(cfg).entries[0]
+    assert (entry.choice.name, entry.choice.source) == ("lecun_uniform", "policy:softsign")
+
+
+@pytest.mark.slow
+def test_config_pack_folder_from_the_environment_shows_in_help_and_globs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELFORGE_CONFIG_PATH", str(PACK_CONF))
+    monkeypatch.setenv("PYTHONPATH", str(PACK_CONF.parents[1]))  # the pack's ScaledNormal class
+    result = run_module(tmp_path, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "he_gain2" in result.stdout and "softsign" in result.stdout and "scaled_normal" in result.stdout
+    swept = run_module(tmp_path, "-m", "initializer=glob(*)", "model.depth=1", module="modelforge.plan")
+    assert swept.returncode == 0, swept.stderr
+    assert swept.stdout.count("plan saved") == len(list((REPO / "conf" / "initializer").glob("*.yaml"))) + 2
+
+
+SAVED = {
+    "dense_leaky": ["activation=leaky_relu"],
+    "conv_prelu": ["layer=conv", "activation=prelu"],
+    "depthwise": ["+model.layers=[{type:depthwise_conv2d,kernel_size:3,depth_multiplier:2},"
+                  "{type:separable_conv2d,filters:4,kernel_size:3}]"],
+    "lstm": ["layer=lstm"],
+    "tokens": ["data.layout=tokens", "+model.layers=[{type:embedding,input_dim:17,output_dim:4},{type:gru,units:4}]"],
+}
+
+
+@pytest.mark.slow
+def test_saved_models_load_in_plain_keras(compose, tmp_path):
+    for name, overrides in SAVED.items():
+        modelforge.train(compose([*FAST, *overrides]), run_dir=tmp_path / name)
+    code = ("import sys, keras, numpy\n"
+            "for name in sys.argv[1:]:\n"
+            "    m = keras.models.load_model(f'{name}/model.keras')\n"
+            "    numpy.save(f'{name}/weights.npy', numpy.concatenate([w.numpy().ravel() for w in m.weights]))\n"
+            "print(sorted(k for k in sys.modules if k.startswith('modelforge')))\n")
+    result = subprocess.run([sys.executable, "-c", code, *SAVED], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    import keras
+
+    for name in SAVED:
+        here = keras.models.load_model(tmp_path / name / "model.keras")
+        there = np.load(tmp_path / name / "weights.npy")
+        np.testing.assert_array_equal(np.concatenate([w.numpy().ravel() for w in here.weights]), there)
