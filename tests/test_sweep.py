@@ -205,3 +205,31 @@ def test_tensorboard_hparams_written(compose, tmp_path):
                 if value.metadata.plugin_data.plugin_name == "hparams":
                     assert b"optimizer.learning_rate" in value.metadata.plugin_data.content
     assert "hparams" in plugins
+
+
+@pytest.mark.slow
+def test_ray_launcher_in_local_mode(tmp_path):
+    """Ray in its own venv: hydra-ray-launcher pins cloudpickle < 3, which the test extra's joblib cannot share.
+
+    The venv sees the dev venv's packages (TensorFlow, Hydra, modelforge) through a .pth file, and gets
+    hydra-ray-launcher and its own cloudpickle on top.
+    """
+    import sysconfig
+
+    venv = tmp_path / "ray-venv"
+    subprocess.run([sys._base_executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # The dev venv's site-packages, and the checkout (modelforge's editable install is a .pth there too).
+    repo = Path(__file__).resolve().parents[1]
+    Path(site, "_dev_venv.pth").write_text(f"{sysconfig.get_paths()['purelib']}\n{repo}\n")
+    installed = subprocess.run([str(py), "-m", "pip", "install", "-q", "hydra-ray-launcher==1.2.*"],
+                               capture_output=True, text=True, timeout=900)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    (tmp_path / "run").mkdir()
+    result = subprocess.run([str(py), "-m", "modelforge", "-m", "seed=0,1", "hydra/launcher=ray_cluster", *TINY],
+                            cwd=tmp_path / "run", capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_csv(sweep_dir(tmp_path / "run") / "summary.csv")
+    assert sorted(r["seed"] for r in rows) == ["0", "1"] and {r["status"] for r in rows} == {"completed"}
