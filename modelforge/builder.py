@@ -7,12 +7,11 @@ two layers identical weights.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import TYPE_CHECKING, Any
 
 from modelforge.errors import ConfigError
-from modelforge.policy import CUSTOM
+from modelforge.policy import CUSTOM, load_class
 from modelforge.registry import INITIALIZER_CLASSES, get_activation
 
 if TYPE_CHECKING:
@@ -28,8 +27,7 @@ def _custom_initializer(entry: PlanEntry) -> keras.initializers.Initializer:
 
     params = dict(entry.build[1])
     target = params.pop("_target_")
-    module_name, _, class_name = target.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls = load_class(target, f"{entry.layer}/{entry.weight}")
     accepted = inspect.signature(cls.__init__).parameters
     fan_in, fan_out = entry.fan_in, entry.fan_out
     if fan_in is None:

@@ -109,11 +109,10 @@ def parse_initializer(value: Any, where: str) -> tuple[str, dict[str, Any]]:
 CUSTOM = "custom"
 
 
-def _check_custom(value: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Checks that `_target_` names an importable class; returns its constructor arguments with `_target_`."""
+def load_class(target: str, where: str) -> type:
+    """Imports the class a `_target_` names (`package.module.Class`), or raises a `ConfigError`."""
     import importlib
 
-    target = value["_target_"]
     module_name, _, class_name = str(target).rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
@@ -122,6 +121,12 @@ def _check_custom(value: Mapping[str, Any], where: str) -> dict[str, Any]:
                           "full dotted path of a class importable from this Python") from None
     if not isinstance(cls, type):
         raise ConfigError(f"{where}: _target_={target!r} is not a class")
+    return cls
+
+
+def _check_custom(value: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Checks that `_target_` names an importable class; returns its constructor arguments with `_target_`."""
+    load_class(value["_target_"], where)
     return {k: v for k, v in value.items() if k != "name"}
 
 

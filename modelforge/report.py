@@ -21,15 +21,10 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from modelforge.runlog import RunFolder
+from modelforge.runlog import RunFolder, lower_is_better
 
 SEED_KEYS = ("seed",)
 DEFAULT = "(default)"
-
-
-def lower_is_better(metric: str) -> bool:
-    """Whether a smaller value of `metric` is better (losses and errors) or a larger one (accuracies)."""
-    return "loss" in metric or metric.endswith(("mae", "mse", "error"))
 
 
 @dataclass

@@ -23,6 +23,11 @@ STATUSES = ("running", "completed", "failed", "interrupted")
 _VERSIONED = ("modelforge", "keras", "tensorflow", "hydra-core", "omegaconf", "numpy", "scikit-learn")
 
 
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of `metric` is better (losses and errors) or a larger one (accuracies)."""
+    return "loss" in metric or metric.endswith(("mae", "mse", "error"))
+
+
 def default_run_dir(root: str | Path = "outputs") -> Path:
     """A fresh folder name under `root`, as the CLI makes them: outputs/<date>/<time with microseconds>-<pid>."""
     now = datetime.now()

@@ -21,7 +21,7 @@ from modelforge import data as data_mod
 from modelforge.errors import ConfigError, RunFailed, invalid
 from modelforge.initplan import Plan, format_table, make_plan, run_seed
 from modelforge.registry import get_optimizer_class
-from modelforge.runlog import RunFolder, default_run_dir, versions
+from modelforge.runlog import RunFolder, default_run_dir, lower_is_better, versions
 from modelforge.specs import positive_int, to_plain
 
 LOGGERS = ("csv", "tensorboard", "mlflow")
@@ -164,7 +164,7 @@ def _best(history: Mapping[str, list[float]], objective: str) -> dict[str, Any]:
     values = history.get(objective)
     if not values:
         return {}
-    pick = min if "loss" in objective or objective.endswith(("mae", "mse")) else max
+    pick = min if lower_is_better(objective) else max
     value = pick(values)
     return {"metric": objective, "value": value, "epoch": values.index(value) + 1}
 
