@@ -236,6 +236,7 @@ def plot_curves(path: Path, groups: Sequence[Group], objective: str) -> None:
         (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=f"{group.label} (n={len(curves)})")
         ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     ax.set(xlabel="epoch", ylabel=objective, title=f"{objective} per epoch, mean ± std over seeds")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     if ax.lines:
         ax.legend(fontsize="small")
