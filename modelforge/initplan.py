@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelforge.data import DataInfo
@@ -185,6 +185,8 @@ def make_plan(cfg: Mapping[str, Any]) -> Plan:
                                        init_cfg, spec.name, spec.activation_policy)
             else:
                 choice = role_choice(weight.role, spec.args.get(weight.init_arg), spec.name)
+                if spec.type == "lstm" and weight.role == "bias" and spec.args.get("unit_forget_bias", True):
+                    choice = replace(choice, note="Keras' unit_forget_bias sets the forget gate's quarter to ones")
             plan.entries.append(_entry(spec.name, spec.type, spec.activation, weight, choice, seed))
         if spec.activation and not get_activation(spec.activation).has_string:
             plan.entries.append(_prelu_entry(spec, seed))

@@ -151,3 +151,11 @@ def test_conv_kernel_std_uses_receptive_field(compose):
     assert entry.target_std == pytest.approx(np.sqrt(2 / (9 * 128)))
     values = modelforge.build_model(cfg).get_layer("block2_conv2d").kernel.numpy()
     assert values.std() == pytest.approx(entry.target_std, rel=0.02)
+
+
+def test_lstm_forget_gate_bias_is_noted(compose):
+    cfg = compose(["layer=lstm", "model.depth=1", "model.units=5"])
+    (bias,) = [e for e in modelforge.plan(cfg).entries if (e.layer, e.weight) == ("block1_lstm", "bias")]
+    assert "forget gate" in bias.choice.note
+    values = modelforge.build_model(cfg).get_layer("block1_lstm").cell.bias.numpy()
+    np.testing.assert_array_equal(values, np.r_[np.zeros(5), np.ones(5), np.zeros(10)])
