@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelforge.errors import ConfigError, invalid
+from modelforge.errors import ConfigError, invalid, positive_int
 
 LAYOUTS = ("auto", "flat", "image", "sequence", "tokens")
 TASKS = ("classification", "regression")
@@ -53,12 +53,6 @@ class Dataset:
     y_val: Any
 
 
-def _positive_int(value: Any, key: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{key}={value!r} must be an integer >= {minimum}")
-    return value
-
-
 def check(data: Mapping[str, Any]) -> None:
     """Checks a `data` config; raises `ConfigError` naming the bad key."""
     name = data.get("name")
@@ -76,16 +70,16 @@ def check(data: Mapping[str, Any]) -> None:
     else:
         if data.get("task") not in TASKS:
             raise invalid("data.task", data.get("task"), TASKS)
-        _positive_int(data.get("num_samples"), "data.num_samples", 2)
+        positive_int(data.get("num_samples"), "data.num_samples", 2)
         shape = data.get("shape")
         if not isinstance(shape, (list, tuple)) or not shape or not all(
             isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape
         ):
             raise ConfigError(f"data.shape={shape!r} must be a non-empty list of positive integers, e.g. [16]")
         if data["task"] == "classification":
-            _positive_int(data.get("num_classes"), "data.num_classes", 2)
+            positive_int(data.get("num_classes"), "data.num_classes", 2)
         else:
-            _positive_int(data.get("num_targets"), "data.num_targets")
+            positive_int(data.get("num_targets"), "data.num_targets")
 
 
 def describe(data: Mapping[str, Any], wanted_layout: str) -> DataInfo:

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from modelforge.errors import ConfigError, RunFailed
 
@@ -30,6 +30,12 @@ def in_multirun() -> bool:
     return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _exit_with(err: Exception) -> NoReturn:
+    """Bad input's way out: one paragraph on stderr, exit status 2, no traceback."""
+    print(textwrap.fill(f"modelforge: error: {err}", width=100, subsequent_indent="  "), file=sys.stderr)
+    sys.exit(2)
+
+
 def report_errors(job: Callable[[], T]) -> T | float:
     """Runs `job`; bad input ends the process with its message (no traceback) and exit status 2.
 
@@ -43,9 +49,7 @@ def report_errors(job: Callable[[], T]) -> T | float:
         if in_multirun():
             log.error("job failed: %s", err)
             return math.nan
-        message = textwrap.fill(f"modelforge: error: {err}", width=100, subsequent_indent="  ")
-        print(message, file=sys.stderr)
-        sys.exit(2)
+        _exit_with(err)
     except KeyboardInterrupt:
         print("modelforge: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -63,8 +67,7 @@ def check_command_line(argv: list[str]) -> None:
     try:
         check_override_keys([a for a in argv if not a.startswith("-")])
     except ConfigError as err:
-        print(textwrap.fill(f"modelforge: error: {err}", width=100, subsequent_indent="  "), file=sys.stderr)
-        sys.exit(2)
+        _exit_with(err)
 
 
 def run_job(cfg: Any) -> Any:

@@ -32,5 +32,18 @@ def invalid(what: str, value: object, valid: Iterable[object], hint: str = "") -
     return ConfigError(message)
 
 
+def positive_int(value: object, key: str, minimum: int = 1) -> int:
+    """Returns `value` if it is an integer >= `minimum`, else raises a `ConfigError` naming `key`.
+
+    Example:
+        >>> positive_int(3, "model.depth")
+        3
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        wanted = "a positive integer (1 or more)" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{key}={value!r} must be {wanted}")
+    return value
+
+
 class RunFailed(RuntimeError):
     """Training ran but could not finish usefully (for example the loss became NaN)."""

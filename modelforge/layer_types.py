@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelforge import fans as fan_rules
-from modelforge.errors import ConfigError, invalid
+from modelforge.errors import ConfigError, invalid, positive_int
 
 Shape = tuple[int, ...]
 Args = Mapping[str, Any]
@@ -225,9 +225,7 @@ def _embedding_out(shape: Shape, args: Args) -> Shape:
 
 def _embedding_weights(shape: Shape, args: Args) -> list[Weight]:
     for key in ("input_dim", "output_dim"):
-        value = args.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{key}={value!r} must be a positive integer")
+        positive_int(args.get(key), key)
     return [Weight("embeddings", (args["input_dim"], args["output_dim"]), "kernel", "embeddings_initializer",
                    fan_rules.embedding_fans(args["output_dim"]))]
 

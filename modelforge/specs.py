@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from modelforge import data as data_mod
-from modelforge.errors import ConfigError
+from modelforge.errors import ConfigError, positive_int
 from modelforge.layer_types import LayerType, Weight, get_layer_type
 from modelforge.registry import get_activation
 
@@ -71,13 +71,6 @@ def to_plain(value: Any) -> Any:
     """An OmegaConf node as plain Python containers (resolved); other values unchanged."""
     if isinstance(value, (DictConfig, ListConfig)):
         return OmegaConf.to_container(value, resolve=True)
-    return value
-
-
-def positive_int(value: Any, key: str) -> int:
-    """Returns `value` if it is an integer >= 1, else raises a `ConfigError` naming `key`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key}={value!r} must be a positive integer (1 or more)")
     return value
 
 

@@ -18,11 +18,11 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from modelforge import data as data_mod
-from modelforge.errors import ConfigError, RunFailed, invalid
+from modelforge.errors import ConfigError, RunFailed, invalid, positive_int
 from modelforge.initplan import Plan, format_table, make_plan, run_seed
 from modelforge.registry import get_optimizer_class
 from modelforge.runlog import RunFolder, default_run_dir, lower_is_better, versions
-from modelforge.specs import positive_int, to_plain
+from modelforge.specs import to_plain
 
 LOGGERS = ("csv", "tensorboard", "mlflow")
 VERBOSITY = ("auto", 0, 1, 2)

@@ -32,6 +32,23 @@ def run_module(cwd, *args, module="modelforge", timeout=600):
                           timeout=timeout)
 
 
+def overlay_venv(path, *extra_paths):
+    """A fresh venv from the base interpreter that also sees this venv's packages through a .pth file.
+
+    Only the listed paths are added, and .pth files inside them are not processed there, so this venv's
+    editable modelforge stays out unless the checkout itself is among `extra_paths`. Returns its python.
+    """
+    import sysconfig
+
+    subprocess.run([sys._base_executable, "-m", "venv", str(path)], check=True, timeout=300)
+    python = Path(path) / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    lines = [sysconfig.get_paths()["purelib"], *map(str, extra_paths)]
+    Path(site, "_dev_venv.pth").write_text("\n".join(lines) + "\n")
+    return python
+
+
 def run_dirs(root):
     """Every run folder (one with a metrics.json) under root, in path order."""
     return sorted(p.parent for p in Path(root).rglob("metrics.json"))

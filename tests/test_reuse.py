@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 
 import modelforge
-from tests.conftest import FAST, run_dirs, run_module
+from tests.conftest import FAST, overlay_venv, run_dirs, run_module
 
 REPO = Path(__file__).resolve().parents[1]
 PACK_CONF = REPO / "examples" / "config_pack" / "mf_extra_pack" / "conf"
@@ -34,13 +33,10 @@ def test_wheel_carries_everything_and_other_project_runs_outside_the_repo(tmp_pa
     assert "hydra_plugins/modelforge_searchpath/searchpath.py" in names
     assert "hydra_plugins/__init__.py" not in names
 
-    # A fresh venv that sees the dev venv's TensorFlow and friends through a .pth (not its modelforge: the
-    # editable install's own .pth is not processed there), with modelforge installed from the wheel.
-    venv = tmp_path / "venv"
-    assert run(sys._base_executable, "-m", "venv", str(venv), cwd=tmp_path).returncode == 0
-    py = venv / "bin" / "python"
+    # A fresh venv that sees the dev venv's TensorFlow and friends (not its modelforge), with modelforge
+    # installed from the wheel.
+    py = overlay_venv(tmp_path / "venv")
     site = run(py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp_path).stdout.strip()
-    Path(site, "_dev_venv_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     installed = run(py, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel), cwd=tmp_path)
     assert installed.returncode == 0, installed.stderr
 

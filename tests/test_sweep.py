@@ -12,7 +12,7 @@ import yaml
 
 import modelforge
 from modelforge.errors import ConfigError
-from tests.conftest import FAST, run_dirs, run_module
+from tests.conftest import FAST, overlay_venv, run_dirs, run_module
 
 TINY = ["trainer.epochs=1", "model.units=4", "model.depth=1", "trainer.verbose=0"]
 RUN_FILES = {"config.yaml", "init_plan.json", "model_summary.txt", "history.csv", "metrics.json", "model.keras"}
@@ -214,16 +214,8 @@ def test_ray_launcher_in_local_mode(tmp_path):
     The venv sees the dev venv's packages (TensorFlow, Hydra, modelforge) through a .pth file, and gets
     hydra-ray-launcher and its own cloudpickle on top.
     """
-    import sysconfig
-
-    venv = tmp_path / "ray-venv"
-    subprocess.run([sys._base_executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    py = venv / "bin" / "python"
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    # The dev venv's site-packages, and the checkout (modelforge's editable install is a .pth there too).
-    repo = Path(__file__).resolve().parents[1]
-    Path(site, "_dev_venv.pth").write_text(f"{sysconfig.get_paths()['purelib']}\n{repo}\n")
+    # The checkout too: modelforge's editable install is itself a .pth, which the overlay does not process.
+    py = overlay_venv(tmp_path / "ray-venv", Path(__file__).resolve().parents[1])
     installed = subprocess.run([str(py), "-m", "pip", "install", "-q", "hydra-ray-launcher==1.2.*"],
                                capture_output=True, text=True, timeout=900)
     assert installed.returncode == 0, installed.stderr[-2000:]
