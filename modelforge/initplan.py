@@ -19,6 +19,7 @@ from modelforge.errors import ConfigError
 from modelforge.fans import fan_for_mode, keras_fans
 from modelforge.layer_types import Weight
 from modelforge.policy import (
+    CUSTOM,
     InitChoice,
     check_policy,
     is_policy,
@@ -150,7 +151,8 @@ def _entry(layer: str, type_: str, activation: str | None, weight: Weight, choic
         keras_fans=guess if true and tuple(true) != guess else None,
         target_std=target_std(choice, weight.shape, *std_fans),
         shape=weight.shape,
-        seed=derive_seed(seed, f"{layer}/{weight.name}") if choice.name in SEEDED else None,
+        # A user's class gets a derived seed too (when it takes one), so its draws repeat like the presets'.
+        seed=derive_seed(seed, f"{layer}/{weight.name}") if choice.name in SEEDED or choice.name == CUSTOM else None,
         init_arg=weight.init_arg,
     )
 
