@@ -120,6 +120,7 @@ def plot(report: Mapping[str, Any], path: str, title: str = "") -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     moments = report["block_second_moments"]
     grads = [sum(r["kernel_grad_norms"].values()) for r in report["layers"] if r["kernel_grad_norms"]]
@@ -131,6 +132,7 @@ def plot(report: Mapping[str, Any], path: str, title: str = "") -> None:
     right.set(xlabel="layer with a kernel (head last)", ylabel="||dL/dW||", title="kernel gradient norm")
     for ax, values in ((left, moments), (right, grads)):
         ax.grid(True, which="both", alpha=0.3)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # layers are whole numbers
         # At least four decades shown, so a healthy flat line looks flat next to a collapse.
         top = max(max(values, default=1.0), 1e-45)
         ax.set_ylim(min(min(values, default=top), top / 1e4) / 2 or 1e-45, top * 2)
@@ -171,16 +173,18 @@ def main(cfg: DictConfig) -> None:
     def job() -> None:
         folder = RunFolder(hydra_run_dir())
         plan, dataset, model = prepare(cfg, folder)
-        report = run_diagnosis(model, plan, dataset, folder, title=_title(cfg))
+        report = run_diagnosis(model, plan, dataset, folder, title=_title(cfg, plan))
         print(format_report(report))
         print(f"report saved: {folder.path / 'init_report.json'} and init_report.png")
 
     report_errors(job)
 
 
-def _title(cfg: Any) -> str:
+def _title(cfg: Any, plan: Any) -> str:
     init = cfg["initializer"].get("name", "custom")
-    return f"{cfg['layer']['type']} x{cfg['model']['depth']}, {cfg['activation']['name']}, initializer={init}"
+    body = plan.specs[:-1]  # the head's activation comes from the data, not the config
+    acts = ", ".join(sorted({spec.activation for spec in body if spec.activation})) or "no activation"
+    return f"{len(body)} layers, {acts}, initializer={init}"
 
 
 if __name__ == "__main__":

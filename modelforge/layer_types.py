@@ -65,6 +65,11 @@ class LayerType:
     weights: Callable[[Shape, Args], list[Weight]]
     recurrent: bool = False
 
+    @property
+    def default_activation(self) -> str:
+        """What `activation=auto` means for this layer: Keras' own tanh for recurrent cells, else relu."""
+        return "tanh" if self.recurrent else "relu"
+
 
 def _ints(value: Any, n: int, key: str) -> tuple[int, ...]:
     values = tuple(value) if isinstance(value, (list, tuple)) else (value,) * n

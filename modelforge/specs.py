@@ -74,11 +74,15 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def _activation(value: Any, default: Mapping[str, Any]) -> tuple[str, dict[str, Any], Any]:
+AUTO_ACTIVATION = "auto"
+
+
+def _activation(value: Any, default: Mapping[str, Any], kind: LayerType) -> tuple[str, dict[str, Any], Any]:
     """Reads an activation given as a name, a mapping with `name`, or nothing (then `default`).
 
-    Returns its name, its parameters, and its own policy rule: an activation config may carry `policy`
-    (an initializer name or mapping) so that a config pack adds an activation together with its rule.
+    `auto` (the default option of the `activation` group) is the layer type's own: tanh for recurrent cells,
+    relu otherwise. Returns the name, its parameters, and its own policy rule: an activation config may carry
+    `policy` (an initializer name or mapping) so that a config pack adds an activation together with its rule.
     """
     if value is None:
         value = default
@@ -88,6 +92,11 @@ def _activation(value: Any, default: Mapping[str, Any]) -> tuple[str, dict[str, 
         rule = value.get("policy")
     else:
         name, given, rule = value, {}, None
+    if name == AUTO_ACTIVATION:
+        if given or rule is not None:
+            raise ConfigError(f"activation {AUTO_ACTIVATION!r} takes no parameters or policy; name the activation "
+                              f"itself (e.g. activation={kind.default_activation}) to set them")
+        name = kind.default_activation
     act = get_activation(name)
     unknown = sorted(set(given) - set(act.params))
     if unknown:
@@ -204,7 +213,7 @@ def _resolve(spec: dict[str, Any], shape: tuple[int, ...], default_act: Mapping[
     activation, act_params, act_rule = (None, {}, None)
     if kind.has_activation:
         try:
-            activation, act_params, act_rule = _activation(spec.get("activation"), default_act)
+            activation, act_params, act_rule = _activation(spec.get("activation"), default_act, kind)
         except ConfigError as err:
             raise ConfigError(f"layer {name!r}: {err}") from None
     elif spec.get("activation") is not None:

@@ -17,7 +17,7 @@ def plain(cfg):
 def test_default_config_whole(compose):
     cfg = plain(compose())
     assert cfg == {
-        "activation": {"name": "relu"},
+        "activation": {"name": "auto"},
         "layer": {"type": "dense"},
         "model": {"depth": 2, "units": 64, "layers": None},
         "initializer": cfg["initializer"],  # checked below, rule by rule
@@ -38,9 +38,30 @@ def test_default_config_whole(compose):
     assert cfg["initializer"]["rules"]["selu"] == "lecun_normal"
 
 
-def test_recurrent_layer_brings_tanh_unless_told(compose):
-    assert compose(["layer=lstm"]).activation.name == "tanh"
-    assert compose(["layer=gru", "activation=relu"]).activation.name == "relu"
+def activations(cfg):
+    return {spec.name: spec.activation for spec in modelforge.plan(cfg).specs}
+
+
+@pytest.mark.parametrize("layer", ["lstm", "gru"])
+def test_auto_activation_is_tanh_for_recurrent_cells_unless_told(compose, layer):
+    cells = {f"block1_{layer}", f"block2_{layer}"}
+    assert {activations(compose([f"layer={layer}"]))[name] for name in cells} == {"tanh"}
+    assert {activations(compose([f"layer={layer}", "activation=relu"]))[name] for name in cells} == {"relu"}
+    assert activations(compose([f"layer={layer}"]))["head"] == "softmax"
+
+
+def test_auto_activation_is_relu_elsewhere_and_per_type_in_explicit_lists(compose):
+    assert activations(compose([]))["block1_dense"] == "relu"
+    assert activations(compose(["layer=conv"]))["block1_conv2d"] == "relu"
+    cfg = compose(["data.layout=sequence",
+                   "+model.layers=[{type:conv1d,filters:4,kernel_size:3},{type:gru,units:4},{type:dense,units:4}]"])
+    assert activations(cfg) == {"layer1_conv1d": "relu", "layer2_gru": "tanh", "layer3_dense": "relu",
+                                "head": "softmax"}
+
+
+def test_auto_activation_takes_no_parameters(compose):
+    with pytest.raises(modelforge.ConfigError, match="activation=tanh"):
+        modelforge.plan(compose(["layer=lstm", "+activation.negative_slope=0.1"]))
 
 
 def test_model_presets_pick_their_layer_and_command_line_wins(compose):

@@ -93,6 +93,11 @@ def test_built_kernels_follow_the_plan(compose, case):
             assert np.abs(drawn).max() <= math.sqrt(3) * entry.target_std + 1e-6
 
 
+# The policy's Glorot uniform: embeddings have no activation (linear), recurrent cells keep tanh under
+# activation=auto. Every other case runs relu, so He normal.
+GLOROT_TYPES = ("embedding", "simple_rnn", "lstm", "gru")
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bit_identical_with_hand_written_keras(compose, case):
     """Where Keras' guess is right, plain Keras with the same seed; where not, the hand-corrected scale."""
@@ -105,8 +110,8 @@ def test_bit_identical_with_hand_written_keras(compose, case):
         kernel_shape = values[weight].shape
         if weight == "recurrent_kernel":
             by_hand = keras.initializers.Orthogonal(seed=seed)(kernel_shape)
-        elif spec["type"] == "embedding":  # no activation: the policy's linear rule, Glorot uniform
-            scale = (guess[0] + guess[1]) / (fan_in + fan_out)
+        elif spec["type"] in GLOROT_TYPES:
+            scale = (sum(guess) if guess else fan_in + fan_out) / (fan_in + fan_out)
             by_hand = keras.initializers.VarianceScaling(scale, "fan_avg", "uniform", seed=seed)(kernel_shape)
         elif guess is None:
             by_hand = keras.initializers.HeNormal(seed=seed)(kernel_shape)

@@ -95,6 +95,21 @@ def test_other_app_composes_namespaced_groups_beside_its_own():
     assert kernels[0].target_std == pytest.approx((3.0 / 64) ** 0.5)
 
 
+@pytest.mark.parametrize("layer", ["lstm", "gru", "conv", "conv1d"])
+def test_other_app_picks_every_namespaced_layer_option(layer):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(REPO / "examples" / "other_project" / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"modelforge/layer@model.layer={layer}",
+                                           "modelforge/activation@model.activation=auto"])
+    assert set(cfg) == {"model", "initializer", "project", "seed", "epochs", "dry_run"}
+    mf = modelforge.compose(["model.units=4"], groups={"layer": cfg.model.layer, "activation": cfg.model.activation,
+                                                       "initializer": cfg.model.initializer})
+    body = [spec for spec in modelforge.plan(mf).specs if spec.name.startswith("block1_")]
+    assert body[0].type == cfg.model.layer.type
+    assert body[0].activation == ("tanh" if layer in ("lstm", "gru") else "relu")
+
+
 def test_config_pack_through_searchpath(compose):
     cfg = compose([f"hydra.searchpath=[file://{PACK_CONF}]", "initializer=he_gain2", "activation=softsign"])
     entry = modelforge.plan(cfg).entries[0]
