@@ -17,10 +17,22 @@ from modelforge.errors import ConfigError, invalid, positive_int
 LAYOUTS = ("auto", "flat", "image", "sequence", "tokens")
 TASKS = ("classification", "regression")
 
-# sklearn's digits: 1797 8x8 grey images with values 0..16.
-_DIGITS_SHAPES = {"flat": (64,), "image": (8, 8, 1), "sequence": (8, 8), "tokens": (64,)}
-# As tokens, each pixel is its integer grey level: a vocabulary of 17 for an Embedding.
-_DIGITS_VOCAB = 17
+
+@dataclass(frozen=True)
+class _GreyImages:
+    """A set of square grey images of digits; as tokens, each pixel is its integer grey level."""
+
+    side: int
+    levels: int  # grey levels, 0..levels-1: the vocabulary size as tokens
+
+    def shape(self, layout: str) -> tuple[int, ...]:
+        n = self.side
+        return {"flat": (n * n,), "image": (n, n, 1), "sequence": (n, n), "tokens": (n * n,)}[layout]
+
+
+# sklearn's digits: 1797 8x8 images, values 0..16, bundled. MNIST: 60,000 28x28 training images, 0..255,
+# downloaded once (modelforge.downloads).
+_IMAGES = {"digits": _GreyImages(8, 17), "mnist": _GreyImages(28, 256)}
 
 
 @dataclass(frozen=True)
@@ -63,11 +75,20 @@ def check(data: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"data.validation_split={split!r} must be a number strictly between 0 and 1 (for example 0.2)"
         )
-    if name == "digits":
+    if name in _IMAGES:
         layout = data.get("layout", "auto")
         if layout not in LAYOUTS:
             raise invalid("data.layout", layout, LAYOUTS)
-    else:
+    if name == "mnist":
+        if not isinstance(data.get("url"), str) or not data["url"]:
+            raise ConfigError(f"data.url={data.get('url')!r} must be the address of mnist.npz (https:// or file://)")
+        sha = data.get("sha256")
+        if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef"
+                                                                                   for c in sha.lower())):
+            raise ConfigError(f"data.sha256={sha!r} must be 64 hex digits, or null to skip the check")
+        if data.get("max_samples") is not None:
+            positive_int(data["max_samples"], "data.max_samples", 2)
+    elif name == "synthetic":
         if data.get("task") not in TASKS:
             raise invalid("data.task", data.get("task"), TASKS)
         positive_int(data.get("num_samples"), "data.num_samples", 2)
@@ -90,11 +111,12 @@ def describe(data: Mapping[str, Any], wanted_layout: str) -> DataInfo:
         (8, 8, 1)
     """
     check(data)
-    if data["name"] == "digits":
+    if data["name"] in _IMAGES:
+        images = _IMAGES[data["name"]]
         layout = data.get("layout", "auto")
         layout = wanted_layout if layout == "auto" else layout
-        vocab = _DIGITS_VOCAB if layout == "tokens" else None
-        return DataInfo("digits", _DIGITS_SHAPES[layout], "classification", 10, vocab)
+        vocab = images.levels if layout == "tokens" else None
+        return DataInfo(data["name"], images.shape(layout), "classification", 10, vocab)
     task = data["task"]
     outputs = data["num_classes"] if task == "classification" else data["num_targets"]
     return DataInfo("synthetic", tuple(data["shape"]), task, outputs)
@@ -109,15 +131,25 @@ def split_indices(n: int, validation_split: float, seed: int) -> tuple[Any, Any]
     return order[n_val:], order[:n_val]
 
 
-def _load_digits(info: DataInfo) -> tuple[Any, Any]:
+def _load_images(data: Mapping[str, Any], info: DataInfo) -> tuple[Any, Any]:
+    """Grey images as integer tokens, or scaled to [0, 1] and shaped for the first layer."""
     import numpy as np
-    from sklearn.datasets import load_digits
 
-    bunch = load_digits()
+    if info.name == "digits":
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        pixels, labels = bunch.data, bunch.target.astype(np.int32)
+    else:
+        from modelforge.downloads import fetch, load_mnist_npz
+
+        path = fetch(info.name, data["url"], data.get("sha256"), data.get("cache_dir"))
+        pixels, labels = load_mnist_npz(path, data.get("max_samples"))
+    pixels = pixels.reshape(len(pixels), -1)
     if info.vocab_size:
-        return bunch.data.astype(np.int32), bunch.target.astype(np.int32)
-    x = (bunch.data / 16.0).astype(np.float32).reshape((-1, *info.input_shape))
-    return x, bunch.target.astype(np.int32)
+        return pixels.astype(np.int32), labels
+    x = (pixels / (_IMAGES[info.name].levels - 1)).astype(np.float32).reshape((-1, *info.input_shape))
+    return x, labels
 
 
 def _make_synthetic(data: Mapping[str, Any], info: DataInfo, seed: int) -> tuple[Any, Any]:
@@ -133,13 +165,13 @@ def _make_synthetic(data: Mapping[str, Any], info: DataInfo, seed: int) -> tuple
     return x, signal.astype(np.float32)
 
 
-DATASETS = ("digits", "synthetic")
+DATASETS = ("digits", "mnist", "synthetic")
 
 
 def load(data: Mapping[str, Any], info: DataInfo, seed: int) -> Dataset:
     """Loads (or generates) the data described by `info` and splits it with `seed`."""
-    if info.name == "digits":
-        x, y = _load_digits(info)
+    if info.name in _IMAGES:
+        x, y = _load_images(data, info)
     else:
         x, y = _make_synthetic(data, info, seed)
     train, val = split_indices(len(x), float(data["validation_split"]), seed)

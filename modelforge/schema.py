@@ -55,6 +55,17 @@ class DigitsSchema:
 
 
 @dataclass
+class MnistSchema:
+    name: str = "mnist"
+    validation_split: float = 0.2
+    layout: str = "auto"
+    url: str = ""  # set by conf/data/mnist.yaml
+    sha256: str | None = None
+    cache_dir: str | None = None
+    max_samples: int | None = None
+
+
+@dataclass
 class SyntheticSchema:
     name: str = "synthetic"
     task: str = "classification"
@@ -70,13 +81,14 @@ SCHEMAS: dict[str, type] = {
     "trainer": TrainerSchema,
     "model": ModelSchema,
     "digits": DigitsSchema,
+    "mnist": MnistSchema,
     "synthetic": SyntheticSchema,
 }
 # Which schemas a top-level config key may hold, for the key check.
 _KEY_SCHEMAS: dict[str, tuple[type, ...]] = {
     "trainer": (TrainerSchema,),
     "model": (ModelSchema,),
-    "data": (DigitsSchema, SyntheticSchema),
+    "data": (DigitsSchema, MnistSchema, SyntheticSchema),
 }
 
 

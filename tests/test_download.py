@@ -1,0 +1,111 @@
+"""data=mnist: the real download code, run against small npz files the tests write (no network needed)."""
+
+import hashlib
+import inspect
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import modelforge
+from modelforge import data
+from modelforge.errors import ConfigError, RunFailed
+from tests.conftest import FAST
+
+# An address nothing answers on: a test that reaches it would fail, so passing proves the cache was used.
+UNREACHABLE = "file:///nonexistent-modelforge-mirror/mnist.npz"
+
+
+def write_npz(path, n=60, seed=0):
+    """A small file in the layout of Keras' mnist.npz; returns its arrays and SHA-256."""
+    rng = np.random.default_rng(seed)
+    arrays = {"x_train": rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+              "y_train": np.arange(n, dtype=np.uint8) % 10,
+              "x_test": rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+              "y_test": np.arange(5, dtype=np.uint8)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return arrays, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def mnist_cfg(compose, cache, sha, url=UNREACHABLE, *extra):
+    return compose(["data=mnist", f"data.cache_dir={cache}", f"data.sha256={sha}", f"data.url={url}", *extra])
+
+
+@pytest.mark.parametrize(("layout", "shape"), [("flat", (784,)), ("image", (28, 28, 1)), ("sequence", (28, 28))])
+def test_mnist_reads_the_cached_file_in_every_layout(compose, tmp_path, layout, shape):
+    arrays, sha = write_npz(tmp_path / "mnist.npz")
+    cfg = modelforge.compose(["data=mnist"]).data
+    keras_loader = inspect.getsource(keras.datasets.mnist.load_data)  # the shipped default is Keras' own copy
+    assert cfg.sha256 in keras_loader and cfg.url.rsplit("/", 1)[0] + "/" in keras_loader
+    d = dict(mnist_cfg(compose, tmp_path, sha).data)
+    info = data.describe(d, layout)
+    assert (info.input_shape, info.num_outputs, info.vocab_size) == (shape, 10, None)
+    ds = data.load(d, info, seed=3)
+    assert (len(ds.x_train), len(ds.x_val)) == (48, 12)
+    assert ds.x_train.shape[1:] == shape and ds.x_train.dtype == np.float32
+    train, val = data.split_indices(60, 0.2, seed=3)
+    expected = arrays["x_train"][train].reshape(48, *shape) / 255.0
+    np.testing.assert_allclose(ds.x_train, expected, rtol=1e-6)
+    np.testing.assert_array_equal(ds.y_val, arrays["y_train"][val])
+
+
+def test_mnist_tokens_and_max_samples(compose, tmp_path):
+    arrays, sha = write_npz(tmp_path / "mnist.npz")
+    d = dict(mnist_cfg(compose, tmp_path, sha, UNREACHABLE, "data.layout=tokens", "data.max_samples=20").data)
+    info = data.describe(d, "flat")
+    assert (info.input_shape, info.vocab_size) == ((784,), 256)
+    ds = data.load(d, info, seed=0)
+    assert len(ds.x_train) + len(ds.x_val) == 20 and ds.x_train.dtype == np.int32
+    assert set(np.concatenate([ds.y_train, ds.y_val])) == set(arrays["y_train"][:20])
+
+
+def test_mnist_downloads_into_an_empty_cache_and_checks_the_hash(compose, tmp_path):
+    source = tmp_path / "mirror" / "mnist.npz"
+    _, sha = write_npz(source)
+    cache = tmp_path / "cache"
+    d = dict(mnist_cfg(compose, cache, sha, source.as_uri()).data)
+    data.load(d, data.describe(d, "flat"), seed=0)
+    assert (cache / "mnist.npz").read_bytes() == source.read_bytes()
+
+
+def test_mnist_with_a_wrong_hash_and_no_network_fails_clearly(compose, tmp_path):
+    write_npz(tmp_path / "mnist.npz")
+    d = dict(mnist_cfg(compose, tmp_path, "0" * 64).data)
+    with pytest.raises(RunFailed) as err:
+        data.load(d, data.describe(d, "flat"), seed=0)
+    message = str(err.value)
+    assert UNREACHABLE in message and str(tmp_path) in message and "data=digits" in message
+
+
+def test_mnist_with_a_corrupt_cached_file_says_so(compose, tmp_path):
+    (tmp_path / "mnist.npz").write_bytes(b"not an npz")
+    d = dict(compose(["data=mnist", f"data.cache_dir={tmp_path}", "data.sha256=null",
+                      f"data.url={UNREACHABLE}"]).data)
+    with pytest.raises(RunFailed, match="not an MNIST npz"):
+        data.load(d, data.describe(d, "flat"), seed=0)
+
+
+@pytest.mark.parametrize(("override", "word"), [("data.sha256=abc", "data.sha256"), ("data.url=''", "data.url"),
+                                                ("data.max_samples=1", "data.max_samples"),
+                                                ("data.layout=cube", "cube")])
+def test_bad_mnist_config(compose, override, word):
+    with pytest.raises(ConfigError, match=word):
+        modelforge.plan(compose(["data=mnist", override]))
+
+
+def test_mnist_run_end_to_end_and_a_failed_fetch_marks_the_run_failed(compose, tmp_path):
+    _, sha = write_npz(tmp_path / "cache" / "mnist.npz", n=80)
+    metrics = modelforge.train(mnist_cfg(compose, tmp_path / "cache", sha, UNREACHABLE, "layer=conv", *FAST),
+                               run_dir=tmp_path / "run")
+    assert metrics["status"] == "completed"
+    assert metrics["samples"] == {"train": 64, "validation": 16}
+    plan = json.loads((tmp_path / "run" / "init_plan.json").read_text())
+    assert plan[0]["shape"] == [3, 3, 1, 8]  # 28x28x1 images into the first Conv2D
+
+    with pytest.raises(RunFailed):
+        modelforge.train(mnist_cfg(compose, tmp_path / "empty", sha), run_dir=tmp_path / "failed")
+    record = json.loads((tmp_path / "failed" / "metrics.json").read_text())
+    assert record["status"] == "failed" and UNREACHABLE in record["error"]
+    assert not (tmp_path / "failed" / "model.keras").exists()
