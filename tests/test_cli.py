@@ -76,6 +76,9 @@ def test_help_and_cfg_do_not_import_tensorflow(tmp_path, args):
     assert result.returncode == 0, result.stderr
     assert "TF_NOT_LOADED" in result.stdout
     assert ("initializer" in result.stdout) and not Path(tmp_path, "outputs").exists()
+    if args == ["--help"]:
+        assert result.stdout.startswith("modelforge: Keras models from config")
+        assert "data: digits, mnist, synthetic" in result.stdout
 
 
 @pytest.mark.slow
