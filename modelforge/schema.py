@@ -1,8 +1,8 @@
 """Typed schemas: structured configs that check types and keys when Hydra composes the config.
 
-They live in the ConfigStore group `modelforge_schema`, apart from the YAML options, and each YAML option
-extends its schema (`defaults: [/modelforge_schema/model@_here_, _self_]`), so `model.units=abc` fails at
-composition with the key in the message. Hydra's "not in struct" error for a misspelled key has no
+They live at the ConfigStore's root as `modelforge_schema_<name>`, apart from the YAML options and out of
+`--help`'s group list, and each YAML option extends its schema (`defaults: [/modelforge_schema_model@_here_,
+_self_]`), so `model.units=abc` fails at composition with the key in the message. Hydra's "not in struct" error for a misspelled key has no
 suggestion; `check_override_keys` runs first on the command line and adds a "did you mean".
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from modelforge.errors import ConfigError
 
-GROUP = "modelforge_schema"
+PREFIX = "modelforge_schema_"
 
 
 @dataclass
@@ -98,7 +98,7 @@ def register() -> None:
 
     store = ConfigStore.instance()
     for name, schema in SCHEMAS.items():
-        store.store(group=GROUP, name=name, node=schema)
+        store.store(name=PREFIX + name, node=schema)
 
 
 def _keys(schema: type, prefix: str) -> list[str]:
