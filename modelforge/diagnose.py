@@ -189,6 +189,8 @@ def _title(cfg: Any, plan: Any) -> str:
 
 if __name__ == "__main__":
     from modelforge.entry import check_command_line
+    from modelforge.hydra_compat import share_config_store
 
     check_command_line(sys.argv[1:])
+    share_config_store()
     main()

@@ -2,8 +2,9 @@
 
 They live at the ConfigStore's root as `modelforge_schema_<name>`, apart from the YAML options and out of
 `--help`'s group list, and each YAML option extends its schema (`defaults: [/modelforge_schema_model@_here_,
-_self_]`), so `model.units=abc` fails at composition with the key in the message. Hydra's "not in struct" error for a misspelled key has no
-suggestion; `check_override_keys` runs first on the command line and adds a "did you mean".
+_self_]`), so `model.units=abc` fails at composition with the key in the message. Hydra's "not in struct"
+error for a misspelled key has no suggestion; `check_override_keys` runs first on the command line and adds a
+"did you mean".
 """
 
 from __future__ import annotations

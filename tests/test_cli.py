@@ -108,3 +108,14 @@ def test_diagnose_command_writes_report(tmp_path):
     (report,) = Path(tmp_path, "outputs").rglob("init_report.json")
     assert (report.parent / "init_report.png").exists()
     assert len(json.loads(report.read_text())["block_second_moments"]) == 12
+
+
+@pytest.mark.slow
+def test_help_with_the_hydra_backport_matches_plain_hydra(tmp_path):
+    patched = run(tmp_path, "--help")
+    # Importing the module (not running it as __main__) skips the backport: Hydra 1.3 exactly as shipped.
+    plain = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'modelforge'; "
+                            "from modelforge.__main__ import main; main()", "--help"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert patched.returncode == plain.returncode == 0, plain.stderr
+    assert patched.stdout == plain.stdout and "data: digits, mnist, synthetic" in patched.stdout
