@@ -11,7 +11,8 @@ import pytest
 from tests.conftest import run_dirs
 from tests.conftest import run_module as run
 
-RUN_FILES = {"config.yaml", "init_plan.json", "model_summary.txt", "history.csv", "metrics.json", "model.keras"}
+RUN_FILES = {"config.yaml", "init_plan.json", "model_summary.txt", "history.csv", "metrics.json", "model.keras",
+             "modelforge.log"}
 # Prints whether TensorFlow got imported, whatever way the entry point exits.
 PROBE = ("import atexit, sys; atexit.register(lambda: print('TF_LOADED' if 'tensorflow' in sys.modules "
          "else 'TF_NOT_LOADED')); sys.argv = ['modelforge', *sys.argv[1:]]; from {module} import main; main()")
