@@ -36,7 +36,7 @@ def test_three_by_three_sweep(tmp_path):
     jobs = run_dirs(root)
     assert len(jobs) == 9
     for job in jobs:
-        assert RUN_FILES <= {p.name for p in job.iterdir()}, job
+        assert RUN_FILES | {"modelforge.log"} <= {p.name for p in job.iterdir()}, job
     rows = read_csv(root / "summary.csv")
     assert len(rows) == 9 and {r["status"] for r in rows} == {"completed"}
     text = (root / "summary.md").read_text()
