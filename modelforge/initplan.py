@@ -218,9 +218,25 @@ def format_table(plan: Plan) -> str:
     total = sum(math.prod(e.shape) for e in plan.entries)
     lines.append(f"{len(plan.entries)} weights, {total:,} values; input {list(plan.info.input_shape)} "
                  f"from {plan.info.name}, {plan.info.task} with {plan.info.num_outputs} outputs")
-    differ = [e for e in plan.entries if e.keras_fans]
-    if differ:
-        lines.append("* true fans of the layer's computation; Keras would guess "
-                     + ", ".join(f"{e.layer}/{e.weight} {e.keras_fans}" for e in differ)
-                     + " (the scale is corrected so the values get the true fans' variance)")
+    lines.extend(_fan_notes([e for e in plan.entries if e.keras_fans]))
     return "\n".join(lines)
+
+
+def _fan_notes(differ: list[PlanEntry]) -> list[str]:
+    """The table's footnote: where Keras would guess other fans, and what modelforge did about it."""
+    if not differ:
+        return []
+    names = {"corrected": [], "given": [], "unused": []}
+    for e in differ:
+        kind = ("given" if e.choice.name == CUSTOM else
+                "corrected" if e.build != (e.choice.name, e.choice.params) else "unused")
+        names[kind].append(f"{e.layer}/{e.weight}")
+    notes = ["* true fans of the layer's computation; Keras would guess "
+             + ", ".join(f"{e.layer}/{e.weight} {e.keras_fans}" for e in differ) + " from the shape"]
+    if names["corrected"]:
+        notes.append("  scale corrected, so the values get the true fans' variance: " + ", ".join(names["corrected"]))
+    if names["given"]:
+        notes.append("  true fans handed to the custom initializer: " + ", ".join(names["given"]))
+    if names["unused"]:
+        notes.append("  their initializer does not use fans (e.g. orthogonal): " + ", ".join(names["unused"]))
+    return notes

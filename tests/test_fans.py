@@ -119,3 +119,15 @@ def test_bit_identical_with_hand_written_keras(compose, case):
             by_hand = keras.initializers.VarianceScaling(2.0 * guess[0] / fan_in, "fan_in", "truncated_normal",
                                                          seed=seed)(kernel_shape)
         np.testing.assert_array_equal(values[weight], np.asarray(by_hand), err_msg=weight)
+
+
+def test_plan_table_says_what_was_done_where_keras_would_guess_other_fans(compose):
+    from modelforge.initplan import format_table
+
+    cfg = compose(["+model.layers=[{type:lstm,units:4,return_sequences:true},{type:depthwise_conv1d,kernel_size:3,"
+                   "initializer:{_target_:tests.custom_init.GainNormal}}]"])
+    notes = format_table(modelforge.plan(cfg)).splitlines()[-4:]
+    assert notes[0].startswith("* true fans of the layer's computation; Keras would guess layer1_lstm/kernel (8, 16)")
+    assert notes[1] == "  scale corrected, so the values get the true fans' variance: layer1_lstm/kernel"
+    assert notes[2] == "  true fans handed to the custom initializer: layer2_depthwise_conv1d/kernel"
+    assert notes[3] == "  their initializer does not use fans (e.g. orthogonal): layer1_lstm/recurrent_kernel"
