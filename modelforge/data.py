@@ -8,6 +8,7 @@ same seed trains and validates on the same samples.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -83,8 +84,7 @@ def check(data: Mapping[str, Any]) -> None:
         if not isinstance(data.get("url"), str) or not data["url"]:
             raise ConfigError(f"data.url={data.get('url')!r} must be the address of mnist.npz (https:// or file://)")
         sha = data.get("sha256")
-        if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef"
-                                                                                   for c in sha.lower())):
+        if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha)):
             raise ConfigError(f"data.sha256={sha!r} must be 64 hex digits, or null to skip the check")
         if data.get("max_samples") is not None:
             positive_int(data["max_samples"], "data.max_samples", 2)

@@ -188,9 +188,7 @@ def _title(cfg: Any, plan: Any) -> str:
 
 
 if __name__ == "__main__":
-    from modelforge.entry import check_command_line
-    from modelforge.hydra_compat import share_config_store
+    from modelforge.entry import before_hydra
 
-    check_command_line(sys.argv[1:])
-    share_config_store()
+    before_hydra(sys.argv[1:])
     main()

@@ -60,14 +60,20 @@ def report_errors(job: Callable[[], T]) -> T | float:
         return math.nan
 
 
-def check_command_line(argv: list[str]) -> None:
-    """Catches misspelled config keys before Hydra composes (Hydra's own error has no suggestion)."""
+def before_hydra(argv: list[str]) -> None:
+    """What every modelforge command line does before Hydra starts.
+
+    Catches misspelled config keys (Hydra's own error has no suggestion), and applies the Hydra backport
+    that keeps `--help` and composition from copying the whole ConfigStore on every lookup.
+    """
+    from modelforge.hydra_compat import share_config_store
     from modelforge.schema import check_override_keys
 
     try:
         check_override_keys([a for a in argv if not a.startswith("-")])
     except ConfigError as err:
         _exit_with(err)
+    share_config_store()
 
 
 def run_job(cfg: Any) -> Any:
