@@ -14,6 +14,9 @@ import modelforge
 
 # Small and fast: a 1-epoch run of a narrow model still exercises every code path.
 FAST = ["trainer.epochs=1", "model.units=8", "trainer.verbose=0"]
+# The run-folder contract: every completed run has these (the CLI adds Hydra's modelforge.log).
+RUN_FILES = {"config.yaml", "init_plan.json", "model_summary.txt", "history.csv", "metrics.json", "model.keras"}
+CLI_RUN_FILES = RUN_FILES | {"modelforge.log"}
 
 
 @pytest.fixture

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_dirs
+from tests.conftest import CLI_RUN_FILES, run_dirs
 from tests.conftest import run_module as run
 
-RUN_FILES = {"config.yaml", "init_plan.json", "model_summary.txt", "history.csv", "metrics.json", "model.keras",
-             "modelforge.log"}
 # Prints whether TensorFlow got imported, whatever way the entry point exits.
 PROBE = ("import atexit, sys; atexit.register(lambda: print('TF_LOADED' if 'tensorflow' in sys.modules "
          "else 'TF_NOT_LOADED')); sys.argv = ['modelforge', *sys.argv[1:]]; from {module} import main; main()")
@@ -33,7 +31,7 @@ def test_conv_he_normal_run_end_to_end_and_repeats(tmp_path):
     a, b = run_dirs(tmp_path)
     assert a != b
     for folder in (a, b):
-        assert RUN_FILES <= {p.name for p in folder.iterdir()}, folder
+        assert CLI_RUN_FILES <= {p.name for p in folder.iterdir()}, folder
         assert (folder / ".hydra" / "overrides.yaml").exists()
     metrics = json.loads((a / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["epochs_run"] == 2

@@ -12,10 +12,9 @@ import yaml
 
 import modelforge
 from modelforge.errors import ConfigError
-from tests.conftest import FAST, overlay_venv, run_dirs, run_module
+from tests.conftest import CLI_RUN_FILES, FAST, RUN_FILES, overlay_venv, run_dirs, run_module
 
 TINY = ["trainer.epochs=1", "model.units=4", "model.depth=1", "trainer.verbose=0"]
-RUN_FILES = {"config.yaml", "init_plan.json", "model_summary.txt", "history.csv", "metrics.json", "model.keras"}
 
 
 def sweep_dir(cwd):
@@ -36,7 +35,7 @@ def test_three_by_three_sweep(tmp_path):
     jobs = run_dirs(root)
     assert len(jobs) == 9
     for job in jobs:
-        assert RUN_FILES | {"modelforge.log"} <= {p.name for p in job.iterdir()}, job
+        assert CLI_RUN_FILES <= {p.name for p in job.iterdir()}, job
     rows = read_csv(root / "summary.csv")
     assert len(rows) == 9 and {r["status"] for r in rows} == {"completed"}
     text = (root / "summary.md").read_text()

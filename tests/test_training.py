@@ -9,9 +9,7 @@ import pytest
 
 import modelforge
 from modelforge.errors import RunFailed
-from tests.conftest import FAST
-
-RUN_FILES = {"config.yaml", "init_plan.json", "model_summary.txt", "history.csv", "metrics.json", "model.keras"}
+from tests.conftest import FAST, RUN_FILES
 
 
 def read_history(path):
