@@ -1,4 +1,4 @@
-"""What other code imports: compose a config, plan it, build its model, train it. No CLI needed.
+"""What other code imports: compose a config, check it, plan it, build its model, train it. No CLI needed.
 
 Example:
     >>> import modelforge
@@ -13,11 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelforge.core.config import RunConfig
+
 if TYPE_CHECKING:
     import keras
     from omegaconf import DictConfig
 
-    from modelforge.initplan import Plan
+    from modelforge.core.initplan import Plan
 
 
 def compose(
@@ -49,8 +51,9 @@ def compose(
     from omegaconf.errors import OmegaConfBaseException
 
     from modelforge.errors import ConfigError
-    from modelforge.schema import check_override_keys
+    from modelforge.sweep.store import check_override_keys, normalize_overrides, register
 
+    register()
     check_override_keys(overrides)
     # Inside another Hydra app, GlobalHydra holds that app's search path: compose from ours, then put it back.
     global_hydra = GlobalHydra.instance()
@@ -58,7 +61,7 @@ def compose(
     global_hydra.clear()
     try:
         with initialize_config_module("modelforge.conf", version_base="1.3"):
-            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+            cfg = hydra_compose(config_name=config_name, overrides=normalize_overrides(overrides))
     except (HydraException, OmegaConfBaseException) as err:
         detail = " ".join(f"{err}: {err.__cause__ or ''}".split())
         raise ConfigError(f"cannot compose the config with {list(overrides)}: {detail}") from None
@@ -74,16 +77,33 @@ def compose(
     return cfg
 
 
-def plan(cfg: Any) -> Plan:
-    """The init plan of a composed config: one entry per weight, without building anything."""
-    from modelforge.initplan import make_plan
+def run_config(cfg: Any) -> RunConfig:
+    """The checked, typed run config of a composed config (a DictConfig, a plain mapping, or a RunConfig).
 
-    return make_plan(cfg)
+    Raises:
+        ConfigError: the first bad key or value, named, with the nearest valid one.
+
+    Example:
+        >>> run_config(compose(["trainer.objective=val_loss"])).trainer.early_stopping.mode
+        'min'
+    """
+    if isinstance(cfg, RunConfig):
+        return cfg
+    from modelforge.sweep.store import to_plain
+
+    return RunConfig.from_mapping(to_plain(cfg))
+
+
+def plan(cfg: Any) -> Plan:
+    """The init plan of a config: one entry per weight, without building anything (no TensorFlow)."""
+    from modelforge.core.initplan import make_plan
+
+    return make_plan(run_config(cfg))
 
 
 def build_model(cfg: Any) -> keras.Model:
     """Builds the config's model, every kernel initialized as the plan says."""
-    from modelforge.builder import build
+    from modelforge.build import build
 
     return build(plan(cfg))
 
@@ -91,10 +111,25 @@ def build_model(cfg: Any) -> keras.Model:
 def train(cfg: Any, run_dir: str | Path | None = None) -> dict[str, Any]:
     """Trains the config's model and writes a run folder; returns the contents of `metrics.json`.
 
-    Args:
-        cfg: a composed config.
-        run_dir: where the run folder goes; a new folder under `outputs/` when None.
-    """
-    from modelforge.training import run_training
+    With `trainer.diagnose=true` the init health report runs before the fit.
 
-    return run_training(cfg, run_dir)
+    Args:
+        cfg: a composed config (or a `RunConfig`).
+        run_dir: where the run folder goes; a new folder under `outputs/` when None.
+
+    Raises:
+        ConfigError: bad input, found before anything heavy runs; `metrics.json` says `failed` and why.
+        RunFailed: training diverged (NaN loss).
+    """
+    from modelforge.analysis import diagnose
+    from modelforge.errors import ConfigError
+    from modelforge.run.folder import RunFolder, default_run_dir
+    from modelforge.run.lifecycle import record_failure, run_training
+
+    folder = RunFolder(run_dir or default_run_dir())
+    try:
+        run = run_config(cfg)
+    except ConfigError as err:
+        record_failure(folder, err)  # the folder says why nothing ran (a sweep's summary lists it)
+        raise
+    return run_training(run, folder, hooks=[diagnose.hook] if run.trainer.diagnose else [])

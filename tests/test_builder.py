@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import modelforge
-from modelforge.initplan import derive_seed
+from modelforge.core.initplan import derive_seed
 
 
 def weights_of(model):

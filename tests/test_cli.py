@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLI_RUN_FILES, run_dirs
-from tests.conftest import run_module as run
+from tests.helpers import CLI_RUN_FILES, run_dirs
+from tests.helpers import run_module as run
 
 # Prints whether TensorFlow got imported, whatever way the entry point exits.
 PROBE = ("import atexit, sys; atexit.register(lambda: print('TF_LOADED' if 'tensorflow' in sys.modules "
@@ -71,7 +71,7 @@ def test_bad_input_exits_cleanly(tmp_path, args):
 @pytest.mark.slow
 @pytest.mark.parametrize("args", [["--help"], ["--cfg", "job"], ["--cfg", "job", "layer=conv"]])
 def test_help_and_cfg_do_not_import_tensorflow(tmp_path, args):
-    result = probe(tmp_path, "modelforge.__main__", *args)
+    result = probe(tmp_path, "modelforge.cli.main", *args)
     assert result.returncode == 0, result.stderr
     assert "TF_NOT_LOADED" in result.stdout
     assert ("initializer" in result.stdout) and not Path(tmp_path, "outputs").exists()
@@ -82,7 +82,7 @@ def test_help_and_cfg_do_not_import_tensorflow(tmp_path, args):
 
 @pytest.mark.slow
 def test_plan_command_prints_and_saves_without_tensorflow(tmp_path):
-    result = probe(tmp_path, "modelforge.plan", "layer=conv", "initializer=he_normal")
+    result = probe(tmp_path, "modelforge.cli.main", "plan", "layer=conv", "initializer=he_normal")
     assert result.returncode == 0, result.stderr
     assert "TF_NOT_LOADED" in result.stdout
     assert "block2_conv2d  kernel" in result.stdout
@@ -101,7 +101,7 @@ def test_import_modelforge_is_cheap():
 
 @pytest.mark.slow
 def test_diagnose_command_writes_report(tmp_path):
-    result = run(tmp_path, "model.depth=12", "initializer=glorot_uniform", module="modelforge.diagnose")
+    result = run(tmp_path, "diagnose", "model.depth=12", "initializer=glorot_uniform")
     assert result.returncode == 0, result.stderr
     assert "verdict: signal shrinks" in result.stdout and "vanishing" in result.stdout
     (report,) = Path(tmp_path, "outputs").rglob("init_report.json")
@@ -112,9 +112,10 @@ def test_diagnose_command_writes_report(tmp_path):
 @pytest.mark.slow
 def test_help_with_the_hydra_backport_matches_plain_hydra(tmp_path):
     patched = run(tmp_path, "--help")
-    # Importing the module (not running it as __main__) skips the backport: Hydra 1.3 exactly as shipped.
+    # With the backport turned off: Hydra 1.3 exactly as shipped.
     plain = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'modelforge'; "
-                            "from modelforge.__main__ import main; main()", "--help"],
+                            "import modelforge.cli.hydra_compat as compat; compat.share_config_store = lambda: False; "
+                            "from modelforge.cli.main import main; main()", "--help"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert patched.returncode == plain.returncode == 0, plain.stderr
     assert patched.stdout == plain.stdout and "data: digits, mnist, synthetic" in patched.stdout

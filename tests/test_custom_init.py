@@ -10,7 +10,7 @@ import pytest
 
 import modelforge
 from modelforge.errors import ConfigError
-from tests.conftest import FAST
+from tests.helpers import FAST
 
 TARGET = "tests.custom_init.GainNormal"
 DEPTHWISE = ("+model.layers=[{type:depthwise_conv2d,kernel_size:3,depth_multiplier:64,"

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 
 import modelforge
-from modelforge.diagnose import run_diagnosis, verdict
-from modelforge.runlog import RunFolder
-from modelforge.training import prepare
-from tests.conftest import FAST
+from modelforge.analysis.diagnose import run_diagnosis, verdict
+from modelforge.run.folder import RunFolder
+from modelforge.run.setup import prepare
+from tests.helpers import FAST
 
 
 def diagnosed(compose, tmp_path, overrides):
     folder = RunFolder(tmp_path)
-    plan, dataset, model = prepare(compose([*FAST, *overrides]), folder)
-    return run_diagnosis(model, plan, dataset, folder), model, dataset
+    session = prepare(modelforge.run_config(compose([*FAST, *overrides])))
+    return run_diagnosis(session.model, session.plan, session.dataset, folder), session.model, session.dataset
 
 
 @pytest.mark.parametrize("overrides", [

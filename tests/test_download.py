@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import modelforge
-from modelforge import data
+from modelforge.data import arrays as data
 from modelforge.errors import ConfigError, RunFailed
-from tests.conftest import FAST
+from tests.helpers import FAST
 
 # An address nothing answers on: a test that reaches it would fail, so passing proves the cache was used.
 UNREACHABLE = "file:///nonexistent-modelforge-mirror/mnist.npz"
@@ -39,8 +39,8 @@ def test_mnist_reads_the_cached_file_in_every_layout(compose, tmp_path, layout, 
     cfg = modelforge.compose(["data=mnist"]).data
     keras_loader = inspect.getsource(keras.datasets.mnist.load_data)  # the shipped default is Keras' own copy
     assert cfg.sha256 in keras_loader and cfg.url.rsplit("/", 1)[0] + "/" in keras_loader
-    d = dict(mnist_cfg(compose, tmp_path, sha).data)
-    info = data.describe(d, layout)
+    d = modelforge.run_config(mnist_cfg(compose, tmp_path, sha)).data
+    info = d.describe(layout)
     assert (info.input_shape, info.num_outputs, info.vocab_size) == (shape, 10, None)
     ds = data.load(d, info, seed=3)
     assert (len(ds.x_train), len(ds.x_val)) == (48, 12)
@@ -53,8 +53,9 @@ def test_mnist_reads_the_cached_file_in_every_layout(compose, tmp_path, layout, 
 
 def test_mnist_tokens_and_max_samples(compose, tmp_path):
     arrays, sha = write_npz(tmp_path / "mnist.npz")
-    d = dict(mnist_cfg(compose, tmp_path, sha, UNREACHABLE, "data.layout=tokens", "data.max_samples=20").data)
-    info = data.describe(d, "flat")
+    d = modelforge.run_config(mnist_cfg(compose, tmp_path, sha, UNREACHABLE, "data.layout=tokens",
+                                        "data.max_samples=20")).data
+    info = d.describe("flat")
     assert (info.input_shape, info.vocab_size) == ((784,), 256)
     ds = data.load(d, info, seed=0)
     assert len(ds.x_train) + len(ds.x_val) == 20 and ds.x_train.dtype == np.int32
@@ -65,26 +66,26 @@ def test_mnist_downloads_into_an_empty_cache_and_checks_the_hash(compose, tmp_pa
     source = tmp_path / "mirror" / "mnist.npz"
     _, sha = write_npz(source)
     cache = tmp_path / "cache"
-    d = dict(mnist_cfg(compose, cache, sha, source.as_uri()).data)
-    data.load(d, data.describe(d, "flat"), seed=0)
+    d = modelforge.run_config(mnist_cfg(compose, cache, sha, source.as_uri())).data
+    data.load(d, d.describe("flat"), seed=0)
     assert (cache / "mnist.npz").read_bytes() == source.read_bytes()
 
 
 def test_mnist_with_a_wrong_hash_and_no_network_fails_clearly(compose, tmp_path):
     write_npz(tmp_path / "mnist.npz")
-    d = dict(mnist_cfg(compose, tmp_path, "0" * 64).data)
+    d = modelforge.run_config(mnist_cfg(compose, tmp_path, "0" * 64)).data
     with pytest.raises(RunFailed) as err:
-        data.load(d, data.describe(d, "flat"), seed=0)
+        data.load(d, d.describe("flat"), seed=0)
     message = str(err.value)
     assert UNREACHABLE in message and str(tmp_path) in message and "data=digits" in message
 
 
 def test_mnist_with_a_corrupt_cached_file_says_so(compose, tmp_path):
     (tmp_path / "mnist.npz").write_bytes(b"not an npz")
-    d = dict(compose(["data=mnist", f"data.cache_dir={tmp_path}", "data.sha256=null",
-                      f"data.url={UNREACHABLE}"]).data)
+    d = modelforge.run_config(compose(["data=mnist", f"data.cache_dir={tmp_path}", "data.sha256=null",
+                                       f"data.url={UNREACHABLE}"])).data
     with pytest.raises(RunFailed, match="not an MNIST npz"):
-        data.load(d, data.describe(d, "flat"), seed=0)
+        data.load(d, d.describe("flat"), seed=0)
 
 
 @pytest.mark.parametrize(("override", "word"), [("data.sha256=abc", "data.sha256"), ("data.url=''", "data.url"),

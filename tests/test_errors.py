@@ -4,7 +4,6 @@ import pytest
 
 import modelforge
 from modelforge.errors import ConfigError
-from modelforge.training import check_training
 
 CASES = [
     (["+model.layers=[{type:dense,units:8,activation:relu7}]"], ["relu7", "valid:", "relu6"]),
@@ -46,7 +45,7 @@ TRAINING_CASES = [
 @pytest.mark.parametrize(("overrides", "word"), TRAINING_CASES, ids=[c[1] for c in TRAINING_CASES])
 def test_training_errors(compose, overrides, word):
     with pytest.raises(ConfigError, match=word.replace("(", r"\(")):
-        check_training(compose(overrides))
+        modelforge.run_config(compose(overrides))
 
 
 def test_failed_run_leaves_failed_metrics(compose, tmp_path):

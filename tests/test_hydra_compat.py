@@ -7,7 +7,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 import modelforge
-from modelforge.hydra_compat import share_config_store
+from modelforge.cli.hydra_compat import share_config_store
 
 OVERRIDES = ["layer=lstm", "data=mnist", "trainer.epochs=3", "initializer=variance_scaling"]
 

@@ -1,9 +1,14 @@
 """The initializer policy: the table, the knobs, and the precedence layer > override > policy."""
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
+from modelforge.core.policy import InitPolicy, kernel_choice, parse_initializer_config, policy_choice, role_choice
+from modelforge.core.registry import ACTIVATIONS, Family
 from modelforge.errors import ConfigError
-from modelforge.policy import kernel_choice, policy_choice, role_choice
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
 # design.md's table, written out independently of conf/initializer/auto.yaml.
 EXPECTED = {
     "relu": "he_normal", "relu6": "he_normal", "elu": "he_normal", "gelu": "he_normal", "silu": "he_normal",
@@ -17,7 +22,9 @@ EXPECTED = {
 def auto(compose):
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(compose()["initializer"])
+    policy = parse_initializer_config(OmegaConf.to_container(compose()["initializer"]))
+    assert isinstance(policy, InitPolicy)
+    return policy
 
 
 @pytest.mark.parametrize("activation", sorted(EXPECTED))
@@ -36,12 +43,13 @@ def test_leaky_relu_scale_follows_slope(auto, slope):
     assert choice.params["scale"] == pytest.approx(2.0 / (1.0 + slope**2))
 
 
-def test_every_activation_config_has_a_policy_rule(auto):
-    from modelforge.registry import ACTIVATIONS
-
-    shipped = {"relu", "leaky_relu", "elu", "gelu", "silu", "selu", "tanh", "sigmoid", "softplus", "relu6", "linear"}
+def test_every_activation_family_has_a_policy_rule(auto):
+    shipped = {p.stem for p in (CONF / "activation").glob("*.yaml")} - {"auto"}
     assert shipped <= set(ACTIVATIONS)
-    assert shipped <= set(auto["rules"])
+    assert set(auto.families) == {f.value for f in Family}
+    # The family in the registry is what the policy reads: every activation's rule comes from it.
+    for name, activation in ACTIVATIONS.items():
+        assert auto.rule_for(name) == auto.families[activation.family.value], name
 
 
 @pytest.mark.parametrize(("knob", "relu", "tanh", "selu"), [
@@ -50,16 +58,19 @@ def test_every_activation_config_has_a_policy_rule(auto):
     ("normal", "he_normal", "glorot_normal", "lecun_normal"),
 ])
 def test_distribution_knob(auto, knob, relu, tanh, selu):
-    auto["distribution"] = knob
+    auto = replace(auto, distribution=knob)
     assert [policy_choice(a, {}, auto).name for a in ("relu", "tanh", "selu")] == [relu, tanh, selu]
 
 
-def test_unlisted_activation_gets_default(auto):
-    assert policy_choice("softsign", {}, auto).name == auto["default"] == "glorot_uniform"
+def test_family_without_a_rule_gets_the_default(auto):
+    auto = replace(auto, families={k: v for k, v in auto.families.items() if k != "saturating"},
+                   default="lecun_uniform")
+    assert policy_choice("softsign", {}, auto).name == "lecun_uniform"
+    assert policy_choice("relu", {}, auto).name == "he_normal"
 
 
 def test_precedence_layer_beats_override_beats_policy(auto):
-    override = {"name": "lecun_uniform"}
+    override = parse_initializer_config({"name": "lecun_uniform"})
     assert kernel_choice("relu", {}, None, auto, "l").source == "policy:relu"
     chosen = kernel_choice("relu", {}, None, override, "l")
     assert (chosen.name, chosen.source) == ("lecun_uniform", "override")
@@ -84,9 +95,10 @@ def test_non_kernel_defaults():
 ])
 def test_bad_override_names_the_value(init, message):
     with pytest.raises(ConfigError, match=message):
-        kernel_choice("relu", {}, None, init, "l")
+        kernel_choice("relu", {}, None, parse_initializer_config(init), "l")
 
 
 def test_policy_uses_edited_rules(auto):
-    auto["rules"]["relu"] = "lecun_uniform"
-    assert policy_choice("relu", {}, auto).name == "lecun_uniform"
+    edited = replace(auto, rules={"relu": "lecun_uniform"}, families={**auto.families, "rectifier": "he_uniform"})
+    assert policy_choice("relu", {}, edited).name == "lecun_uniform"
+    assert policy_choice("gelu", {}, edited).name == "he_uniform"

@@ -6,7 +6,8 @@ import statistics
 
 import pytest
 
-from modelforge.report import collect, main, summarize, swept_keys
+from modelforge.analysis.summary import collect, summarize, swept_keys
+from modelforge.cli.report import main
 
 ACCURACY = {("glorot_uniform", 0): 0.90, ("glorot_uniform", 1): 0.92, ("glorot_uniform", 2): 0.97,
             ("he_normal", 0): 0.95, ("he_normal", 1): 0.96, ("he_normal", 2): 0.98}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import modelforge
-from tests.conftest import FAST, overlay_venv, run_dirs, run_module
+from tests.helpers import FAST, overlay_venv, run_dirs, run_module
 
 REPO = Path(__file__).resolve().parents[1]
 PACK_CONF = REPO / "examples" / "config_pack" / "mf_extra_pack" / "conf"
@@ -127,7 +127,7 @@ def test_config_pack_folder_from_the_environment_shows_in_help_and_globs(tmp_pat
     result = run_module(tmp_path, "--help")
     assert result.returncode == 0, result.stderr
     assert "he_gain2" in result.stdout and "softsign" in result.stdout and "scaled_normal" in result.stdout
-    swept = run_module(tmp_path, "-m", "initializer=glob(*)", "model.depth=1", module="modelforge.plan")
+    swept = run_module(tmp_path, "plan", "-m", "initializer=glob(*)", "model.depth=1")
     assert swept.returncode == 0, swept.stderr
     assert swept.stdout.count("plan saved") == len(list((REPO / "conf" / "initializer").glob("*.yaml"))) + 2
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from modelforge.runlog import RunFolder, default_run_dir, versions
+from modelforge.run.folder import RunFolder, default_run_dir, versions
 
 
 def test_writes_and_reads(tmp_path):

@@ -4,8 +4,8 @@ import pytest
 
 import modelforge
 from modelforge.errors import ConfigError
-from modelforge.schema import check_override_keys, known_keys
-from tests.conftest import run_module
+from modelforge.sweep.store import check_override_keys, known_keys
+from tests.helpers import run_module
 
 
 @pytest.mark.parametrize(("override", "words"), [

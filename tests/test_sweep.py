@@ -12,7 +12,7 @@ import yaml
 
 import modelforge
 from modelforge.errors import ConfigError
-from tests.conftest import CLI_RUN_FILES, FAST, RUN_FILES, overlay_venv, run_dirs, run_module
+from tests.helpers import CLI_RUN_FILES, FAST, RUN_FILES, overlay_venv, run_dirs, run_module
 
 TINY = ["trainer.epochs=1", "model.units=4", "model.depth=1", "trainer.verbose=0"]
 
@@ -53,7 +53,7 @@ def test_three_by_three_sweep(tmp_path):
     assert sizes == {359}
     # The report command rebuilds the same summary.
     (root / "summary.md").unlink()
-    rebuilt = run_module(tmp_path, str(root), module="modelforge.report")
+    rebuilt = run_module(tmp_path, "report", str(root))
     assert rebuilt.returncode == 0 and (root / "summary.md").read_text() == text
 
 
@@ -88,12 +88,12 @@ def test_failing_jobs_are_isolated_and_fail_the_sweep(tmp_path):
 
 
 def test_interrupted_run_says_so(compose, tmp_path, monkeypatch):
-    import modelforge.training as training
+    import modelforge.run.fit as fit
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "fit_model", interrupt)
+    monkeypatch.setattr(fit, "fit_model", interrupt)
     with pytest.raises(KeyboardInterrupt):
         modelforge.train(compose(FAST), run_dir=tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())

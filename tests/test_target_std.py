@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from modelforge.fans import keras_fans
-from modelforge.policy import InitChoice, target_std
+from modelforge.core.fans import keras_fans
+from modelforge.core.policy import InitChoice, target_std
 
 
 def std_of(name, shape, **params):

@@ -9,7 +9,7 @@ import pytest
 
 import modelforge
 from modelforge.errors import RunFailed
-from tests.conftest import FAST, RUN_FILES
+from tests.helpers import FAST, RUN_FILES
 
 
 def read_history(path):
@@ -103,7 +103,7 @@ def test_conv_and_recurrent_train(compose, tmp_path):
 
 def test_batch_order_depends_on_the_seed_alone(compose):
     """Arms with one seed see the same batches, whatever model the process built first."""
-    from modelforge.batches import train_batches
+    from modelforge.data.batches import train_batches
 
     x = np.arange(100, dtype=np.float32).reshape(100, 1)
     y = np.arange(100)

@@ -18,8 +18,8 @@ import os
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-# A package whose only child, `modelforge`, is conf/ itself (see pyproject's package-dir).
-NAMESPACED_ROOT = "pkg://modelforge._confroot"
+from hydra_plugins.modelforge_searchpath.namespaced import NamespacedConfigSource
+
 OWN_PRIMARY = "pkg://modelforge.conf"
 
 
@@ -31,7 +31,7 @@ class ModelforgeSearchPathPlugin(SearchPathPlugin):
                 search_path.append(provider="modelforge-user", path=f"file://{os.path.abspath(folder)}")
             return
         # The groups' YAML options extend modelforge's typed schemas, which must be in the ConfigStore.
-        from modelforge.schema import register
+        from modelforge.sweep.store import register
 
         register()
-        search_path.append(provider="modelforge", path=NAMESPACED_ROOT)
+        search_path.append(provider="modelforge", path=f"{NamespacedConfigSource.scheme()}://modelforge.conf")

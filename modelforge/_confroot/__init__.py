@@ -1,1 +1,0 @@
-"""A search-path root whose only child package, `modelforge`, is modelforge's conf/ (see pyproject)."""

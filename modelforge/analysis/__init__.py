@@ -1,0 +1,1 @@
+"""Analysis of models and run folders: the init health report (diagnose) and sweep summaries with plots."""

@@ -1,0 +1,272 @@
+"""Sweep summaries: summary.csv, summary.md and curves.png for a folder of runs.
+
+Hydra's end-of-sweep callback (`modelforge.sweep.callback`) writes them after every multirun;
+`python -m modelforge report FOLDER` rebuilds the same files for any folder of runs, a sweep or single runs.
+Jobs are grouped by the keys that vary across them, other than `seed`; each group's metrics are shown as the
+mean ± sample standard deviation over its seeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelforge.core.metrics import lower_is_better
+from modelforge.core.names import Status
+from modelforge.run.folder import RunFolder
+
+SEED_KEYS = ("seed",)
+DEFAULT = "(default)"
+
+
+@dataclass
+class Job:
+    """One run folder, read back."""
+
+    path: Path
+    overrides: dict[str, str]
+    metrics: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.metrics.get("status", "unknown")
+
+    @property
+    def objective(self) -> tuple[str | None, float | None]:
+        obj = self.metrics.get("objective") or {}
+        return obj.get("name"), obj.get("value")
+
+
+def _overrides(run: Path) -> dict[str, str]:
+    path = run / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return {}
+    from omegaconf import OmegaConf
+
+    found = {}
+    for item in OmegaConf.to_container(OmegaConf.load(path)) or []:
+        key, _, value = str(item).partition("=")
+        found[key.lstrip("+~")] = value
+    return found
+
+
+def _history(run: Path) -> list[dict[str, float]]:
+    path = run / "history.csv"
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def collect(root: str | Path) -> list[Job]:
+    """Every run folder under `root` (any depth), in path order."""
+    jobs = []
+    for metrics_path in sorted(Path(root).rglob("metrics.json"), key=lambda p: _natural(p.parent, Path(root))):
+        run = metrics_path.parent
+        try:
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            metrics = {"status": "unreadable", "error": "metrics.json is not valid JSON"}
+        jobs.append(Job(run, _overrides(run), metrics, _history(run)))
+    return jobs
+
+
+def _natural(path: Path, root: Path) -> tuple:
+    """Sorts job 10 after job 9."""
+    return tuple(int(p) if p.isdigit() else p for p in path.relative_to(root).parts)
+
+
+def swept_keys(jobs: Sequence[Job]) -> list[str]:
+    """Override keys whose value differs between jobs (hydra.* settings left out), in first-seen order."""
+    keys: list[str] = []
+    for job in jobs:
+        keys.extend(k for k in job.overrides if k not in keys and not k.startswith("hydra"))
+    return [k for k in keys if len({job.overrides.get(k, DEFAULT) for job in jobs}) > 1]
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def _fmt(values: Sequence[float], digits: int = 4) -> str:
+    if not values:
+        return "–"
+    mean, std = _mean_std(values)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f} (n=1)"
+
+
+@dataclass
+class Group:
+    """Jobs sharing every swept value but the seed."""
+
+    key: tuple[tuple[str, str], ...]
+    jobs: list[Job]
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.key) or "all runs"
+
+    @property
+    def completed(self) -> list[Job]:
+        return [j for j in self.jobs if j.status == Status.COMPLETED]
+
+    def values(self, what: str) -> list[float]:
+        found = []
+        for job in self.completed:
+            if what == "objective":
+                found.append(job.objective[1])
+            elif what == "best":
+                found.append((job.metrics.get("best") or {}).get("value"))
+            elif what == "epochs":
+                found.append(job.metrics.get("epochs_run"))
+            else:
+                found.append((job.metrics.get("timings") or {}).get(what))
+        return [v for v in found if isinstance(v, (int, float)) and not math.isnan(v)]
+
+
+def group_jobs(jobs: Sequence[Job], keys: Sequence[str]) -> list[Group]:
+    grouping = [k for k in keys if k not in SEED_KEYS]
+    groups: dict[tuple, Group] = {}
+    for job in jobs:
+        key = tuple((k, job.overrides.get(k, DEFAULT)) for k in grouping)
+        groups.setdefault(key, Group(key, [])).jobs.append(job)
+    return list(groups.values())
+
+
+def _objective_name(jobs: Sequence[Job]) -> str:
+    names = [j.objective[0] for j in jobs if j.objective[0]]
+    return max(set(names), key=names.count) if names else "val_accuracy"
+
+
+def best_group(groups: Sequence[Group], objective: str) -> Group | None:
+    scored = [(statistics.fmean(g.values("objective")), g) for g in groups if g.values("objective")]
+    if not scored:
+        return None
+    pick = min if lower_is_better(objective) else max
+    return pick(scored, key=lambda pair: pair[0])[1]
+
+
+def write_csv(folder: RunFolder, root: Path, jobs: Sequence[Job], keys: Sequence[str]) -> None:
+    metric_names: list[str] = []
+    for job in jobs:
+        metric_names.extend(k for k in (job.metrics.get("final") or {}) if k not in metric_names)
+    rows = []
+    for job in jobs:
+        best = job.metrics.get("best") or {}
+        timings = job.metrics.get("timings") or {}
+        name, value = job.objective
+        row = {"job": str(job.path.relative_to(root)) or ".",
+               "overrides": " ".join(f"{k}={v}" for k, v in job.overrides.items()),
+               **{k: job.overrides.get(k, DEFAULT) for k in keys},
+               "status": job.status, "error": job.metrics.get("error") or "",
+               "objective": name or "", "objective_value": value if value is not None else "",
+               **{f"final_{m}": (job.metrics.get("final") or {}).get(m, "") for m in metric_names},
+               "best_metric": best.get("metric", ""), "best_value": best.get("value", ""),
+               "best_epoch": best.get("epoch", ""), "epochs_run": job.metrics.get("epochs_run", ""),
+               "fit_s": timings.get("fit_s", ""), "total_s": timings.get("total_s", "")}
+        rows.append(row)
+    folder.write_csv("summary.csv", rows)
+
+
+def markdown(root: Path, jobs: Sequence[Job], groups: Sequence[Group], keys: Sequence[str]) -> str:
+    objective = _objective_name(jobs)
+    best = best_group(groups, objective)
+    counts = {s: sum(j.status == s for j in jobs) for s in dict.fromkeys(j.status for j in jobs)}
+    direction = "lower" if lower_is_better(objective) else "higher"
+    lines = [
+        f"# Summary of {root.resolve()}",
+        "",
+        f"{len(jobs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ". "
+        f"Grouped by {', '.join(k for k in keys if k not in SEED_KEYS) or 'nothing (one group)'}; "
+        f"mean ± sample std over seeds; {objective}: {direction} is better.",
+        "",
+    ]
+    columns = [k for k in keys if k not in SEED_KEYS] or ["group"]
+    header = [*columns, "completed", f"final {objective}", f"best {objective}", "epochs", "fit s"]
+    lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for group in groups:
+        cells = [v for _, v in group.key] or [group.label]
+        if group is best:
+            cells[0] = f"**{cells[0]}** (best)"
+        lines.append("| " + " | ".join([
+            *cells, f"{len(group.completed)}/{len(group.jobs)}", _fmt(group.values("objective")),
+            _fmt(group.values("best")), _fmt(group.values("epochs"), 1), _fmt(group.values("fit_s"), 2),
+        ]) + " |")
+    failed = [j for j in jobs if j.status != Status.COMPLETED]
+    if failed:
+        lines += ["", "## Runs that did not complete", "", "| run | overrides | status | reason |",
+                  "| --- | --- | --- | --- |"]
+        for job in failed:
+            reason = (job.metrics.get("error") or "").replace("|", "\\|").replace("\n", " ")
+            overrides = " ".join(f"{k}={v}" for k, v in job.overrides.items())
+            lines.append(f"| {job.path.relative_to(root)} | {overrides} | {job.status} | {reason} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(path: Path, groups: Sequence[Group], objective: str) -> None:
+    """The objective per epoch: a line per group (mean over seeds) with a ±1 std band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for group in groups:
+        curves = [[row[objective] for row in job.history if objective in row] for job in group.completed]
+        curves = [c for c in curves if c]
+        if not curves:
+            continue
+        length = max(len(c) for c in curves)
+        # Runs stopped early end sooner: each epoch's statistics use the seeds that reached it.
+        mean = np.array([np.mean([c[i] for c in curves if len(c) > i]) for i in range(length)])
+        std = np.array([np.std([c[i] for c in curves if len(c) > i], ddof=1) if sum(len(c) > i for c in curves) > 1
+                        else 0.0 for i in range(length)])
+        epochs = np.arange(1, length + 1)
+        (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=f"{group.label} (n={len(curves)})")
+        ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    ax.set(xlabel="epoch", ylabel=objective, title=f"{objective} per epoch, mean ± std over seeds")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@dataclass
+class Summary:
+    jobs: list[Job]
+    groups: list[Group]
+
+    @property
+    def failed(self) -> list[Job]:
+        return [j for j in self.jobs if j.status != Status.COMPLETED]
+
+
+def summarize(root: str | Path) -> Summary:
+    """Writes summary.csv, summary.md and curves.png into `root` for every run under it.
+
+    Raises:
+        FileNotFoundError: `root` holds no run folder.
+    """
+    root = Path(root)
+    jobs = collect(root)
+    if not jobs:
+        raise FileNotFoundError(f"no run folders (with a metrics.json) under {root}")
+    keys = swept_keys(jobs)
+    groups = group_jobs(jobs, keys)
+    folder = RunFolder(root)
+    write_csv(folder, root, jobs, keys)
+    folder.write_text("summary.md", markdown(root, jobs, groups, keys))
+    folder.write_with("curves.png", lambda p: plot_curves(p, groups, _objective_name(jobs)))
+    return Summary(jobs, groups)

@@ -1,0 +1,151 @@
+"""Plan -> `keras.Model`. The only module that creates Keras layers; it uses the public `keras` API only.
+
+Every seeded weight gets its own initializer instance with the seed the plan derived for it: Keras
+initializers with a fixed seed return the same values on every call, so a shared instance would give
+two layers identical weights.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from modelforge.core.fans import keras_fans
+from modelforge.core.names import INPUTS, activation_layer_name
+from modelforge.core.policy import CUSTOM, load_class
+from modelforge.core.registry import INITIALIZER_CLASSES, get_activation
+from modelforge.errors import ConfigError, closest
+
+if TYPE_CHECKING:
+    import keras
+
+    from modelforge.core.initplan import Plan, PlanEntry
+    from modelforge.core.specs import LayerSpec
+
+
+def _custom_initializer(entry: PlanEntry) -> keras.initializers.Initializer:
+    """A user's own initializer class, given modelforge's fans and the weight's seed where it takes them."""
+    import keras
+
+    params = dict(entry.build[1])
+    target = params.pop("_target_")
+    cls = load_class(target, f"{entry.layer}/{entry.weight}")
+    accepted = inspect.signature(cls.__init__).parameters
+    fan_in, fan_out = entry.fan_in, entry.fan_out
+    if fan_in is None:
+        fan_in, fan_out = keras_fans(entry.shape)
+    offered = {"fan_in": fan_in, "fan_out": fan_out, "seed": entry.seed}
+    params.update({k: v for k, v in offered.items() if k in accepted and k not in params and v is not None})
+    try:
+        initializer = cls(**params)
+    except TypeError as err:
+        raise ConfigError(f"initializer {target} for {entry.layer}/{entry.weight} rejects {params}: {err}") from None
+    if not isinstance(initializer, keras.initializers.Initializer):
+        raise ConfigError(f"_target_={target!r} is not a keras.initializers.Initializer subclass")
+    return initializer
+
+
+def make_initializer(entry: PlanEntry) -> keras.initializers.Initializer:
+    """A fresh Keras initializer for one plan entry, seeded as the plan says."""
+    import keras
+
+    name, params = entry.build
+    if name == CUSTOM:
+        return _custom_initializer(entry)
+    kwargs = dict(params)
+    if entry.seed is not None:
+        kwargs["seed"] = entry.seed
+    return getattr(keras.initializers, INITIALIZER_CLASSES[name])(**kwargs)
+
+
+def _activation_layer(spec: LayerSpec, plan: Plan) -> tuple[Any, keras.layers.Layer | None]:
+    """The layer's `activation` argument, plus a separate activation layer for parametric ones.
+
+    A string cannot carry leaky_relu's slope, so those become linear layers followed by e.g. LeakyReLU.
+    """
+    import keras
+
+    if spec.activation is None:
+        return None, None
+    act = get_activation(spec.activation)
+    if not act.params:
+        return spec.activation, None
+    if spec.layer_type.recurrent:
+        if not act.has_string or spec.activation_params != act.params:
+            raise ConfigError(
+                f"layer {spec.name!r} ({spec.type}): a recurrent cell takes a plain activation; {spec.activation} "
+                f"with {spec.activation_params} is not one"
+            )
+        return spec.activation, None
+    name = activation_layer_name(spec.name, spec.activation)
+    if act.name == "prelu":
+        (alpha,) = plan.for_layer(name)
+        rank = len(spec.output_shape)
+        # One slope per channel, as in He et al. 2015, shared over the other axes.
+        layer = keras.layers.PReLU(alpha_initializer=make_initializer(alpha), shared_axes=list(range(1, rank)) or None,
+                                   name=name)
+    else:
+        layer = getattr(keras.layers, act.layer)(**spec.activation_params, name=name)
+    return "linear", layer
+
+
+def make_layers(spec: LayerSpec, plan: Plan) -> list[keras.layers.Layer]:
+    """The Keras layer(s) for one spec: the layer itself, then its activation layer if it needs one."""
+    import keras
+
+    kwargs = dict(spec.args)
+    activation, extra = _activation_layer(spec, plan)
+    if spec.layer_type.has_activation:
+        kwargs["activation"] = activation
+    for entry in plan.for_layer(spec.name):
+        kwargs[entry.init_arg] = make_initializer(entry)
+    cls = getattr(keras.layers, spec.layer_type.keras_class)
+    try:
+        layer = cls(name=spec.name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"layer {spec.name!r} ({spec.type}) rejects its arguments {spec.args}: {err}") from None
+    return [layer] if extra is None else [layer, extra]
+
+
+def check_layer_args(plan: Plan) -> None:
+    """Refuses, before any layer is made, a spec key that its Keras class does not take.
+
+    Keras' own constructor signature is the list of valid keys (plus the base Layer's keyword arguments).
+    """
+    import keras
+
+    base = set(inspect.signature(keras.layers.Layer.__init__).parameters) - {"self", "kwargs"}
+    for spec in plan.specs:
+        cls = getattr(keras.layers, spec.layer_type.keras_class)
+        valid = (set(inspect.signature(cls.__init__).parameters) | base) - {"self", "kwargs", "name"}
+        for key in spec.args:
+            if key not in valid:
+                near = closest(key, valid)
+                raise ConfigError(
+                    f"layer {spec.name!r} ({spec.type}): keras.layers.{cls.__name__} takes no argument {key!r}"
+                    + (f" (did you mean {near!r}?)" if near else "") + f"; it takes {', '.join(sorted(valid))}"
+                )
+
+
+def build(plan: Plan) -> keras.Model:
+    """Builds the functional model the plan describes; weights are created here, as the plan says.
+
+    Raises:
+        ConfigError: a layer spec key that the Keras class does not take (checked before anything is made).
+
+    Example:
+        >>> from modelforge import compose, plan
+        >>> model = build(plan(compose(["model.depth=1"])))
+        >>> [layer.name for layer in model.layers]
+        ['inputs', 'block1_dense', 'head']
+    """
+    import keras
+
+    check_layer_args(plan)
+    dtype = "int32" if plan.info.vocab_size else None
+    inputs = keras.Input(shape=plan.info.input_shape, name=INPUTS, dtype=dtype)
+    x = inputs
+    for spec in plan.specs:
+        for layer in make_layers(spec, plan):
+            x = layer(x)
+    return keras.Model(inputs, x, name="modelforge")

@@ -1,0 +1,103 @@
+"""What every Hydra subcommand shares: the app itself, checks before Hydra starts, and clean exits.
+
+Bad input ends the process with one paragraph on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from modelforge.errors import ConfigError, RunFailed
+
+log = logging.getLogger("modelforge")
+# Where modelforge's own primary config lives (the wheel's modelforge.conf is conf/).
+CONFIG_MODULE = "modelforge.conf"
+
+
+def hydra_run_dir() -> Path:
+    """The folder Hydra made for this job (Hydra 1.3 does not change the working directory)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def exit_with(err: Exception | str) -> NoReturn:
+    """Bad input's way out: one paragraph on stderr, exit status 2, no traceback."""
+    print(textwrap.fill(f"modelforge: error: {err}", width=100, subsequent_indent="  "), file=sys.stderr)
+    sys.exit(2)
+
+
+def report_errors(job: Callable[[], Any]) -> Any:
+    """Runs `job`; bad input ends the process with its message (no traceback) and exit status 2.
+
+    In a multirun a failed job returns NaN instead (its metrics.json already says `failed` and why): Hydra
+    1.3 raises the first failure only after the batch and then skips its end-of-sweep callbacks, which
+    would lose the summary. The summary callback makes the sweep exit non-zero when any job failed.
+    """
+    try:
+        return job()
+    except (ConfigError, RunFailed) as err:
+        if in_multirun():
+            log.error("job failed: %s", err)
+            return math.nan
+        exit_with(err)
+    except KeyboardInterrupt:
+        print("modelforge: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception:
+        if not in_multirun():
+            raise
+        log.exception("job failed")
+        return math.nan
+
+
+def before_hydra(argv: list[str]) -> list[str]:
+    """What every modelforge command line does before Hydra starts; returns the overrides Hydra should read.
+
+    Catches misspelled config keys (Hydra's own error has no suggestion), lets open tables take new keys
+    without `+`, stores the typed schemas, and applies the Hydra backport that keeps `--help` and
+    composition from copying the whole ConfigStore on every lookup.
+    """
+    from modelforge.cli.hydra_compat import share_config_store
+    from modelforge.sweep.store import check_override_keys, normalize_overrides, register
+
+    try:
+        check_override_keys([a for a in argv if not a.startswith("-")])
+    except ConfigError as err:
+        exit_with(err)
+    register()
+    share_config_store()
+    return normalize_overrides(argv)
+
+
+def run_hydra(argv: list[str], body: Callable[[Any, Path], Any], check: bool = True) -> None:
+    """Runs modelforge's Hydra app on `argv`: `body` gets the run config and Hydra's run folder.
+
+    With `check`, the config is checked as a whole (`RunConfig.from_mapping`) before `body` starts, so bad
+    input exits 2 before anything heavy is imported; without, `body` gets the composed config and checks it
+    itself. `body`'s return value goes back to sweepers.
+    """
+    import hydra
+    from omegaconf import DictConfig
+
+    from modelforge.api import run_config
+
+    @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base="1.3")
+    def task(cfg: DictConfig) -> Any:
+        return report_errors(lambda: body(run_config(cfg) if check else cfg, hydra_run_dir()))
+
+    sys.argv = [sys.argv[0], *before_hydra(argv)]
+    task()

@@ -1,0 +1,46 @@
+"""`python -m modelforge [COMMAND] [overrides]`: one entry for every command; `train` when none is named."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from modelforge.errors import closest
+
+# Each subcommand: its module (with a `main(argv)`) and what it does, as `--help` lists them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("modelforge.cli.train", "train the model and leave a run folder under outputs/ (the default)"),
+    "plan": ("modelforge.cli.plan", "print and save the init plan (each weight's initializer), no training"),
+    "diagnose": ("modelforge.cli.diagnose", "the init health report: does the signal survive the depth?"),
+    "report": ("modelforge.cli.report", "(re)build summary.md, summary.csv and curves.png for FOLDER's runs"),
+}
+DEFAULT = "train"
+
+
+def usage() -> str:
+    """The subcommands, as `--help` shows them above Hydra's own help."""
+    width = max(map(len, COMMANDS))
+    lines = ["usage: python -m modelforge [COMMAND] [overrides]   (or: modelforge [COMMAND] [overrides])", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", f"With no command, `{DEFAULT}`. `python -m modelforge COMMAND --help` for one command's help.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Dispatches to the subcommand named first in `argv` (default: `sys.argv[1:]`)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = DEFAULT
+    if argv and argv[0] in COMMANDS:
+        command, argv = argv[0], argv[1:]
+    elif argv and not argv[0].startswith("-") and "=" not in argv[0]:
+        near = closest(argv[0], COMMANDS)
+        print(f"modelforge: error: unknown command {argv[0]!r}" + (f" (did you mean {near!r}?)" if near else "")
+              + f"; commands: {', '.join(COMMANDS)}; overrides look like key=value", file=sys.stderr)
+        sys.exit(2)
+    if command == DEFAULT and any(a in ("--help", "-h") for a in argv):
+        print(usage())
+    module = importlib.import_module(COMMANDS[command][0])
+    status = module.main(argv)
+    if status:
+        sys.exit(status)

@@ -1,0 +1,25 @@
+"""`python -m modelforge plan [overrides]`: print the init plan and save it, without training or TensorFlow.
+
+In Python, use `modelforge.plan(cfg)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelforge.cli.app import run_hydra
+from modelforge.core.config import RunConfig
+from modelforge.run.folder import RunFolder
+from modelforge.run.lifecycle import config_yaml, save_plan
+
+
+def plan_in(run: RunConfig, run_dir: Path) -> None:
+    """Writes config.yaml and init_plan.json into Hydra's run folder and prints the plan table."""
+    folder = RunFolder(run_dir)
+    folder.write_text("config.yaml", config_yaml(run))
+    save_plan(run, folder)
+    print(f"plan saved: {folder.path / 'init_plan.json'}")
+
+
+def main(argv: list[str]) -> None:
+    run_hydra(argv, plan_in)

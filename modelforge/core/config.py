@@ -1,0 +1,424 @@
+"""The typed run config: the composed config, validated once at the front door, as frozen dataclasses.
+
+`RunConfig.from_mapping(plain)` is the one conversion from what Hydra composed (as plain containers). It
+checks every key and value that can be known before TensorFlow is imported: unknown keys get the nearest
+real one, numbers their bounds, metric names the metrics the task reports. Everything after it reads typed
+fields. Defaults live in the YAML of `conf/` only: these dataclasses have none, and the typed schemas Hydra
+checks while composing are made from them (`modelforge.sweep.store`), so each key is typed in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar, Union
+
+from modelforge.core import metrics
+from modelforge.core.checks import number, positive_int
+from modelforge.core.datasets import DATASETS, IMAGES, LAYOUTS, DataInfo
+from modelforge.core.policy import InitChoice, InitPolicy, parse_initializer_config
+from modelforge.core.registry import get_optimizer_class
+from modelforge.errors import ConfigError, closest, invalid
+
+T = TypeVar("T")
+VERBOSITY = ("auto", 0, 1, 2)
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """`trainer.early_stopping`: Keras' EarlyStopping; its mode follows from the monitored metric's name."""
+
+    KEY: ClassVar[str] = "trainer.early_stopping"
+    enabled: bool
+    monitor: str
+    patience: int
+    min_delta: float
+    restore_best_weights: bool
+
+    @property
+    def mode(self) -> str:
+        return metrics.mode(self.monitor)
+
+    def __post_init__(self) -> None:
+        positive_int(self.patience, f"{self.KEY}.patience")
+        number(self.min_delta, f"{self.KEY}.min_delta", minimum=0)
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """`trainer`: how the model is fit. `objective` is the metric returned to sweepers (`auto` resolved)."""
+
+    KEY: ClassVar[str] = "trainer"
+    epochs: int
+    batch_size: int
+    shuffle: bool
+    verbose: Any  # auto, 0, 1 or 2, as Keras' fit takes it
+    deterministic: bool
+    diagnose: bool
+    objective: str
+    early_stopping: EarlyStopping
+
+    def __post_init__(self) -> None:
+        positive_int(self.epochs, "trainer.epochs")
+        positive_int(self.batch_size, "trainer.batch_size")
+        if self.verbose not in VERBOSITY or isinstance(self.verbose, bool):
+            raise invalid("trainer.verbose", self.verbose, VERBOSITY)
+
+
+@dataclass(frozen=True)
+class Model:
+    """`model`: `depth` blocks of the `layer` group `units` wide, or the explicit `layers` list."""
+
+    KEY: ClassVar[str] = "model"
+    depth: int
+    units: int
+    layers: Any  # None, or a list of layer spec mappings (a tuple of dicts once checked)
+
+    def __post_init__(self) -> None:
+        positive_int(self.depth, "model.depth")
+        positive_int(self.units, "model.units")
+        if self.layers is not None and (not isinstance(self.layers, (list, tuple)) or not self.layers):
+            raise ConfigError(f"model.layers={self.layers!r} must be a non-empty list of layer specs, or null")
+
+
+def _check_split(split: float) -> None:
+    number(split, "data.validation_split", minimum=0, maximum=1, open_min=True, open_max=True)
+
+
+def _check_layout(layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise invalid("data.layout", layout, LAYOUTS)
+
+
+@dataclass(frozen=True)
+class DigitsData:
+    """`data=digits`: scikit-learn's bundled 8x8 digits."""
+
+    KEY: ClassVar[str] = "data"
+    name: str
+    validation_split: float
+    layout: str
+
+    def __post_init__(self) -> None:
+        _check_split(self.validation_split)
+        _check_layout(self.layout)
+
+    def describe(self, wanted_layout: str) -> DataInfo:
+        """Shapes for a first layer that wants `wanted_layout`.
+
+        Example:
+            >>> DigitsData(name="digits", validation_split=0.2, layout="auto").describe("image").input_shape
+            (8, 8, 1)
+        """
+        return IMAGES[self.name].describe(self.name, self.layout, wanted_layout)
+
+
+@dataclass(frozen=True)
+class MnistData:
+    """`data=mnist`: 60,000 28x28 images, downloaded once into a cache and checked against their SHA-256."""
+
+    KEY: ClassVar[str] = "data"
+    name: str
+    validation_split: float
+    layout: str
+    url: str
+    sha256: str | None
+    cache_dir: str | None
+    max_samples: int | None
+
+    def __post_init__(self) -> None:
+        _check_split(self.validation_split)
+        _check_layout(self.layout)
+        if not self.url:
+            raise ConfigError(f"data.url={self.url!r} must be the address of mnist.npz (https:// or file://)")
+        sha = self.sha256
+        if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha)):
+            raise ConfigError(f"data.sha256={sha!r} must be 64 hex digits, or null to skip the check")
+        if self.max_samples is not None:
+            positive_int(self.max_samples, "data.max_samples", 2)
+
+    def describe(self, wanted_layout: str) -> DataInfo:
+        return IMAGES[self.name].describe(self.name, self.layout, wanted_layout)
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    """`data=synthetic`: inputs of any shape and targets from a random teacher, seeded by the run seed."""
+
+    KEY: ClassVar[str] = "data"
+    name: str
+    task: str
+    num_samples: int
+    shape: tuple[int, ...]
+    num_classes: int
+    num_targets: int
+    noise: float
+    validation_split: float
+
+    def __post_init__(self) -> None:
+        _check_split(self.validation_split)
+        if self.task not in metrics.TASKS:
+            raise invalid("data.task", self.task, metrics.TASKS)
+        positive_int(self.num_samples, "data.num_samples", 2)
+        if not self.shape:
+            raise ConfigError(f"data.shape={list(self.shape)!r} must be a non-empty list of positive integers")
+        for size in self.shape:
+            positive_int(size, "data.shape[i]")
+        positive_int(self.num_classes, "data.num_classes", 2)
+        positive_int(self.num_targets, "data.num_targets")
+        number(self.noise, "data.noise", minimum=0)
+
+    def describe(self, wanted_layout: str) -> DataInfo:
+        outputs = self.num_classes if self.task == "classification" else self.num_targets
+        return DataInfo(self.name, self.shape, self.task, outputs)
+
+
+Data = Union[DigitsData, MnistData, SyntheticData]
+DATA_CLASSES: dict[str, type] = {"digits": DigitsData, "mnist": MnistData, "synthetic": SyntheticData}
+
+
+@dataclass(frozen=True)
+class Block:
+    """`layer`: the block type `model.depth` repeats, its pooling, and its other Keras arguments."""
+
+    type: str
+    pool_size: Any  # None (no pooling), an int, or a list of ints
+    args: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ActivationChoice:
+    """`activation`: the default activation of the blocks, its parameters, and its own policy rule if any.
+
+    `auto` means each layer type's own (tanh for recurrent cells, relu otherwise).
+    """
+
+    name: str
+    params: Mapping[str, Any]
+    policy: Any = None  # an initializer name or mapping a config pack gives its activation
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """`optimizer`: a name in the registry and the arguments its Keras class takes."""
+
+    name: str
+    args: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        get_optimizer_class(self.name)
+        number(self.args.get("learning_rate"), "optimizer.learning_rate", minimum=0, open_min=True)
+
+
+@dataclass(frozen=True)
+class CsvLogger:
+    """`logger=csv`: history.csv only (every run writes it)."""
+
+    KEY: ClassVar[str] = "logger"
+    name: str
+
+
+@dataclass(frozen=True)
+class TensorBoardLogger:
+    """`logger=tensorboard`: event files and hyperparameters under the run folder."""
+
+    KEY: ClassVar[str] = "logger"
+    name: str
+    log_dir: str
+    histogram_freq: int
+
+    def __post_init__(self) -> None:
+        positive_int(self.histogram_freq, "logger.histogram_freq", 0)
+
+
+@dataclass(frozen=True)
+class MlflowLogger:
+    """`logger=mlflow`: one MLflow run per modelforge run, in an SQLite store by default."""
+
+    KEY: ClassVar[str] = "logger"
+    name: str
+    tracking_uri: str | None
+    experiment_name: str
+    run_name: str | None
+    artifact_location: str | None
+
+
+Logger = Union[CsvLogger, TensorBoardLogger, MlflowLogger]
+LOGGER_CLASSES: dict[str, type] = {"csv": CsvLogger, "tensorboard": TensorBoardLogger, "mlflow": MlflowLogger}
+# Classes whose keys Hydra types while composing (see modelforge.sweep.store), by schema name.
+SCHEMAS: dict[str, type] = {"trainer": Trainer, "model": Model, **DATA_CLASSES}
+GROUPS = ("model", "layer", "activation", "initializer", "data", "optimizer", "trainer", "logger")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run's whole config, checked.
+
+    Attributes:
+        seed: the run seed: data split, batch order and every weight's seed derive from it.
+        resolved: the composed config as plain containers, for config.yaml and the trackers.
+    """
+
+    seed: int
+    model: Model
+    layer: Block
+    activation: ActivationChoice
+    initializer: InitPolicy | InitChoice
+    data: Data
+    optimizer: Optimizer
+    trainer: Trainer
+    logger: Logger
+    resolved: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def task(self) -> str:
+        """`classification` or `regression`."""
+        return self.data.task if isinstance(self.data, SyntheticData) else "classification"
+
+    @property
+    def objective(self) -> str:
+        return self.trainer.objective
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping[str, Any]) -> RunConfig:
+        """Checks a composed config (plain containers, interpolations resolved) and types it.
+
+        Raises:
+            ConfigError: the first bad key or value, named, with the nearest valid one.
+
+        Example:
+            >>> run = RunConfig.from_mapping(example_config())
+            >>> run.trainer.objective, run.trainer.early_stopping.mode, run.task
+            ('val_accuracy', 'min', 'classification')
+        """
+        _check_keys(cfg, [*GROUPS, "seed"], "", required=True)
+        seed = positive_int(cfg["seed"], "seed", 0)
+        data_cfg = dict(cfg["data"])
+        data_cls = DATA_CLASSES.get(data_cfg.get("name"))  # type: ignore[arg-type]
+        if data_cls is None:
+            raise invalid("data set", data_cfg.get("name"), DATASETS)
+        data = typed(data_cls, data_cfg, "data")
+        trainer = _trainer(cfg["trainer"], data)
+        logger_cfg = dict(cfg["logger"])
+        logger_cls = LOGGER_CLASSES.get(logger_cfg.get("name"))  # type: ignore[arg-type]
+        if logger_cls is None:
+            raise invalid("logger", logger_cfg.get("name"), LOGGER_CLASSES)
+        optimizer = dict(cfg["optimizer"])
+        layer = dict(cfg["layer"])
+        activation = cfg["activation"]
+        act_cfg = dict(activation) if isinstance(activation, Mapping) else {"name": activation}
+        model = typed(Model, cfg["model"], "model")
+        if model.layers is not None:
+            model = dataclasses.replace(model, layers=tuple(_layer_spec(s, i) for i, s in enumerate(model.layers)))
+        return cls(
+            seed=seed,
+            model=model,
+            layer=Block(layer.get("type", ""), layer.get("pool_size"),
+                        {k: v for k, v in layer.items() if k not in ("type", "pool_size")}),
+            activation=ActivationChoice(str(act_cfg.get("name")),
+                                        {k: v for k, v in act_cfg.items() if k not in ("name", "policy")},
+                                        act_cfg.get("policy")),
+            initializer=parse_initializer_config(cfg["initializer"]),
+            data=data,
+            optimizer=Optimizer(str(optimizer.get("name")), {k: v for k, v in optimizer.items() if k != "name"}),
+            trainer=trainer,
+            logger=typed(logger_cls, logger_cfg, "logger"),
+            resolved=cfg,
+        )
+
+
+def _trainer(trainer_cfg: Mapping[str, Any], data: Data) -> Trainer:
+    task = data.task if isinstance(data, SyntheticData) else "classification"
+    trainer = typed(Trainer, trainer_cfg, "trainer")
+    objective = metrics.DEFAULT_OBJECTIVE[task] if trainer.objective == "auto" else trainer.objective
+    metrics.check_metric(objective, task, "trainer.objective")
+    if trainer.early_stopping.enabled:
+        metrics.check_metric(trainer.early_stopping.monitor, task, "trainer.early_stopping.monitor")
+    return dataclasses.replace(trainer, objective=objective)
+
+
+def _layer_spec(spec: Any, index: int) -> dict[str, Any]:
+    if not isinstance(spec, Mapping) or "type" not in spec:
+        raise ConfigError(f"model.layers[{index}]={spec!r} must be a mapping with a 'type', "
+                          "e.g. {type: dense, units: 64}")
+    return dict(spec)
+
+
+def _check_keys(given: Mapping[str, Any], names: list[str], where: str, required: bool) -> None:
+    for key in given:
+        if key not in names:
+            near = closest(key, names)
+            raise ConfigError(f"unknown config key '{where}{key}'" + (f" (did you mean '{where}{near}'?)" if near else "")
+                              + f"; keys there: {', '.join(names)}")
+    if required:
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise ConfigError(f"the config has no {where}{missing[0]}; it is needed (keys there: {', '.join(names)})")
+
+
+def typed(cls: type[T], given: Mapping[str, Any], where: str) -> T:
+    """Builds the dataclass `cls` from a mapping: every key known and present, every value of its type.
+
+    Example:
+        >>> typed(EarlyStopping, {"enabled": True, "monitor": "val_loss", "patience": 2, "min_delta": 0,
+        ...                       "restore_best_weights": True}, "trainer.early_stopping").min_delta
+        0.0
+    """
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"{where}={given!r} must be a mapping of keys to values")
+    hints = typing.get_type_hints(cls)
+    fields = [f for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    _check_keys(given, [f.name for f in fields], f"{where}.", required=True)
+    values = {f.name: _value(hints[f.name], given[f.name], f"{where}.{f.name}") for f in fields}
+    return cls(**values)
+
+
+def _value(hint: Any, value: Any, key: str) -> Any:
+    """`value` checked against the type `hint` (and converted: int to float, list to tuple)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or origin in (Mapping, dict):
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _value(inner, value, key)
+    if dataclasses.is_dataclass(hint):
+        return typed(hint, value, key)  # type: ignore[arg-type]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}={value!r} must be a list")
+        return tuple(_value(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+    if hint is float:
+        return float(number(value, key))
+    if hint is int:
+        return int(number(value, key, integer=True))
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} must be true or false")
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(f"{key}={value!r} must be a string")
+    return value
+
+
+def example_config() -> dict[str, Any]:
+    """A small complete config as plain containers, for doctests and tests that need no composition."""
+    return {
+        "seed": 0,
+        "model": {"depth": 1, "units": 8, "layers": None},
+        "layer": {"type": "dense"},
+        "activation": {"name": "auto"},
+        "initializer": {"name": "auto", "distribution": "auto", "rules": {},
+                        "families": {"rectifier": "he_normal", "saturating": "glorot_uniform",
+                                     "self_normalizing": "lecun_normal", "linear": "glorot_uniform"},
+                        "default": "glorot_uniform"},
+        "data": {"name": "digits", "validation_split": 0.2, "layout": "auto"},
+        "optimizer": {"name": "adam", "learning_rate": 0.001},
+        "trainer": {"epochs": 1, "batch_size": 32, "shuffle": True, "verbose": 0, "deterministic": True,
+                    "diagnose": False, "objective": "auto",
+                    "early_stopping": {"enabled": False, "monitor": "val_loss", "patience": 5, "min_delta": 0.0,
+                                       "restore_best_weights": True}},
+        "logger": {"name": "csv"},
+    }

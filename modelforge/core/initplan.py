@@ -1,0 +1,226 @@
+"""The init plan: one entry per weight saying which initializer it gets, from where, with which fans.
+
+Pure: computed from the run config alone, so `python -m modelforge plan` prints it without TensorFlow and
+the builder follows it exactly. Where modelforge's true fans differ from the ones Keras would guess from
+the kernel's shape, the entry keeps both, and the Keras initializer the builder makes gets its scale
+corrected so that Keras' guess yields the true fans' variance (the saved model stays plain Keras).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from modelforge.core.config import RunConfig
+from modelforge.core.datasets import DataInfo
+from modelforge.core.fans import fan_for_mode, keras_fans
+from modelforge.core.layer_types import Weight
+from modelforge.core.names import activation_layer_name
+from modelforge.core.policy import CUSTOM, InitChoice, kernel_choice, role_choice, target_std
+from modelforge.core.registry import SEEDED, VARIANCE_SCALING_PRESETS, get_activation
+from modelforge.core.specs import LayerSpec, layer_specs
+
+
+def derive_seed(run_seed: int, path: str) -> int:
+    """A weight's seed from the run seed and the weight's path (`block1_dense/kernel`).
+
+    A hash, not a counter: adding or changing one layer leaves every other layer's seed alone, and the
+    same config gives the same seeds in any process.
+
+    Example:
+        >>> derive_seed(0, "block1_dense/kernel") == derive_seed(0, "block1_dense/kernel")
+        True
+    """
+    digest = hashlib.blake2b(f"{run_seed}:{path}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """The decision for one weight; `as_dict()` is its `init_plan.json` form.
+
+    Attributes:
+        choice: what was decided and why (the name users see).
+        build: the initializer name and parameters handed to Keras; differs from `choice` when the scale
+            is corrected for true fans.
+        fan_in, fan_out: the true fans of the layer's computation (None for biases and statistics).
+        keras_fans: what Keras would have guessed from the shape, when that differs; else None.
+    """
+
+    layer: str
+    weight: str
+    type: str
+    activation: str | None
+    choice: InitChoice
+    build: tuple[str, dict[str, Any]]
+    fan_in: float | None
+    fan_out: float | None
+    keras_fans: tuple[int, int] | None
+    target_std: float | None
+    shape: tuple[int, ...]
+    seed: int | None
+    init_arg: str
+
+    def as_dict(self) -> dict[str, Any]:
+        found = {
+            "layer": self.layer,
+            "weight": self.weight,
+            "type": self.type,
+            "activation": self.activation,
+            "initializer": self.choice.name,
+            "params": self.choice.params,
+            "source": self.choice.source,
+            "note": self.choice.note,
+            "fan_in": self.fan_in,
+            "fan_out": self.fan_out,
+            "keras_fans": list(self.keras_fans) if self.keras_fans else None,
+            "target_std": self.target_std,
+            "shape": list(self.shape),
+            "seed": self.seed,
+        }
+        if self.build != (self.choice.name, self.choice.params):
+            found["keras_initializer"] = {"name": self.build[0], **self.build[1]}
+        return found
+
+
+@dataclass
+class Plan:
+    """Specs, the data they were shaped for, and one entry per weight."""
+
+    specs: list[LayerSpec]
+    info: DataInfo
+    entries: list[PlanEntry] = field(default_factory=list)
+
+    def for_layer(self, name: str) -> list[PlanEntry]:
+        return [e for e in self.entries if e.layer == name]
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return [e.as_dict() for e in self.entries]
+
+
+def _vs_params(choice: InitChoice) -> tuple[float, str, str] | None:
+    if choice.name in VARIANCE_SCALING_PRESETS:
+        return VARIANCE_SCALING_PRESETS[choice.name]
+    if choice.name == "variance_scaling":
+        return choice.params["scale"], choice.params["mode"], choice.params["distribution"]
+    return None
+
+
+def keras_build(choice: InitChoice, true_fans: tuple[float, float], guess: tuple[int, int]) -> tuple[str, dict]:
+    """The Keras initializer that gives `choice`'s variance with the true fans.
+
+    Keras divides the scale by the fan it guesses from the shape; multiplying the scale by guess / true
+    makes the drawn variance scale / true fan, while the initializer stays a plain `VarianceScaling`.
+    """
+    vs = _vs_params(choice)
+    if vs is None or tuple(true_fans) == tuple(guess):
+        return choice.name, choice.params
+    scale, mode, distribution = vs
+    corrected = scale * fan_for_mode(*guess, mode) / fan_for_mode(*true_fans, mode)
+    return "variance_scaling", {"scale": corrected, "mode": mode, "distribution": distribution}
+
+
+def _entry(layer: str, type_: str, activation: str | None, weight: Weight, choice: InitChoice,
+           seed: int) -> PlanEntry:
+    guess = keras_fans(weight.shape)
+    true = weight.fans
+    std_fans = true or guess
+    build = keras_build(choice, true, guess) if true else (choice.name, choice.params)
+    return PlanEntry(
+        layer=layer, weight=weight.name, type=type_, activation=activation, choice=choice, build=build,
+        fan_in=true[0] if true else None, fan_out=true[1] if true else None,
+        keras_fans=guess if true and tuple(true) != guess else None,
+        target_std=target_std(choice, weight.shape, *std_fans),
+        shape=weight.shape,
+        # A user's class gets a derived seed too (when it takes one), so its draws repeat like the presets'.
+        seed=derive_seed(seed, f"{layer}/{weight.name}") if choice.name in SEEDED or choice.name == CUSTOM else None,
+        init_arg=weight.init_arg,
+    )
+
+
+def _prelu_entry(spec: LayerSpec, seed: int) -> PlanEntry:
+    """PReLU's learned slope, one per channel, starting at the configured negative_slope."""
+    channels = spec.output_shape[-1]
+    shape = (*(1,) * (len(spec.output_shape) - 1), channels)
+    choice = InitChoice("constant", {"value": float(spec.activation_params["negative_slope"])}, "default:prelu")
+    weight = Weight("alpha", shape, "alpha", "alpha_initializer")
+    return _entry(activation_layer_name(spec.name, "prelu"), "prelu", "prelu", weight, choice, seed)
+
+
+def make_plan(run: RunConfig) -> Plan:
+    """Works out the whole plan for a run config.
+
+    Raises:
+        ConfigError: anything in the model or data config that cannot be used.
+
+    Example:
+        >>> from modelforge.core.config import example_config
+        >>> plan = make_plan(RunConfig.from_mapping(example_config()))
+        >>> [(e.layer, e.weight, e.choice.name, e.choice.source) for e in plan.entries][0]
+        ('block1_dense', 'kernel', 'he_normal', 'policy:relu')
+    """
+    seed, init_cfg = run.seed, run.initializer
+    specs, info = layer_specs(run)
+    plan = Plan(specs, info)
+    for spec in specs:
+        for weight in spec.weights:
+            if weight.role == "kernel":
+                choice = kernel_choice(spec.activation or "linear", spec.activation_params, spec.initializer,
+                                       init_cfg, spec.name, spec.activation_policy)
+            else:
+                choice = role_choice(weight.role, spec.args.get(weight.init_arg), spec.name)
+                if spec.type == "lstm" and weight.role == "bias" and spec.args.get("unit_forget_bias", True):
+                    choice = replace(choice, note="Keras' unit_forget_bias sets the forget gate's quarter to ones")
+            plan.entries.append(_entry(spec.name, spec.type, spec.activation, weight, choice, seed))
+        if spec.activation and not get_activation(spec.activation).has_string:
+            plan.entries.append(_prelu_entry(spec, seed))
+    return plan
+
+
+def _fan(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
+
+
+def format_table(plan: Plan) -> str:
+    """The plan as an aligned text table, one row per weight; `*` marks fans that differ from Keras' guess."""
+    header = ("layer", "weight", "shape", "activation", "initializer", "source", "fan_in", "fan_out", "target_std")
+    rows = [header]
+    for e in plan.entries:
+        mark = "*" if e.keras_fans else ""
+        rows.append((
+            e.layer, e.weight, "x".join(map(str, e.shape)), e.activation or "-", e.choice.label, e.choice.source,
+            _fan(e.fan_in) + mark, _fan(e.fan_out) + mark,
+            "?" if e.target_std is None else (f"{e.target_std:.4f}" if e.target_std else "0"),
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    total = sum(math.prod(e.shape) for e in plan.entries)
+    lines.append(f"{len(plan.entries)} weights, {total:,} values; input {list(plan.info.input_shape)} "
+                 f"from {plan.info.name}, {plan.info.task} with {plan.info.num_outputs} outputs")
+    lines.extend(_fan_notes([e for e in plan.entries if e.keras_fans]))
+    return "\n".join(lines)
+
+
+def _fan_notes(differ: list[PlanEntry]) -> list[str]:
+    """The table's footnote: where Keras would guess other fans, and what modelforge did about it."""
+    if not differ:
+        return []
+    names = {"corrected": [], "given": [], "unused": []}
+    for e in differ:
+        kind = ("given" if e.choice.name == CUSTOM else
+                "corrected" if e.build != (e.choice.name, e.choice.params) else "unused")
+        names[kind].append(f"{e.layer}/{e.weight}")
+    notes = ["* true fans of the layer's computation; Keras would guess "
+             + ", ".join(f"{e.layer}/{e.weight} {e.keras_fans}" for e in differ) + " from the shape"]
+    if names["corrected"]:
+        notes.append("  scale corrected, so the values get the true fans' variance: " + ", ".join(names["corrected"]))
+    if names["given"]:
+        notes.append("  true fans handed to the custom initializer: " + ", ".join(names["given"]))
+    if names["unused"]:
+        notes.append("  their initializer does not use fans (e.g. orthogonal): " + ", ".join(names["unused"]))
+    return notes

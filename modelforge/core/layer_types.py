@@ -1,0 +1,324 @@
+"""Every layer type a config may name: its Keras class, the shape it maps, and the weights it makes.
+
+Pure shape arithmetic, no Keras: the plan and the shape check run before TensorFlow is imported. Shapes
+are per sample (no batch axis), channels last, as Keras builds them by default.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from modelforge.core import fans as fan_rules
+from modelforge.core.checks import positive_int
+from modelforge.errors import ConfigError, invalid
+
+Shape = tuple[int, ...]
+Args = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Weight:
+    """One weight a layer creates.
+
+    Attributes:
+        name: Keras' name for it (`kernel`, `bias`, `recurrent_kernel`, `depthwise_kernel`, ...).
+        shape: its shape.
+        role: `kernel` (chosen by the initializer policy), `recurrent`, `bias`, or a normalization
+            statistic (`gamma`, `beta`, `moving_mean`, `moving_variance`).
+        init_arg: the Keras constructor argument that sets its initializer.
+        fans: the true (fan_in, fan_out) of the layer's forward computation (see `fans.py`), for the
+            weights a variance-scaling initializer may draw; None for biases and statistics.
+    """
+
+    name: str
+    shape: Shape
+    role: str
+    init_arg: str
+    fans: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class LayerType:
+    """What modelforge knows of one layer type.
+
+    Attributes:
+        name: the name configs use (`conv2d`).
+        keras_class: the class in `keras.layers`.
+        size_key: the argument holding its width (`units`, `filters`) or None.
+        input_rank: the rank of one input sample it needs, or None for any.
+        layout: the data layout it wants when it comes first (`flat`, `image`, `sequence`, `tokens`), or None.
+        has_activation: whether it takes an `activation` argument.
+        output_shape: maps (input shape, args) to the output shape.
+        weights: maps (input shape, args) to the weights it creates.
+        recurrent: whether its kernels include recurrent ones.
+    """
+
+    name: str
+    keras_class: str
+    size_key: str | None
+    input_rank: int | None
+    layout: str | None
+    has_activation: bool
+    output_shape: Callable[[Shape, Args], Shape]
+    weights: Callable[[Shape, Args], list[Weight]]
+    recurrent: bool = False
+
+    @property
+    def default_activation(self) -> str:
+        """What `activation=auto` means for this layer: Keras' own tanh for recurrent cells, else relu."""
+        return "tanh" if self.recurrent else "relu"
+
+
+def _ints(value: Any, n: int, key: str) -> tuple[int, ...]:
+    values = tuple(value) if isinstance(value, (list, tuple)) else (value,) * n
+    try:
+        if len(values) != n:
+            raise ConfigError(key)
+        return tuple(positive_int(v, key) for v in values)
+    except ConfigError:
+        raise ConfigError(f"{key}={value!r} must be a positive integer or a list of {n} positive integers") from None
+
+
+def _padding(args: Args) -> str:
+    padding = str(args.get("padding", "valid")).lower()
+    if padding not in ("valid", "same"):
+        raise invalid("padding", args.get("padding"), ["valid", "same"])
+    return padding
+
+
+def _window_out(size: int, k: int, stride: int, padding: str, dilation: int = 1) -> int:
+    if padding == "same":
+        return math.ceil(size / stride)
+    span = dilation * (k - 1) + 1
+    return (size - span) // stride + 1
+
+
+def _spatial(shape: Shape, args: Args, n: int, window_key: str, default_window: Any = None) -> Shape:
+    window = _ints(args.get(window_key, default_window), n, window_key)
+    # Pooling strides default to the window, convolution strides to 1, as in Keras.
+    default_strides = window if window_key == "pool_size" else 1
+    strides = _ints(args.get("strides") or default_strides, n, "strides")
+    dilation = _ints(args.get("dilation_rate", 1), n, "dilation_rate")
+    padding = _padding(args)
+    out = tuple(_window_out(s, k, st, padding, d) for s, k, st, d in zip(shape[:n], window, strides, dilation))
+    if any(o < 1 for o in out):
+        raise ConfigError(
+            f"{window_key}={list(window)} with padding={padding!r} does not fit an input of spatial size "
+            f"{list(shape[:n])}: the output would be {list(out)}; use padding='same', a smaller {window_key}, "
+            "or fewer downsampling layers"
+        )
+    return out
+
+
+def _bias(args: Args, size: int) -> list[Weight]:
+    return [Weight("bias", (size,), "bias", "bias_initializer")] if args.get("use_bias", True) else []
+
+
+def _dense_out(shape: Shape, args: Args) -> Shape:
+    return (*shape[:-1], args["units"])
+
+
+def _dense_weights(shape: Shape, args: Args) -> list[Weight]:
+    units = args["units"]
+    fans = fan_rules.dense_fans(shape[-1], units)
+    return [Weight("kernel", (shape[-1], units), "kernel", "kernel_initializer", fans), *_bias(args, units)]
+
+
+def _conv(n: int) -> tuple[Callable[[Shape, Args], Shape], Callable[[Shape, Args], list[Weight]]]:
+    def out(shape: Shape, args: Args) -> Shape:
+        return (*_spatial(shape, args, n, "kernel_size"), args["filters"])
+
+    def weights(shape: Shape, args: Args) -> list[Weight]:
+        groups = args.get("groups", 1)
+        cin, filters = shape[-1], args["filters"]
+        if cin % groups or filters % groups:
+            raise ConfigError(
+                f"groups={groups} must divide both the input channels ({cin}) and filters ({filters})"
+            )
+        k = _ints(args["kernel_size"], n, "kernel_size")
+        fans = fan_rules.conv_fans(k, cin, filters, groups)
+        return [Weight("kernel", (*k, cin // groups, filters), "kernel", "kernel_initializer", fans),
+                *_bias(args, filters)]
+
+    return out, weights
+
+
+def _conv_transpose(n: int) -> tuple[Callable[[Shape, Args], Shape], Callable[[Shape, Args], list[Weight]]]:
+    def out(shape: Shape, args: Args) -> Shape:
+        k = _ints(args["kernel_size"], n, "kernel_size")
+        strides = _ints(args.get("strides", 1), n, "strides")
+        dilation = _ints(args.get("dilation_rate", 1), n, "dilation_rate")
+        padding = _padding(args)
+        sizes = tuple(
+            s * st if padding == "same" else (s - 1) * st + d * (kk - 1) + 1
+            for s, kk, st, d in zip(shape[:n], k, strides, dilation)
+        )
+        return (*sizes, args["filters"])
+
+    def weights(shape: Shape, args: Args) -> list[Weight]:
+        k = _ints(args["kernel_size"], n, "kernel_size")
+        strides = _ints(args.get("strides", 1), n, "strides")
+        fans = fan_rules.conv_transpose_fans(k, strides, shape[-1], args["filters"])
+        # Keras stores transposed kernels as (*k, filters, in_channels): output channels first.
+        return [Weight("kernel", (*k, args["filters"], shape[-1]), "kernel", "kernel_initializer", fans),
+                *_bias(args, args["filters"])]
+
+    return out, weights
+
+
+def _depthwise(n: int) -> tuple[Callable[[Shape, Args], Shape], Callable[[Shape, Args], list[Weight]]]:
+    def out(shape: Shape, args: Args) -> Shape:
+        return (*_spatial(shape, args, n, "kernel_size"), shape[-1] * args.get("depth_multiplier", 1))
+
+    def weights(shape: Shape, args: Args) -> list[Weight]:
+        k = _ints(args["kernel_size"], n, "kernel_size")
+        dm = args.get("depth_multiplier", 1)
+        # Keras names a depthwise layer's kernel plain `kernel` (a separable layer's is `depthwise_kernel`).
+        return [Weight("kernel", (*k, shape[-1], dm), "kernel", "depthwise_initializer",
+                       fan_rules.depthwise_fans(k, dm)),
+                *_bias(args, shape[-1] * dm)]
+
+    return out, weights
+
+
+def _separable(n: int) -> tuple[Callable[[Shape, Args], Shape], Callable[[Shape, Args], list[Weight]]]:
+    def out(shape: Shape, args: Args) -> Shape:
+        return (*_spatial(shape, args, n, "kernel_size"), args["filters"])
+
+    def weights(shape: Shape, args: Args) -> list[Weight]:
+        k = _ints(args["kernel_size"], n, "kernel_size")
+        dm = args.get("depth_multiplier", 1)
+        return [
+            Weight("depthwise_kernel", (*k, shape[-1], dm), "kernel", "depthwise_initializer",
+                   fan_rules.depthwise_fans(k, dm)),
+            Weight("pointwise_kernel", (*(1,) * n, shape[-1] * dm, args["filters"]), "kernel",
+                   "pointwise_initializer", fan_rules.pointwise_fans(shape[-1] * dm, args["filters"])),
+            *_bias(args, args["filters"]),
+        ]
+
+    return out, weights
+
+
+GATES = {"simple_rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _recurrent(name: str) -> tuple[Callable[[Shape, Args], Shape], Callable[[Shape, Args], list[Weight]]]:
+    gates = GATES[name]
+
+    def out(shape: Shape, args: Args) -> Shape:
+        return (shape[0], args["units"]) if args.get("return_sequences", False) else (args["units"],)
+
+    def weights(shape: Shape, args: Args) -> list[Weight]:
+        units = args["units"]
+        found = [
+            Weight("kernel", (shape[-1], gates * units), "kernel", "kernel_initializer",
+                   fan_rules.recurrent_gate_fans(shape[-1], units)),
+            Weight("recurrent_kernel", (units, gates * units), "recurrent", "recurrent_initializer",
+                   fan_rules.recurrent_gate_fans(units, units)),
+        ]
+        if args.get("use_bias", True):
+            # GRU with reset_after (Keras' default) keeps separate input and recurrent biases.
+            two = name == "gru" and args.get("reset_after", True)
+            found.append(Weight("bias", (2, gates * units) if two else (gates * units,), "bias", "bias_initializer"))
+        return found
+
+    return out, weights
+
+
+def _embedding_out(shape: Shape, args: Args) -> Shape:
+    return (*shape, args["output_dim"])
+
+
+def _embedding_weights(shape: Shape, args: Args) -> list[Weight]:
+    for key in ("input_dim", "output_dim"):
+        positive_int(args.get(key), key)
+    return [Weight("embeddings", (args["input_dim"], args["output_dim"]), "kernel", "embeddings_initializer",
+                   fan_rules.embedding_fans(args["output_dim"]))]
+
+
+def _pool(n: int) -> Callable[[Shape, Args], Shape]:
+    def out(shape: Shape, args: Args) -> Shape:
+        return (*_spatial(shape, args, n, "pool_size", 2), shape[-1])
+
+    return out
+
+
+def _same(shape: Shape, args: Args) -> Shape:
+    return shape
+
+
+def _none(shape: Shape, args: Args) -> list[Weight]:
+    return []
+
+
+def _channels(shape: Shape, args: Args) -> Shape:
+    return (shape[-1],)
+
+
+def _flatten(shape: Shape, args: Args) -> Shape:
+    return (math.prod(shape),)
+
+
+def _norm_weights(*stats: str) -> Callable[[Shape, Args], list[Weight]]:
+    def weights(shape: Shape, args: Args) -> list[Weight]:
+        return [Weight(name, (shape[-1],), name, f"{name}_initializer") for name in stats]
+
+    return weights
+
+
+_LAYOUT = {1: "sequence", 2: "image"}
+_DIMS = {1: "1d", 2: "2d", 3: "3d"}
+
+
+def _table() -> dict[str, LayerType]:
+    types = [
+        LayerType("dense", "Dense", "units", None, "flat", True, _dense_out, _dense_weights),
+        LayerType("embedding", "Embedding", None, 1, "tokens", False, _embedding_out, _embedding_weights),
+        LayerType("flatten", "Flatten", None, None, None, False, _flatten, _none),
+        LayerType("dropout", "Dropout", None, None, None, False, _same, _none),
+        LayerType("activation", "Activation", None, None, None, True, _same, _none),
+        LayerType("batch_normalization", "BatchNormalization", None, None, None, False, _same,
+                  _norm_weights("gamma", "beta", "moving_mean", "moving_variance")),
+        LayerType("layer_normalization", "LayerNormalization", None, None, None, False, _same,
+                  _norm_weights("gamma", "beta")),
+    ]
+    for n, dims in _DIMS.items():
+        layout = _LAYOUT.get(n)
+        suffix = dims.upper()
+        out, weights = _conv(n)
+        types.append(LayerType(f"conv{dims}", f"Conv{suffix}", "filters", n + 1, layout, True, out, weights))
+        out, weights = _conv_transpose(n)
+        types.append(LayerType(f"conv{dims}_transpose", f"Conv{suffix}Transpose", "filters", n + 1, layout, True,
+                               out, weights))
+        types.append(LayerType(f"max_pooling{dims}", f"MaxPooling{suffix}", None, n + 1, layout, False, _pool(n),
+                               _none))
+        types.append(LayerType(f"average_pooling{dims}", f"AveragePooling{suffix}", None, n + 1, layout, False,
+                               _pool(n), _none))
+        types.append(LayerType(f"global_average_pooling{dims}", f"GlobalAveragePooling{suffix}", None, n + 1,
+                               layout, False, _channels, _none))
+        types.append(LayerType(f"global_max_pooling{dims}", f"GlobalMaxPooling{suffix}", None, n + 1, layout,
+                               False, _channels, _none))
+        if n < 3:
+            out, weights = _depthwise(n)
+            types.append(LayerType(f"depthwise_conv{dims}", f"DepthwiseConv{suffix}", None, n + 1, layout, True,
+                                   out, weights))
+            out, weights = _separable(n)
+            types.append(LayerType(f"separable_conv{dims}", f"SeparableConv{suffix}", "filters", n + 1, layout,
+                                   True, out, weights))
+    for name, cls in (("simple_rnn", "SimpleRNN"), ("lstm", "LSTM"), ("gru", "GRU")):
+        out, weights = _recurrent(name)
+        types.append(LayerType(name, cls, "units", 2, "sequence", True, out, weights, recurrent=True))
+    return {t.name: t for t in types}
+
+
+LAYER_TYPES: dict[str, LayerType] = _table()
+
+
+def get_layer_type(name: Any) -> LayerType:
+    """Returns the layer type called `name`, or raises a `ConfigError` listing the valid ones."""
+    if name not in LAYER_TYPES:
+        raise invalid("layer type", name, LAYER_TYPES)
+    return LAYER_TYPES[name]

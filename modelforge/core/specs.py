@@ -1,0 +1,258 @@
+"""Config -> validated layer specs with their shapes. Pure: no Keras.
+
+The body comes either from `model.depth` blocks of the `layer` group's type, `model.units` wide, or from
+the explicit `model.layers` list. A head chosen from the data follows: softmax over the classes, or a
+linear layer for regression, with a Flatten before it when the body's output is not flat. Every spec's
+input and output shape is worked out here, so shape mistakes fail before anything is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelforge.core.checks import number, positive_int
+from modelforge.core.config import ActivationChoice, RunConfig
+from modelforge.core.datasets import DataInfo
+from modelforge.core.layer_types import LayerType, Weight, get_layer_type
+from modelforge.core.names import HEAD
+from modelforge.core.registry import get_activation
+from modelforge.errors import ConfigError, closest
+
+# Keys of a layer spec that modelforge reads itself; every other key goes to the Keras constructor.
+_SPEC_KEYS = ("type", "name", "activation", "initializer")
+# Keys of the `layer` group that shape a block rather than its main layer.
+_BLOCK_KEYS = ("type", "pool_size")
+_RANK_NAMES = {2: "(timesteps, features): sequences", 3: "(height, width, channels): images",
+               4: "(depth, height, width, channels): volumes"}
+_LAYOUT_HINT = {
+    "image": "use data=digits with data.layout=auto or image (8x8x1 images), or data=synthetic "
+    "data.shape=[8,8,1]",
+    "sequence": "use data=digits with data.layout=auto or sequence (8 rows of 8 pixels), or data=synthetic "
+    "data.shape=[12,4]",
+    "tokens": "use data=digits with data.layout=auto or tokens (64 grey levels 0..16, vocabulary 17)",
+}
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer, validated and shaped.
+
+    Attributes:
+        name: the Keras layer name; unique within the model.
+        type: a name in `layer_types.LAYER_TYPES`.
+        activation: the activation's name (None for layers without one).
+        activation_params: parameters of a parametric activation (leaky_relu's negative_slope).
+        initializer: the kernel initializer set on this layer itself, or None.
+        activation_policy: the activation config's own policy rule (its `policy` key), or None.
+        args: everything passed on to the Keras constructor (units/filters, kernel_size, ...).
+        input_shape: one sample's input shape.
+        output_shape: one sample's output shape.
+        weights: the weights the layer creates.
+    """
+
+    name: str
+    type: str
+    activation: str | None
+    activation_params: dict[str, Any]
+    initializer: Any
+    args: dict[str, Any]
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    weights: list[Weight] = field(default_factory=list)
+    activation_policy: Any = None
+
+    @property
+    def layer_type(self) -> LayerType:
+        return get_layer_type(self.type)
+
+
+AUTO_ACTIVATION = "auto"
+
+
+def _activation(value: Any, default: ActivationChoice, kind: LayerType) -> tuple[str, dict[str, Any], Any]:
+    """Reads an activation given as a name, a mapping with `name`, or nothing (then `default`).
+
+    `auto` (the default option of the `activation` group) is the layer type's own: tanh for recurrent cells,
+    relu otherwise. Returns the name, its parameters, and its own policy rule: an activation config may carry
+    `policy` (an initializer name or mapping) so that a config pack adds an activation together with its rule.
+    """
+    if value is None:
+        value = {"name": default.name, **default.params, "policy": default.policy}
+    if isinstance(value, Mapping):
+        name = value.get("name")
+        given = {k: v for k, v in value.items() if k not in ("name", "policy")}
+        rule = value.get("policy")
+    else:
+        name, given, rule = value, {}, None
+    if name == AUTO_ACTIVATION:
+        if given or rule is not None:
+            raise ConfigError(f"activation {AUTO_ACTIVATION!r} takes no parameters or policy; name the activation "
+                              f"itself (e.g. activation={kind.default_activation}) to set them")
+        name = kind.default_activation
+    act = get_activation(name)
+    unknown = sorted(set(given) - set(act.params))
+    if unknown:
+        valid = ", ".join(act.params) or "none"
+        raise ConfigError(f"activation {act.name!r} takes no parameter {', '.join(unknown)}; valid: {valid}")
+    return act.name, {**act.params, **given}, rule
+
+
+def _body_from_blocks(run: RunConfig) -> list[dict[str, Any]]:
+    depth, units, block = run.model.depth, run.model.units, run.layer
+    kind = get_layer_type(block.type)
+    if kind.size_key is None:
+        raise ConfigError(f"layer.type={kind.name!r} cannot make blocks: it has no units or filters")
+    extra = dict(block.args)
+    pool = block.pool_size
+    dims = kind.name[-2:] if kind.name[-2:] in ("1d", "2d", "3d") else None
+    body: list[dict[str, Any]] = []
+    for i in range(1, depth + 1):
+        spec = {"type": kind.name, "name": f"block{i}_{kind.name}", kind.size_key: units, **extra}
+        if kind.recurrent:
+            spec["return_sequences"] = i < depth
+        body.append(spec)
+        if pool and dims:
+            body.append({"type": f"max_pooling{dims}", "name": f"block{i}_pool", "pool_size": pool})
+    return body
+
+
+def _body_from_list(layers: tuple[Mapping[str, Any], ...]) -> list[dict[str, Any]]:
+    body = []
+    for i, item in enumerate(layers, start=1):
+        spec = dict(item)
+        try:
+            get_layer_type(spec["type"])
+        except ConfigError as err:
+            raise ConfigError(f"model.layers[{i - 1}]: {err}") from None
+        spec.setdefault("name", f"layer{i}_{spec['type']}")
+        body.append(spec)
+    return body
+
+
+def wanted_layout(body: list[Mapping[str, Any]]) -> str:
+    """The data layout the first shape-sensitive layer of the body asks for."""
+    for spec in body:
+        layout = get_layer_type(spec["type"]).layout
+        if layout:
+            return layout
+    return "flat"
+
+
+def raw_body(run: RunConfig) -> list[dict[str, Any]]:
+    """The body as plain spec mappings, before shapes."""
+    return _body_from_list(run.model.layers) if run.model.layers is not None else _body_from_blocks(run)
+
+
+def _head(info: DataInfo) -> dict[str, Any]:
+    activation = "softmax" if info.task == "classification" else "linear"
+    return {"type": "dense", "name": HEAD, "units": info.num_outputs, "activation": activation}
+
+
+def _shape_error(spec: Mapping[str, Any], kind: LayerType, shape: tuple[int, ...], first: bool) -> ConfigError:
+    needs = _RANK_NAMES.get(kind.input_rank, f"rank {kind.input_rank}")
+    message = (
+        f"layer {spec['name']!r} ({kind.name}) needs inputs of shape {needs}, but gets shape {list(shape)}"
+    )
+    if first and kind.layout in _LAYOUT_HINT:
+        message += f": the data cannot be shaped that way; {_LAYOUT_HINT[kind.layout]}"
+    else:
+        message += "; add a layer that reshapes, or reorder model.layers"
+    return ConfigError(message)
+
+
+def _check_tokens(spec: Mapping[str, Any], info: DataInfo, first: bool) -> None:
+    """An Embedding needs integer tokens: the first layer, on token data, with room for every token."""
+    if not first or info.vocab_size is None:
+        raise ConfigError(
+            f"layer {spec['name']!r} (embedding) needs integer tokens as its input, so it must come first and "
+            f"the data must be tokens; {_LAYOUT_HINT['tokens']}"
+        )
+    if isinstance(spec.get("input_dim"), int) and spec["input_dim"] < info.vocab_size:
+        raise ConfigError(
+            f"layer {spec['name']!r} (embedding): input_dim={spec['input_dim']} is smaller than the data's "
+            f"vocabulary of {info.vocab_size} tokens; use input_dim: {info.vocab_size} or more"
+        )
+
+
+def _resolve(spec: dict[str, Any], shape: tuple[int, ...], default_act: ActivationChoice,
+             info: DataInfo, first: bool) -> LayerSpec:
+    kind = get_layer_type(spec["type"])
+    name = spec["name"]
+    if kind.input_rank is not None and len(shape) != kind.input_rank:
+        raise _shape_error(spec, kind, shape, first)
+    if kind.layout == "tokens":
+        _check_tokens(spec, info, first)
+    elif first and info.vocab_size is not None:
+        raise ConfigError(f"data.layout=tokens gives integer tokens, which only an embedding layer can take first; "
+                          f"layer {name!r} is {kind.name}")
+    if kind.size_key:
+        if kind.size_key not in spec:
+            raise _missing(spec, kind.size_key, kind, "units: 64" if kind.size_key == "units" else "filters: 32")
+        positive_int(spec.get(kind.size_key), f"model.layers[{name}].{kind.size_key}")
+    if kind.name.startswith(("conv", "depthwise_conv", "separable_conv")) and "kernel_size" not in spec:
+        raise _missing(spec, "kernel_size", kind, "kernel_size: 3")
+    if kind.name == "dropout":
+        number(spec.get("rate"), f"model.layers[{name}].rate", minimum=0, maximum=1, open_max=True)
+    activation, act_params, act_rule = (None, {}, None)
+    if kind.has_activation:
+        try:
+            activation, act_params, act_rule = _activation(spec.get("activation"), default_act, kind)
+        except ConfigError as err:
+            raise ConfigError(f"layer {name!r}: {err}") from None
+    elif spec.get("activation") is not None:
+        raise ConfigError(f"layer {name!r} ({kind.name}) takes no activation")
+    args = _args(spec)
+    try:
+        out = kind.output_shape(shape, args)
+        weights = kind.weights(shape, args)
+    except ConfigError as err:
+        raise ConfigError(f"layer {name!r} ({kind.name}): {err}") from None
+    if spec.get("initializer") is not None and not any(w.role == "kernel" for w in weights):
+        raise ConfigError(f"layer {name!r} ({kind.name}) has no kernel to take an initializer")
+    return LayerSpec(name, kind.name, activation, act_params, spec.get("initializer"), args, shape, out, weights,
+                     act_rule)
+
+
+def _missing(spec: Mapping[str, Any], key: str, kind: LayerType, example: str) -> ConfigError:
+    """A required argument is missing: name it, and the given key that was probably meant."""
+    near = closest(key, [k for k in spec if k not in _SPEC_KEYS])
+    meant = f"; did you mean {key!r} where it says {near!r}?" if near else ""
+    return ConfigError(f"layer {spec['name']!r} ({kind.name}) needs {key}, e.g. {example}{meant}")
+
+
+def _args(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in _SPEC_KEYS}
+
+
+def layer_specs(run: RunConfig) -> tuple[list[LayerSpec], DataInfo]:
+    """Turns a run config into shaped layer specs, body then head.
+
+    Args:
+        run: the checked run config.
+
+    Returns:
+        The specs and the data description they were shaped for.
+
+    Raises:
+        ConfigError: a bad type, size, activation, or a shape the data cannot give.
+    """
+    body = raw_body(run)
+    info = run.data.describe(wanted_layout(body))
+    default_act = run.activation
+    specs: list[LayerSpec] = []
+    shape = info.input_shape
+    seen: set[str] = set()
+    for spec in body:
+        if spec["name"] in seen:
+            raise ConfigError(f"two layers are named {spec['name']!r}; layer names must be unique")
+        seen.add(spec["name"])
+        resolved = _resolve(spec, shape, default_act, info, first=not specs)
+        specs.append(resolved)
+        shape = resolved.output_shape
+    if len(shape) > 1:
+        specs.append(_resolve({"type": "flatten", "name": "flatten"}, shape, default_act, info, first=False))
+        shape = specs[-1].output_shape
+    specs.append(_resolve(_head(info), shape, default_act, info, first=False))
+    return specs, info

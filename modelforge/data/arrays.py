@@ -1,0 +1,79 @@
+"""The arrays of a data set, loaded (or generated) and split with the run seed.
+
+Splits are drawn with the run seed, so every arm of a sweep with the same seed trains and validates on the
+same samples. What a data set looks like before loading (its shape) is in `modelforge.core.datasets`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from modelforge.core.config import Data, MnistData, SyntheticData
+from modelforge.core.datasets import IMAGES, DataInfo
+
+
+@dataclass
+class Dataset:
+    """Train and validation arrays with their `DataInfo`."""
+
+    info: DataInfo
+    x_train: Any
+    y_train: Any
+    x_val: Any
+    y_val: Any
+
+
+def split_indices(n: int, validation_split: float, seed: int) -> tuple[Any, Any]:
+    """Train and validation indices of n samples, drawn with `seed` (the same for every sweep arm)."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(n - 1, max(1, round(n * validation_split)))
+    return order[n_val:], order[:n_val]
+
+
+def _load_images(data: Data, info: DataInfo) -> tuple[Any, Any]:
+    """Grey images as integer tokens, or scaled to [0, 1] and shaped for the first layer."""
+    import numpy as np
+
+    if info.name == "digits":
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        pixels, labels = bunch.data, bunch.target.astype(np.int32)
+    else:
+        from modelforge.data.downloads import fetch, load_mnist_npz
+
+        assert isinstance(data, MnistData)
+        path = fetch(info.name, data.url, data.sha256, data.cache_dir)
+        pixels, labels = load_mnist_npz(path, data.max_samples)
+    pixels = pixels.reshape(len(pixels), -1)
+    if info.vocab_size:
+        return pixels.astype(np.int32), labels
+    x = (pixels / (IMAGES[info.name].levels - 1)).astype(np.float32).reshape((-1, *info.input_shape))
+    return x, labels
+
+
+def _make_synthetic(data: SyntheticData, info: DataInfo, seed: int) -> tuple[Any, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 7919])
+    n, features = data.num_samples, math.prod(info.input_shape)
+    x = rng.standard_normal((n, *info.input_shape)).astype(np.float32)
+    teacher = rng.standard_normal((features, info.num_outputs)) / math.sqrt(features)
+    signal = x.reshape(n, features) @ teacher + data.noise * rng.standard_normal((n, info.num_outputs))
+    if info.task == "classification":
+        return x, signal.argmax(axis=1).astype(np.int32)
+    return x, signal.astype(np.float32)
+
+
+def load(data: Data, info: DataInfo, seed: int) -> Dataset:
+    """Loads (or generates) the data described by `info` and splits it with `seed`."""
+    if isinstance(data, SyntheticData):
+        x, y = _make_synthetic(data, info, seed)
+    else:
+        x, y = _load_images(data, info)
+    train, val = split_indices(len(x), data.validation_split, seed)
+    return Dataset(info, x[train], y[train], x[val], y[val])

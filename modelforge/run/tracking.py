@@ -1,0 +1,129 @@
+"""Experiment trackers beyond history.csv: MLflow runs, and TensorBoard's HParams view.
+
+`logger=mlflow` logs the flattened resolved config as params, every epoch's metrics, and the init plan,
+config, history, metrics and model as artifacts, into an SQLite store (`outputs/mlflow.db` by default, an
+absolute path, so `mlflow ui --backend-store-uri sqlite:////ABS/PATH/outputs/mlflow.db` opens it). The
+jobs of a sweep are runs of one experiment. `logger=tensorboard` adds each run's hyperparameters to its
+event files, so TensorBoard's HParams tab compares the runs of a folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from modelforge.core.config import MlflowLogger, RunConfig
+from modelforge.core.names import Status
+from modelforge.run.folder import RunFolder
+
+_STATUS = {Status.COMPLETED: "FINISHED", Status.FAILED: "FAILED", Status.INTERRUPTED: "KILLED"}
+_ARTIFACTS = ("config.yaml", "init_plan.json", "history.csv", "model_summary.txt", "model.keras",
+              "init_report.json", "init_report.png", "metrics.json")
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+    """The resolved config as dotted keys with scalar values (lists and nulls as text).
+
+    Example:
+        >>> flatten({"model": {"depth": 2, "layers": None}, "seed": 0})
+        {'model.depth': 2, 'model.layers': 'None', 'seed': 0}
+    """
+    found: dict[str, bool | int | float | str] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            found.update(flatten(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            found[name] = value
+        else:
+            found[name] = str(value)
+    return found
+
+
+def default_tracking_uri() -> str:
+    """sqlite:///<absolute path of ./outputs>/mlflow.db: MLflow 3 resolves a relative one against the cwd."""
+    outputs = Path("outputs").resolve()
+    outputs.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{outputs / 'mlflow.db'}"
+
+
+class MlflowTracker:
+    """One MLflow run for one modelforge run."""
+
+    def __init__(self, run: RunConfig, logger: MlflowLogger, folder: RunFolder) -> None:
+        import mlflow
+
+        self.mlflow = mlflow
+        self.folder = folder
+        mlflow.set_tracking_uri(logger.tracking_uri or default_tracking_uri())
+        name = logger.experiment_name
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
+            artifacts = Path(logger.artifact_location or Path("outputs", "mlartifacts")).resolve()
+            experiment_id = mlflow.create_experiment(name, artifact_location=artifacts.as_uri())
+        else:
+            experiment_id = experiment.experiment_id
+        if mlflow.active_run() is not None:  # a previous job in this process that died mid-run
+            mlflow.end_run(status="KILLED")
+        self.run = mlflow.start_run(experiment_id=experiment_id, run_name=logger.run_name or folder.path.name,
+                                    tags={"modelforge.run_dir": str(folder.path.resolve())})
+        mlflow.log_params(flatten(run.resolved))
+
+    def callback(self) -> Any:
+        import keras
+
+        mlflow = self.mlflow
+
+        class EpochMetrics(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+                mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items()}, step=epoch + 1)
+
+        return EpochMetrics()
+
+    def finish(self, record: Mapping[str, Any]) -> None:
+        """Logs the final metrics and the run folder's files, and closes the run with the run's status."""
+        mlflow = self.mlflow
+        for name, value in (record.get("final") or {}).items():
+            mlflow.log_metric(f"final_{name}", value)
+        for name in _ARTIFACTS:
+            path = self.folder.path / name
+            if path.exists():
+                mlflow.log_artifact(str(path))
+        mlflow.end_run(status=_STATUS.get(record.get("status"), "FAILED"))
+
+
+def write_tensorboard_hparams(log_dir: Path, run: RunConfig, run_name: str) -> None:
+    """Writes the run's hyperparameters where TensorBoard's HParams plugin finds them."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with tf.summary.create_file_writer(str(log_dir)).as_default():
+        hp.hparams(flatten(run.resolved), trial_id=run_name)
+
+
+# The package each logger needs beyond the core dependencies, and the extra that installs it.
+_NEEDS = {"tensorboard": ("tensorboard", "modelforge[tensorboard]"), "mlflow": ("mlflow", "modelforge[mlflow]")}
+
+
+def require_packages(run: RunConfig) -> None:
+    """Refuses, before anything runs, a logger whose package is not installed; says what installs it."""
+    import importlib.util
+
+    from modelforge.errors import ConfigError
+
+    if run.logger.name in _NEEDS:
+        module, extra = _NEEDS[run.logger.name]
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"logger={run.logger.name} needs the {module} package, which is not installed; "
+                              f"install it with: pip install '{extra}'")
+
+
+def make_tracker(run: RunConfig, folder: RunFolder) -> MlflowTracker | None:
+    """The tracker for `logger=mlflow`, else None (csv and tensorboard need none)."""
+    if not isinstance(run.logger, MlflowLogger):
+        return None
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    return MlflowTracker(run, run.logger, folder)

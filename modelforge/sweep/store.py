@@ -1,0 +1,155 @@
+"""modelforge's entries in Hydra's ConfigStore and the checks of override keys before Hydra starts.
+
+The typed schemas are made from the run config's own dataclasses (`modelforge.core.config`), so a key is typed
+in one place and its default in one other (the YAML). They sit at the ConfigStore's root as
+`modelforge_schema_<name>`, out of `--help`'s group list; each YAML option extends its schema
+(`defaults: [/modelforge_schema_model@_here_, _self_]`), so `model.units=abc` fails while Hydra composes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import typing
+from collections.abc import Sequence
+from functools import cache
+from typing import Any, Optional
+
+from modelforge.core.config import SCHEMAS, Model, Trainer
+from modelforge.errors import ConfigError, closest
+
+PREFIX = "modelforge_schema_"
+# Which schemas a top-level config key may hold, for the key check.
+_KEY_SCHEMAS: dict[str, tuple[type, ...]] = {
+    "trainer": (Trainer,),
+    "model": (Model,),
+    "data": tuple(cls for name, cls in SCHEMAS.items() if name not in ("trainer", "model")),
+}
+# Keys under these are open tables: a new key is added without Hydra's `+`. The policy's rules are open by
+# design; layer, activation and optimizer keys go to Keras, which modelforge checks them against (with a
+# did-you-mean) before any model is built.
+OPEN_TABLES = ("initializer.rules.", "initializer.families.", "layer.", "activation.", "optimizer.")
+_SIMPLE = (int, float, bool, str)
+
+
+def _schema_type(hint: Any) -> Any:
+    """The type OmegaConf checks for a field: scalars, Optional scalars, lists of scalars, nested schemas."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in _SIMPLE:
+        return hint
+    if dataclasses.is_dataclass(hint):
+        return schema_class(hint)  # type: ignore[arg-type]
+    if origin is tuple and args and args[0] in _SIMPLE:
+        return list[args[0]]  # type: ignore[valid-type]
+    inner = [a for a in args if a is not type(None)]
+    if len(inner) == 1 and type(None) in args and inner[0] in _SIMPLE:
+        return Optional[inner[0]]  # noqa: UP045 (OmegaConf 2.3 reads typing.Optional, not X | None)
+    return Any
+
+
+@cache
+def schema_class(cls: type) -> type:
+    """A mutable twin of a frozen run-config dataclass, with its types and no defaults, for OmegaConf."""
+    hints = typing.get_type_hints(cls)
+    fields = [(f.name, _schema_type(hints[f.name])) for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    return dataclasses.make_dataclass(f"{cls.__name__}Schema", fields)
+
+
+def register() -> None:
+    """Stores the schemas and the `${mf.pid:}` resolver (idempotent, cheap: no TensorFlow)."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    store = ConfigStore.instance()
+    for name, cls in SCHEMAS.items():
+        store.store(name=PREFIX + name, node=schema_class(cls))
+    # `${mf.pid:}` in run folder names keeps runs started in the same microsecond by two processes apart.
+    # Cached, so every job of a sweep (and Hydra's copy of the config in launcher workers) sees the launcher's.
+    if not OmegaConf.has_resolver("mf.pid"):
+        OmegaConf.register_new_resolver("mf.pid", lambda: os.getpid(), use_cache=True)
+
+
+def _keys(cls: type, prefix: str) -> list[str]:
+    found = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = f"{prefix}.{f.name}"
+        found.append(key)
+        if dataclasses.is_dataclass(hints[f.name]):
+            found.extend(_keys(hints[f.name], key))
+    return found
+
+
+def known_keys() -> list[str]:
+    """Every dotted key the schemas define, e.g. `trainer.early_stopping.patience`.
+
+    Example:
+        >>> "trainer.early_stopping.patience" in known_keys(), "data.validation_split" in known_keys()
+        (True, True)
+    """
+    keys: list[str] = []
+    for top, schemas in _KEY_SCHEMAS.items():
+        for cls in schemas:
+            keys.extend(k for k in _keys(cls, top) if k not in keys)
+    return keys
+
+
+_OVERRIDE = re.compile(r"^(?P<prefix>[+~]*)(?P<key>[A-Za-z_]\w*(?:\.[A-Za-z_][\w-]*)+)=")
+
+
+def check_override_keys(overrides: Sequence[str]) -> None:
+    """Fails fast on a misspelled schema key (`trainer.epoch=3`), naming the closest real key.
+
+    Only keys under a typed group (trainer, model, data) without `+`/`~` are checked; a key with no close
+    match is left to Hydra, which may know it from a user's config pack.
+
+    Example:
+        >>> check_override_keys(["trainer.epochs=3", "layer=conv"])
+        >>> check_override_keys(["trainer.epoch=3"])
+        Traceback (most recent call last):
+        ...
+        modelforge.errors.ConfigError: unknown config key 'trainer.epoch' (did you mean 'trainer.epochs'?)...
+    """
+    keys = known_keys()
+    for override in overrides:
+        match = _OVERRIDE.match(override)
+        if not match or match["prefix"] or match["key"].split(".")[0] not in _KEY_SCHEMAS or match["key"] in keys:
+            continue
+        near = closest(match["key"], keys, cutoff=0.8)
+        if near:
+            siblings = [k for k in keys if k.rsplit(".", 1)[0] == near.rsplit(".", 1)[0]]
+            raise ConfigError(
+                f"unknown config key {match['key']!r} (did you mean {near!r}?) in the override {override!r}; "
+                f"keys there: {', '.join(siblings)}"
+            )
+
+
+def normalize_overrides(overrides: Sequence[str]) -> list[str]:
+    """Overrides as Hydra should read them: open tables and keys the schemas define take a value either way.
+
+    `initializer.rules.gelu=he_uniform` adds a rule without `+` (the rules table is open by design),
+    `optimizer.lr=0.1` reaches modelforge's own check of Keras' arguments (which suggests `learning_rate`), and
+    `+model.layers=[...]` sets a key that is always there (Hydra's `+` would refuse it). All become `++`.
+
+    Example:
+        >>> normalize_overrides(["initializer.rules.gelu=he_uniform", "+model.layers=null", "seed=1"])
+        ['++initializer.rules.gelu=he_uniform', '++model.layers=null', 'seed=1']
+    """
+    keys = set(known_keys())
+    found = []
+    for override in overrides:
+        match = _OVERRIDE.match(override)
+        if match and match["prefix"] in ("", "+") and (
+            match["key"].startswith(OPEN_TABLES) or (match["prefix"] == "+" and match["key"] in keys)
+        ):
+            override = "++" + override.lstrip("+")
+        found.append(override)
+    return found
+
+
+def to_plain(cfg: Any) -> Any:
+    """A composed config (or any OmegaConf node) as plain containers, interpolations resolved."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
