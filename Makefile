@@ -5,29 +5,43 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.modelforge-installed
 ARGS ?=
 
-.PHONY: run test test-fast bench plan clean-venv
+EXTRAS ?= sweeps,slurm
+
+.PHONY: run test test-fast lint bench plan extras clean-venv
 
 # Rebuilt when pyproject.toml changes, or when the venv's interpreter no longer runs (a moved or
-# upgraded Python leaves a venv whose bin/python is a dead link). editable_mode=compat puts the repo root
-# itself on sys.path: Hydra finds plugins with pkgutil, which cannot see into setuptools' default editable
-# finder, and modelforge/conf is a link to conf/, so the checkout imports exactly as the wheel does.
+# upgraded Python leaves a venv whose bin/python is a dead link). The editable install is a plain .pth of the
+# repo root (pyproject's `package-dir = {"" = "."}`), so Hydra's plugin scan finds hydra_plugins/ and
+# modelforge/conf (a link to conf/) imports exactly as the wheel's modelforge.conf does.
 $(STAMP): pyproject.toml
 	@$(VPY) -c "" 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(VPY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
 run: $(STAMP)
 	$(VPY) -m modelforge $(ARGS)
 
 plan: $(STAMP)
-	$(VPY) -m modelforge.plan $(ARGS)
+	$(VPY) -m modelforge plan $(ARGS)
 
-test: $(STAMP)
+# Style, types (strict on the pure core), and the layer contracts of pyproject's [tool.importlinter].
+lint: $(STAMP)
+	$(VPY) -m ruff check modelforge hydra_plugins tests benchmarks examples
+	$(VPY) -m mypy
+	$(VPY) -m mypy --strict modelforge/core modelforge/errors.py
+	$(VENV)/bin/lint-imports
+
+# The test suite (with the doctests of the package) after the linters.
+test: lint
 	$(VPY) -m pytest $(ARGS)
 
-test-fast: $(STAMP)
+test-fast: lint
 	$(VPY) -m pytest -m "not slow" $(ARGS)
+
+# Optional extras into the same venv, e.g. `make extras EXTRAS=ray`; the editable install stays a plain .pth.
+extras: $(STAMP)
+	$(VPY) -m pip install --quiet -e '.[$(EXTRAS)]'
 
 bench: $(STAMP)
 	$(VPY) benchmarks/bench.py $(ARGS)

@@ -66,33 +66,34 @@ def whole_run(repeats: int, cwd: str) -> None:
 
 def fit_overhead(repeats: int, cwd: str) -> None:
     import modelforge
-    from modelforge import data as data_mod
-    from modelforge.builder import build
-    from modelforge.runlog import RunFolder
-    from modelforge.training import compile_model, fit_model, seed_everything
+    from modelforge.build import build
+    from modelforge.data.arrays import load
+    from modelforge.run.fit import compile_model, fit_model, make_optimizer
+    from modelforge.run.folder import RunFolder
+    from modelforge.run.setup import seed_everything
 
-    cfg = modelforge.compose(["trainer.verbose=0"])
-    plan = modelforge.plan(cfg)
+    run = modelforge.run_config(modelforge.compose(["trainer.verbose=0"]))
+    plan = modelforge.plan(run)
     seed_everything(0, True)
-    dataset = data_mod.load(cfg.data, plan.info, 0)
+    dataset = load(run.data, plan.info, 0)
     folder = RunFolder(Path(cwd) / "fit-bench")
     ours, plain = [], []
 
     def fresh():
         model = build(plan)
-        compile_model(model, cfg, plan.info.task)
+        compile_model(model, make_optimizer(run.optimizer), run.task)
         return model
 
     fresh().fit(dataset.x_train, dataset.y_train, epochs=1, verbose=0)  # warm up TF's kernels once
     for _ in range(repeats):
         model = fresh()
         start = time.perf_counter()
-        fit_model(model, dataset, cfg, folder)
+        fit_model(model, dataset, run, folder)
         ours.append(time.perf_counter() - start)
         model = fresh()
         start = time.perf_counter()
         model.fit(dataset.x_train, dataset.y_train, validation_data=(dataset.x_val, dataset.y_val),
-                  epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size, verbose=0)
+                  epochs=run.trainer.epochs, batch_size=run.trainer.batch_size, verbose=0)
         plain.append(time.perf_counter() - start)
     a, b = statistics.median(ours), statistics.median(plain)
     line("(c) modelforge fit / plain model.fit", a / b, "<= 1.03", f"{a:.2f}s vs {b:.2f}s")

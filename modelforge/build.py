@@ -30,7 +30,7 @@ def _custom_initializer(entry: PlanEntry) -> keras.initializers.Initializer:
     params = dict(entry.build[1])
     target = params.pop("_target_")
     cls = load_class(target, f"{entry.layer}/{entry.weight}")
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = inspect.signature(cls).parameters
     fan_in, fan_out = entry.fan_in, entry.fan_out
     if fan_in is None:
         fan_in, fan_out = keras_fans(entry.shape)
@@ -85,7 +85,7 @@ def _activation_layer(spec: LayerSpec, plan: Plan) -> tuple[Any, keras.layers.La
         layer = keras.layers.PReLU(alpha_initializer=make_initializer(alpha), shared_axes=list(range(1, rank)) or None,
                                    name=name)
     else:
-        layer = getattr(keras.layers, act.layer)(**spec.activation_params, name=name)
+        layer = getattr(keras.layers, str(act.layer))(**spec.activation_params, name=name)
     return "linear", layer
 
 

@@ -76,8 +76,12 @@ def test_help_and_cfg_do_not_import_tensorflow(tmp_path, args):
     assert "TF_NOT_LOADED" in result.stdout
     assert ("initializer" in result.stdout) and not Path(tmp_path, "outputs").exists()
     if args == ["--help"]:
-        assert result.stdout.startswith("modelforge: Keras models from config")
-        assert "data: digits, mnist, synthetic" in result.stdout
+        # The subcommands first, then Hydra's own help with modelforge's header and every group.
+        usage, _, hydra_help = result.stdout.partition("modelforge: Keras models from config")
+        assert usage.startswith("usage: python -m modelforge [COMMAND]") and hydra_help
+        for command in ("train", "plan", "diagnose", "report"):
+            assert f"\n  {command} " in usage
+        assert "data: digits, mnist, synthetic" in hydra_help
 
 
 @pytest.mark.slow

@@ -29,7 +29,10 @@ def test_wheel_carries_everything_and_other_project_runs_outside_the_repo(tmp_pa
     yamls = {p.relative_to(REPO / "conf").as_posix() for p in (REPO / "conf").rglob("*.yaml")}
     assert len(yamls) >= 48
     assert {f"modelforge/conf/{y}" for y in yamls} <= names
-    assert {f"modelforge/_confroot/modelforge/{y}" for y in yamls} <= names
+    # The one config tree ships once: every YAML file in the wheel is one of conf/'s, at one place.
+    assert sorted(n for n in names if n.endswith(".yaml")) == sorted(f"modelforge/conf/{y}" for y in yamls)
+    assert [n for n in names if n.startswith("modelforge/conf/") and n.endswith(".py")] == [
+        "modelforge/conf/__init__.py"]
     assert "hydra_plugins/modelforge_searchpath/searchpath.py" in names
     assert "hydra_plugins/__init__.py" not in names
 
@@ -161,3 +164,21 @@ def test_saved_models_load_in_plain_keras(compose, tmp_path):
         here = keras.models.load_model(tmp_path / name / "model.keras")
         there = np.load(tmp_path / name / "weights.npy")
         np.testing.assert_array_equal(np.concatenate([w.numpy().ravel() for w in here.weights]), there)
+
+
+@pytest.mark.slow
+def test_editable_install_with_extras_keeps_the_plugin_working(tmp_path):
+    # The README's extras line, `pip install -e '.[sweeps,slurm]'`, into a fresh venv (dependencies seen
+    # through the dev venv): the editable install must stay a plain .pth of the checkout, which Hydra's
+    # pkgutil plugin scan sees, so another app still finds modelforge/initializer/... .
+    py = overlay_venv(tmp_path / "venv")
+    installed = run(py, "-m", "pip", "install", "-q", "--no-deps", "-e", f"{REPO}[sweeps,slurm]", cwd=tmp_path)
+    assert installed.returncode == 0, installed.stderr
+    site = Path(run(py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp_path).stdout.strip())
+    (pth,) = site.glob("__editable__*modelforge*.pth")
+    assert pth.read_text().strip() == str(REPO)
+    app = REPO / "examples" / "other_project"
+    result = run(py, str(app / "app.py"), "modelforge/initializer@model.initializer=lecun_normal", "dry_run=true",
+                 f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "('lecun_normal', 'override')" in result.stdout and f"modelforge from {REPO / 'modelforge'}" in result.stdout

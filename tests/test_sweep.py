@@ -111,7 +111,7 @@ def test_finished_run_is_never_overwritten(compose, tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_started_together_get_two_folders(tmp_path):
-    procs = [subprocess.Popen([sys.executable, "-m", "modelforge.plan", "model.depth=1"], cwd=tmp_path,
+    procs = [subprocess.Popen([sys.executable, "-m", "modelforge", "plan", "model.depth=1"], cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(4)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     folders = sorted(p.parent for p in Path(tmp_path, "outputs").rglob("init_plan.json"))

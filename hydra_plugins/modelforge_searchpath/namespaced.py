@@ -6,7 +6,6 @@ app and under a namespace in every other app. Hydra registers ConfigSource plugi
 `hydra_plugins`, so the scheme works wherever modelforge is installed.
 """
 
-from typing import List, Optional
 
 from hydra._internal.core_plugins.importlib_resources_config_source import ImportlibResourcesConfigSource
 from hydra.core.object_type import ObjectType
@@ -25,7 +24,7 @@ class NamespacedConfigSource(ConfigSource):
         return "modelforge-ns"
 
     @staticmethod
-    def _inside(config_path: str) -> Optional[str]:
+    def _inside(config_path: str) -> str | None:
         """The path inside the package, or None for a path outside the namespace folder."""
         path = config_path.strip("/")
         if path == NAMESPACE:
@@ -53,7 +52,7 @@ class NamespacedConfigSource(ConfigSource):
         inside = self._inside(config_path)
         return bool(inside) and self.inner.is_config(inside)  # type: ignore[arg-type]
 
-    def list(self, config_path: str, results_filter: Optional[ObjectType]) -> List[str]:
+    def list(self, config_path: str, results_filter: ObjectType | None) -> list[str]:
         if config_path.strip("/") == "":
             return [NAMESPACE] if results_filter in (None, ObjectType.GROUP) else []
         inside = self._inside(config_path)

@@ -39,5 +39,5 @@ def share_config_store() -> bool:
         memo[id(self)] = clone
         return clone
 
-    source_class.__deepcopy__ = __deepcopy__
+    source_class.__deepcopy__ = __deepcopy__  # type: ignore[attr-defined]
     return True

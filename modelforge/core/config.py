@@ -94,8 +94,8 @@ def _check_layout(layout: str) -> None:
 
 
 @dataclass(frozen=True)
-class DigitsData:
-    """`data=digits`: scikit-learn's bundled 8x8 digits."""
+class ImageData:
+    """What every grey-image data set takes: the validation split and the layout of each image."""
 
     KEY: ClassVar[str] = "data"
     name: str
@@ -117,21 +117,21 @@ class DigitsData:
 
 
 @dataclass(frozen=True)
-class MnistData:
+class DigitsData(ImageData):
+    """`data=digits`: scikit-learn's bundled 8x8 digits."""
+
+
+@dataclass(frozen=True)
+class MnistData(ImageData):
     """`data=mnist`: 60,000 28x28 images, downloaded once into a cache and checked against their SHA-256."""
 
-    KEY: ClassVar[str] = "data"
-    name: str
-    validation_split: float
-    layout: str
     url: str
     sha256: str | None
     cache_dir: str | None
     max_samples: int | None
 
     def __post_init__(self) -> None:
-        _check_split(self.validation_split)
-        _check_layout(self.layout)
+        super().__post_init__()
         if not self.url:
             raise ConfigError(f"data.url={self.url!r} must be the address of mnist.npz (https:// or file://)")
         sha = self.sha256
@@ -139,9 +139,6 @@ class MnistData:
             raise ConfigError(f"data.sha256={sha!r} must be 64 hex digits, or null to skip the check")
         if self.max_samples is not None:
             positive_int(self.max_samples, "data.max_samples", 2)
-
-    def describe(self, wanted_layout: str) -> DataInfo:
-        return IMAGES[self.name].describe(self.name, self.layout, wanted_layout)
 
 
 @dataclass(frozen=True)
@@ -176,7 +173,7 @@ class SyntheticData:
         return DataInfo(self.name, self.shape, self.task, outputs)
 
 
-Data = Union[DigitsData, MnistData, SyntheticData]
+Data = DigitsData | MnistData | SyntheticData
 DATA_CLASSES: dict[str, type] = {"digits": DigitsData, "mnist": MnistData, "synthetic": SyntheticData}
 
 
@@ -246,7 +243,7 @@ class MlflowLogger:
     artifact_location: str | None
 
 
-Logger = Union[CsvLogger, TensorBoardLogger, MlflowLogger]
+Logger = CsvLogger | TensorBoardLogger | MlflowLogger
 LOGGER_CLASSES: dict[str, type] = {"csv": CsvLogger, "tensorboard": TensorBoardLogger, "mlflow": MlflowLogger}
 # Classes whose keys Hydra types while composing (see modelforge.sweep.store), by schema name.
 SCHEMAS: dict[str, type] = {"trainer": Trainer, "model": Model, **DATA_CLASSES}
@@ -300,7 +297,7 @@ class RunConfig:
         data_cls = DATA_CLASSES.get(data_cfg.get("name"))  # type: ignore[arg-type]
         if data_cls is None:
             raise invalid("data set", data_cfg.get("name"), DATASETS)
-        data = typed(data_cls, data_cfg, "data")
+        data: Data = typed(data_cls, data_cfg, "data")
         trainer = _trainer(cfg["trainer"], data)
         logger_cfg = dict(cfg["logger"])
         logger_cls = LOGGER_CLASSES.get(logger_cfg.get("name"))  # type: ignore[arg-type]
@@ -308,6 +305,8 @@ class RunConfig:
             raise invalid("logger", logger_cfg.get("name"), LOGGER_CLASSES)
         optimizer = dict(cfg["optimizer"])
         layer = dict(cfg["layer"])
+        if "type" not in layer:
+            raise ConfigError(f"layer={layer!r} has no type; e.g. layer=dense (conf/layer/ lists the options)")
         activation = cfg["activation"]
         act_cfg = dict(activation) if isinstance(activation, Mapping) else {"name": activation}
         model = typed(Model, cfg["model"], "model")
@@ -316,7 +315,7 @@ class RunConfig:
         return cls(
             seed=seed,
             model=model,
-            layer=Block(layer.get("type", ""), layer.get("pool_size"),
+            layer=Block(layer["type"], layer.get("pool_size"),  # no pool_size: no pooling
                         {k: v for k, v in layer.items() if k not in ("type", "pool_size")}),
             activation=ActivationChoice(str(act_cfg.get("name")),
                                         {k: v for k, v in act_cfg.items() if k not in ("name", "policy")},
@@ -351,8 +350,8 @@ def _check_keys(given: Mapping[str, Any], names: list[str], where: str, required
     for key in given:
         if key not in names:
             near = closest(key, names)
-            raise ConfigError(f"unknown config key '{where}{key}'" + (f" (did you mean '{where}{near}'?)" if near else "")
-                              + f"; keys there: {', '.join(names)}")
+            meant = f" (did you mean '{where}{near}'?)" if near else ""
+            raise ConfigError(f"unknown config key '{where}{key}'{meant}; keys there: {', '.join(names)}")
     if required:
         missing = [n for n in names if n not in given]
         if missing:

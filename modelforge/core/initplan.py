@@ -108,7 +108,9 @@ def _vs_params(choice: InitChoice) -> tuple[float, str, str] | None:
     return None
 
 
-def keras_build(choice: InitChoice, true_fans: tuple[float, float], guess: tuple[int, int]) -> tuple[str, dict]:
+def keras_build(
+    choice: InitChoice, true_fans: tuple[float, float], guess: tuple[int, int]
+) -> tuple[str, dict[str, Any]]:
     """The Keras initializer that gives `choice`'s variance with the true fans.
 
     Keras divides the scale by the fan it guesses from the shape; multiplying the scale by guess / true
@@ -210,7 +212,7 @@ def _fan_notes(differ: list[PlanEntry]) -> list[str]:
     """The table's footnote: where Keras would guess other fans, and what modelforge did about it."""
     if not differ:
         return []
-    names = {"corrected": [], "given": [], "unused": []}
+    names: dict[str, list[str]] = {"corrected": [], "given": [], "unused": []}
     for e in differ:
         kind = ("given" if e.choice.name == CUSTOM else
                 "corrected" if e.build != (e.choice.name, e.choice.params) else "unused")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 # The output layer every model ends with (softmax over the classes, or linear for regression).
 HEAD = "head"
@@ -20,7 +20,7 @@ def activation_layer_name(layer: str, activation: str) -> str:
     return f"{layer}_{activation}"
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """A run's state as `metrics.json` records it.
 
     Example:
@@ -32,6 +32,3 @@ class Status(str, Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
-
-    def __str__(self) -> str:
-        return self.value

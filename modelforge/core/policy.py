@@ -107,8 +107,8 @@ def parse_initializer(value: Any, where: str) -> tuple[str, dict[str, Any]]:
     allowed = INITIALIZERS[name]
     unknown = sorted(set(given) - set(allowed))
     if unknown:
-        valid = ", ".join(allowed) or "none"
-        raise ConfigError(f"{where}: initializer {name!r} takes no parameter {', '.join(unknown)}; valid: {valid}")
+        takes = ", ".join(allowed) or "none"
+        raise ConfigError(f"{where}: initializer {name!r} takes no parameter {', '.join(unknown)}; valid: {takes}")
     params = {**allowed, **given}
     if name == "variance_scaling":
         _check_variance_scaling(params, where)
@@ -208,22 +208,29 @@ def parse_initializer_config(value: Any) -> InitPolicy | InitChoice:
     return InitChoice(name, params, "override")
 
 
+POLICY_KEYS = ("name", "distribution", "rules", "families", "default")
+
+
 def _parse_policy(auto: Mapping[str, Any]) -> InitPolicy:
-    unknown = sorted(set(auto) - {"name", "distribution", "rules", "families", "default"})
-    if unknown:
-        raise invalid("key in initializer (the auto policy)", unknown[0],
-                      ["distribution", "rules", "families", "default"])
-    knob = auto.get("distribution", "auto")
+    """Checks the `auto` policy: every key there (its defaults are in conf/initializer/auto.yaml), rules valid."""
+    for key in auto:
+        if key not in POLICY_KEYS:
+            raise invalid("key in initializer (the auto policy)", key, POLICY_KEYS)
+    missing = [k for k in POLICY_KEYS if k not in auto]
+    if missing:
+        raise ConfigError(f"the auto initializer policy has no {missing[0]}; it needs {', '.join(POLICY_KEYS)} "
+                          "(conf/initializer/auto.yaml has them all)")
+    knob = auto["distribution"]
     if knob not in ("auto", *_VARIANT):
         raise invalid("initializer.distribution for the auto policy", knob, ["auto", *_VARIANT])
-    rules, families = dict(auto.get("rules") or {}), dict(auto.get("families") or {})
+    rules, families = dict(auto["rules"] or {}), dict(auto["families"] or {})
     for family in families:
         if family not in {f.value for f in Family}:
             raise invalid("activation family in initializer.families", family, [f.value for f in Family])
     for key, rule in [*((f"rules.{a}", r) for a, r in rules.items()),
-                      *((f"families.{f}", r) for f, r in families.items()), ("default", auto.get("default"))]:
+                      *((f"families.{f}", r) for f, r in families.items()), ("default", auto["default"])]:
         parse_initializer(rule, f"initializer.{key}")
-    return InitPolicy(knob, rules, families, auto.get("default", "glorot_uniform"))
+    return InitPolicy(knob, rules, families, auto["default"])
 
 
 def policy_choice(activation: str, params: Mapping[str, Any], policy: InitPolicy,
@@ -289,17 +296,18 @@ def target_std(choice: InitChoice, shape: tuple[int, ...], fan_in: float, fan_ou
     """
     name, p = choice.name, choice.params
     if name in VARIANCE_SCALING_PRESETS or name == "variance_scaling":
-        scale, mode, _ = VARIANCE_SCALING_PRESETS.get(name, (p.get("scale"), p.get("mode"), None))
-        return math.sqrt(scale / fan_for_mode(fan_in, fan_out, mode))
+        scale, mode, _ = VARIANCE_SCALING_PRESETS[name] if name in VARIANCE_SCALING_PRESETS else (
+            p["scale"], p["mode"], "")
+        return math.sqrt(float(scale) / fan_for_mode(fan_in, fan_out, str(mode)))
     if name == "orthogonal":
         rows = math.prod(shape[:-1]) if len(shape) > 1 else 1
-        return p["gain"] / math.sqrt(max(rows, shape[-1]))
+        return float(p["gain"]) / math.sqrt(max(rows, shape[-1]))
     if name == "random_normal":
         return float(p["stddev"])
     if name == "truncated_normal":
         return float(p["stddev"]) * TRUNCATED_NORMAL_STD
     if name == "random_uniform":
-        return (p["maxval"] - p["minval"]) / math.sqrt(12.0)
+        return float(p["maxval"] - p["minval"]) / math.sqrt(12.0)
     if name == CUSTOM:
         return None
     return 0.0

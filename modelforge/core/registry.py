@@ -7,13 +7,13 @@ by class name in `modelforge.build`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from modelforge.errors import invalid
 
 
-class Family(str, Enum):
+class Family(StrEnum):
     """How an activation treats the signal, which decides the initializer the policy gives it.
 
     The policy's rules in `conf/initializer/auto.yaml` follow these families, and the init health report
@@ -30,9 +30,10 @@ class Family(str, Enum):
 class Activation:
     """An activation name, its family and the parameters it takes.
 
-    `family` is what the policy and the init health report read; `layer` names the Keras layer used when parameters are given (a plain string activation cannot carry
-    them); `params` holds each parameter with its default; `has_string` says whether Keras also knows the
-    name as a plain activation string (PReLU, with its learned slope, is a layer only).
+    `family` is what the policy and the init health report read; `layer` names the Keras layer used when
+    parameters are given (a plain string activation cannot carry them); `params` holds each parameter with
+    its default; `has_string` says whether Keras also knows the name as a plain activation string (PReLU,
+    with its learned slope, is a layer only).
     """
 
     name: str

@@ -8,7 +8,7 @@ input and output shape is worked out here, so shape mistakes fail before anythin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,7 +131,7 @@ def _body_from_list(layers: tuple[Mapping[str, Any], ...]) -> list[dict[str, Any
     return body
 
 
-def wanted_layout(body: list[Mapping[str, Any]]) -> str:
+def wanted_layout(body: Sequence[Mapping[str, Any]]) -> str:
     """The data layout the first shape-sensitive layer of the body asks for."""
     for spec in body:
         layout = get_layer_type(spec["type"]).layout
@@ -151,7 +151,7 @@ def _head(info: DataInfo) -> dict[str, Any]:
 
 
 def _shape_error(spec: Mapping[str, Any], kind: LayerType, shape: tuple[int, ...], first: bool) -> ConfigError:
-    needs = _RANK_NAMES.get(kind.input_rank, f"rank {kind.input_rank}")
+    needs = _RANK_NAMES.get(kind.input_rank or 0, f"rank {kind.input_rank}")
     message = (
         f"layer {spec['name']!r} ({kind.name}) needs inputs of shape {needs}, but gets shape {list(shape)}"
     )
@@ -195,7 +195,9 @@ def _resolve(spec: dict[str, Any], shape: tuple[int, ...], default_act: Activati
         raise _missing(spec, "kernel_size", kind, "kernel_size: 3")
     if kind.name == "dropout":
         number(spec.get("rate"), f"model.layers[{name}].rate", minimum=0, maximum=1, open_max=True)
-    activation, act_params, act_rule = (None, {}, None)
+    activation: str | None = None
+    act_params: dict[str, Any] = {}
+    act_rule: Any = None
     if kind.has_activation:
         try:
             activation, act_params, act_rule = _activation(spec.get("activation"), default_act, kind)

@@ -47,7 +47,8 @@ class RunFolder:
     Example:
         >>> import tempfile
         >>> folder = RunFolder(tempfile.mkdtemp())
-        >>> folder.write_json("metrics.json", {"status": "running"})
+        >>> folder.write_json("metrics.json", {"status": "running"}).name
+        'metrics.json'
         >>> folder.read_json("metrics.json")["status"]
         'running'
     """
@@ -56,7 +57,7 @@ class RunFolder:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
 
-    def _atomic(self, name: str, write: Callable[[Path], None]) -> Path:
+    def _atomic(self, name: str, write: Callable[[Path], object]) -> Path:
         target = self.path / name
         suffix = "".join(Path(name).suffixes)  # keeps `.keras`, which Keras insists on
         fd, tmp = tempfile.mkstemp(prefix=f".{Path(name).stem}.", suffix=f".tmp{suffix}", dir=self.path)
@@ -86,7 +87,7 @@ class RunFolder:
         writer.writerows(rows)
         return self.write_text(name, buffer.getvalue())
 
-    def write_with(self, name: str, write: Callable[[Path], None]) -> Path:
+    def write_with(self, name: str, write: Callable[[Path], object]) -> Path:
         """Atomically writes `name` with a function that writes to the path it is given."""
         return self._atomic(name, write)
 

@@ -8,6 +8,7 @@ command line and the Python API only add their front doors around it. Steps that
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -32,10 +33,25 @@ def config_yaml(run: RunConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(dict(run.resolved)))
 
 
+SUMMARY_WIDTH = 120
+
+
 def _summary_text(model: Any) -> str:
-    """Keras' summary with every column: a line long enough that no column is cut."""
+    """Keras' summary with every column.
+
+    Keras draws it with rich, whose console is as wide as $COLUMNS (80 when unset): any wider table is cut at
+    the right, "Param #" first. The console gets the table's own width while the summary is drawn.
+    """
     lines: list[str] = []
-    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=120)
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(SUMMARY_WIDTH)
+    try:
+        model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=SUMMARY_WIDTH)
+    finally:
+        if saved is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = saved
     return "\n".join(lines) + "\n"
 
 

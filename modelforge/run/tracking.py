@@ -91,7 +91,7 @@ class MlflowTracker:
             path = self.folder.path / name
             if path.exists():
                 mlflow.log_artifact(str(path))
-        mlflow.end_run(status=_STATUS.get(record.get("status"), "FAILED"))
+        mlflow.end_run(status=_STATUS.get(Status(record["status"]), "FAILED"))
 
 
 def write_tensorboard_hparams(log_dir: Path, run: RunConfig, run_name: str) -> None:

@@ -50,10 +50,24 @@ def _schema_type(hint: Any) -> Any:
 
 @cache
 def schema_class(cls: type) -> type:
-    """A mutable twin of a frozen run-config dataclass, with its types and no defaults, for OmegaConf."""
+    """A mutable twin of a frozen run-config dataclass, with its types and no defaults, for OmegaConf.
+
+    It is made a global of this module, importable by name: launchers pickle Hydra's ConfigStore to their
+    workers, and a class pickled by value (cloudpickle) would bring copies of dataclasses' MISSING sentinel,
+    which OmegaConf then takes for a default value.
+    """
     hints = typing.get_type_hints(cls)
     fields = [(f.name, _schema_type(hints[f.name])) for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    return dataclasses.make_dataclass(f"{cls.__name__}Schema", fields)
+    name = f"{cls.__name__}Schema"
+    schema = dataclasses.make_dataclass(name, fields)
+    schema.__module__, schema.__qualname__ = __name__, name
+    globals()[name] = schema
+    return schema
+
+
+# Made at import, so that a worker unpickling the ConfigStore finds every schema class here by name.
+for _cls in SCHEMAS.values():
+    schema_class(_cls)
 
 
 def register() -> None:

@@ -1,0 +1,151 @@
+"""The package's shape: every module imports, no module hides an API name, the front door checks everything
+that can be known before TensorFlow, and each convention has one home."""
+
+import dataclasses
+import importlib
+import json
+import pkgutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import modelforge
+from modelforge.core import config
+from modelforge.core.names import HEAD, Status
+from modelforge.errors import ConfigError
+from tests.helpers import FAST, run_dirs, run_module
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def every_module():
+    return sorted(m.name for m in pkgutil.walk_packages(modelforge.__path__, "modelforge."))
+
+
+def test_every_module_imports_and_the_api_still_answers(compose, tmp_path):
+    for name in every_module():
+        importlib.import_module(name)
+    assert {"modelforge.cli.plan", "modelforge.core.initplan", "modelforge.run.lifecycle"} <= set(every_module())
+    # Importing `modelforge.cli.plan` (a module) must not replace the API function `modelforge.plan`.
+    for name in modelforge.__all__:
+        assert importlib.util.find_spec(f"modelforge.{name}") is None, f"a module shadows modelforge.{name}"
+    cfg = modelforge.compose([*FAST, "model.depth=1"])
+    run = modelforge.run_config(cfg)
+    assert isinstance(run, modelforge.RunConfig) and run.trainer.epochs == 1
+    assert modelforge.plan(cfg).entries[-1].layer == HEAD
+    assert [layer.name for layer in modelforge.build_model(run).layers][-1] == HEAD
+    metrics = modelforge.train(cfg, run_dir=tmp_path / "run")
+    assert metrics["status"] == Status.COMPLETED == "completed"
+    with pytest.raises(ConfigError):
+        modelforge.run_config(compose(["trainer.objective=val_acc"]))
+
+
+def test_run_config_dataclasses_hold_no_defaults():
+    # Defaults live in conf/ only; the typed config and Hydra's schemas made from it have none.
+    for cls in [*config.SCHEMAS.values(), config.EarlyStopping, *config.LOGGER_CLASSES.values()]:
+        defaults = [f.name for f in dataclasses.fields(cls)
+                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING]
+        assert defaults == [], cls
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    (["trainer.objective=val_acc"], ["trainer.objective='val_acc'", "did you mean 'val_accuracy'"]),
+    (["trainer.early_stopping.enabled=true", "trainer.early_stopping.monitor=val_acc"],
+     ["trainer.early_stopping.monitor='val_acc'", "did you mean 'val_accuracy'"]),
+    (["data=synthetic", "data.task=regression", "trainer.objective=val_accuracy"],
+     ["regression run", "val_mae"]),
+    (["+model.layers=[{type:dense,unit:32}]"], ["needs units", "'unit'"]),
+    (["trainer.epochs=0"], ["trainer.epochs=0", "positive integer"]),
+    (["logger.experiment_name=7", "logger=mlflow"], ["logger.experiment_name=7", "string"]),
+])
+def test_front_door_checks_before_tensorflow(compose, overrides, words):
+    with pytest.raises(ConfigError) as err:
+        modelforge.plan(compose(overrides))
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_objective_direction_follows_its_name(compose):
+    run = modelforge.run_config(compose(["trainer.objective=val_loss", "trainer.early_stopping.monitor=val_accuracy"]))
+    assert run.objective == "val_loss" and run.trainer.early_stopping.mode == "max"
+    assert modelforge.run_config(compose()).objective == "val_accuracy"
+
+
+def test_open_tables_take_keys_without_plus(compose):
+    cfg = compose(["initializer.rules.gelu=lecun_uniform", "+model.layers=[{type:dense,units:4,activation:gelu}]"])
+    (kernel, *_) = modelforge.plan(cfg).entries
+    assert (kernel.choice.name, kernel.choice.source) == ("lecun_uniform", "policy:gelu")
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    (["+model.layers=[{type:dense,units:8,kernel_regulariser:l2}]"], ["kernel_regulariser", "kernel_regularizer"]),
+    (["layer.kernel_sise=3", "layer=conv"], ["kernel_sise", "kernel_size"]),
+])
+def test_layer_arguments_are_checked_against_keras_before_building(compose, overrides, words):
+    from modelforge.build import build
+
+    with pytest.raises(ConfigError) as err:
+        build(modelforge.plan(compose(overrides)))
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_optimizer_arguments_are_checked_against_keras(compose):
+    from modelforge.run.fit import make_optimizer
+
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        make_optimizer(modelforge.run_config(compose(["optimizer.lr=0.01"])).optimizer)
+    with pytest.raises(ConfigError, match="did you mean 'momentum'"):
+        make_optimizer(modelforge.run_config(compose(["optimizer=sgd", "optimizer.momentun=0.5"])).optimizer)
+
+
+def test_model_summary_keeps_every_column(compose, tmp_path):
+    modelforge.train(compose([*FAST, "model.depth=1"]), run_dir=tmp_path)
+    summary = (tmp_path / "model_summary.txt").read_text()
+    assert "Param #" in summary and "Output Shape" in summary and "Layer (type)" in summary
+    assert " 520 │" in summary  # block1_dense: 64 x 8 + 8
+
+
+@pytest.mark.slow
+def test_bad_objective_exits_2_fast_without_tensorflow(tmp_path):
+    code = ("import atexit, sys; atexit.register(lambda: print('TF_LOADED' if 'tensorflow' in sys.modules "
+            "else 'TF_NOT_LOADED')); sys.argv = ['modelforge', 'trainer.objective=val_acc']; "
+            "from modelforge.cli.main import main; main()")
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 2 and "TF_NOT_LOADED" in result.stdout
+    assert "did you mean 'val_accuracy'" in " ".join(result.stderr.split()) and "Traceback" not in result.stderr
+    assert elapsed < 2.0, elapsed
+    (folder,) = run_dirs(tmp_path)
+    assert json.loads((folder / "metrics.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "words"), [
+    (["+model.layers=[{type:dense,unit:32}]"], ["needs units", "'unit'"]),
+    (["optimizer.lr=0.01"], ["takes no argument 'lr'", "did you mean 'learning_rate'"]),
+])
+def test_bad_keys_exit_2_before_any_model_is_built(tmp_path, args, words):
+    result = run_module(tmp_path, *args)
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    for word in words:
+        assert word in message
+    assert "Traceback" not in result.stderr and "Epoch 1" not in result.stdout
+    (folder,) = run_dirs(tmp_path)
+    assert not (folder / "model_summary.txt").exists() and not (folder / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_console_script_and_subcommands(tmp_path):
+    script = Path(sys.executable).parent / "modelforge"
+    result = subprocess.run([str(script), "plan", "layer=conv", "model.units=4"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "block1_conv2d  kernel" in result.stdout
+    wrong = run_module(tmp_path, "pln", "layer=conv")
+    assert wrong.returncode == 2 and "did you mean 'plan'" in wrong.stderr
