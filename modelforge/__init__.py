@@ -4,9 +4,10 @@ The curated API: `compose` a config, `plan` it (pure, instant), `build_model` it
 package is cheap: TensorFlow loads only when a model is built or trained, Hydra only when a config is composed.
 """
 
-from modelforge.api import build_model, compose, plan, run_config, train
+from modelforge.api import build_model, compose, plan, resume, run_config, train
 from modelforge.core.config import RunConfig
-from modelforge.errors import ConfigError, RunFailed
+from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 
-__all__ = ["ConfigError", "RunConfig", "RunFailed", "build_model", "compose", "plan", "run_config", "train"]
+__all__ = ["ConfigError", "RunConfig", "RunFailed", "RunInterrupted", "build_model", "compose", "plan", "resume",
+           "run_config", "train"]
 __version__ = "0.1.0"

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from modelforge.core.initplan import Plan
+    from modelforge.run.folder import RunFolder
 
 
 def compose(
@@ -108,7 +109,7 @@ def build_model(cfg: Any) -> keras.Model:
     return build(plan(cfg))
 
 
-def train(cfg: Any, run_dir: str | Path | None = None) -> dict[str, Any]:
+def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool = False) -> dict[str, Any]:
     """Trains the config's model and writes a run folder; returns the contents of `metrics.json`.
 
     With `trainer.diagnose=true` the init health report runs before the fit.
@@ -116,20 +117,41 @@ def train(cfg: Any, run_dir: str | Path | None = None) -> dict[str, Any]:
     Args:
         cfg: a composed config (or a `RunConfig`).
         run_dir: where the run folder goes; a new folder under `outputs/` when None.
+        resume: continue the unfinished run in `run_dir` from its checkpoint (see `resume`).
 
     Raises:
         ConfigError: bad input, found before anything heavy runs; `metrics.json` says `failed` and why.
+        FolderTaken: `run_dir` holds a completed or live run (or, without `resume`, an unfinished one).
         RunFailed: training diverged (NaN loss).
+        RunInterrupted: SIGTERM or Ctrl-C stopped it; the checkpoint is kept for `resume`.
     """
-    from modelforge.analysis import diagnose
+    from modelforge.analysis.diagnose import hooks_for
     from modelforge.errors import ConfigError
     from modelforge.run.folder import RunFolder, default_run_dir
-    from modelforge.run.lifecycle import record_failure, run_training
+    from modelforge.run.lifecycle import claim, record_failure, run_training
 
-    folder = RunFolder(run_dir or default_run_dir())
+    folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir or default_run_dir())
+    if not folder.locked:
+        claim(folder, resume)
     try:
         run = run_config(cfg)
     except ConfigError as err:
         record_failure(folder, err)  # the folder says why nothing ran (a sweep's summary lists it)
+        folder.unlock()
         raise
-    return run_training(run, folder, hooks=[diagnose.hook] if run.trainer.diagnose else [])
+    return run_training(run, folder, hooks=hooks_for(run), resume=resume)
+
+
+def resume(run_dir: str | Path) -> dict[str, Any]:
+    """Continues the unfinished run (dead, or stopped by a signal) in `run_dir` from its last checkpoint.
+
+    The run's own `config.yaml` is its config; the result is what the run would have given uninterrupted.
+    """
+    from omegaconf import OmegaConf
+
+    from modelforge.errors import ConfigError
+
+    path = Path(run_dir)
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(f"{path} holds no run to resume (no config.yaml); give a run folder or a sweep folder")
+    return train(OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True), path, resume=True)

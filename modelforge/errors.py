@@ -18,6 +18,18 @@ class RunFailed(RuntimeError):
     """Training ran but could not finish usefully (for example the loss became NaN)."""
 
 
+class RunInterrupted(Exception):  # noqa: N818 (a way a run ends, recorded as `interrupted`)
+    """A signal (SIGTERM from a scheduler, Ctrl-C's SIGINT) stopped the run; its checkpoint is kept.
+
+    `exit_status` is the shell's convention for death by that signal: 143 for SIGTERM, 130 for SIGINT.
+    """
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_status = 128 + signum
+
+
 def closest(value: object, valid: Iterable[object], cutoff: float = 0.6) -> str | None:
     """The valid name nearest to `value`, or None when nothing is close.
 

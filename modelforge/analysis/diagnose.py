@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from modelforge.core.config import RunConfig
 from modelforge.core.initplan import Plan
 from modelforge.core.names import HEAD, activation_layer_name
 from modelforge.core.registry import Family, get_activation
@@ -193,3 +194,8 @@ def diagnose_session(session: Session, folder: RunFolder) -> dict[str, Any]:
 def hook(session: Session, folder: RunFolder) -> dict[str, Any]:
     """The run lifecycle's hook for `trainer.diagnose=true`: the report before the fit, its verdict recorded."""
     return {"diagnosis": diagnose_session(session, folder)["verdict"]}
+
+
+def hooks_for(run: RunConfig) -> list[Any]:
+    """The steps a run of `run` takes between set-up and fit: the report, with `trainer.diagnose=true`."""
+    return [hook] if run.trainer.diagnose else []

@@ -65,22 +65,53 @@ def _history(run: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
+# A sweep's planned jobs, written when it starts (`modelforge.sweep.callback`), so that the summaries account
+# for jobs that never started, and `resume` re-launches the same sweep.
+PLANNED = "jobs.json"
+NOT_STARTED = "not started"
+DEAD = "dead"
+
+
 def collect(root: str | Path) -> list[Job]:
-    """Every run folder under `root` (any depth), in path order."""
+    """Every run folder under `root` (any depth), in path order, then the planned jobs that never started.
+
+    A run recorded as `running` whose folder no live run holds is `dead`, with when it was last seen.
+    """
+    root = Path(root)
     jobs = []
-    for metrics_path in sorted(Path(root).rglob("metrics.json"), key=lambda p: _natural(p.parent, Path(root))):
+    for metrics_path in sorted(root.rglob("metrics.json"), key=lambda p: _natural(p.parent, root)):
         run = metrics_path.parent
-        try:
-            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            metrics = {"status": "unreadable", "error": "metrics.json is not valid JSON"}
+        folder = RunFolder(run)
+        metrics = folder.record() or {"status": "unreadable", "error": "metrics.json is not valid JSON"}
+        if metrics.get("status") == Status.RUNNING and not folder.is_live():
+            metrics = {**metrics, "status": DEAD,
+                       "error": f"the run died without a word; last seen {metrics.get('heartbeat', '?')}"}
         jobs.append(Job(run, _overrides(run), metrics, _history(run)))
+    started = [sorted(f"{k}={v}" for k, v in job.overrides.items()) for job in jobs]
+    for planned in _planned(root):
+        overrides = {key.lstrip("+~"): value for key, _, value in (item.partition("=") for item in planned)}
+        if sorted(f"{k}={v}" for k, v in overrides.items()) not in started:
+            jobs.append(Job(root / NOT_STARTED, overrides, {"status": NOT_STARTED, "error": "the sweep ended first"}))
     return jobs
+
+
+def _planned(root: Path) -> list[list[str]]:
+    path = root / PLANNED
+    if not path.exists():
+        return []
+    try:
+        return [list(job) for job in json.loads(path.read_text(encoding="utf-8")).get("jobs", [])]
+    except (json.JSONDecodeError, AttributeError):
+        return []
 
 
 def _natural(path: Path, root: Path) -> tuple:
     """Sorts job 10 after job 9."""
-    return tuple(int(p) if p.isdigit() else p for p in path.relative_to(root).parts)
+    return tuple(int(p) if p.isdigit() else p for p in _relative(path, root).parts)
+
+
+def _relative(path: Path, root: Path) -> Path:
+    return path.relative_to(root) if path.is_relative_to(root) else path
 
 
 def swept_keys(jobs: Sequence[Job]) -> list[str]:
@@ -163,7 +194,7 @@ def write_csv(folder: RunFolder, root: Path, jobs: Sequence[Job], keys: Sequence
         best = job.metrics.get("best") or {}
         timings = job.metrics.get("timings") or {}
         name, value = job.objective
-        row = {"job": str(job.path.relative_to(root)) or ".",
+        row = {"job": str(_relative(job.path, root)) or ".",
                "overrides": " ".join(f"{k}={v}" for k, v in job.overrides.items()),
                **{k: job.overrides.get(k, DEFAULT) for k in keys},
                "status": job.status, "error": job.metrics.get("error") or "",
@@ -207,7 +238,7 @@ def markdown(root: Path, jobs: Sequence[Job], groups: Sequence[Group], keys: Seq
         for job in failed:
             reason = (job.metrics.get("error") or "").replace("|", "\\|").replace("\n", " ")
             overrides = " ".join(f"{k}={v}" for k, v in job.overrides.items())
-            lines.append(f"| {job.path.relative_to(root)} | {overrides} | {job.status} | {reason} |")
+            lines.append(f"| {_relative(job.path, root)} | {overrides} | {job.status} | {reason} |")
     return "\n".join(lines) + "\n"
 
 

@@ -13,11 +13,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from modelforge.errors import ConfigError, RunFailed
+from modelforge.errors import ConfigError, RunFailed, RunInterrupted
+from modelforge.run.folder import RunFolder
 
 log = logging.getLogger("modelforge")
 # Where modelforge's own primary config lives (the wheel's modelforge.conf is conf/).
 CONFIG_MODULE = "modelforge.conf"
+# Hydra's own record of a job, written by modelforge once the job holds its folder (conf/config.yaml sets
+# hydra.output_subdir to null, so Hydra never writes into a folder that another run holds).
+HYDRA_SUBDIR = ".hydra"
+# Set by `python -m modelforge resume SWEEP_DIR` for the jobs it re-launches: completed jobs report their
+# recorded objective, unfinished ones continue from their checkpoints.
+RESUME_ENV = "MODELFORGE_RESUME"
 
 
 def hydra_run_dir() -> Path:
@@ -49,6 +56,13 @@ def report_errors(job: Callable[[], Any]) -> Any:
     """
     try:
         return job()
+    except RunInterrupted as err:
+        print(f"modelforge: {err}", file=sys.stderr)
+        if in_multirun():
+            from modelforge.sweep.callback import write_summaries
+
+            write_summaries(sweep_dir(), interrupted=True)
+        sys.exit(err.exit_status)
     except (ConfigError, RunFailed) as err:
         if in_multirun():
             log.error("job failed: %s", err)
@@ -62,6 +76,32 @@ def report_errors(job: Callable[[], Any]) -> Any:
             raise
         log.exception("job failed")
         return math.nan
+
+
+def sweep_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().sweep.dir)
+
+
+def resuming() -> bool:
+    """Whether this job belongs to a sweep that `resume` re-launched."""
+    import os
+
+    return os.environ.get(RESUME_ENV) == "1"
+
+
+def write_hydra_files(cfg: Any, folder: RunFolder) -> None:
+    """Hydra's record of the job (config, its own settings, the overrides), as Hydra itself writes it."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    hydra_cfg = HydraConfig.instance().cfg
+    assert hydra_cfg is not None
+    out = RunFolder(folder.path / HYDRA_SUBDIR)
+    out.write_text("config.yaml", OmegaConf.to_yaml(cfg))
+    out.write_text("hydra.yaml", OmegaConf.to_yaml(hydra_cfg))
+    out.write_text("overrides.yaml", OmegaConf.to_yaml(HydraConfig.get().overrides.task))
 
 
 def before_hydra(argv: list[str]) -> list[str]:

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from modelforge.analysis.diagnose import diagnose_session
-from modelforge.cli.app import run_hydra
-from modelforge.core.config import RunConfig
+from modelforge.api import run_config
+from modelforge.cli.app import run_hydra, write_hydra_files
 from modelforge.run.folder import RunFolder
-from modelforge.run.lifecycle import save_plan
+from modelforge.run.lifecycle import claim, save_plan
 from modelforge.run.setup import prepare
 
 
-def diagnose_in(run: RunConfig, run_dir: Path) -> None:
+def diagnose_in(cfg: Any, run_dir: Path) -> None:
     """Plans, builds and probes the model; writes init_plan.json, init_report.json and init_report.png."""
     folder = RunFolder(run_dir)
+    claim(folder)
+    write_hydra_files(cfg, folder)
+    run = run_config(cfg)
     session = prepare(run, save_plan(run, folder))
     diagnose_session(session, folder)
+    folder.unlock()
     print(f"report saved: {folder.path / 'init_report.json'} and init_report.png")
 
 
 def main(argv: list[str]) -> None:
-    run_hydra(argv, diagnose_in)
+    run_hydra(argv, diagnose_in, check=False)

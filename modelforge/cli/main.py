@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("modelforge.cli.plan", "print and save the init plan (each weight's initializer), no training"),
     "diagnose": ("modelforge.cli.diagnose", "the init health report: does the signal survive the depth?"),
     "report": ("modelforge.cli.report", "(re)build summary.md, summary.csv and curves.png for FOLDER's runs"),
+    "resume": ("modelforge.cli.resume", "continue an unfinished run, or a stopped sweep, in FOLDER"),
 }
 DEFAULT = "train"
 

@@ -6,20 +6,25 @@ In Python, use `modelforge.plan(cfg)`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from modelforge.cli.app import run_hydra
-from modelforge.core.config import RunConfig
+from modelforge.api import run_config
+from modelforge.cli.app import run_hydra, write_hydra_files
 from modelforge.run.folder import RunFolder
-from modelforge.run.lifecycle import config_yaml, save_plan
+from modelforge.run.lifecycle import claim, config_yaml, save_plan
 
 
-def plan_in(run: RunConfig, run_dir: Path) -> None:
+def plan_in(cfg: Any, run_dir: Path) -> None:
     """Writes config.yaml and init_plan.json into Hydra's run folder and prints the plan table."""
     folder = RunFolder(run_dir)
+    claim(folder)
+    write_hydra_files(cfg, folder)
+    run = run_config(cfg)
     folder.write_text("config.yaml", config_yaml(run))
     save_plan(run, folder)
+    folder.unlock()
     print(f"plan saved: {folder.path / 'init_plan.json'}")
 
 
 def main(argv: list[str]) -> None:
-    run_hydra(argv, plan_in)
+    run_hydra(argv, plan_in, check=False)

@@ -1,15 +1,22 @@
-"""Compile and fit: the optimizer, the task's loss and metrics, and modelforge's callbacks."""
+"""Compile and fit: the optimizer, the task's loss and metrics, and modelforge's callbacks.
+
+The callbacks keep history.csv, stop on NaN, stop early, track, checkpoint every epoch, and end the fit at
+the next batch once a stop signal (SIGTERM, Ctrl-C) has arrived.
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from modelforge.core.config import Optimizer, RunConfig, TensorBoardLogger
 from modelforge.core.metrics import LOSSES, TASK_METRICS
 from modelforge.core.registry import RENAMED_ARGUMENTS, get_optimizer_class
 from modelforge.errors import ConfigError, closest
+from modelforge.run import checkpoint
+from modelforge.run.checkpoint import Progress
 from modelforge.run.folder import RunFolder
 
 
@@ -38,53 +45,92 @@ def compile_model(model: Any, optimizer: Any, task: str) -> None:
     model.compile(optimizer=optimizer, loss=LOSSES[task], metrics=list(TASK_METRICS[task]))
 
 
-def _history_writer(folder: RunFolder) -> Any:
+class Interrupted(Exception):  # noqa: N818 (it is how the fit ends, not an error of the fit)
+    """The fit ended at a batch boundary because a stop signal arrived."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@dataclass
+class StopSignal:
+    """Set by the signal handler (which does nothing else); read by the fit at each batch's end."""
+
+    signum: int | None = None
+
+
+def make_callbacks(run: RunConfig, folder: RunFolder, progress: Progress, best_weights: list[Any] | None,
+                   stop: StopSignal, on_epoch: Callable[[Progress], None], tracker: Any = None) -> list[Any]:
+    """modelforge's callbacks, in the order they must see each epoch's end (checkpoint last)."""
     import keras
+
+    class StopAtBatch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+            if stop.signum is not None:
+                raise Interrupted(stop.signum)
 
     class HistoryWriter(keras.callbacks.Callback):
         """Rewrites history.csv after every epoch, so an interrupted run keeps what it learned."""
 
-        def __init__(self) -> None:
-            super().__init__()
-            self.rows: list[dict[str, Any]] = []
-
         def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-            self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
-            folder.write_csv("history.csv", self.rows)
+            progress.history.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+            folder.write_csv("history.csv", progress.history)
 
-    return HistoryWriter()
-
-
-def make_callbacks(run: RunConfig, folder: RunFolder, tracker: Any = None) -> list[Any]:
-    """History writer, NaN guard, and the optional early stopping, TensorBoard and MLflow callbacks."""
-    import keras
-
-    callbacks = [_history_writer(folder), keras.callbacks.TerminateOnNaN()]
+    callbacks: list[Any] = [StopAtBatch(), HistoryWriter(), keras.callbacks.TerminateOnNaN()]
     if tracker is not None:
         callbacks.append(tracker.callback())
     stopping = run.trainer.early_stopping
+    early: Any = None
     if stopping.enabled:
-        callbacks.append(keras.callbacks.EarlyStopping(
+        saved = dict(progress.stopping)
+
+        class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+            """Keras' EarlyStopping, starting from the counters and best weights a checkpoint holds."""
+
+            def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+                super().on_train_begin(logs)
+                for key, value in saved.items():
+                    if value is not None:
+                        setattr(self, key, value)
+                if best_weights is not None:
+                    self.best_weights = best_weights
+
+        early = ResumableEarlyStopping(
             monitor=stopping.monitor, mode=stopping.mode, patience=stopping.patience,
             min_delta=stopping.min_delta, restore_best_weights=stopping.restore_best_weights,
-        ))
+        )
+        callbacks.append(early)
     if isinstance(run.logger, TensorBoardLogger):
         from modelforge.run.tracking import write_tensorboard_hparams
 
         log_dir = folder.path / run.logger.log_dir
         write_tensorboard_hparams(log_dir, run, folder.path.name)
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=run.logger.histogram_freq))
+
+    class Checkpointer(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            progress.epochs_done = epoch + 1
+            progress.stopped = bool(self.model.stop_training)
+            progress.stopping = checkpoint.stopping_state(early) if early is not None else {}
+            checkpoint.save(folder, self.model, progress, getattr(early, "best_weights", None))
+            on_epoch(progress)
+
+    callbacks.append(Checkpointer())
     return callbacks
 
 
-def fit_model(model: Any, dataset: Any, run: RunConfig, folder: RunFolder, tracker: Any = None) -> dict[str, list]:
-    """Fits with the trainer settings and modelforge's callbacks; returns Keras' history dict."""
-    from modelforge.data.batches import train_batches
+def fit_model(model: Any, dataset: Any, run: RunConfig, callbacks: list[Any], progress: Progress) -> None:
+    """Fits from the epoch after the last one done (to the end, or not at all if early stopping ended it)."""
+    from modelforge.data.batches import steps_per_epoch, train_batches
 
     trainer = run.trainer
-    batches = train_batches(dataset.x_train, dataset.y_train, trainer.batch_size, run.seed, trainer.shuffle)
-    return model.fit(  # type: ignore[no-any-return]
+    end = progress.epochs_done if progress.stopped else trainer.epochs
+    batches = train_batches(dataset.x_train, dataset.y_train, trainer.batch_size, run.seed, trainer.shuffle,
+                            first_epoch=progress.epochs_done, epochs=end)
+    model.fit(
         batches, shuffle=False, validation_data=(dataset.x_val, dataset.y_val),
-        validation_batch_size=trainer.batch_size, epochs=trainer.epochs, verbose=trainer.verbose,
-        callbacks=make_callbacks(run, folder, tracker),
-    ).history
+        validation_batch_size=trainer.batch_size, epochs=end, initial_epoch=progress.epochs_done,
+        steps_per_epoch=steps_per_epoch(len(dataset.x_train), trainer.batch_size), verbose=trainer.verbose,
+        callbacks=callbacks,
+    )

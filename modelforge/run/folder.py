@@ -8,18 +8,52 @@ every other file is in place.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
 import platform
+import socket
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from modelforge.core.names import Status
+from modelforge.errors import ConfigError
+
+# The lock file a live run holds (flock), and the mark of this module's temporary files.
+LOCK = ".lock"
+TEMP = ".tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Written files get the mode the user's umask gives (0644 under 022), as Hydra's own files do; read once,
+# since reading the umask means setting it.
+FILE_MODE = 0o666 & ~_umask()
+
+
+class FolderState(StrEnum):
+    """What a run folder holds, as a new run or `resume` sees it."""
+
+    EMPTY = "empty"  # no run has started here
+    LIVE = "live"  # a run holds the lock now
+    COMPLETED = "completed"
+    DEAD = "dead"  # a run started and died without a word (kill -9, OOM): unlocked, `running` on record
+    INTERRUPTED = "interrupted"  # a run stopped by a signal or Ctrl-C, with its checkpoint
+    FAILED = "failed"
+
+
+class FolderTaken(ConfigError):
+    """A run folder that holds a completed, live or unfinished run: nothing may change it."""
 
 _VERSIONED = ("modelforge", "keras", "tensorflow", "hydra-core", "omegaconf", "numpy", "scikit-learn")
 
@@ -56,14 +90,17 @@ class RunFolder:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+        self.claimed = FolderState.EMPTY  # what the folder held when this run took its lock
 
     def _atomic(self, name: str, write: Callable[[Path], object]) -> Path:
         target = self.path / name
         suffix = "".join(Path(name).suffixes)  # keeps `.keras`, which Keras insists on
-        fd, tmp = tempfile.mkstemp(prefix=f".{Path(name).stem}.", suffix=f".tmp{suffix}", dir=self.path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{Path(name).stem}.", suffix=f"{TEMP}{suffix}", dir=self.path)
         os.close(fd)
         try:
             write(Path(tmp))
+            os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600 files, which teammates and services cannot read
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
@@ -91,19 +128,90 @@ class RunFolder:
         """Atomically writes `name` with a function that writes to the path it is given."""
         return self._atomic(name, write)
 
-    def claim(self) -> None:
-        """Refuses a folder that already holds a finished run: nothing ever overwrites one."""
-        metrics = self.path / "metrics.json"
-        if metrics.exists():
-            try:
-                status = json.loads(metrics.read_text(encoding="utf-8")).get("status")
-            except (json.JSONDecodeError, AttributeError):
-                status = None
-            if status == Status.COMPLETED:
-                raise FileExistsError(f"{self.path} already holds a completed run; choose another run folder")
-
     def read_json(self, name: str) -> Any:
         return json.loads((self.path / name).read_text(encoding="utf-8"))
+
+    def record(self) -> dict[str, Any]:
+        """metrics.json as a dict; {} when there is none, or it cannot be read."""
+        try:
+            found = self.read_json("metrics.json")
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    # A folder belongs to one run: the run holds an exclusive lock (flock) on `.lock` while it lives. The
+    # kernel drops the lock when the process dies, however it dies, so an unlocked `running` record is dead.
+
+    def lock(self) -> None:
+        """Takes the folder's lock for this run, or raises `FolderTaken` naming the run that holds it."""
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            record = self.record()
+            raise FolderTaken(
+                f"{self.path} belongs to a live run (pid {record.get('pid', '?')} on {record.get('host', '?')}, "
+                f"last seen {record.get('heartbeat', '?')}); a folder holds one run: choose another run folder "
+                "(hydra.run.dir=...), or wait for that run to end"
+            ) from None
+        self._lock_fd = fd
+        self.claimed = self.state()
+
+    @property
+    def locked(self) -> bool:
+        """Whether this run holds the folder's lock."""
+        return self._lock_fd is not None
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def is_live(self) -> bool:
+        """Whether another open lock holds this folder now (a live run)."""
+        if self._lock_fd is not None:
+            return True
+        if not (self.path / LOCK).exists():
+            return False
+        fd = os.open(self.path / LOCK, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
+    def state(self) -> FolderState:
+        """What the folder holds now (see `FolderState`)."""
+        if self._lock_fd is None and self.is_live():
+            return FolderState.LIVE
+        status = self.record().get("status")
+        if status is None:
+            return FolderState.EMPTY
+        if status == Status.RUNNING:
+            return FolderState.DEAD  # unlocked (a live run's lock was found above), or locked by this run
+        return FolderState(status)
+
+    def clean_temp_files(self) -> list[str]:
+        """Removes what a dead run left half written (this module's temporary files); returns their names."""
+        found = [p for p in self.path.glob(".*") if TEMP in p.name and p.is_file()]
+        for path in found:
+            path.unlink()
+        return sorted(p.name for p in found)
+
+
+def identity() -> dict[str, Any]:
+    """Who runs: pid and host, for metrics.json, so a dead run can be told from a live one."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def now() -> str:
+    return datetime.now().isoformat(timespec="seconds")
 
 
 def _json_default(value: Any) -> Any:

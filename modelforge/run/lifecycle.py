@@ -1,25 +1,33 @@
-"""One run from start to end: claim the folder, record `metrics.json`, set up, fit, save, finish.
+"""One run from start to end: lock the folder, record `metrics.json`, set up, fit with checkpoints, save, finish.
 
 `run_training(run, folder)` is the pure job: a checked run config in, metrics out, run folder written. The
 command line and the Python API only add their front doors around it. Steps that belong to layers above
 (the init health report of `trainer.diagnose`) come in as hooks, called after set-up and before the fit.
+
+A folder holds one run. It is locked while the run lives; `metrics.json` records pid, host and a heartbeat
+every epoch. A completed or live run's folder is refused; an unfinished one (dead, or interrupted by a signal)
+is continued only by `resume=True`, from its checkpoint, to the same end as if it had never stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from modelforge.core.config import RunConfig
 from modelforge.core.initplan import Plan, format_table, make_plan
 from modelforge.core.metrics import lower_is_better
 from modelforge.core.names import Status
-from modelforge.errors import ConfigError, RunFailed
-from modelforge.run.folder import RunFolder, versions
+from modelforge.errors import ConfigError, RunFailed, RunInterrupted
+from modelforge.run import checkpoint
+from modelforge.run.checkpoint import Progress
+from modelforge.run.folder import FolderState, FolderTaken, RunFolder, identity, now, versions
 from modelforge.run.setup import Session, prepare
 
 # A step run after set-up and before the fit; what it returns is added to metrics.json.
@@ -55,13 +63,42 @@ def _summary_text(model: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _best(history: Mapping[str, list[float]], objective: str) -> dict[str, Any]:
-    values = history.get(objective)
+def _best(rows: Sequence[Mapping[str, Any]], objective: str) -> dict[str, Any]:
+    values = [row[objective] for row in rows if objective in row]
     if not values:
         return {}
     pick = min if lower_is_better(objective) else max
     value = pick(values)
     return {"metric": objective, "value": value, "epoch": values.index(value) + 1}
+
+
+# States a run may be continued from: died without a word, stopped by a signal, or lost with its worker.
+RESUMABLE = (FolderState.DEAD, FolderState.INTERRUPTED)
+
+
+def claim(folder: RunFolder, resume: bool = False) -> FolderState:
+    """Locks the folder for this run and returns what it held; refuses what this run may not touch.
+
+    Raises:
+        FolderTaken: a live run holds the folder, or it holds a completed run, or (without `resume`) an
+            unfinished or failed one. Nothing in the folder has been changed.
+    """
+    folder.lock()
+    state = folder.claimed
+    refusal = None
+    record = folder.record()
+    if state == FolderState.COMPLETED:
+        refusal = "a completed run, which is never changed"
+    elif state in RESUMABLE or (state == FolderState.FAILED and record.get("worker_died")):
+        if not resume:
+            refusal = (f"an unfinished run ({state}, last seen {record.get('heartbeat', '?')}); continue it with: "
+                       f"python -m modelforge resume {folder.path}")
+    elif state == FolderState.FAILED:
+        refusal = f"a failed run ({record.get('error') or 'no reason recorded'})"
+    if refusal:
+        folder.unlock()
+        raise FolderTaken(f"{folder.path} already holds {refusal}; choose another run folder (hydra.run.dir=...)")
+    return state
 
 
 def record_failure(folder: RunFolder, error: Exception) -> None:
@@ -72,47 +109,84 @@ def record_failure(folder: RunFolder, error: Exception) -> None:
                                            "run_dir": str(folder.path.resolve()), "versions": versions()})
 
 
-def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = ()) -> dict[str, Any]:
+@contextlib.contextmanager
+def stop_on_signals(stop: Any) -> Iterator[None]:
+    """While the run fits, SIGTERM and SIGINT only mark `stop`; the fit ends at the next batch's end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread; the launcher's handling applies
+        return
+
+    def mark(signum: int, frame: Any) -> None:
+        stop.signum = signum
+
+    saved = {s: signal.signal(s, mark) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), resume: bool = False) -> dict[str, Any]:
     """Trains the run's model and writes its run folder.
 
     Args:
         run: the checked run config.
-        folder: the run folder (the command line passes Hydra's).
+        folder: the run folder (the command line passes Hydra's, already claimed).
         hooks: steps between set-up and fit (see `Hook`).
+        resume: continue an unfinished run in the folder from its checkpoint.
 
     Returns:
         The contents of `metrics.json`.
 
     Raises:
         ConfigError: bad input; `metrics.json` then says `failed` with the reason.
+        FolderTaken: the folder holds another run (nothing changed).
         RunFailed: training diverged (NaN loss).
+        RunInterrupted: SIGTERM or SIGINT; `metrics.json` says `interrupted`, the checkpoint is kept.
     """
     from modelforge.run.tracking import require_packages
 
     started = time.perf_counter()
     require_packages(run)
+    state = folder.claimed if folder.locked else claim(folder, resume)
+    resuming = state != FolderState.EMPTY
     try:
-        folder.claim()
-    except FileExistsError as err:
-        raise ConfigError(str(err)) from None
-    record: dict[str, Any] = {"status": Status.RUNNING, "started_at": datetime.now().isoformat(timespec="seconds"),
-                              "run_dir": str(folder.path.resolve()), "versions": versions()}
-    folder.write_json("metrics.json", record)
-    folder.write_text("config.yaml", config_yaml(run))
+        cleaned = folder.clean_temp_files() if resuming else []
+        record: dict[str, Any] = folder.record() if resuming else {}
+        record.update(status=Status.RUNNING, run_dir=str(folder.path.resolve()), versions=versions(),
+                      **identity(), heartbeat=now(), error=None)
+        record.setdefault("started_at", now())
+        if resuming:
+            record.setdefault("resumed", []).append({"at": now(), "from": str(state), "cleaned": cleaned})
+            record.pop("worker_died", None)
+        folder.write_json("metrics.json", record)
+        if not resuming:
+            folder.write_text("config.yaml", config_yaml(run))
+        return _run(run, folder, record, hooks, started, resuming)
+    finally:
+        folder.unlock()
+
+
+def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Sequence[Hook], started: float,
+         resuming: bool) -> dict[str, Any]:
     timings: dict[str, float] = {}
     trackers: list[Any] = []  # filled by _train once the config is known to be good
 
     def finish(status: Status, error: str | None) -> dict[str, Any]:
         timings["total_s"] = time.perf_counter() - started
         record.update(status=status, error=error, timings={k: round(v, 4) for k, v in timings.items()},
-                      finished_at=datetime.now().isoformat(timespec="seconds"))
+                      finished_at=now(), heartbeat=now())
         folder.write_json("metrics.json", record)
         for tracker in trackers:
             tracker.finish(record)
         return record
 
     try:
-        record.update(_train(run, folder, timings, trackers, hooks))
+        record.update(_train(run, folder, record, timings, trackers, hooks, resuming))
+    except RunInterrupted as err:
+        finish(Status.INTERRUPTED, str(err))
+        raise
     except KeyboardInterrupt:
         finish(Status.INTERRUPTED, "interrupted by the user (Ctrl-C)")
         raise
@@ -133,42 +207,59 @@ def save_plan(run: RunConfig, folder: RunFolder) -> Plan:
     return plan
 
 
-def _train(run: RunConfig, folder: RunFolder, timings: dict[str, float], trackers: list[Any],
-           hooks: Sequence[Hook]) -> dict[str, Any]:
-    from modelforge.run.fit import fit_model
+def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: dict[str, float],
+           trackers: list[Any], hooks: Sequence[Hook], resuming: bool) -> dict[str, Any]:
+    from modelforge.run.fit import Interrupted, StopSignal, fit_model, make_callbacks
     from modelforge.run.tracking import make_tracker
 
     tick = time.perf_counter()
     plan = save_plan(run, folder)
     timings["plan_s"] = time.perf_counter() - tick
     session = prepare(run, plan)
+    progress, best_weights = Progress(), None
+    if resuming and checkpoint.exists(folder):
+        progress, best_weights = checkpoint.load(folder, session.model)
     tracker = make_tracker(run, folder)
     if tracker is not None:
         trackers.append(tracker)
     folder.write_text("model_summary.txt", _summary_text(session.model))
-    extra: dict[str, Any] = {"diagnosis": None}
-    for hook in hooks:
-        extra.update(hook(session, folder))
+    record.setdefault("diagnosis", None)
+    if progress.epochs_done == 0:
+        for hook in hooks:
+            record.update(hook(session, folder))
     timings.update(session.timings)
 
+    def heartbeat(done: Progress) -> None:
+        record.update(heartbeat=now(), epochs_run=done.epochs_done)
+        folder.write_json("metrics.json", record)
+
+    stop = StopSignal()
+    callbacks = make_callbacks(run, folder, progress, best_weights, stop, heartbeat, tracker)
     tick = time.perf_counter()
-    history = fit_model(session.model, session.dataset, run, folder, tracker)
+    try:
+        with stop_on_signals(stop):
+            fit_model(session.model, session.dataset, run, callbacks, progress)
+    except Interrupted as err:
+        name = signal.Signals(err.signum).name
+        raise RunInterrupted(err.signum, f"stopped by {name} after {progress.epochs_done} epochs; the checkpoint "
+                                         f"continues it: python -m modelforge resume {folder.path}") from None
     timings["fit_s"] = time.perf_counter() - tick
 
-    final = {k: float(v[-1]) for k, v in history.items()}
-    epochs_run = len(history.get("loss", []))
+    rows = progress.history
+    final = {k: float(v) for k, v in rows[-1].items() if k != "epoch"} if rows else {}
+    epochs_run = len(rows)
     if any(math.isnan(v) or math.isinf(v) for v in final.values()):
         raise RunFailed(f"the loss became NaN or infinite at epoch {epochs_run}; lower optimizer.learning_rate "
                         "or choose a smaller initializer scale")
     objective = run.objective
     tick = time.perf_counter()
     folder.write_with("model.keras", lambda path: session.model.save(path))
+    checkpoint.remove(folder)  # model.keras is the result now; the checkpoint's work is done
     timings["save_s"] = time.perf_counter() - tick
     return {
         "objective": {"name": objective, "value": final[objective]},
         "final": final,
-        "best": _best(history, objective),
+        "best": _best(rows, objective),
         "epochs_run": epochs_run,
         "samples": {"train": len(session.dataset.x_train), "validation": len(session.dataset.x_val)},
-        **extra,
     }

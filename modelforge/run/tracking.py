@@ -49,6 +49,34 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{outputs / 'mlflow.db'}"
 
 
+def prepare_store(tracking_uri: str | None, experiment_name: str, artifact_location: str | None) -> str:
+    """Creates the MLflow store and the experiment if they are not there yet; returns the experiment's id.
+
+    A sweep calls it once before its workers start. MLflow creates an SQLite store's schema on first use, and
+    two processes doing that at once race (`table ... already exists`); so do two creating one experiment.
+    Each step is retried a few times, which lets two sweeps started together both get through.
+    """
+    import random
+    import time
+
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
+    attempts = 6
+    for attempt in range(attempts):
+        try:
+            experiment = mlflow.get_experiment_by_name(experiment_name)
+            if experiment is not None:
+                return str(experiment.experiment_id)
+            artifacts = Path(artifact_location or Path("outputs", "mlartifacts")).resolve()
+            return str(mlflow.create_experiment(experiment_name, artifact_location=artifacts.as_uri()))
+        except Exception:  # sqlalchemy's OperationalError/IntegrityError, MlflowException: all mean "raced"
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1) + random.random() * 0.3)
+    raise AssertionError("unreachable")
+
+
 class MlflowTracker:
     """One MLflow run for one modelforge run."""
 
@@ -57,14 +85,7 @@ class MlflowTracker:
 
         self.mlflow = mlflow
         self.folder = folder
-        mlflow.set_tracking_uri(logger.tracking_uri or default_tracking_uri())
-        name = logger.experiment_name
-        experiment = mlflow.get_experiment_by_name(name)
-        if experiment is None:
-            artifacts = Path(logger.artifact_location or Path("outputs", "mlartifacts")).resolve()
-            experiment_id = mlflow.create_experiment(name, artifact_location=artifacts.as_uri())
-        else:
-            experiment_id = experiment.experiment_id
+        experiment_id = prepare_store(logger.tracking_uri, logger.experiment_name, logger.artifact_location)
         if mlflow.active_run() is not None:  # a previous job in this process that died mid-run
             mlflow.end_run(status="KILLED")
         self.run = mlflow.start_run(experiment_id=experiment_id, run_name=logger.run_name or folder.path.name,

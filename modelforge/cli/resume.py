@@ -1,0 +1,57 @@
+"""`python -m modelforge resume FOLDER`: continue an unfinished run, or re-launch a sweep, where it stopped.
+
+A run folder (dead, or stopped by a signal) continues from its last checkpoint with the config recorded in
+it. A sweep folder is launched again with its recorded overrides: completed jobs are skipped (their files
+untouched, their objective reported to the sweeper), unfinished ones continue from their checkpoints, and
+jobs that never started run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from modelforge.analysis.summary import PLANNED
+from modelforge.cli.app import RESUME_ENV, exit_with, run_hydra
+from modelforge.errors import ConfigError, RunFailed, RunInterrupted
+
+
+def resume_run(path: Path) -> int:
+    from modelforge.api import resume
+
+    try:
+        metrics = resume(path)
+    except (ConfigError, RunFailed) as err:
+        exit_with(err)
+    except RunInterrupted as err:
+        print(f"modelforge: {err}", file=sys.stderr)
+        return err.exit_status
+    objective = metrics["objective"]
+    print(f"run folder: {metrics['run_dir']}  {objective['name']}={objective['value']:.4f}  ({metrics['status']})")
+    return 0
+
+
+def resume_sweep(path: Path) -> int:
+    from modelforge.cli.train import train_in
+
+    plan = json.loads((path / PLANNED).read_text(encoding="utf-8"))
+    hydra_overrides = [o for o in plan["hydra_overrides"] if not o.startswith("hydra.sweep.dir=")]
+    os.environ[RESUME_ENV] = "1"  # read by each job, in this process or a launcher's workers
+    run_hydra(["-m", *plan["task_overrides"], *hydra_overrides, f"hydra.sweep.dir={path.resolve()}"], train_in,
+              check=False)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Continues the run or sweep in FOLDER."""
+    parser = argparse.ArgumentParser(prog="python -m modelforge resume", description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="a run folder, or a sweep folder")
+    path = parser.parse_args(argv).folder
+    if (path / "metrics.json").is_file() and (path / "config.yaml").is_file():
+        return resume_run(path)
+    if (path / PLANNED).is_file():
+        return resume_sweep(path)
+    exit_with(f"{path} holds no run (metrics.json and config.yaml) and no sweep ({PLANNED}) to resume")

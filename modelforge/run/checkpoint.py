@@ -1,0 +1,87 @@
+"""Checkpoints: what a run needs to continue exactly where it stopped, written atomically after every epoch.
+
+One file, `checkpoint.npz`: every model variable (weights, batch-norm statistics, dropout's seed state), every
+optimizer variable (its step count and slots), early stopping's state with its best weights, and a JSON
+record of the epochs done and the history so far. Batch order is a function of (seed, epoch) (see
+`modelforge.data.batches`), so nothing else is needed for the rest of the run to repeat bit for bit. A run
+that completes removes its checkpoint: `model.keras` is then the result.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelforge.run.folder import RunFolder
+
+CHECKPOINT = "checkpoint.npz"
+
+
+@dataclass
+class Progress:
+    """A run's progress as a checkpoint holds it.
+
+    Attributes:
+        epochs_done: complete epochs (training resumes at this 0-based epoch).
+        history: one row per epoch done, as history.csv holds them.
+        stopped: early stopping ended the run: no epoch is left to train.
+        stopping: early stopping's counters (`wait`, `best`, `best_epoch`, `stopped_epoch`).
+    """
+
+    epochs_done: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped: bool = False
+    stopping: dict[str, Any] = field(default_factory=dict)
+
+
+def save(folder: RunFolder, model: Any, progress: Progress, best_weights: list[Any] | None) -> None:
+    """Writes the checkpoint atomically (a kill while writing leaves the previous one intact)."""
+    import numpy as np
+
+    arrays = {f"model_{i}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
+    arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)})
+    arrays.update({f"best_{i}": np.asarray(w) for i, w in enumerate(best_weights or [])})
+    state = {"epochs_done": progress.epochs_done, "history": progress.history, "stopped": progress.stopped,
+             "stopping": progress.stopping, "has_best": best_weights is not None}
+    arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+
+    def write(path: Any) -> None:
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+
+    folder.write_with(CHECKPOINT, write)
+
+
+def load(folder: RunFolder, model: Any) -> tuple[Progress, list[Any] | None]:
+    """Restores the model's and its optimizer's variables from the checkpoint; returns the progress."""
+    import numpy as np
+
+    with np.load(io.BytesIO((folder.path / CHECKPOINT).read_bytes()), allow_pickle=False) as arrays:
+        state = json.loads(arrays["state"].tobytes().decode())
+        model.optimizer.build(model.trainable_variables)
+        for i, variable in enumerate(model.variables):
+            variable.assign(arrays[f"model_{i}"])
+        for i, variable in enumerate(model.optimizer.variables):
+            variable.assign(arrays[f"optimizer_{i}"])
+        best = None
+        if state["has_best"]:
+            best = [arrays[f"best_{i}"] for i in range(sum(k.startswith("best_") for k in arrays.files))]
+    progress = Progress(state["epochs_done"], state["history"], state["stopped"], state["stopping"])
+    return progress, best
+
+
+def exists(folder: RunFolder) -> bool:
+    return (folder.path / CHECKPOINT).exists()
+
+
+def remove(folder: RunFolder) -> None:
+    (folder.path / CHECKPOINT).unlink(missing_ok=True)
+
+
+def stopping_state(callback: Any) -> dict[str, Any]:
+    """Early stopping's counters, as plain numbers."""
+    found: Mapping[str, Any] = {k: getattr(callback, k, None) for k in ("wait", "best", "best_epoch", "stopped_epoch")}
+    return {k: (float(v) if isinstance(v, float) or hasattr(v, "item") else v) for k, v in found.items()}
