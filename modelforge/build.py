@@ -30,6 +30,8 @@ def _custom_initializer(entry: PlanEntry) -> keras.initializers.Initializer:
     params = dict(entry.build[1])
     target = params.pop("_target_")
     cls = load_class(target, f"{entry.layer}/{entry.weight}")
+    if not issubclass(cls, keras.initializers.Initializer):  # the plan's check, made again with Keras at hand
+        raise ConfigError(f"_target_={target!r} is not a keras.initializers.Initializer subclass")
     accepted = inspect.signature(cls).parameters
     fan_in, fan_out = entry.fan_in, entry.fan_out
     if fan_in is None:
@@ -37,12 +39,9 @@ def _custom_initializer(entry: PlanEntry) -> keras.initializers.Initializer:
     offered = {"fan_in": fan_in, "fan_out": fan_out, "seed": entry.seed}
     params.update({k: v for k, v in offered.items() if k in accepted and k not in params and v is not None})
     try:
-        initializer = cls(**params)
+        return cls(**params)  # type: ignore[no-any-return]
     except TypeError as err:
         raise ConfigError(f"initializer {target} for {entry.layer}/{entry.weight} rejects {params}: {err}") from None
-    if not isinstance(initializer, keras.initializers.Initializer):
-        raise ConfigError(f"_target_={target!r} is not a keras.initializers.Initializer subclass")
-    return initializer
 
 
 def make_initializer(entry: PlanEntry) -> keras.initializers.Initializer:

@@ -54,12 +54,12 @@ def test_mnist_reads_the_cached_file_in_every_layout(compose, tmp_path, layout, 
 def test_mnist_tokens_and_max_samples(compose, tmp_path):
     arrays, sha = write_npz(tmp_path / "mnist.npz")
     d = modelforge.run_config(mnist_cfg(compose, tmp_path, sha, UNREACHABLE, "data.layout=tokens",
-                                        "data.max_samples=20")).data
+                                        "data.max_samples=50")).data
     info = d.describe("flat")
     assert (info.input_shape, info.vocab_size) == ((784,), 256)
     ds = data.load(d, info, seed=0)
-    assert len(ds.x_train) + len(ds.x_val) == 20 and ds.x_train.dtype == np.int32
-    assert set(np.concatenate([ds.y_train, ds.y_val])) == set(arrays["y_train"][:20])
+    assert len(ds.x_train) + len(ds.x_val) == 50 and ds.x_train.dtype == np.int32
+    assert set(np.concatenate([ds.y_train, ds.y_val])) == set(arrays["y_train"][:50])
 
 
 def test_mnist_downloads_into_an_empty_cache_and_checks_the_hash(compose, tmp_path):
@@ -71,21 +71,67 @@ def test_mnist_downloads_into_an_empty_cache_and_checks_the_hash(compose, tmp_pa
     assert (cache / "mnist.npz").read_bytes() == source.read_bytes()
 
 
-def test_mnist_with_a_wrong_hash_and_no_network_fails_clearly(compose, tmp_path):
-    write_npz(tmp_path / "mnist.npz")
+def test_a_hand_copied_file_with_another_hash_is_kept_and_named(compose, tmp_path):
+    # The README's offline path: a user copies mnist.npz into the cache by hand; its hash differs.
+    _, found = write_npz(tmp_path / "mnist.npz")
+    before = (tmp_path / "mnist.npz").read_bytes()
     d = modelforge.run_config(mnist_cfg(compose, tmp_path, "0" * 64)).data
     with pytest.raises(RunFailed) as err:
         data.load(d, d.describe("flat"), seed=0)
     message = str(err.value)
-    assert UNREACHABLE in message and str(tmp_path) in message and "data=digits" in message
+    assert str(tmp_path / "mnist.npz") in message and found in message and "0" * 64 in message
+    assert "data.sha256=null" in message
+    assert (tmp_path / "mnist.npz").read_bytes() == before  # never deleted, never replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist.npz"]
 
 
-def test_mnist_with_a_corrupt_cached_file_says_so(compose, tmp_path):
-    (tmp_path / "mnist.npz").write_bytes(b"not an npz")
+def test_no_cached_file_and_no_network_fails_clearly(compose, tmp_path):
+    d = modelforge.run_config(mnist_cfg(compose, tmp_path / "empty", "0" * 64)).data
+    with pytest.raises(RunFailed) as err:
+        data.load(d, d.describe("flat"), seed=0)
+    message = str(err.value)
+    assert UNREACHABLE in message and str(tmp_path / "empty") in message and "data=digits" in message
+
+
+def _truncated(path):
+    write_npz(path)
+    path.write_bytes(path.read_bytes()[:2000])
+
+
+def _not_a_zip(path):
+    path.write_bytes(b"not an npz")
+
+
+def _other_arrays(path):
+    np.savez(path, images=np.zeros((4, 28, 28), np.uint8))
+
+
+def _wrong_shape(path):
+    np.savez(path, x_train=np.zeros((4, 27, 27), np.uint8), y_train=np.zeros(4, np.uint8))
+
+
+def _labels_out_of_range(path):
+    np.savez(path, x_train=np.zeros((4, 28, 28), np.uint8), y_train=np.array([0, 3, 12, 9], np.uint8))
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    (_truncated, ["not a complete npz (zip) archive", "truncated"]),
+    (_not_a_zip, ["not a complete npz (zip) archive (10 bytes)"]),
+    (_other_arrays, ["holds images", "not x_train and y_train"]),
+    (_wrong_shape, ["x_train has shape [4, 27, 27]"]),
+    (_labels_out_of_range, ["labels from 0 to 12"]),
+])
+def test_a_corrupt_cached_file_gets_one_paragraph(compose, tmp_path, make, words):
+    make(tmp_path / "mnist.npz")
     d = modelforge.run_config(compose(["data=mnist", f"data.cache_dir={tmp_path}", "data.sha256=null",
                                        f"data.url={UNREACHABLE}"])).data
-    with pytest.raises(RunFailed, match="not an MNIST npz"):
+    with pytest.raises(RunFailed) as err:
         data.load(d, d.describe("flat"), seed=0)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'mnist.npz'} is not a usable MNIST npz") and "\n" not in message
+    for word in words:
+        assert word in message
+    assert (tmp_path / "mnist.npz").exists()
 
 
 @pytest.mark.parametrize(("override", "word"), [("data.sha256=abc", "data.sha256"), ("data.url=''", "data.url"),

@@ -48,7 +48,7 @@ def compose_case(compose, shape, spec, extra=()):
     if shape is None:
         overrides.append("data.layout=tokens")
     else:
-        overrides += ["data=synthetic", f"data.shape=[{','.join(map(str, shape))}]", "data.num_samples=16"]
+        overrides += ["data=synthetic", f"data.shape=[{','.join(map(str, shape))}]", "data.num_samples=64"]
     return compose([*overrides, *extra])
 
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar, Union
 
 from modelforge.core import metrics
 from modelforge.core.checks import number, positive_int
-from modelforge.core.datasets import DATASETS, IMAGES, LAYOUTS, DataInfo
+from modelforge.core.datasets import DATASETS, IMAGES, LAYOUTS, DataInfo, check_split
 from modelforge.core.policy import InitChoice, InitPolicy, parse_initializer_config
 from modelforge.core.registry import get_optimizer_class
 from modelforge.errors import ConfigError, closest, invalid
@@ -115,6 +115,10 @@ class ImageData:
         """
         return IMAGES[self.name].describe(self.name, self.layout, wanted_layout)
 
+    @property
+    def num_samples(self) -> int:
+        return IMAGES[self.name].samples
+
 
 @dataclass(frozen=True)
 class DigitsData(ImageData):
@@ -139,6 +143,10 @@ class MnistData(ImageData):
             raise ConfigError(f"data.sha256={sha!r} must be 64 hex digits, or null to skip the check")
         if self.max_samples is not None:
             positive_int(self.max_samples, "data.max_samples", 2)
+
+    @property
+    def num_samples(self) -> int:
+        return min(IMAGES[self.name].samples, self.max_samples or IMAGES[self.name].samples)
 
 
 @dataclass(frozen=True)
@@ -332,6 +340,7 @@ class RunConfig:
 def _trainer(trainer_cfg: Mapping[str, Any], data: Data) -> Trainer:
     task = data.task if isinstance(data, SyntheticData) else "classification"
     trainer = typed(Trainer, trainer_cfg, "trainer")
+    check_split(data.num_samples, data.validation_split, trainer.batch_size)
     objective = metrics.DEFAULT_OBJECTIVE[task] if trainer.objective == "auto" else trainer.objective
     metrics.check_metric(objective, task, "trainer.objective")
     if trainer.early_stopping.enabled:

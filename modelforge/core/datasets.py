@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from modelforge.errors import ConfigError
+
 LAYOUTS = ("auto", "flat", "image", "sequence", "tokens")
 
 
@@ -17,6 +19,7 @@ class GreyImages:
 
     side: int
     levels: int  # grey levels, 0..levels-1: the vocabulary size as tokens
+    samples: int  # images in the set (training images, for MNIST)
 
     def shape(self, layout: str) -> tuple[int, ...]:
         n = self.side
@@ -31,7 +34,38 @@ class GreyImages:
 
 # sklearn's digits: 1797 8x8 images, values 0..16, bundled. MNIST: 60,000 28x28 training images, 0..255,
 # downloaded once (modelforge.data.downloads).
-IMAGES = {"digits": GreyImages(8, 17), "mnist": GreyImages(28, 256)}
+IMAGES = {"digits": GreyImages(8, 17, 1797), "mnist": GreyImages(28, 256, 60000)}
+# A split must leave at least this many samples on each side: fewer gives metrics that mean nothing.
+MIN_SPLIT_SAMPLES = 10
+
+
+def split_counts(n: int, validation_split: float) -> tuple[int, int]:
+    """(train, validation) sample counts of n samples split so: at least one on each side.
+
+    Example:
+        >>> split_counts(1797, 0.2)
+        (1438, 359)
+    """
+    n_val = min(n - 1, max(1, round(n * validation_split)))
+    return n - n_val, n_val
+
+
+def check_split(n: int, validation_split: float, batch_size: int) -> None:
+    """Refuses a split that leaves too little to train on (a batch, and a few samples) or to validate on.
+
+    Example:
+        >>> check_split(1797, 0.9999, 32)
+        Traceback (most recent call last):
+        ...
+        modelforge.errors.ConfigError: data.validation_split=0.9999 leaves 1 of 1797 samples to train on and 1796...
+    """
+    train, val = split_counts(n, validation_split)
+    if train < max(batch_size, MIN_SPLIT_SAMPLES) or val < MIN_SPLIT_SAMPLES:
+        raise ConfigError(
+            f"data.validation_split={validation_split} leaves {train} of {n} samples to train on and {val} to "
+            f"validate on; each side needs at least {MIN_SPLIT_SAMPLES} samples, and training at least one batch "
+            f"(trainer.batch_size={batch_size}): choose a split nearer 0.2, a smaller batch, or more data"
+        )
 DATASETS = ("digits", "mnist", "synthetic")
 
 

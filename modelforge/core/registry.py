@@ -133,6 +133,10 @@ OPTIMIZERS: dict[str, str] = {
 }
 
 
+# Values each optimizer keeps per weight besides the weight and its gradient (an upper bound: SGD keeps its
+# momentum only when momentum > 0, RMSprop a second one only when centered), for the memory estimate.
+OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "nadam": 2, "rmsprop": 2, "sgd": 1, "adagrad": 1}
+
 # Argument names from Keras 2 that people still type, and the Keras 3 name each became.
 RENAMED_ARGUMENTS = {"lr": "learning_rate"}
 

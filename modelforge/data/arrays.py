@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelforge.core.config import Data, MnistData, SyntheticData
-from modelforge.core.datasets import IMAGES, DataInfo
+from modelforge.core.datasets import IMAGES, DataInfo, check_split, split_counts
 
 
 @dataclass
@@ -30,7 +30,7 @@ def split_indices(n: int, validation_split: float, seed: int) -> tuple[Any, Any]
     import numpy as np
 
     order = np.random.default_rng(seed).permutation(n)
-    n_val = min(n - 1, max(1, round(n * validation_split)))
+    n_val = split_counts(n, validation_split)[1]
     return order[n_val:], order[:n_val]
 
 
@@ -69,11 +69,15 @@ def _make_synthetic(data: SyntheticData, info: DataInfo, seed: int) -> tuple[Any
     return x, signal.astype(np.float32)
 
 
-def load(data: Data, info: DataInfo, seed: int) -> Dataset:
-    """Loads (or generates) the data described by `info` and splits it with `seed`."""
+def load(data: Data, info: DataInfo, seed: int, batch_size: int = 1) -> Dataset:
+    """Loads (or generates) the data described by `info` and splits it with `seed`.
+
+    The split is checked again on the samples really loaded (a file may hold fewer than the config said).
+    """
     if isinstance(data, SyntheticData):
         x, y = _make_synthetic(data, info, seed)
     else:
         x, y = _load_images(data, info)
+    check_split(len(x), data.validation_split, batch_size)
     train, val = split_indices(len(x), data.validation_split, seed)
     return Dataset(info, x[train], y[train], x[val], y[val])

@@ -22,6 +22,7 @@ from typing import Any
 
 from modelforge.core.config import RunConfig
 from modelforge.core.initplan import Plan, format_table, make_plan
+from modelforge.core.memory import estimate
 from modelforge.core.metrics import lower_is_better
 from modelforge.core.names import Status
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
@@ -200,10 +201,11 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
 
 
 def save_plan(run: RunConfig, folder: RunFolder) -> Plan:
-    """Works out the plan, writes init_plan.json and prints the table."""
+    """Works out the plan, writes init_plan.json and prints the table with the memory the run needs."""
     plan = make_plan(run)
     folder.write_json("init_plan.json", plan.as_json())
     print(format_table(plan), flush=True)
+    print(f"memory: {estimate(plan, run.trainer.batch_size, run.optimizer.name).describe()}", flush=True)
     return plan
 
 

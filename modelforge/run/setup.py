@@ -12,7 +12,9 @@ from typing import Any
 
 from modelforge.core.config import RunConfig
 from modelforge.core.initplan import Plan, make_plan
+from modelforge.core.memory import MemoryEstimate, estimate, human
 from modelforge.data.arrays import Dataset
+from modelforge.errors import ConfigError
 
 
 @dataclass
@@ -37,10 +39,33 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+def available_memory() -> int | None:
+    """Bytes of memory the machine can give a new process now (Linux' MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_memory(run: RunConfig, plan: Plan) -> MemoryEstimate:
+    """Refuses, before anything is built, a run whose estimated memory exceeds what the machine has free."""
+    needed = estimate(plan, run.trainer.batch_size, run.optimizer.name)
+    free = available_memory()
+    if free is not None and needed.total > free:
+        raise ConfigError(f"this run needs {needed.describe()}, more than the {human(free)} this machine has "
+                          f"available; {needed.advice()}")
+    return needed
+
+
 def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
     """Seeds, loads the data, builds and compiles the model the plan describes.
 
-    Every check that needs Keras (layer and optimizer arguments) runs before any layer is made.
+    Refuses a model that cannot fit in memory before TensorFlow is imported; every check that needs Keras
+    (layer and optimizer arguments) runs before any layer is made.
     """
     from modelforge.run.fit import compile_model, make_optimizer
 
@@ -49,6 +74,7 @@ def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
         tick = time.perf_counter()
         plan = make_plan(run)
         timings["plan_s"] = time.perf_counter() - tick
+    check_memory(run, plan)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     tick = time.perf_counter()
@@ -63,7 +89,7 @@ def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
     # free_memory=False skips a full gc.collect() that costs ~0.2 s a job; Python's own gc still runs.
     keras.backend.clear_session(free_memory=False)
     seed_everything(run.seed, run.trainer.deterministic)
-    dataset = load(run.data, plan.info, run.seed)
+    dataset = load(run.data, plan.info, run.seed, run.trainer.batch_size)
     timings["import_and_data_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
