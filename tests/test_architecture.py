@@ -149,3 +149,32 @@ def test_console_script_and_subcommands(tmp_path):
     assert "block1_conv2d  kernel" in result.stdout
     wrong = run_module(tmp_path, "pln", "layer=conv")
     assert wrong.returncode == 2 and "did you mean 'plan'" in wrong.stderr
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    (["data.validation_split=0.9999"], ["leaves 1 of 1797 samples to train on and 1796 to validate on"]),
+    (["trainer.batch_size=2000"], ["trainer.batch_size=2000", "1438 of 1797"]),
+    (["data=synthetic", "data.num_samples=40"], ["leaves 32 of 40", "8 to validate on", "at least 10"]),
+])
+def test_splits_that_leave_too_little_are_refused(compose, overrides, words):
+    with pytest.raises(ConfigError) as err:
+        modelforge.run_config(compose(overrides))
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_a_model_too_big_for_the_machine_is_refused_before_building(compose, tmp_path):
+    from modelforge.core.memory import estimate
+
+    cfg = compose(["model.units=200000", "model.depth=40"])
+    needed = estimate(modelforge.plan(cfg), 32, "adam")
+    # Weights, their gradients and Adam's two slots: four float32 values per weight.
+    assert needed.training_state == 3 * needed.weights and needed.weights == 4 * 1_560_022_800_010
+    code = ("import sys, modelforge\ncfg = modelforge.compose(['model.units=200000', 'model.depth=40'])\n"
+            f"try:\n    modelforge.train(cfg, run_dir={str(tmp_path / 'run')!r})\n"
+            "except modelforge.ConfigError as err:\n    print(err)\n"
+            "print('TF_LOADED' if 'tensorflow' in sys.modules else 'TF_NOT_LOADED')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "more than the" in result.stdout and "shrink model.units or model.depth" in result.stdout
+    assert "TF_NOT_LOADED" in result.stdout
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"

@@ -1,0 +1,251 @@
+"""Faults replayed as users meet them: kill -9, SIGTERM, a second run on the same folder, a re-run with other
+overrides, a dead parallel worker, a killed sweep, parallel MLflow on a fresh store, a hostile `_target_`.
+
+Each run is a real `python -m modelforge` process; the resumed runs are compared with uninterrupted ones.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import run_dirs, run_module
+
+pytestmark = pytest.mark.slow
+
+# Small enough to be quick, with epochs long enough (many small batches) to be caught in the middle.
+RUN = ["model.units=16", "trainer.verbose=0", "trainer.batch_size=8"]
+
+
+def start(cwd, *args):
+    return subprocess.Popen([sys.executable, "-m", "modelforge", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, timeout=120.0, poll=0.002):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(poll)
+    raise AssertionError("timed out waiting")
+
+
+def said(result):
+    """stderr with the 100-column wrapping undone."""
+    return " ".join(result.stderr.split())
+
+
+def rows(folder):
+    path = Path(folder) / "history.csv"
+    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
+
+
+def weights(folder):
+    import keras
+
+    model = keras.models.load_model(Path(folder) / "model.keras", safe_mode=True)
+    return model.get_weights()
+
+
+def assert_same_result(a, b):
+    """Bit for bit: history, final metrics and every weight."""
+    assert (Path(a) / "history.csv").read_text() == (Path(b) / "history.csv").read_text()
+    ma, mb = (json.loads((Path(f) / "metrics.json").read_text()) for f in (a, b))
+    assert ma["final"] == mb["final"] and ma["best"] == mb["best"] and ma["epochs_run"] == mb["epochs_run"]
+    for x, y in zip(weights(a), weights(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("full")
+    done = run_module(cwd, *RUN, "trainer.epochs=4", "hydra.run.dir=full")
+    assert done.returncode == 0, done.stderr
+    return cwd / "full"
+
+
+def kill_and_resume(tmp_path, uninterrupted, when, args=(*RUN, "trainer.epochs=4")):
+    proc = start(tmp_path, *args, "hydra.run.dir=run")
+    folder = tmp_path / "run"
+    when(folder)
+    proc.kill()
+    proc.wait()
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["status"] == "running"  # what kill -9 leaves: nobody said anything
+    refused = run_module(tmp_path, *args, "hydra.run.dir=run")
+    assert refused.returncode == 2 and f"python -m modelforge resume {folder}" in said(refused)
+    resumed = run_module(tmp_path, "resume", "run")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_result(uninterrupted, folder)
+    assert not (folder / "checkpoint.npz").exists()  # a finished run keeps model.keras, not its checkpoint
+    assert not [p.name for p in folder.iterdir() if ".tmp" in p.name]
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_kill_mid_epoch_then_resume_is_bit_identical(tmp_path, uninterrupted):
+    def mid_second_epoch(folder):
+        wait_for(lambda: rows(folder) >= 1)
+        time.sleep(0.3)  # an epoch of 180 batches takes longer than this
+
+    record = kill_and_resume(tmp_path, uninterrupted, mid_second_epoch)
+    assert record["resumed"][0]["from"] == "dead"
+
+
+def test_kill_right_after_an_epoch_then_resume_is_bit_identical(tmp_path, uninterrupted):
+    def after_checkpoint(folder):
+        wait_for(lambda: (folder / "checkpoint.npz").exists())
+
+    kill_and_resume(tmp_path, uninterrupted, after_checkpoint)
+
+
+def test_kill_during_the_model_save_then_resume_is_bit_identical(tmp_path):
+    # A wide model, so that writing model.keras takes long enough to be caught in the middle.
+    args = ["model.units=1024", "trainer.verbose=0", "trainer.epochs=1", "trainer.batch_size=64"]
+    full = run_module(tmp_path, *args, "hydra.run.dir=full")
+    assert full.returncode == 0, full.stderr
+    seen = []
+
+    def saving(folder):
+        def temp_model():
+            seen.extend(p.name for p in folder.glob(".model.*"))
+            return bool(seen)
+
+        wait_for(temp_model, poll=0.0002)
+
+    record = kill_and_resume(tmp_path, tmp_path / "full", saving, args)
+    assert record["resumed"][0]["cleaned"] == [seen[0]]  # the half-written model, removed on resume
+
+
+def test_sigterm_checkpoints_and_exits_143(tmp_path, uninterrupted):
+    proc = start(tmp_path, *RUN, "trainer.epochs=4", "hydra.run.dir=run")
+    folder = tmp_path / "run"
+    wait_for(lambda: rows(folder) >= 2)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert time.monotonic() - sent < 10
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and "SIGTERM" in record["error"]
+    assert record["epochs_run"] >= 2 and (folder / "checkpoint.npz").exists()
+    assert "resume" in stderr
+    resumed = run_module(tmp_path, "resume", "run")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_result(uninterrupted, folder)
+
+
+def test_a_live_run_holds_its_folder(tmp_path):
+    first = start(tmp_path, *RUN, "trainer.epochs=3", "hydra.run.dir=run")
+    folder = tmp_path / "run"
+    wait_for(lambda: (folder / "metrics.json").exists())
+    snapshot = {p.name: p.read_bytes() for p in (folder / ".hydra").iterdir()}
+    second = run_module(tmp_path, *RUN, "trainer.epochs=1", "seed=5", "hydra.run.dir=run")
+    assert second.returncode == 2
+    message = said(second)
+    assert "belongs to a live run" in message and f"pid {first.pid}" in message and str(folder) in message
+    assert {p.name: p.read_bytes() for p in (folder / ".hydra").iterdir()} == snapshot
+    first.wait(timeout=300)
+    assert first.returncode == 0
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["status"] == "completed" and record["epochs_run"] == 3 and record["pid"] == first.pid
+
+
+def test_a_completed_folder_refuses_a_rerun_with_other_overrides(tmp_path):
+    done = run_module(tmp_path, *RUN, "trainer.epochs=1", "hydra.run.dir=run")
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "run"
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+    again = run_module(tmp_path, *RUN, "trainer.epochs=1", "initializer=lecun_normal", "hydra.run.dir=run")
+    assert again.returncode == 2 and "already holds a completed run" in said(again)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()} == before
+
+
+def test_sweep_killed_midway_then_resumed(tmp_path):
+    args = ["-m", "seed=0,1,2", *RUN, "trainer.epochs=2", "hydra.sweep.dir=sweep"]
+    proc = start(tmp_path, *args)
+    sweep = tmp_path / "sweep"
+    wait_for(lambda: (sweep / "1" / "checkpoint.npz").exists(), timeout=300)  # job 0 done, job 1 under way
+    proc.kill()
+    proc.wait()
+    done = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (sweep / "0").rglob("*") if p.is_file()}
+    report = run_module(tmp_path, "report", "sweep")
+    assert report.returncode == 0, report.stderr
+    assert "| 1 |" in report.stdout and "dead" in report.stdout and "not started" in report.stdout
+    resumed = run_module(tmp_path, "resume", "sweep")
+    assert resumed.returncode == 0, resumed.stderr
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (sweep / "0").rglob("*") if p.is_file()} == done
+    statuses = [json.loads((sweep / str(i) / "metrics.json").read_text())["status"] for i in range(3)]
+    assert statuses == ["completed"] * 3
+    summary = (sweep / "summary.md").read_text()
+    assert "3 runs: 3 completed" in summary
+
+
+def test_sigterm_stops_a_sweep_with_its_summary(tmp_path):
+    proc = start(tmp_path, "-m", "seed=0,1,2", *RUN, "trainer.epochs=3", "hydra.sweep.dir=sweep")
+    sweep = tmp_path / "sweep"
+    wait_for(lambda: rows(sweep / "0") >= 1, timeout=300)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    summary = (sweep / "summary.md").read_text()
+    assert "3 runs: 1 interrupted, 2 not started" in summary
+
+
+def test_a_dead_parallel_worker_fails_only_its_job(tmp_path):
+    proc = start(tmp_path, "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *RUN,
+                 "trainer.epochs=3", "hydra.sweep.dir=sweep")
+    sweep = tmp_path / "sweep"
+    wait_for(lambda: rows(sweep / "0") >= 1, timeout=300)
+    pid = json.loads((sweep / "0" / "metrics.json").read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)
+    proc.communicate(timeout=600)
+    assert proc.returncode == 1  # the sweep ran to its end and says a job did not complete
+    records = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(4)]
+    assert records[0]["status"] == "failed" and records[0]["error"] == "worker process died: signal 9 (SIGKILL)"
+    assert [r["status"] for r in records[1:]] == ["completed"] * 3
+    assert "worker process died: signal 9" in (sweep / "summary.md").read_text()
+    resumed = run_module(tmp_path, "resume", "sweep")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((sweep / "0" / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_mlflow_with_two_workers_on_a_fresh_store_records_every_job(tmp_path):
+    pytest.importorskip("mlflow")
+    result = run_module(tmp_path, "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1,2,3",
+                        "logger=mlflow", "model.units=8", "trainer.epochs=1", "trainer.verbose=0")
+    assert result.returncode == 0, result.stderr
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["modelforge"])
+    assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"}
+    assert sorted(runs["params.seed"]) == ["0", "1", "2", "3"]
+
+
+def test_a_popen_target_runs_nothing(tmp_path):
+    marker = tmp_path / "touched"
+    spec = ("+model.layers=[{type:dense,units:4,initializer:{_target_:subprocess.Popen,args:[touch,"
+            f"'{marker}']}}}}]")
+    for command in ("plan", "train"):
+        result = run_module(tmp_path, command, spec, "trainer.epochs=1")
+        assert result.returncode == 2, result.stderr
+        assert "_target_='subprocess.Popen' is refused" in said(result)
+        assert not marker.exists()
+    (folder, *_) = run_dirs(tmp_path)
+    assert not (folder / "model.keras").exists()
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    result = subprocess.run(["bash", "-c", f"umask 022 && {sys.executable} -m modelforge model.units=4 "
+                             "trainer.epochs=1 trainer.verbose=0 hydra.run.dir=run"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    assert modes and set(modes.values()) == {0o644}, modes
