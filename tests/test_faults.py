@@ -249,3 +249,20 @@ def test_written_files_follow_the_umask(tmp_path):
     assert result.returncode == 0, result.stderr
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "run").rglob("*") if p.is_file()}
     assert modes and set(modes.values()) == {0o644}, modes
+
+
+def test_a_sweep_rerun_with_other_overrides_into_the_same_folder(tmp_path):
+    first = run_module(tmp_path, "-m", "initializer=he_normal,lecun_normal", "model.units=4", "trainer.epochs=1",
+                       "trainer.verbose=0", "hydra.sweep.dir=sweep")
+    assert first.returncode == 0, first.stderr
+    sweep = tmp_path / "sweep"
+    jobs = {p: (p.read_bytes(), p.stat().st_mtime_ns) for d in ("0", "1") for p in (sweep / d).rglob("*")
+            if p.is_file()}
+    again = run_module(tmp_path, "-m", "initializer=glorot_uniform,orthogonal", "model.units=4",
+                       "trainer.epochs=1", "trainer.verbose=0", "hydra.sweep.dir=sweep")
+    assert again.returncode == 1
+    assert "2 jobs of this sweep did not run" in said(again) and "hold other runs" in said(again)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for d in ("0", "1") for p in (sweep / d).rglob("*")
+            if p.is_file()} == jobs
+    summary = (sweep / "summary.md").read_text()
+    assert "he_normal" in summary and "lecun_normal" in summary and "glorot_uniform" not in summary

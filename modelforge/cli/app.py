@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
-from modelforge.run.folder import RunFolder
+from modelforge.run.folder import FolderTaken, RunFolder
 
 log = logging.getLogger("modelforge")
 # Where modelforge's own primary config lives (the wheel's modelforge.conf is conf/).
@@ -63,6 +63,12 @@ def report_errors(job: Callable[[], Any]) -> Any:
 
             write_summaries(sweep_dir(), interrupted=True)
         sys.exit(err.exit_status)
+    except FolderTaken as err:
+        # Not logged: the job's log file is in the folder another run holds, which must not change.
+        if in_multirun():
+            print(textwrap.fill(f"modelforge: error: {err}", width=100, subsequent_indent="  "), file=sys.stderr)
+            return math.nan
+        exit_with(err)
     except (ConfigError, RunFailed) as err:
         if in_multirun():
             log.error("job failed: %s", err)

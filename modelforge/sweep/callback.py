@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from modelforge.analysis.summary import PLANNED, summarize
+from modelforge.analysis.summary import NOT_STARTED, PLANNED, collect, summarize
 from modelforge.run.folder import RunFolder
 
 log = logging.getLogger("modelforge")
@@ -31,18 +32,39 @@ def planned_jobs(config: Any) -> list[list[str]] | None:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def write_summaries(root: Path, interrupted: bool = False) -> None:
-    """summary.csv, summary.md and curves.png for the sweep; a sweep with a job that did not complete fails."""
+def unrecorded_jobs(config: Any, root: Path) -> list[list[str]]:
+    """This launch's jobs that no run folder under `root` records (refused: their folder held another run)."""
+    try:
+        jobs = planned_jobs(config)
+    except Exception:  # noqa: BLE001 (a sweep Hydra could launch but this cannot list: nothing to compare)
+        return []
+    recorded = [sorted(f"{k}={v}" for k, v in job.overrides.items()) for job in collect(root)
+                if job.status != NOT_STARTED]
+    return [job for job in jobs or [] if sorted(o.lstrip("+~") for o in job) not in recorded]
+
+
+def write_summaries(root: Path, interrupted: bool = False, refused: Sequence[Sequence[str]] = ()) -> None:
+    """summary.csv, summary.md and curves.png for the sweep; the sweep fails (exit 1) when a job did not
+    complete, or did not run because its folder held another run (`refused`).
+
+    `interrupted`: a signal stopped the sweep; the caller exits with the signal's status.
+    """
     try:
         summary = summarize(root)
     except FileNotFoundError:
         return
     print(f"sweep summary: {root / 'summary.md'}")
     if interrupted:
-        return  # the caller exits with the signal's status
+        return
+    if refused:
+        print(f"modelforge: error: {len(refused)} jobs of this sweep did not run, because their folders in {root} "
+              f"hold other runs (e.g. {' '.join(refused[0])}); the summaries show the runs those folders hold. "
+              "Choose another hydra.sweep.dir, or `python -m modelforge resume` the sweep that is there",
+              file=sys.stderr)
     if summary.failed:
         print(f"modelforge: error: {len(summary.failed)} of {len(summary.jobs)} jobs did not complete; "
               f"see {root / 'summary.md'}", file=sys.stderr)
+    if refused or summary.failed:
         sys.exit(1)
 
 
@@ -66,4 +88,5 @@ class SweepSummary(Callback):
                           config.logger.get("artifact_location"))
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        write_summaries(Path(config.hydra.sweep.dir))
+        root = Path(config.hydra.sweep.dir)
+        write_summaries(root, refused=unrecorded_jobs(config, root))
