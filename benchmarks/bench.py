@@ -5,7 +5,7 @@
 (c) in-process: modelforge's fit over plain `model.fit` on the same model         target <= 1.03
 (d) a 6-initializer sweep of the default model for 3 epochs against one TensorFlow import plus six
     hand-written fits in one process: the overhead per job, in seconds                target < 0.5 s
-(e) the same sweep with hydra/launcher=parallel (joblib, 2 workers) over the basic launcher
+(e) the same sweep with hydra/launcher=parallel (a fresh process per job, 2 at a time) over the basic launcher
 Each figure is the median of several interleaved repeats; pass --repeats N to change how many.
 """
 
@@ -112,7 +112,7 @@ def sweeps(repeats: int, cwd: str) -> None:
     per_job = (t["sweep"] - t["baseline"]) / 6
     print(f"{'(d) sweep overhead per job, seconds':<44} {per_job:6.3f}   target {'< 0.5':<7} "
           f"{t['sweep']:.2f}s vs {t['baseline']:.2f}s for 6 jobs")
-    line("(e) joblib (2 workers) / basic launcher", t["parallel"] / t["sweep"], "-",
+    line("(e) parallel (2 processes) / basic launcher", t["parallel"] / t["sweep"], "-",
          f"{t['parallel']:.2f}s vs {t['sweep']:.2f}s on {os.cpu_count()} cores")
 
 

@@ -39,6 +39,14 @@ def test_every_module_imports_and_the_api_still_answers(compose, tmp_path):
     assert [layer.name for layer in modelforge.build_model(run).layers][-1] == HEAD
     metrics = modelforge.train(cfg, run_dir=tmp_path / "run")
     assert metrics["status"] == Status.COMPLETED == "completed"
+    # A run that died before its first checkpoint: resume starts it over, in its own folder, with its config.
+    dead = tmp_path / "dead"
+    dead.mkdir()
+    (dead / "config.yaml").write_text((tmp_path / "run" / "config.yaml").read_text())
+    (dead / "metrics.json").write_text(json.dumps({"status": "running", "pid": 1}))
+    resumed = modelforge.resume(dead)
+    assert resumed["status"] == "completed" and resumed["final"] == metrics["final"]
+    assert resumed["resumed"][0]["from"] == "dead"
     with pytest.raises(ConfigError):
         modelforge.run_config(compose(["trainer.objective=val_acc"]))
 

@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resume": ("modelforge.cli.resume", "continue an unfinished run, or a stopped sweep, in FOLDER"),
 }
 DEFAULT = "train"
+# Commands that import TensorFlow, whose start-up noise the terminal is spared (see modelforge.cli.quiet).
+QUIET = ("train", "diagnose", "resume")
 
 
 def usage() -> str:
@@ -41,6 +43,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     if command == DEFAULT and any(a in ("--help", "-h") for a in argv):
         print(usage())
+    if command in QUIET:
+        from modelforge.cli.quiet import quiet_stderr, wanted
+
+        if wanted(argv):
+            quiet_stderr()
     module = importlib.import_module(COMMANDS[command][0])
     status = module.main(argv)
     if status:

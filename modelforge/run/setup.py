@@ -28,6 +28,23 @@ class Session:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def compute_line() -> str:
+    """What the backend will compute on, in one line: `TensorFlow 2.21 on CPU (2 threads), no GPU`."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return f"Keras {keras.__version__} on {keras.backend.backend()}"
+    import tensorflow as tf
+
+    version = ".".join(tf.__version__.split(".")[:2])
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = ", ".join(g.name for g in gpus)
+        return f"TensorFlow {version} on {len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({names})"
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+    return f"TensorFlow {version} on CPU ({threads} threads), no GPU"
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seeds Python, NumPy and the backend; with `deterministic`, asks TensorFlow for deterministic ops."""
     import keras
@@ -83,6 +100,7 @@ def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
     from modelforge.build import build, check_layer_args
     from modelforge.data.arrays import load
 
+    print(compute_line(), flush=True)
     optimizer = make_optimizer(run.optimizer)
     check_layer_args(plan)
     # A fresh session per job: sweeps run jobs one after another in one process (and loky reuses workers).

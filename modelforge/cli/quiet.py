@@ -1,0 +1,68 @@
+"""A quiet terminal that hides no error: TensorFlow's known start-up noise is dropped from stderr.
+
+TensorFlow prints absl, oneDNN and CUDA lines to fd 2 before absl is initialised, whatever
+`TF_CPP_MIN_LOG_LEVEL` says. A filter inside this process would lose the last lines when the process dies
+hard (a segfault, `os._exit`), so fd 2 goes through a pipe to a small filter process instead: it drops the
+known noise line by line, forwards everything else at once and in order, and reads to the end whatever
+happens to this process. `MODELFORGE_TF_LOGS=1` (or `hydra.verbose`) shows everything, unfiltered.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import sys
+
+ENV = "MODELFORGE_TF_LOGS"
+# TensorFlow's start-up and CPU-only notices, and one harmless tf.data notice: each a regular expression over a
+# whole line, naming the source file and the message, so that no other line of those files is hidden.
+NOISE = (
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
+    r"^I\d{4} [\d:. ]+\d+ port\.cc:\d+\] oneDNN custom operations are on\.",
+    r"^I\d{4} [\d:. ]+\d+ cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine, GPU will not be used\.",
+    r"^E\d{4} [\d:. ]+\d+ cuda_(platform|executor)\.cc:\d+\] failed call to cuInit: .*(UNKNOWN ERROR \(303\)|"
+    r"CUDA_ERROR_NO_DEVICE)",
+    r"^I\d{4} [\d:. ]+\d+ cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized to use available CPU ",
+    r"^To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\.$",
+    r"^[IWE]\d{4} [\d:. ]+\d+ node_def_util\.cc:\d+\] NodeDef mentions attribute use_unbounded_threadpool ",
+)
+# The filter process: the standard library only, started with -S -E so it costs a few milliseconds.
+_FILTER = """
+import re, sys
+noise = [re.compile(p.encode()) for p in sys.argv[1:]]
+out = sys.stdout.buffer
+for line in sys.stdin.buffer:
+    if not any(p.search(line.rstrip(b"\\r\\n")) for p in noise):
+        out.write(line)
+        out.flush()
+"""
+
+
+def wanted(argv: list[str]) -> bool:
+    """Whether to filter: not when the user asked for TensorFlow's logs, nor under Hydra's verbose logging."""
+    return os.environ.get(ENV) != "1" and not any(a.startswith(("hydra.verbose", "--hydra-help")) for a in argv)
+
+
+def quiet_stderr() -> subprocess.Popen[bytes]:
+    """Routes this process's fd 2 (and its children's) through the filter process; returns that process."""
+    sys.stderr.flush()
+    read, write = os.pipe()
+    original = os.dup(2)
+    proc = subprocess.Popen([sys.executable, "-S", "-E", "-c", _FILTER, *NOISE], stdin=read, stdout=original,
+                            stderr=original)
+    os.close(read)
+    os.dup2(write, 2)
+    os.close(write)
+
+    def restore() -> None:
+        # Hand fd 2 back and let the filter read to the end before the shell prompt returns.
+        sys.stderr.flush()
+        os.dup2(original, 2)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a child process still holds the pipe; it will drain when it ends
+            pass
+
+    atexit.register(restore)
+    return proc

@@ -1,0 +1,76 @@
+"""What a person sees: no TensorFlow start-up noise, but every other line of stderr, even from a hard crash."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from modelforge.cli.quiet import NOISE
+from tests.helpers import run_module
+
+pytestmark = pytest.mark.slow
+
+# The noise as TensorFlow 2.21 prints it on a CPU machine (each must match one of NOISE).
+SAMPLES = [
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "I0000 00:00:1795976739.831151    4565 port.cc:153] oneDNN custom operations are on. You may see slightly "
+    "different numerical results due to floating-point round-off errors from different computation orders.",
+    "I0000 00:00:1795976739.831525    4565 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will "
+    "not be used.",
+    "E0000 00:00:1795976742.612098    4565 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed "
+    "call to cuInit: UNKNOWN ERROR (303)",
+    "E0000 00:00:1795976743.957064    4565 node_def_util.cc:682] NodeDef mentions attribute use_unbounded_threadpool "
+    "which is not in the op definition",
+]
+
+
+def quiet_python(code, **env):
+    """Runs `code` after routing stderr through modelforge's filter, as the CLI does."""
+    prelude = "from modelforge.cli.quiet import quiet_stderr; quiet_stderr()\n"
+    return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, **env})
+
+
+def test_every_sample_is_known_noise_and_nothing_else_is():
+    for line in SAMPLES:
+        assert any(re.search(p, line) for p in NOISE), line
+    others = ["E0000 00:00:1.0    1 cuda_platform.cc:52] failed call to cuInit: CUDA_ERROR_OUT_OF_MEMORY",
+              "W0000 00:00:1.0    1 op_kernel.cc:1857] OP_REQUIRES failed at reshape_op.h:65",
+              "Traceback (most recent call last):", "modelforge: error: model.depth=0 must be a positive integer"]
+    for line in others:
+        assert not any(re.search(p, line) for p in NOISE), line
+
+
+def test_a_default_run_shows_no_noise_but_says_what_it_computes_on(tmp_path):
+    result = run_module(tmp_path, "trainer.epochs=1", "model.units=8", "trainer.verbose=0")
+    assert result.returncode == 0, result.stderr
+    for line in result.stderr.splitlines():
+        assert not any(re.search(p, line) for p in NOISE), line
+    assert re.search(r"^TensorFlow \d+\.\d+ on CPU \(\d+ threads\), no GPU$", result.stdout, re.M)
+    noisy = run_module(tmp_path, "trainer.epochs=1", "model.units=8", "trainer.verbose=0", "hydra.verbose=true")
+    assert "oneDNN custom operations are on" in noisy.stderr  # asked for: shown
+
+
+def test_the_last_line_before_a_native_crash_still_shows():
+    segfault = quiet_python("import sys, ctypes\nprint('last words before the crash', file=sys.stderr, flush=True)\n"
+                            "ctypes.string_at(0)")
+    assert segfault.returncode == -11
+    assert "last words before the crash" in segfault.stderr
+    hard_exit = quiet_python("import os\nos.write(2, b'written, then os._exit')\nos._exit(3)")
+    assert hard_exit.returncode == 3 and "written, then os._exit" in hard_exit.stderr
+
+
+def test_a_real_tensorflow_error_still_shows():
+    result = quiet_python("import tensorflow as tf\ntf.reshape(tf.zeros(3), (2,))")
+    assert result.returncode == 1
+    assert "InvalidArgumentError" in result.stderr and "Traceback" in result.stderr
+    assert "oneDNN custom operations are on" not in result.stderr
+
+
+def test_tf_logs_on_request(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "modelforge", "diagnose", "model.depth=1", "model.units=4"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "MODELFORGE_TF_LOGS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "oneDNN custom operations are on" in result.stderr
