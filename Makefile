@@ -7,7 +7,7 @@ ARGS ?=
 
 EXTRAS ?= sweeps,slurm
 
-.PHONY: run test test-fast lint bench plan extras clean-venv
+.PHONY: run test test-fast lint browser bench plan extras clean-venv
 
 # Rebuilt when pyproject.toml changes, or when the venv's interpreter no longer runs (a moved or
 # upgraded Python leaves a venv whose bin/python is a dead link). The editable install is a plain .pth of the
@@ -32,8 +32,14 @@ lint: $(STAMP)
 	$(VPY) -m mypy --strict modelforge/core modelforge/errors.py
 	$(VENV)/bin/lint-imports
 
+# The summary.html test opens the page in a real headless browser: Debian's chromium, installed when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } || \
+	  { echo "make: the browser test needs chromium (Debian: apt-get install chromium)"; exit 1; }
+
 # The test suite (with the doctests of the package) after the linters.
-test: lint
+test: lint browser
 	$(VPY) -m pytest $(ARGS)
 
 test-fast: lint

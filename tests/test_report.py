@@ -90,3 +90,90 @@ def test_report_command(sweep, tmp_path_factory, capsys):
     assert main([str(empty)]) == 2
     assert "no run folders" in capsys.readouterr().err
     assert main([str(empty / "missing")]) == 2
+
+
+def twelve_groups(root, epochs=5):
+    """12 groups with long names, 2 seeds each, written as run folders."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for g in range(12):
+        for seed in range(2):
+            run = root / f"{g}_{seed}"
+            (run / ".hydra").mkdir(parents=True)
+            name = f"a_rather_long_initializer_name_number_{g:02d}_with_a_suffix"
+            (run / ".hydra" / "overrides.yaml").write_text(f"- initializer={name}\n- seed={seed}\n")
+            curve = np.clip(0.5 + 0.04 * g + 0.05 * np.log1p(np.arange(epochs)) + rng.normal(0, 0.01, epochs), 0, 1)
+            (run / "history.csv").write_text("epoch,val_accuracy\n" + "".join(
+                f"{e + 1},{v}\n" for e, v in enumerate(curve)))
+            (run / "metrics.json").write_text(json.dumps({
+                "status": "completed", "objective": {"name": "val_accuracy", "value": float(curve[-1])},
+                "best": {"metric": "val_accuracy", "value": float(curve.max()), "epoch": int(curve.argmax()) + 1},
+                "epochs_run": epochs, "final": {"val_accuracy": float(curve[-1])}}))
+
+
+def test_curves_legend_fits_for_twelve_long_groups(tmp_path):
+    import matplotlib.image
+
+    from modelforge.analysis.summary import collect, group_jobs, plot_curves
+
+    twelve_groups(tmp_path)
+    jobs = collect(tmp_path)
+    groups = group_jobs(jobs, swept_keys(jobs))
+    assert len(groups) == 12
+    drawn = plot_curves(tmp_path / "curves.png", groups, "val_accuracy", title="sweep-2026-11-29")
+    height, width = matplotlib.image.imread(tmp_path / "curves.png").shape[:2]
+    assert abs(width - drawn["size"][0]) <= 2 and abs(height - drawn["size"][1]) <= 2
+    x0, y0, x1, y1 = drawn["legend"]
+    assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height  # the whole legend is in the picture
+    assert x0 > 0.5 * width  # beside the plot, not over it
+
+
+def test_summary_opens_with_the_verdict_and_groups_by_what_changes_results(tmp_path):
+    twelve_groups(tmp_path)
+    for run in tmp_path.iterdir():  # an output-only key differs too; it must not split the groups
+        with open(run / ".hydra" / "overrides.yaml", "a") as f:
+            f.write(f"- trainer.verbose={len(run.name) % 3}\n- optimizer.learning_rate=0.0012345678\n")
+    summarize(tmp_path)
+    text = (tmp_path / "summary.md").read_text()
+    first = text.splitlines()[2]
+    assert first.startswith("Best: initializer=a_rather_long_initializer_name_number_11_with_a_suffix with "
+                            "val_accuracy ")
+    assert "above the next (initializer=a_rather_long_initializer_name_number_10" in first
+    assert "seed-to-seed spread" in first
+    assert "Grouped by initializer;" in text and "trainer.verbose" not in text.split("## ")[0].split("|")[0]
+    assert "0.0012345678" not in text  # constant keys do not group; floats would be rounded if they did
+
+
+def test_summary_html_renders_in_a_real_browser(tmp_path):
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "the browser check needs Debian's chromium (.ci/run installs it)"
+    twelve_groups(tmp_path / "sweep")
+    summarize(tmp_path / "sweep")
+    page = (tmp_path / "sweep" / "summary.html").read_text()
+    assert "http://" not in page and "https://" not in page  # self-contained: nothing to fetch
+    # The same page, plus a probe that writes what the browser rendered into the DOM once everything loaded.
+    probe = page.replace("</body>", "<script>window.addEventListener('load', () => {"
+                         "document.body.dataset.img = document.images[0].naturalWidth + 'x' + "
+                         "document.images[0].naturalHeight; document.body.dataset.rows = "
+                         "document.querySelectorAll('table tr').length;});</script></body>")
+    (tmp_path / "probe.html").write_text(probe)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([browser, *flags, "--virtual-time-budget=5000", "--dump-dom",
+                          (tmp_path / "probe.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr
+    import re
+
+    size = re.search(r'data-img="(\d+)x(\d+)"', dom.stdout)
+    rows = re.search(r'data-rows="(\d+)"', dom.stdout)
+    assert size and int(size[1]) > 400 and int(size[2]) > 200, dom.stdout[-500:]  # the curves decoded
+    assert rows and int(rows[1]) == 13  # the header and the 12 groups
+    shot = subprocess.run([browser, *flags, "--window-size=1200,900", f"--screenshot={tmp_path / 'page.png'}",
+                           (tmp_path / "sweep" / "summary.html").as_uri()], capture_output=True, text=True,
+                          timeout=120)
+    assert shot.returncode == 0 and (tmp_path / "page.png").stat().st_size > 10_000

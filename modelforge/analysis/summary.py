@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelforge.analysis.page import html
 from modelforge.core.metrics import lower_is_better
 from modelforge.core.names import Status
 from modelforge.run.folder import RunFolder
@@ -100,7 +101,7 @@ def _planned(root: Path) -> list[list[str]]:
     if not path.exists():
         return []
     try:
-        return [list(job) for job in json.loads(path.read_text(encoding="utf-8")).get("jobs", [])]
+        return [list(job) for job in json.loads(path.read_text(encoding="utf-8")).get("jobs") or []]
     except (json.JSONDecodeError, AttributeError):
         return []
 
@@ -114,12 +115,40 @@ def _relative(path: Path, root: Path) -> Path:
     return path.relative_to(root) if path.is_relative_to(root) else path
 
 
+# Keys that change what a run shows or where it logs, never its results: jobs are not grouped by them.
+OUTPUT_ONLY = ("hydra", "logger", "trainer.verbose", "trainer.diagnose")
+
+
+def changes_results(key: str) -> bool:
+    """Whether an override key can change a run's numbers (`trainer.verbose` cannot; `seed` is a replicate).
+
+    Example:
+        >>> changes_results("initializer"), changes_results("trainer.verbose"), changes_results("logger.name")
+        (True, False, False)
+    """
+    return not any(key == k or key.startswith((f"{k}.", f"{k}/")) for k in OUTPUT_ONLY)
+
+
 def swept_keys(jobs: Sequence[Job]) -> list[str]:
-    """Override keys whose value differs between jobs (hydra.* settings left out), in first-seen order."""
+    """Override keys whose value differs between jobs and can change results, in first-seen order."""
     keys: list[str] = []
     for job in jobs:
-        keys.extend(k for k in job.overrides if k not in keys and not k.startswith("hydra"))
+        keys.extend(k for k in job.overrides if k not in keys and changes_results(k))
     return [k for k in keys if len({job.overrides.get(k, DEFAULT) for job in jobs}) > 1]
+
+
+def short_value(value: str) -> str:
+    """An override's value for a group name: floats to 4 significant digits, anything else as it is.
+
+    Example:
+        >>> short_value("0.0012345678"), short_value("he_normal"), short_value("64")
+        ('0.001235', 'he_normal', '64')
+    """
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() and "." not in value and "e" not in value.lower() else f"{number:.4g}"
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
@@ -167,7 +196,7 @@ def group_jobs(jobs: Sequence[Job], keys: Sequence[str]) -> list[Group]:
     grouping = [k for k in keys if k not in SEED_KEYS]
     groups: dict[tuple, Group] = {}
     for job in jobs:
-        key = tuple((k, job.overrides.get(k, DEFAULT)) for k in grouping)
+        key = tuple((k, short_value(job.overrides.get(k, DEFAULT))) for k in grouping)
         groups.setdefault(key, Group(key, [])).jobs.append(job)
     return list(groups.values())
 
@@ -215,6 +244,8 @@ def markdown(root: Path, jobs: Sequence[Job], groups: Sequence[Group], keys: Seq
     lines = [
         f"# Summary of {root.resolve()}",
         "",
+        headline(groups, objective),
+        "",
         f"{len(jobs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ". "
         f"Grouped by {', '.join(k for k in keys if k not in SEED_KEYS) or 'nothing (one group)'}; "
         f"mean ± sample std over seeds; {objective}: {direction} is better.",
@@ -242,8 +273,16 @@ def markdown(root: Path, jobs: Sequence[Job], groups: Sequence[Group], keys: Seq
     return "\n".join(lines) + "\n"
 
 
-def plot_curves(path: Path, groups: Sequence[Group], objective: str) -> None:
-    """The objective per epoch: a line per group (mean over seeds) with a ±1 std band."""
+CURVES_DPI = 100
+
+
+def plot_curves(path: Path, groups: Sequence[Group], objective: str, title: str = "") -> dict[str, Any]:
+    """The objective per epoch: a line per group (mean over seeds) with a ±1 std band.
+
+    The legend sits outside the axes, to the right, and the picture is cut to what it draws, so any number
+    of groups with long names fits. Returns the picture's size and the legend's box in it (pixels, origin
+    bottom left), for checks.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,6 +290,8 @@ def plot_curves(path: Path, groups: Sequence[Group], objective: str) -> None:
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(8, 5))
+    if len(groups) > 10:  # the default cycle has 10 colours; tab20 keeps more groups apart
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
     for group in groups:
         curves = [[row[objective] for row in job.history if objective in row] for job in group.completed]
         curves = [c for c in curves if c]
@@ -264,14 +305,53 @@ def plot_curves(path: Path, groups: Sequence[Group], objective: str) -> None:
         epochs = np.arange(1, length + 1)
         (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=f"{group.label} (n={len(curves)})")
         ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    ax.set(xlabel="epoch", ylabel=objective, title=f"{objective} per epoch, mean ± std over seeds")
+    ax.set(xlabel="epoch", ylabel=objective)
+    ax.set_title(f"{title}\n{objective} per epoch, mean ± std over seeds" if title else
+                 f"{objective} per epoch, mean ± std over seeds")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
+    legend = None
     if ax.lines:
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+        legend = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize="small",
+                           title="group (seeds)", title_fontsize="small", frameon=False)
+    pad = 0.2  # inches around what is drawn
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg's canvas has one
+    tight = fig.get_tightbbox(renderer).padded(pad)
+    fig.savefig(path, dpi=CURVES_DPI, bbox_inches=tight)
+    found: dict[str, Any] = {"size": (round(tight.width * CURVES_DPI), round(tight.height * CURVES_DPI)),
+                             "legend": None}
+    if legend is not None:
+        box = legend.get_window_extent(renderer).transformed(fig.dpi_scale_trans.inverted())
+        found["legend"] = tuple(round(v * CURVES_DPI) for v in (box.x0 - tight.x0, box.y0 - tight.y0,
+                                                                box.x1 - tight.x0, box.y1 - tight.y0))
     plt.close(fig)
+    return found
+
+
+def headline(groups: Sequence[Group], objective: str) -> str:
+    """summary.md's first sentence: which group is best, by how much, and whether that beats the seeds' spread.
+
+    Example:
+        >>> headline([], "val_accuracy")
+        'No run completed, so no group is best.'
+    """
+    scored = sorted(((statistics.fmean(g.values("objective")), g) for g in groups if g.values("objective")),
+                    key=lambda pair: pair[0], reverse=not lower_is_better(objective))
+    if not scored:
+        return "No run completed, so no group is best."
+    (best_mean, best), rest = scored[0], scored[1:]
+    text = f"Best: {best.label} with {objective} {best_mean:.4f}"
+    if not rest:
+        return text + " (the only group)."
+    (next_mean, runner_up) = rest[0]
+    gap = abs(best_mean - next_mean)
+    spreads = [s for g in (best, runner_up) if (s := _mean_std(g.values("objective"))[1]) is not None]
+    text += f", {gap:.4f} {'below' if lower_is_better(objective) else 'above'} the next ({runner_up.label})"
+    if not spreads:
+        return text + "; with one seed per group there is no seed-to-seed spread to compare with."
+    spread = max(spreads)
+    verdict = "larger" if gap > spread else "not larger"
+    return text + f"; the difference is {verdict} than the seed-to-seed spread (sample std up to {spread:.4f})."
 
 
 @dataclass
@@ -298,6 +378,8 @@ def summarize(root: str | Path) -> Summary:
     groups = group_jobs(jobs, keys)
     folder = RunFolder(root)
     write_csv(folder, root, jobs, keys)
-    folder.write_text("summary.md", markdown(root, jobs, groups, keys))
-    folder.write_with("curves.png", lambda p: plot_curves(p, groups, _objective_name(jobs)))
+    markdown_text = markdown(root, jobs, groups, keys)
+    folder.write_text("summary.md", markdown_text)
+    folder.write_with("curves.png", lambda p: plot_curves(p, groups, _objective_name(jobs), title=root.name))
+    folder.write_text("summary.html", html(root, folder.path / "curves.png", markdown_text))
     return Summary(jobs, groups)

@@ -341,7 +341,7 @@ def _trainer(trainer_cfg: Mapping[str, Any], data: Data) -> Trainer:
     task = data.task if isinstance(data, SyntheticData) else "classification"
     trainer = typed(Trainer, trainer_cfg, "trainer")
     check_split(data.num_samples, data.validation_split, trainer.batch_size)
-    objective = metrics.DEFAULT_OBJECTIVE[task] if trainer.objective == "auto" else trainer.objective
+    objective = metrics.objective_for(trainer.objective, task)
     metrics.check_metric(objective, task, "trainer.objective")
     if trainer.early_stopping.enabled:
         metrics.check_metric(trainer.early_stopping.monitor, task, "trainer.early_stopping.monitor")

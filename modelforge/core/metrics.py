@@ -48,6 +48,26 @@ def mode(metric: str) -> str:
     return "min" if lower_is_better(metric) else "max"
 
 
+def objective_for(objective: str, task: str) -> str:
+    """The metric `trainer.objective` names (`auto`: the task's default).
+
+    Example:
+        >>> objective_for("auto", "regression")
+        'val_loss'
+    """
+    return DEFAULT_OBJECTIVE[task] if objective == "auto" else objective
+
+
+def sweeper_direction(metric: str) -> str:
+    """The direction a sweeper (Optuna) optimizes `metric` in.
+
+    Example:
+        >>> sweeper_direction("val_accuracy"), sweeper_direction("val_loss")
+        ('maximize', 'minimize')
+    """
+    return "minimize" if lower_is_better(metric) else "maximize"
+
+
 def check_metric(name: str, task: str, key: str) -> str:
     """Returns `name` if a run of `task` reports it, else raises a `ConfigError` with the nearest name.
 

@@ -12,6 +12,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from modelforge.analysis.summary import NOT_STARTED, PLANNED, collect, summarize
+from modelforge.core.metrics import objective_for
 from modelforge.run.folder import RunFolder
 
 log = logging.getLogger("modelforge")
@@ -30,6 +31,23 @@ def planned_jobs(config: Any) -> list[list[str]] | None:
     params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
     parsed = OverridesParser.create(config_loader=loader).parse_overrides([*params, *config.hydra.overrides.task])
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def check_direction(config: Any) -> None:
+    """Refuses a sweeper told to optimize the objective the wrong way (the summaries' "best" would disagree)."""
+    from modelforge.sweep.store import direction
+
+    given = config.hydra.sweeper.get("direction")
+    if not isinstance(given, str):
+        return  # the basic sweeper has none; a list is a multi-objective study, modelforge's objective is one
+    wanted = direction(config.trainer.objective, config.data)
+    if given != wanted:
+        task = config.data.get("task", "classification")
+        objective = objective_for(config.trainer.objective, task)
+        print(f"modelforge: error: hydra.sweeper.direction={given}, but the objective {objective} is to "
+              f"{wanted[:-1]}e: the sweeper would call the worst trial best. Leave hydra.sweeper.direction out "
+              "(it follows from trainer.objective), or choose another trainer.objective", file=sys.stderr)
+        sys.exit(2)
 
 
 def unrecorded_jobs(config: Any, root: Path) -> list[list[str]]:
@@ -72,6 +90,7 @@ class SweepSummary(Callback):
     """Records the sweep's plan at its start; summarizes the sweep folder when it ends."""
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        check_direction(config)
         root = RunFolder(config.hydra.sweep.dir)
         if not (root.path / PLANNED).exists():  # a re-launched sweep keeps the plan it started with
             try:

@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any, Optional
 
 from modelforge.core.config import SCHEMAS, Model, Trainer
+from modelforge.core.metrics import objective_for, sweeper_direction
 from modelforge.errors import ConfigError, closest
 
 PREFIX = "modelforge_schema_"
@@ -82,6 +83,15 @@ def register() -> None:
     # Cached, so every job of a sweep (and Hydra's copy of the config in launcher workers) sees the launcher's.
     if not OmegaConf.has_resolver("mf.pid"):
         OmegaConf.register_new_resolver("mf.pid", lambda: os.getpid(), use_cache=True)
+    # `${mf.direction:${trainer.objective},${data}}`: the sweeper's direction follows from the objective.
+    if not OmegaConf.has_resolver("mf.direction"):
+        OmegaConf.register_new_resolver("mf.direction", direction)
+
+
+def direction(objective: str, data: Any) -> str:
+    """Which way a sweeper should optimize `trainer.objective` for this data (`minimize` or `maximize`)."""
+    task = data.get("task", "classification") if hasattr(data, "get") else "classification"
+    return sweeper_direction(objective_for(str(objective), str(task)))
 
 
 def _keys(cls: type, prefix: str) -> list[str]:
