@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from modelforge.core.initplan import Plan
+    from modelforge.run.console import Job
     from modelforge.run.folder import RunFolder
 
 
@@ -109,7 +110,8 @@ def build_model(cfg: Any) -> keras.Model:
     return build(plan(cfg))
 
 
-def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool = False) -> dict[str, Any]:
+def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool = False,
+          job: Job | None = None) -> dict[str, Any]:
     """Trains the config's model and writes a run folder; returns the contents of `metrics.json`.
 
     With `trainer.diagnose=true` the init health report runs before the fit.
@@ -118,6 +120,7 @@ def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool 
         cfg: a composed config (or a `RunConfig`).
         run_dir: where the run folder goes; a new folder under `outputs/` when None.
         resume: continue the unfinished run in `run_dir` from its checkpoint (see `resume`).
+        job: where the run sits in a sweep, for what it prints (the command line's sweeps set it).
 
     Raises:
         ConfigError: bad input, found before anything heavy runs; `metrics.json` says `failed` and why.
@@ -139,7 +142,7 @@ def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool 
         record_failure(folder, err)  # the folder says why nothing ran (a sweep's summary lists it)
         folder.unlock()
         raise
-    return run_training(run, folder, hooks=hooks_for(run), resume=resume)
+    return run_training(run, folder, hooks=hooks_for(run), resume=resume, job=job)
 
 
 def resume(run_dir: str | Path) -> dict[str, Any]:

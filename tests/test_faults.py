@@ -217,7 +217,6 @@ def test_a_dead_parallel_worker_fails_only_its_job(tmp_path):
 
 
 def test_mlflow_with_two_workers_on_a_fresh_store_records_every_job(tmp_path):
-    pytest.importorskip("mlflow")
     result = run_module(tmp_path, "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1,2,3",
                         "logger=mlflow", "model.units=8", "trainer.epochs=1", "trainer.verbose=0")
     assert result.returncode == 0, result.stderr
@@ -225,8 +224,13 @@ def test_mlflow_with_two_workers_on_a_fresh_store_records_every_job(tmp_path):
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["modelforge"])
-    assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"}
-    assert sorted(runs["params.seed"]) == ["0", "1", "2", "3"]
+    assert len(runs) == 5 and set(runs["status"]) == {"FINISHED"}  # the sweep's run and its 4 jobs
+    (parent,) = runs[runs["tags.modelforge.sweep"].notna()]["run_id"]
+    jobs = runs[runs["tags.mlflow.parentRunId"] == parent]
+    assert sorted(jobs["params.seed"]) == ["0", "1", "2", "3"]
+    # Each job's run is named by its overrides.
+    assert sorted(jobs["tags.mlflow.runName"]) == [
+        f"seed={i},logger=mlflow,model.units=8,trainer.epochs=1,trainer.verbose=0" for i in range(4)]
 
 
 def test_a_popen_target_runs_nothing(tmp_path):

@@ -197,7 +197,9 @@ def test_tensorboard_hparams_written(compose, tmp_path):
 
     modelforge.train(compose([*FAST, "logger=tensorboard", "optimizer.learning_rate=0.003"]), run_dir=tmp_path)
     plugins = set()
-    for events in (tmp_path / "tensorboard").glob("events.out.tfevents.*"):
+    # One TensorBoard run folder per job, named by its overrides (the folder's name for an API run).
+    assert [p.name for p in (tmp_path / "tensorboard").iterdir()] == [tmp_path.name]
+    for events in (tmp_path / "tensorboard" / tmp_path.name).glob("events.out.tfevents.*"):
         for event in tf.compat.v1.train.summary_iterator(str(events)):
             for value in event.summary.value:
                 plugins.add(value.metadata.plugin_data.plugin_name)

@@ -46,14 +46,9 @@ class Job:
 
 
 def _overrides(run: Path) -> dict[str, str]:
-    path = run / ".hydra" / "overrides.yaml"
-    if not path.exists():
-        return {}
-    from omegaconf import OmegaConf
-
     found = {}
-    for item in OmegaConf.to_container(OmegaConf.load(path)) or []:
-        key, _, value = str(item).partition("=")
+    for item in RunFolder(run).overrides():
+        key, _, value = item.partition("=")
         found[key.lstrip("+~")] = value
     return found
 
@@ -291,7 +286,7 @@ def plot_curves(path: Path, groups: Sequence[Group], objective: str, title: str 
 
     fig, ax = plt.subplots(figsize=(8, 5))
     if len(groups) > 10:  # the default cycle has 10 colours; tab20 keeps more groups apart
-        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
+        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # type: ignore[attr-defined]
     for group in groups:
         curves = [[row[objective] for row in job.history if objective in row] for job in group.completed]
         curves = [c for c in curves if c]

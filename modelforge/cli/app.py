@@ -110,6 +110,42 @@ def write_hydra_files(cfg: Any, folder: RunFolder) -> None:
     out.write_text("overrides.yaml", OmegaConf.to_yaml(HydraConfig.get().overrides.task))
 
 
+# Launcher and sweeper options, the Hydra plugin each needs, and the extra that installs it.
+PLUGINS = {
+    "hydra/launcher=joblib": ("hydra_plugins.hydra_joblib_launcher", "sweeps"),
+    "hydra/launcher=submitit_local": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "hydra/launcher=submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "hydra/launcher=slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "hydra/launcher=ray_cluster": ("hydra_plugins.hydra_ray_launcher", "ray"),
+    "hparams_search=optuna": ("hydra_plugins.hydra_optuna_sweeper", "sweeps"),
+    "hydra/sweeper=optuna": ("hydra_plugins.hydra_optuna_sweeper", "sweeps"),
+}
+
+
+def check_plugins(argv: list[str]) -> None:
+    """A launcher or sweeper whose extra is not installed: say which `pip install` brings it."""
+    import importlib.util
+
+    for arg in argv:
+        if arg in PLUGINS and importlib.util.find_spec(PLUGINS[arg][0]) is None:
+            extra = PLUGINS[arg][1]
+            exit_with(f"{arg} needs the {extra!r} extra, which is not installed; install it with: "
+                      f"pip install 'modelforge[{extra}]' (in a checkout: make extras EXTRAS={extra})")
+
+
+def folder_kind(argv: list[str], kind: str | None) -> list[str]:
+    """Overrides that put a command's folders under outputs/<kind>/ (plans, diagnoses), apart from training
+    runs, unless the user chose the folder."""
+    if kind is None:
+        return []
+    found = []
+    if not any(a.startswith("hydra.run.dir=") for a in argv):
+        found.append(f"hydra.run.dir=outputs/{kind}/${{now:%Y-%m-%d}}/${{now:%H-%M-%S-%f}}-${{mf.pid:}}")
+    if not any(a.startswith("hydra.sweep.dir=") for a in argv):
+        found.append(f"hydra.sweep.dir=outputs/{kind}/multirun/${{now:%Y-%m-%d}}/${{now:%H-%M-%S-%f}}-${{mf.pid:}}")
+    return found
+
+
 def before_hydra(argv: list[str]) -> list[str]:
     """What every modelforge command line does before Hydra starts; returns the overrides Hydra should read.
 
@@ -124,17 +160,21 @@ def before_hydra(argv: list[str]) -> list[str]:
         check_override_keys([a for a in argv if not a.startswith("-")])
     except ConfigError as err:
         exit_with(err)
-    register()
+    check_plugins(argv)
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # Hydra's plugin scan runs the plugins' own registrations: before modelforge's, not after
     share_config_store()
+    register()
     return normalize_overrides(argv)
 
 
-def run_hydra(argv: list[str], body: Callable[[Any, Path], Any], check: bool = True) -> None:
+def run_hydra(argv: list[str], body: Callable[[Any, Path], Any], check: bool = True, kind: str | None = None) -> None:
     """Runs modelforge's Hydra app on `argv`: `body` gets the run config and Hydra's run folder.
 
     With `check`, the config is checked as a whole (`RunConfig.from_mapping`) before `body` starts, so bad
     input exits 2 before anything heavy is imported; without, `body` gets the composed config and checks it
-    itself. `body`'s return value goes back to sweepers.
+    itself. `kind` puts the folders under outputs/<kind>/. `body`'s return value goes back to sweepers.
     """
     import hydra
     from omegaconf import DictConfig
@@ -145,5 +185,5 @@ def run_hydra(argv: list[str], body: Callable[[Any, Path], Any], check: bool = T
     def task(cfg: DictConfig) -> Any:
         return report_errors(lambda: body(run_config(cfg) if check else cfg, hydra_run_dir()))
 
-    sys.argv = [sys.argv[0], *before_hydra(argv)]
+    sys.argv = [sys.argv[0], *before_hydra([*folder_kind(argv, kind), *argv])]
     task()

@@ -26,4 +26,4 @@ def diagnose_in(cfg: Any, run_dir: Path) -> None:
 
 
 def main(argv: list[str]) -> None:
-    run_hydra(argv, diagnose_in, check=False)
+    run_hydra(argv, diagnose_in, check=False, kind="diagnoses")

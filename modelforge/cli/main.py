@@ -20,12 +20,25 @@ DEFAULT = "train"
 QUIET = ("train", "diagnose", "resume")
 
 
+def _options(group: str) -> list[str]:
+    """The options modelforge ships in a group of conf/ (read from the package, cheaply)."""
+    from importlib import resources
+
+    folder = resources.files("modelforge.conf").joinpath(group)
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
 def usage() -> str:
-    """The subcommands, as `--help` shows them above Hydra's own help."""
+    """The subcommands, and the launchers and sweepers modelforge ships, above Hydra's own help."""
     width = max(map(len, COMMANDS))
     lines = ["usage: python -m modelforge [COMMAND] [overrides]   (or: modelforge [COMMAND] [overrides])", "",
              "commands:"]
     lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "sweeps (-m):",
+              f"  hydra/launcher=   {', '.join(_options('hydra/launcher'))}  (and Hydra's basic, joblib, "
+              "submitit_local)",
+              f"  hparams_search=   {', '.join(_options('hparams_search'))}",
+              "  each names the extra it needs when that is missing (pip install 'modelforge[sweeps|slurm|ray]')"]
     lines += ["", f"With no command, `{DEFAULT}`. `python -m modelforge COMMAND --help` for one command's help.", ""]
     return "\n".join(lines)
 

@@ -27,4 +27,4 @@ def plan_in(cfg: Any, run_dir: Path) -> None:
 
 
 def main(argv: list[str]) -> None:
-    run_hydra(argv, plan_in, check=False)
+    run_hydra(argv, plan_in, check=False, kind="plans")

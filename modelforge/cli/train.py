@@ -2,13 +2,63 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
+from modelforge.analysis.summary import PLANNED
 from modelforge.api import train
-from modelforge.cli.app import resuming, run_hydra, write_hydra_files
+from modelforge.cli.app import in_multirun, resuming, run_hydra, sweep_dir, write_hydra_files
+from modelforge.run.console import Job
 from modelforge.run.folder import FolderState, RunFolder
 from modelforge.run.lifecycle import claim
+
+# Statuses of jobs that are over, for the count of jobs done.
+_OVER = {"completed", "failed", "dead", "interrupted"}
+
+
+def sweep_job() -> tuple[Job, int | None]:
+    """This job's place in the sweep: its label, how it prints, and how many jobs the sweep has."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra = HydraConfig.get()
+    planned = _planned()
+    total = len(planned.get("jobs") or []) or None
+    marks = sweep_dir() / ".plans"
+
+    def first_of_plan(digest: str) -> bool:
+        # The first job with this plan prints its table; a marker file says so to every other process.
+        marks.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(marks / digest, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        return True
+
+    side_by_side = not str(hydra.launcher.get("_target_", "")).endswith("BasicLauncher")
+    return Job(f"[{hydra.job.num + 1}/{total or '?'}]", side_by_side, first_of_plan), total
+
+
+def _planned() -> dict[str, Any]:
+    try:
+        found = json.loads((sweep_dir() / PLANNED).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def progress_note(total: int | None) -> str:
+    """`4 of 9 jobs done, about 1 min 12 s left`, from the sweep's job folders and when it was launched."""
+    done = 0
+    for metrics in sweep_dir().rglob("metrics.json"):
+        done += RunFolder(metrics.parent).record().get("status") in _OVER
+    if not total:
+        return f"{done} jobs done"
+    elapsed = time.time() - float(_planned().get("launched_at") or time.time())
+    left = elapsed / max(done, 1) * max(total - done, 0)
+    return f"{done} of {total} jobs done, about {int(left // 60)} min {int(left % 60)} s left"
 
 
 def train_in(cfg: Any, run_dir: Path) -> float:
@@ -17,19 +67,30 @@ def train_in(cfg: Any, run_dir: Path) -> float:
     The folder is claimed (locked, and refused if another run holds it) before anything is written, Hydra's
     `.hydra/` record included. A config refused by the checks leaves `metrics.json` saying `failed` and why,
     so a sweep's summary accounts for the job. In a sweep that `resume` re-launched, a completed job reports
-    its recorded objective untouched, and an unfinished one continues from its checkpoint.
+    its recorded objective untouched, and an unfinished one continues from its checkpoint. In a sweep each job
+    starts with one line (`[3/9] initializer=he_normal,seed=2`) and ends with its objective, its time and the
+    sweep's time left.
     """
     folder = RunFolder(run_dir)
     resume = resuming()
+    job, total = sweep_job() if in_multirun() else (None, None)
     if resume and folder.state() == FolderState.COMPLETED:
         objective = folder.record()["objective"]
-        print(f"run folder: {folder.path.resolve()}  {objective['name']}={objective['value']:.4f}  (completed before)")
+        print(f"{job.label + ' ' if job else ''}{folder.job_name()}: {objective['name']}={objective['value']:.4f} "
+              "(completed before; untouched)", flush=True)
         return float(objective["value"])
     if claim(folder, resume) == FolderState.EMPTY:
         write_hydra_files(cfg, folder)
-    metrics = train(cfg, run_dir=folder, resume=resume)
+    started = time.perf_counter()
+    if job:
+        print(f"{job.label} {folder.job_name()}", flush=True)
+    metrics = train(cfg, run_dir=folder, resume=resume, job=job)
     objective = metrics["objective"]
-    print(f"run folder: {metrics['run_dir']}  {objective['name']}={objective['value']:.4f}  ({metrics['status']})")
+    result = f"{objective['name']}={objective['value']:.4f}"
+    if job:
+        print(f"{job.label} {result} in {time.perf_counter() - started:.1f} s; {progress_note(total)}", flush=True)
+    else:
+        print(f"run folder: {metrics['run_dir']}  {result}  ({metrics['status']})", flush=True)
     return float(objective["value"])
 
 

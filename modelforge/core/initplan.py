@@ -9,6 +9,7 @@ corrected so that Keras' guess yields the true fans' variance (the saved model s
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -179,6 +180,25 @@ def make_plan(run: RunConfig) -> Plan:
         if spec.activation and not get_activation(spec.activation).has_string:
             plan.entries.append(_prelu_entry(spec, seed))
     return plan
+
+
+def plan_digest(plan: Plan) -> str:
+    """A short name for what the plan decides (seeds left out, so a sweep's seeds share one).
+
+    Example:
+        >>> from modelforge.core.config import RunConfig, example_config
+        >>> len(plan_digest(make_plan(RunConfig.from_mapping(example_config()))))
+        8
+    """
+    entries = [{k: v for k, v in e.as_dict().items() if k != "seed"} for e in plan.entries]
+    return hashlib.blake2b(json.dumps(entries, sort_keys=True, default=str).encode(), digest_size=4).hexdigest()
+
+
+def plan_line(plan: Plan) -> str:
+    """The plan in one line, for a job whose plan table another job of the sweep printed already."""
+    values = sum(math.prod(e.shape) for e in plan.entries)
+    return (f"plan {plan_digest(plan)}: {len(plan.entries)} weights, {values:,} values, as printed above "
+            "(the whole plan is in init_plan.json)")
 
 
 def _fan(value: float | None) -> str:

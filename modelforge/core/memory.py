@@ -19,8 +19,8 @@ def human(n: float) -> str:
     """Bytes as people read them.
 
     Example:
-        >>> human(1536), human(6.4e12)
-        ('1.5 KB', '6.4 TB')
+        >>> human(1536), human(6 * 1024**4)
+        ('1.5 KB', '6.0 TB')
     """
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1024 or unit == "TB":

@@ -104,7 +104,8 @@ def make_callbacks(run: RunConfig, folder: RunFolder, progress: Progress, best_w
     if isinstance(run.logger, TensorBoardLogger):
         from modelforge.run.tracking import write_tensorboard_hparams
 
-        log_dir = folder.path / run.logger.log_dir
+        # A run folder per job name, so TensorBoard's runs say which job they are.
+        log_dir = folder.path / run.logger.log_dir / folder.job_name()
         write_tensorboard_hparams(log_dir, run, folder.path.name)
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=run.logger.histogram_freq))
 
@@ -120,8 +121,12 @@ def make_callbacks(run: RunConfig, folder: RunFolder, progress: Progress, best_w
     return callbacks
 
 
-def fit_model(model: Any, dataset: Any, run: RunConfig, callbacks: list[Any], progress: Progress) -> None:
-    """Fits from the epoch after the last one done (to the end, or not at all if early stopping ended it)."""
+def fit_model(model: Any, dataset: Any, run: RunConfig, callbacks: list[Any], progress: Progress,
+              quiet: bool = False) -> None:
+    """Fits from the epoch after the last one done (to the end, or not at all if early stopping ended it).
+
+    `quiet` drops Keras' per-step bars (at `trainer.verbose=auto`) where jobs print one line per epoch.
+    """
     from modelforge.data.batches import steps_per_epoch, train_batches
 
     trainer = run.trainer
@@ -131,6 +136,7 @@ def fit_model(model: Any, dataset: Any, run: RunConfig, callbacks: list[Any], pr
     model.fit(
         batches, shuffle=False, validation_data=(dataset.x_val, dataset.y_val),
         validation_batch_size=trainer.batch_size, epochs=end, initial_epoch=progress.epochs_done,
-        steps_per_epoch=steps_per_epoch(len(dataset.x_train), trainer.batch_size), verbose=trainer.verbose,
+        steps_per_epoch=steps_per_epoch(len(dataset.x_train), trainer.batch_size),
+        verbose=0 if quiet and trainer.verbose == "auto" else trainer.verbose,
         callbacks=callbacks,
     )

@@ -197,6 +197,20 @@ class RunFolder:
             return FolderState.DEAD  # unlocked (a live run's lock was found above), or locked by this run
         return FolderState(status)
 
+    def overrides(self) -> list[str]:
+        """The command-line overrides of the job (Hydra's `.hydra/overrides.yaml`); [] for an API run."""
+        path = self.path / ".hydra" / "overrides.yaml"
+        if not path.exists():
+            return []
+        from omegaconf import OmegaConf
+
+        return [str(item) for item in OmegaConf.to_container(OmegaConf.load(path)) or []]  # type: ignore[union-attr]
+
+    def job_name(self) -> str:
+        """A name that says which job this is: its overrides (`initializer=he_normal,seed=2`), else the folder's."""
+        given = [o.lstrip("+~") for o in self.overrides() if not o.lstrip("+~").startswith("hydra")]
+        return ",".join(given) or self.path.name
+
     def clean_temp_files(self) -> list[str]:
         """Removes what a dead run left half written (this module's temporary files); returns their names."""
         found = [p for p in self.path.glob(".*") if TEMP in p.name and p.is_file()]

@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from modelforge.core.config import RunConfig
-from modelforge.core.initplan import Plan, format_table, make_plan
+from modelforge.core.initplan import Plan, format_table, make_plan, plan_digest, plan_line
 from modelforge.core.memory import estimate
 from modelforge.core.metrics import lower_is_better
 from modelforge.core.names import Status
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run import checkpoint
 from modelforge.run.checkpoint import Progress
+from modelforge.run.console import Job, log, run_log, say
 from modelforge.run.folder import FolderState, FolderTaken, RunFolder, identity, now, versions
 from modelforge.run.setup import Session, prepare
 
@@ -128,7 +129,8 @@ def stop_on_signals(stop: Any) -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), resume: bool = False) -> dict[str, Any]:
+def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), resume: bool = False,
+                 job: Job | None = None) -> dict[str, Any]:
     """Trains the run's model and writes its run folder.
 
     Args:
@@ -136,6 +138,7 @@ def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), 
         folder: the run folder (the command line passes Hydra's, already claimed).
         hooks: steps between set-up and fit (see `Hook`).
         resume: continue an unfinished run in the folder from its checkpoint.
+        job: where the run sits in a sweep, for what it prints (see `Job`).
 
     Returns:
         The contents of `metrics.json`.
@@ -164,13 +167,16 @@ def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), 
         folder.write_json("metrics.json", record)
         if not resuming:
             folder.write_text("config.yaml", config_yaml(run))
-        return _run(run, folder, record, hooks, started, resuming)
+        with run_log(folder.path, (job or Job()).label) as log:
+            log.info("run %s in %s (pid %s on %s)", f"resumed from {state}" if resuming else "started", folder.path,
+                     record["pid"], record["host"])
+            return _run(run, folder, record, hooks, started, resuming, job or Job())
     finally:
         folder.unlock()
 
 
 def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Sequence[Hook], started: float,
-         resuming: bool) -> dict[str, Any]:
+         resuming: bool, job: Job) -> dict[str, Any]:
     timings: dict[str, float] = {}
     trackers: list[Any] = []  # filled by _train once the config is known to be good
 
@@ -181,10 +187,11 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
         folder.write_json("metrics.json", record)
         for tracker in trackers:
             tracker.finish(record)
+        (log.info if status == Status.COMPLETED else log.error)("run %s%s", status, f": {error}" if error else "")
         return record
 
     try:
-        record.update(_train(run, folder, record, timings, trackers, hooks, resuming))
+        record.update(_train(run, folder, record, timings, trackers, hooks, resuming, job))
     except RunInterrupted as err:
         finish(Status.INTERRUPTED, str(err))
         raise
@@ -200,22 +207,37 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
     return finish(Status.COMPLETED, None)
 
 
-def save_plan(run: RunConfig, folder: RunFolder) -> Plan:
-    """Works out the plan, writes init_plan.json and prints the table with the memory the run needs."""
+def save_plan(run: RunConfig, folder: RunFolder, job: Job | None = None) -> Plan:
+    """Works out the plan, writes init_plan.json, and prints the table (in a sweep, once per distinct plan;
+    the other jobs print one line) with the memory the run needs."""
     plan = make_plan(run)
     folder.write_json("init_plan.json", plan.as_json())
-    print(format_table(plan), flush=True)
-    print(f"memory: {estimate(plan, run.trainer.batch_size, run.optimizer.name).describe()}", flush=True)
+    digest = plan_digest(plan)
+    if job is None or job.first_of_plan(digest):
+        print(format_table(plan), flush=True)
+    else:
+        say(plan_line(plan))
+    say(f"memory: {estimate(plan, run.trainer.batch_size, run.optimizer.name).describe()}")
+    log.info("plan %s: %d weights; init_plan.json", digest, len(plan.entries))
     return plan
 
 
+def early_stopping_note(run: RunConfig, progress: Progress) -> str:
+    """`early stopping at epoch 12: val_loss has not improved for 5 epochs; best epoch 7 restored`."""
+    es, state = run.trainer.early_stopping, progress.stopping
+    text = f"early stopping at epoch {progress.epochs_done}: {es.monitor} has not improved for {es.patience} epochs"
+    if state.get("best_epoch") is not None:
+        text += f"; best epoch {int(state['best_epoch']) + 1}" + (" restored" if es.restore_best_weights else "")
+    return text
+
+
 def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: dict[str, float],
-           trackers: list[Any], hooks: Sequence[Hook], resuming: bool) -> dict[str, Any]:
+           trackers: list[Any], hooks: Sequence[Hook], resuming: bool, job: Job) -> dict[str, Any]:
     from modelforge.run.fit import Interrupted, StopSignal, fit_model, make_callbacks
     from modelforge.run.tracking import make_tracker
 
     tick = time.perf_counter()
-    plan = save_plan(run, folder)
+    plan = save_plan(run, folder, job)
     timings["plan_s"] = time.perf_counter() - tick
     session = prepare(run, plan)
     progress, best_weights = Progress(), None
@@ -234,18 +256,26 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
     def heartbeat(done: Progress) -> None:
         record.update(heartbeat=now(), epochs_run=done.epochs_done)
         folder.write_json("metrics.json", record)
+        row = done.history[-1]
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch")
+        log.info("epoch %d/%d: %s", row["epoch"], run.trainer.epochs, metrics)
+        if job.epoch_lines:
+            say(f"epoch {row['epoch']}/{run.trainer.epochs}: {metrics}")
 
     stop = StopSignal()
     callbacks = make_callbacks(run, folder, progress, best_weights, stop, heartbeat, tracker)
     tick = time.perf_counter()
     try:
         with stop_on_signals(stop):
-            fit_model(session.model, session.dataset, run, callbacks, progress)
+            fit_model(session.model, session.dataset, run, callbacks, progress, quiet=job.epoch_lines)
     except Interrupted as err:
         name = signal.Signals(err.signum).name
         raise RunInterrupted(err.signum, f"stopped by {name} after {progress.epochs_done} epochs; the checkpoint "
                                          f"continues it: python -m modelforge resume {folder.path}") from None
     timings["fit_s"] = time.perf_counter() - tick
+    if progress.stopped:
+        record["stopped_early"] = stopped = early_stopping_note(run, progress)
+        say(stopped)
 
     rows = progress.history
     final = {k: float(v) for k, v in rows[-1].items() if k != "epoch"} if rows else {}

@@ -15,6 +15,7 @@ from modelforge.core.initplan import Plan, make_plan
 from modelforge.core.memory import MemoryEstimate, estimate, human
 from modelforge.data.arrays import Dataset
 from modelforge.errors import ConfigError
+from modelforge.run.console import say
 
 
 @dataclass
@@ -100,7 +101,7 @@ def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
     from modelforge.build import build, check_layer_args
     from modelforge.data.arrays import load
 
-    print(compute_line(), flush=True)
+    say(compute_line())
     optimizer = make_optimizer(run.optimizer)
     check_layer_args(plan)
     # A fresh session per job: sweeps run jobs one after another in one process (and loky reuses workers).

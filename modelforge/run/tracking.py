@@ -49,6 +49,31 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{outputs / 'mlflow.db'}"
 
 
+# The sweep's MLflow run, the parent of its jobs' runs: set by the sweep callback before any job starts, and
+# inherited by launcher workers with the environment.
+PARENT_ENV = "MODELFORGE_MLFLOW_PARENT"
+
+
+def start_sweep_run(tracking_uri: str | None, experiment_name: str, artifact_location: str | None,
+                    name: str) -> str:
+    """Creates the sweep's parent run and names it in the environment for the jobs; returns its id."""
+    import mlflow
+
+    experiment_id = prepare_store(tracking_uri, experiment_name, artifact_location)
+    run = mlflow.MlflowClient().create_run(experiment_id, run_name=name, tags={"modelforge.sweep": name})
+    os.environ[PARENT_ENV] = run.info.run_id
+    return str(run.info.run_id)
+
+
+def end_sweep_run(failed: bool) -> None:
+    """Closes the sweep's parent run."""
+    run_id = os.environ.pop(PARENT_ENV, None)
+    if run_id:
+        import mlflow
+
+        mlflow.MlflowClient().set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+
 def prepare_store(tracking_uri: str | None, experiment_name: str, artifact_location: str | None) -> str:
     """Creates the MLflow store and the experiment if they are not there yet; returns the experiment's id.
 
@@ -88,8 +113,12 @@ class MlflowTracker:
         experiment_id = prepare_store(logger.tracking_uri, logger.experiment_name, logger.artifact_location)
         if mlflow.active_run() is not None:  # a previous job in this process that died mid-run
             mlflow.end_run(status="KILLED")
-        self.run = mlflow.start_run(experiment_id=experiment_id, run_name=logger.run_name or folder.path.name,
-                                    tags={"modelforge.run_dir": str(folder.path.resolve())})
+        tags = {"modelforge.run_dir": str(folder.path.resolve())}
+        parent = os.environ.get(PARENT_ENV)
+        if parent:  # a job of a sweep: a nested run under the sweep's own
+            tags["mlflow.parentRunId"] = parent
+        self.run = mlflow.start_run(experiment_id=experiment_id, run_name=logger.run_name or folder.job_name(),
+                                    tags=tags)
         mlflow.log_params(flatten(run.resolved))
 
     def callback(self) -> Any:

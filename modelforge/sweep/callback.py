@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from hydra.experimental.callback import Callback
 
 from modelforge.analysis.summary import NOT_STARTED, PLANNED, collect, summarize
 from modelforge.core.metrics import objective_for
+from modelforge.core.names import Status
 from modelforge.run.folder import RunFolder
 
 log = logging.getLogger("modelforge")
@@ -71,7 +73,8 @@ def write_summaries(root: Path, interrupted: bool = False, refused: Sequence[Seq
         summary = summarize(root)
     except FileNotFoundError:
         return
-    print(f"sweep summary: {root / 'summary.md'}")
+    table = (root / "summary.md").read_text(encoding="utf-8").split("\n", 2)[-1].strip()
+    print(f"\n{table}\n\nsweep summary: {root / 'summary.md'} (and summary.html)\ncurves: {root / 'curves.png'}")
     if interrupted:
         return
     if refused:
@@ -92,20 +95,27 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         check_direction(config)
         root = RunFolder(config.hydra.sweep.dir)
-        if not (root.path / PLANNED).exists():  # a re-launched sweep keeps the plan it started with
+        record = root.read_json(PLANNED) if (root.path / PLANNED).exists() else None
+        if record is None:  # a re-launched sweep keeps the plan it started with
             try:
                 jobs = planned_jobs(config)
             except Exception as err:  # the sweep itself will report a bad sweep override
                 log.debug("cannot list the sweep's jobs: %s", err)
                 jobs = None
-            root.write_json(PLANNED, {"task_overrides": list(config.hydra.overrides.task),
-                                      "hydra_overrides": list(config.hydra.overrides.hydra), "jobs": jobs})
+            record = {"task_overrides": list(config.hydra.overrides.task),
+                      "hydra_overrides": list(config.hydra.overrides.hydra), "jobs": jobs}
+        record["launched_at"] = time.time()  # for the jobs' estimate of the time left
+        root.write_json(PLANNED, record)
         if config.get("logger", {}).get("name") == "mlflow":
-            from modelforge.run.tracking import prepare_store
+            from modelforge.run.tracking import start_sweep_run
 
-            prepare_store(config.logger.get("tracking_uri"), config.logger.get("experiment_name"),
-                          config.logger.get("artifact_location"))
+            start_sweep_run(config.logger.get("tracking_uri"), config.logger.get("experiment_name"),
+                            config.logger.get("artifact_location"), Path(config.hydra.sweep.dir).name)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         root = Path(config.hydra.sweep.dir)
+        if config.get("logger", {}).get("name") == "mlflow":
+            from modelforge.run.tracking import end_sweep_run
+
+            end_sweep_run(failed=any(job.status != Status.COMPLETED for job in collect(root)))
         write_summaries(root, refused=unrecorded_jobs(config, root))

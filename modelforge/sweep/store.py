@@ -79,6 +79,7 @@ def register() -> None:
     store = ConfigStore.instance()
     for name, cls in SCHEMAS.items():
         store.store(name=PREFIX + name, node=schema_class(cls))
+    _local_submitit_folder(store)
     # `${mf.pid:}` in run folder names keeps runs started in the same microsecond by two processes apart.
     # Cached, so every job of a sweep (and Hydra's copy of the config in launcher workers) sees the launcher's.
     if not OmegaConf.has_resolver("mf.pid"):
@@ -92,6 +93,19 @@ def direction(objective: str, data: Any) -> str:
     """Which way a sweeper should optimize `trainer.objective` for this data (`minimize` or `maximize`)."""
     task = data.get("task", "classification") if hasattr(data, "get") else "classification"
     return sweeper_direction(objective_for(str(objective), str(task)))
+
+
+def _local_submitit_folder(store: Any) -> None:
+    """hydra/launcher=submitit_local with a job folder that exists: the local executor does not replace %j.
+
+    Stored after Hydra's plugin scan (which runs the submitit plugin's own registration), so it stays.
+    """
+    try:
+        from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf
+    except ImportError:
+        return
+    store.store(group="hydra/launcher", name="submitit_local", provider="modelforge",
+                node=LocalQueueConf(submitit_folder="${hydra.sweep.dir}/.submitit/local"))
 
 
 def _keys(cls: type, prefix: str) -> list[str]:
