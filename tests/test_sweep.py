@@ -119,17 +119,20 @@ def test_two_processes_started_together_get_two_folders(tmp_path):
 
 
 @pytest.mark.slow
-def test_joblib_two_workers_match_the_basic_launcher(tmp_path):
+def test_parallel_and_joblib_launchers_match_the_basic_launcher(tmp_path):
     args = ["-m", "seed=0,1", "initializer=he_normal,lecun_uniform", *TINY]
-    (tmp_path / "basic").mkdir()
-    (tmp_path / "joblib").mkdir()
-    basic = run_module(tmp_path / "basic", *args)
-    parallel = run_module(tmp_path / "joblib", *args, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2")
-    assert basic.returncode == parallel.returncode == 0, parallel.stderr
-    assert "n_jobs=2" in parallel.stdout + parallel.stderr
-    a = {r["overrides"]: r["objective_value"] for r in read_csv(sweep_dir(tmp_path / "basic") / "summary.csv")}
-    b = {r["overrides"]: r["objective_value"] for r in read_csv(sweep_dir(tmp_path / "joblib") / "summary.csv")}
-    assert len(a) == 4 and a == b
+    found = {}
+    launchers = [("basic", [], ""),
+                 ("parallel", ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"], "at most 2 at a time"),
+                 ("joblib", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], "n_jobs=2")]
+    for name, extra, says in launchers:
+        (tmp_path / name).mkdir()
+        result = run_module(tmp_path / name, *args, *extra)
+        assert result.returncode == 0, result.stderr
+        assert says in result.stdout + result.stderr
+        found[name] = {r["overrides"]: r["objective_value"]
+                       for r in read_csv(sweep_dir(tmp_path / name) / "summary.csv")}
+    assert len(found["basic"]) == 4 and found["basic"] == found["parallel"] == found["joblib"]
 
 
 @pytest.mark.slow
@@ -160,16 +163,29 @@ def test_cluster_launcher_configs_compose(compose):
 
 
 @pytest.mark.slow
-def test_optuna_tunes_against_the_returned_metric(tmp_path):
-    result = run_module(tmp_path, "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *TINY)
+@pytest.mark.parametrize(("objective", "pick"), [("auto", max), ("val_loss", min)])
+def test_optuna_and_the_summary_agree_on_the_best_trial(tmp_path, objective, pick):
+    result = run_module(tmp_path, "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3",
+                        f"trainer.objective={objective}", *TINY)
     assert result.returncode == 0, result.stderr
     root = sweep_dir(tmp_path)
     rows = read_csv(root / "summary.csv")
     assert len(rows) == 3
     results = yaml.safe_load((root / "optimization_results.yaml").read_text())
-    best = max(float(r["objective_value"]) for r in rows)
+    best = pick(float(r["objective_value"]) for r in rows)
     assert results["best_value"] == pytest.approx(best)
     assert set(results["best_params"]) == {"optimizer.learning_rate", "initializer"}
+    (best_row,) = [line for line in (root / "summary.md").read_text().splitlines() if "(best)" in line]
+    assert f"{best:.4f}" in best_row
+    # Learning rates are rounded in group names.
+    assert not any(len(part.strip()) > 12 and part.strip()[:2] == "0." for part in best_row.split("|")[1:3])
+
+
+def test_optuna_refuses_a_direction_against_the_objective(tmp_path):
+    result = run_module(tmp_path, "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2",
+                        "hydra.sweeper.direction=minimize", *TINY)
+    assert result.returncode == 2
+    assert "the objective val_accuracy is to maximize" in " ".join(result.stderr.split())
 
 
 def test_mlflow_logs_params_metrics_and_artifacts(compose, tmp_path, monkeypatch):

@@ -138,7 +138,7 @@ def folder_kind(argv: list[str], kind: str | None) -> list[str]:
     runs, unless the user chose the folder."""
     if kind is None:
         return []
-    found = []
+    found = ["~hydra.callbacks.summary"]  # these commands leave no training runs to summarize
     if not any(a.startswith("hydra.run.dir=") for a in argv):
         found.append(f"hydra.run.dir=outputs/{kind}/${{now:%Y-%m-%d}}/${{now:%H-%M-%S-%f}}-${{mf.pid:}}")
     if not any(a.startswith("hydra.sweep.dir=") for a in argv):
@@ -185,5 +185,5 @@ def run_hydra(argv: list[str], body: Callable[[Any, Path], Any], check: bool = T
     def task(cfg: DictConfig) -> Any:
         return report_errors(lambda: body(run_config(cfg) if check else cfg, hydra_run_dir()))
 
-    sys.argv = [sys.argv[0], *before_hydra([*folder_kind(argv, kind), *argv])]
+    sys.argv = [sys.argv[0], *before_hydra([*argv, *folder_kind(argv, kind)])]
     task()

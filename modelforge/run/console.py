@@ -31,6 +31,8 @@ class Job:
 
 
 log = logging.getLogger("modelforge.run")
+# Only the run's own log file gets these (the terminal gets `say`'s lines); Hydra's handlers would repeat them.
+log.propagate = False
 _label = ""
 
 
@@ -47,7 +49,6 @@ def run_log(folder: Path, label: str = "") -> Iterator[logging.Logger]:
     handler = logging.FileHandler(folder / RUN_LOG, encoding="utf-8")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
     log.setLevel(logging.INFO)
-    log.propagate = False  # the terminal gets `say`'s lines; Hydra's handlers would print these twice
     log.addHandler(handler)
     saved, _label = _label, label
     try:
