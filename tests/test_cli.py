@@ -43,6 +43,10 @@ def test_conv_he_normal_run_end_to_end_and_repeats(tmp_path):
     # The plan table opens the run, and Keras' progress bar follows.
     assert "block1_conv2d  kernel" in first.stdout and "override" in first.stdout
     assert "Epoch 1/2" in first.stdout
+    # modelforge.log holds the run's own story: start, plan, every epoch, the end.
+    story = (a / "modelforge.log").read_text()
+    for line in ("run started in", "plan ", "epoch 1/2: ", "epoch 2/2: ", "run completed"):
+        assert line in story, line
     # Two processes, one config: the same numbers.
     assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
     with open(a / "history.csv") as f:
