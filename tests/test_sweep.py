@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -242,3 +243,24 @@ def test_ray_launcher_in_local_mode(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(sweep_dir(tmp_path / "run") / "summary.csv")
     assert sorted(r["seed"] for r in rows) == ["0", "1"] and {r["status"] for r in rows} == {"completed"}
+
+
+@pytest.mark.slow
+def test_a_sweep_reads_like_a_report(tmp_path):
+    result = run_module(tmp_path, "-m", "initializer=he_normal,lecun_normal", "seed=0,1", *TINY)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for i in range(1, 5):
+        assert re.search(rf"^\[{i}/4\] initializer=\w+,seed=\d", out, re.M), i  # one line as each job starts
+        assert re.search(rf"^\[{i}/4\] val_accuracy=0\.\d{{4}} in [\d.]+ s; {i} of 4 jobs done, about \d+ min \d+ s "
+                         "left$", out, re.M), i
+    # Two distinct plans (one per initializer), each table printed once; the other jobs print one line.
+    assert out.count("layer         weight") == 2 and out.count("as printed above") == 2
+    assert "| **" in out and "(best)" in out and "curves: " in out  # the result table ends the sweep
+    parallel = run_module(tmp_path, "-m", "seed=0,1", "hydra/launcher=parallel", "model.units=4", "model.depth=1",
+                          "trainer.epochs=2")
+    assert parallel.returncode == 0, parallel.stderr
+    # Jobs side by side: one labelled line per epoch per job instead of Keras' bars.
+    for i in (1, 2):
+        assert re.search(rf"^\[{i}/2\] epoch 2/2: .*val_accuracy=", parallel.stdout, re.M)
+    assert "━" not in parallel.stdout

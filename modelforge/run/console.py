@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,9 @@ _label = ""
 def say(text: str) -> None:
     """Prints `text` (each line with the job's label in a sweep) and logs it to the run's log."""
     prefix = f"{_label} " if _label else ""
-    print("\n".join(prefix + line for line in text.splitlines()), flush=True)
+    # One write per call: jobs side by side share the terminal, and a line must not be split between them.
+    sys.stdout.write("".join(f"{prefix}{line}\n" for line in text.splitlines()))
+    sys.stdout.flush()
 
 
 @contextlib.contextmanager
