@@ -127,3 +127,22 @@ def test_help_with_the_hydra_backport_matches_plain_hydra(tmp_path):
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert patched.returncode == plain.returncode == 0, plain.stderr
     assert patched.stdout == plain.stdout and "data: digits, mnist, synthetic" in patched.stdout
+
+
+@pytest.mark.slow
+def test_a_launcher_without_its_extra_names_the_install_line(tmp_path):
+    import importlib.util
+
+    assert importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None  # not in the test extra
+    result = run(tmp_path, "-m", "hydra/launcher=ray_cluster", "seed=0,1")
+    assert result.returncode == 2
+    assert "pip install 'modelforge[ray]'" in " ".join(result.stderr.split())
+    assert not Path(tmp_path, "outputs").exists()
+
+
+@pytest.mark.slow
+def test_plan_and_diagnose_folders_stay_apart_from_training_runs(tmp_path):
+    assert run(tmp_path, "plan", "model.depth=1").returncode == 0
+    assert run(tmp_path, "diagnose", "model.depth=1", "model.units=4").returncode == 0
+    assert sorted(p.name for p in Path(tmp_path, "outputs").iterdir()) == ["diagnoses", "plans"]
+    assert run(tmp_path, "report", "outputs").returncode == 2  # no training run there to summarize

@@ -144,6 +144,7 @@ def test_submitit_local_launcher(tmp_path):
     (job,) = run_dirs(sweep_dir(tmp_path))
     assert RUN_FILES <= {p.name for p in job.iterdir()}
     assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
+    assert not [p for p in tmp_path.rglob("*%j*")]  # the local executor does not fill in %j: no such folder
 
 
 def test_cluster_launcher_configs_compose(compose):
