@@ -270,3 +270,21 @@ def test_a_sweep_rerun_with_other_overrides_into_the_same_folder(tmp_path):
             if p.is_file()} == jobs
     summary = (sweep / "summary.md").read_text()
     assert "he_normal" in summary and "lecun_normal" in summary and "glorot_uniform" not in summary
+
+
+def test_a_requeued_job_continues_from_its_checkpoint(tmp_path, uninterrupted):
+    # What hydra/launcher=slurm does on preemption: SIGTERM, then the same job launched again in the same folder
+    # in resume mode (the launcher's `setup` exports MODELFORGE_RESUME=1; submitit's checkpoint hook requeues).
+    args = ["-m", "seed=0", *RUN, "trainer.epochs=4", "hydra.sweep.dir=sweep", "hydra.sweep.subdir=job"]
+    proc = start(tmp_path, *args)
+    job = tmp_path / "sweep" / "job"
+    wait_for(lambda: rows(job) >= 2)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert json.loads((job / "metrics.json").read_text())["status"] == "interrupted"
+    requeued = subprocess.run([sys.executable, "-m", "modelforge", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "MODELFORGE_RESUME": "1"})
+    assert requeued.returncode == 0, requeued.stderr
+    assert json.loads((job / "metrics.json").read_text())["resumed"][0]["from"] == "interrupted"
+    assert_same_result(uninterrupted, job)
