@@ -145,6 +145,8 @@ def test_submitit_local_launcher(tmp_path):
     assert RUN_FILES <= {p.name for p in job.iterdir()}
     assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
     assert not [p for p in tmp_path.rglob("*%j*")]  # the local executor does not fill in %j: no such folder
+    # Its jobs print into submitit's logs; the terminal still hears when each starts and ends.
+    assert re.search(r"^\[1/1\] seed=3,\S* completed val_accuracy=0\.\d{4}$", result.stdout, re.M), result.stdout
 
 
 def test_cluster_launcher_configs_compose(compose):

@@ -51,7 +51,6 @@ class EarlyStopping:
 class Trainer:
     """`trainer`: how the model is fit. `objective` is the metric returned to sweepers (`auto` resolved)."""
 
-    KEY: ClassVar[str] = "trainer"
     epochs: int
     batch_size: int
     shuffle: bool
@@ -72,7 +71,6 @@ class Trainer:
 class Model:
     """`model`: `depth` blocks of the `layer` group `units` wide, or the explicit `layers` list."""
 
-    KEY: ClassVar[str] = "model"
     depth: int
     units: int
     layers: Any  # None, or a list of layer spec mappings (a tuple of dicts once checked)
@@ -97,7 +95,6 @@ def _check_layout(layout: str) -> None:
 class ImageData:
     """What every grey-image data set takes: the validation split and the layout of each image."""
 
-    KEY: ClassVar[str] = "data"
     name: str
     validation_split: float
     layout: str
@@ -153,7 +150,6 @@ class MnistData(ImageData):
 class SyntheticData:
     """`data=synthetic`: inputs of any shape and targets from a random teacher, seeded by the run seed."""
 
-    KEY: ClassVar[str] = "data"
     name: str
     task: str
     num_samples: int
@@ -222,7 +218,6 @@ class Optimizer:
 class CsvLogger:
     """`logger=csv`: history.csv only (every run writes it)."""
 
-    KEY: ClassVar[str] = "logger"
     name: str
 
 
@@ -230,7 +225,6 @@ class CsvLogger:
 class TensorBoardLogger:
     """`logger=tensorboard`: event files and hyperparameters under the run folder."""
 
-    KEY: ClassVar[str] = "logger"
     name: str
     log_dir: str
     histogram_freq: int
@@ -243,7 +237,6 @@ class TensorBoardLogger:
 class MlflowLogger:
     """`logger=mlflow`: one MLflow run per modelforge run, in an SQLite store by default."""
 
-    KEY: ClassVar[str] = "logger"
     name: str
     tracking_uri: str | None
     experiment_name: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,8 +90,50 @@ def write_summaries(root: Path, interrupted: bool = False, refused: Sequence[Seq
         sys.exit(1)
 
 
+# Launchers whose jobs print where the terminal cannot see (submitit's job logs, Ray's workers).
+_REMOTE_LAUNCHERS = ("submitit", "ray")
+
+
+class JobWatcher(threading.Thread):
+    """Says on the terminal when each job of the sweep starts and ends, from the job folders' metrics.json.
+
+    For launchers whose jobs print elsewhere (submitit writes their output to its own log files).
+    """
+
+    def __init__(self, root: Path, total: int | None, every: float = 2.0) -> None:
+        super().__init__(daemon=True, name="modelforge-job-watcher")
+        self.root, self.total, self.every = root, total, every
+        self.stopped = threading.Event()
+        self.seen: dict[Path, str] = {}
+
+    def poll(self) -> None:
+        for path in sorted(self.root.rglob("metrics.json")):
+            folder = RunFolder(path.parent)
+            record = folder.record()
+            status = str(record.get("status"))
+            if self.seen.get(path.parent) == status:
+                continue
+            self.seen[path.parent] = status
+            done = sum(s != Status.RUNNING for s in self.seen.values())
+            objective = record.get("objective") or {}
+            result = f"{objective['name']}={objective['value']:.4f}" if objective.get("value") is not None else ""
+            where = f"[{done}/{self.total or '?'}]" if status != Status.RUNNING else "[started]"
+            print(f"{where} {folder.job_name()} {status} {result}".rstrip(), flush=True)
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every):
+            self.poll()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=5)
+        self.poll()
+
+
 class SweepSummary(Callback):
     """Records the sweep's plan at its start; summarizes the sweep folder when it ends."""
+
+    watcher: JobWatcher | None = None
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         check_direction(config)
@@ -106,6 +149,9 @@ class SweepSummary(Callback):
                       "hydra_overrides": list(config.hydra.overrides.hydra), "jobs": jobs}
         record["launched_at"] = time.time()  # for the jobs' estimate of the time left
         root.write_json(PLANNED, record)
+        if any(name in str(config.hydra.launcher.get("_target_", "")) for name in _REMOTE_LAUNCHERS):
+            self.watcher = JobWatcher(root.path, len(record.get("jobs") or []) or None)
+            self.watcher.start()
         if config.get("logger", {}).get("name") == "mlflow":
             from modelforge.run.tracking import start_sweep_run
 
@@ -114,6 +160,8 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         root = Path(config.hydra.sweep.dir)
+        if self.watcher is not None:
+            self.watcher.stop()
         if config.get("logger", {}).get("name") == "mlflow":
             from modelforge.run.tracking import end_sweep_run
 
