@@ -28,9 +28,10 @@ NOISE = (
     r"^[IWE]\d{4} [\d:. ]+\d+ node_def_util\.cc:\d+\] NodeDef mentions attribute use_unbounded_threadpool ",
 )
 # The filter process: the standard library only, started with -S -E so it costs a few milliseconds.
+# Ray forwards its workers' lines with a prefix such as "(train pid=123) ": the noise is the same behind it.
 _FILTER = """
 import re, sys
-noise = [re.compile(p.encode()) for p in sys.argv[1:]]
+noise = [re.compile(rb"^(\\([^)]*\\) )?" + p.encode().lstrip(b"^")) for p in sys.argv[1:]]
 out = sys.stdout.buffer
 for line in sys.stdin.buffer:
     if not any(p.search(line.rstrip(b"\\r\\n")) for p in noise):
@@ -56,12 +57,14 @@ def quiet_stderr() -> subprocess.Popen[bytes]:
     os.close(write)
 
     def restore() -> None:
-        # Hand fd 2 back and let the filter read to the end before the shell prompt returns.
+        # Hand fd 2 back and let the filter read to the end before the shell prompt returns. A helper process
+        # may still hold the pipe (multiprocessing's resource tracker ends only after this process): then the
+        # filter finishes on its own a moment later, losing nothing, and the prompt does not wait for it.
         sys.stderr.flush()
         os.dup2(original, 2)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # a child process still holds the pipe; it will drain when it ends
+            proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
             pass
 
     atexit.register(restore)

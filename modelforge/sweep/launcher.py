@@ -1,10 +1,12 @@
-"""The work of modelforge's process launcher (`hydra/launcher=parallel`): one fresh process per job.
+"""The work of modelforge's process launcher (`hydra/launcher=parallel`): `n_jobs` worker processes.
 
-Each job runs in a process of its own (the `spawn` start method: a clean interpreter, no state shared
-with the launcher or with other jobs), at most `n_jobs` at a time. A job whose process dies is recorded in its
-folder as `failed` with the cause (e.g. "worker process died: signal 9") and returns NaN to the sweeper, and
-the other jobs run on. SIGTERM or Ctrl-C stops the sweep: the running jobs get the signal, checkpoint and
-stop, no new job starts, and the summaries are written before the launcher exits with the signal's status.
+Each worker is a process of its own (the `spawn` start method: a clean interpreter) that runs one job at a
+time and then the next, so TensorFlow is imported once per worker, not once per job; each job starts with a
+fresh Keras session and its own seeds. A worker that dies takes only the job it was running with it: that job
+is recorded in its folder as `failed` with the cause (e.g. "worker process died: signal 9") and returns NaN
+to the sweeper, a new worker takes its place, and the other jobs run on (joblib's loky pool instead fails the
+whole batch). SIGTERM or Ctrl-C stops the sweep: the running jobs get the signal, checkpoint and stop, no new
+job starts, and the summaries are written before the launcher exits with the signal's status.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -25,26 +28,42 @@ from modelforge.run.folder import RunFolder
 log = logging.getLogger("modelforge")
 
 
-def _execute(payload: bytes, conn: Connection) -> None:
-    """The child's body: run one Hydra job as Hydra's own launchers do, send back its JobReturn."""
+def _work(conn: Connection, threads: int) -> None:
+    """A worker's body: run the jobs it is sent, one after another, as Hydra's own launchers run a job.
+
+    `threads`: the worker's share of the machine's cores. TensorFlow and oneDNN would each take every core,
+    and workers side by side would fight over them (as loky limits its workers, for the same reason).
+    """
+    import os
+
+    for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(name, str(threads))
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     import cloudpickle
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.singleton import Singleton
     from hydra.core.utils import run_job, setup_globals
     from omegaconf import open_dict
 
-    idx, overrides, hydra_context, config, task_function, singleton_state = cloudpickle.loads(payload)
-    setup_globals()
-    Singleton.set_state(singleton_state)
-    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
-    with open_dict(sweep_config):
-        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
-        sweep_config.hydra.job.num = idx
-    HydraConfig.instance().set_config(sweep_config)
-    ret = run_job(hydra_context=hydra_context, config=sweep_config, task_function=task_function,
-                  job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
-    conn.send_bytes(cloudpickle.dumps(ret))
-    conn.close()
+    # Ctrl-C reaches every process of the terminal: a job takes it while it fits (it checkpoints and stops),
+    # and the launcher stops the sweep; an idle worker just waits to be closed.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            payload = conn.recv_bytes()
+        except EOFError:  # the launcher is gone
+            return
+        idx, overrides, hydra_context, config, task_function, singleton_state = cloudpickle.loads(payload)
+        setup_globals()
+        Singleton.set_state(singleton_state)
+        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
+            sweep_config.hydra.job.num = idx
+        HydraConfig.instance().set_config(sweep_config)
+        ret = run_job(hydra_context=hydra_context, config=sweep_config, task_function=task_function,
+                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        conn.send_bytes(cloudpickle.dumps(ret))
 
 
 def _job_dir(hydra_context: Any, config: Any, overrides: Sequence[str], idx: int) -> tuple[Path, Any]:
@@ -93,52 +112,68 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
     for i, overrides in enumerate(job_overrides):
         log.info("\t#%d : %s", initial_job_idx + i, " ".join(filter_overrides(overrides)))
     context = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // max(1, min(n_jobs, len(job_overrides))))
     singleton_state = Singleton.get_state()
     pending = list(enumerate(job_overrides))
-    running: dict[int, tuple[Any, Connection]] = {}
+    workers: dict[Any, tuple[Connection, int | None]] = {}  # process -> (its pipe, the job it runs)
     results: dict[int, Any] = {}
     stop: list[int] = []
 
     def forward(signum: int, frame: Any) -> None:
         stop.append(signum)
-        for proc, _ in running.values():
+        for proc in workers:
             if proc.is_alive():
                 proc.terminate() if signum == signal.SIGTERM else proc.send_signal(signum)  # type: ignore[attr-defined]
 
+    def spawn() -> None:
+        ours, theirs = context.Pipe(duplex=True)
+        proc = context.Process(target=_work, args=(theirs, threads), name=f"modelforge-worker-{len(workers)}")
+        proc.start()
+        theirs.close()
+        workers[proc] = (ours, None)
+
     saved = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while pending or running:
-            while pending and len(running) < max(1, n_jobs) and not stop:
-                i, overrides = pending.pop(0)
-                payload = cloudpickle.dumps((initial_job_idx + i, overrides, hydra_context, config, task_function,
-                                             singleton_state))
-                receive, send = context.Pipe(duplex=False)
-                proc = context.Process(target=_execute, args=(payload, send), name=f"modelforge-job-{i}")
-                proc.start()
-                send.close()
-                running[i] = (proc, receive)
-            if not running:
+        for _ in range(min(max(1, n_jobs), len(pending))):
+            spawn()
+        while pending or any(job is not None for _, job in workers.values()):
+            for proc, (conn, job) in list(workers.items()):
+                if job is None and pending and not stop:
+                    i, overrides = pending.pop(0)
+                    conn.send_bytes(cloudpickle.dumps((initial_job_idx + i, overrides, hydra_context, config,
+                                                       task_function, singleton_state)))
+                    workers[proc] = (conn, i)
+            busy = {proc: (conn, job) for proc, (conn, job) in workers.items() if job is not None}
+            if not busy:
                 break
-            wait([conn for _, conn in running.values()] + [proc.sentinel for proc, _ in running.values()], 1.0)
-            for i, (proc, conn) in list(running.items()):
-                if i not in results and conn.poll():
+            wait([conn for conn, _ in busy.values()] + [proc.sentinel for proc in busy], 1.0)
+            for proc, (conn, job) in busy.items():
+                assert job is not None
+                if conn.poll():
                     try:
-                        results[i] = cloudpickle.loads(conn.recv_bytes())
+                        results[job] = cloudpickle.loads(conn.recv_bytes())
+                        workers[proc] = (conn, None)
+                        continue
                     except EOFError:
                         pass
-                if not proc.is_alive():
-                    proc.join()
-                    conn.close()
-                    del running[i]
-                    if i not in results:
-                        job_dir, sweep_config = _job_dir(hydra_context, config, job_overrides[i], initial_job_idx + i)
-                        if proc.exitcode in (128 + signal.SIGTERM, 128 + signal.SIGINT):
-                            stop.append(proc.exitcode - 128)  # the job was stopped by a signal: so is the sweep
-                        else:
-                            results[i] = _died(job_dir, job_overrides[i], proc.exitcode, sweep_config)
+                if proc.is_alive():
+                    continue
+                proc.join()
+                conn.close()
+                del workers[proc]
+                if proc.exitcode in (128 + signal.SIGTERM, 128 + signal.SIGINT):
+                    stop.append(proc.exitcode - 128)  # the job was stopped by a signal: so is the sweep
+                    continue
+                job_dir, sweep_config = _job_dir(hydra_context, config, job_overrides[job], initial_job_idx + job)
+                results[job] = _died(job_dir, job_overrides[job], proc.exitcode, sweep_config)
+                if pending and not stop:
+                    spawn()  # a new worker takes the dead one's place
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
+        for proc, (conn, _) in workers.items():
+            conn.close()  # idle workers read EOF and end
+            proc.join(timeout=10)
     if stop:
         from modelforge.sweep.callback import write_summaries
 
