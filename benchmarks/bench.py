@@ -5,7 +5,7 @@
 (c) in-process: modelforge's fit (its callbacks and checkpoints) over plain `model.fit`  target <= 1.03
 (d) a 6-initializer sweep of the default model for 3 epochs against one TensorFlow import plus six
     hand-written fits in one process: the overhead per job, in seconds                target < 0.5 s
-(e) the same sweep with hydra/launcher=parallel (a fresh process per job, 2 at a time) over the basic launcher
+(e) the same sweep with hydra/launcher=parallel (2 worker processes) over the basic launcher
 Each figure is the median of several interleaved repeats; pass --repeats N to change how many.
 """
 

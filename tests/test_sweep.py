@@ -124,7 +124,7 @@ def test_parallel_and_joblib_launchers_match_the_basic_launcher(tmp_path):
     args = ["-m", "seed=0,1", "initializer=he_normal,lecun_uniform", *TINY]
     found = {}
     launchers = [("basic", [], ""),
-                 ("parallel", ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"], "at most 2 at a time"),
+                 ("parallel", ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"], "on 2 worker processes"),
                  ("joblib", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], "n_jobs=2")]
     for name, extra, says in launchers:
         (tmp_path / name).mkdir()

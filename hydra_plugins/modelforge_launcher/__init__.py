@@ -1,1 +1,1 @@
-"""modelforge's Hydra launcher: parallel jobs on this machine, each in a fresh process of its own."""
+"""modelforge's Hydra launcher: parallel jobs on this machine, a dead worker failing only its own job."""

@@ -1,8 +1,9 @@
-"""`hydra/launcher=parallel`: each job in a fresh process, at most `n_jobs` at a time.
+"""`hydra/launcher=parallel`: the jobs on `n_jobs` worker processes of modelforge's own.
 
-Unlike joblib's reused workers, a job whose process dies (killed for memory, a segfault) fails alone: it is
-recorded as `failed` with the cause and the other jobs run on. Hydra imports every plugin at start-up, so this
-module imports nothing heavy; the work is in `modelforge.sweep.launcher`.
+Unlike joblib's loky pool, a worker that dies (killed for memory, a segfault) takes only its own job with it:
+the job is recorded as `failed` with the cause, a new worker takes over, and the other jobs run on. Hydra
+imports every plugin at start-up, so this module imports nothing heavy; the work is in
+`modelforge.sweep.launcher`.
 """
 
 from collections.abc import Sequence

@@ -98,7 +98,7 @@ def _died(job_dir: Path, overrides: Sequence[str], exitcode: int | None, sweep_c
 
 def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: Sequence[Sequence[str]],
            initial_job_idx: int, n_jobs: int) -> list[Any]:
-    """Runs the jobs, at most `n_jobs` at a time, each in a fresh process; returns their JobReturns in order."""
+    """Runs the jobs on `n_jobs` worker processes; returns their JobReturns in the jobs' order."""
     import cloudpickle
     from hydra.core.singleton import Singleton
     from hydra.core.utils import configure_log, filter_overrides, setup_globals
@@ -107,7 +107,7 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    log.info("launching %d jobs, at most %d at a time, one process each; sweep folder %s",
+    log.info("launching %d jobs on %d worker processes; sweep folder %s",
              len(job_overrides), n_jobs, sweep_dir)
     for i, overrides in enumerate(job_overrides):
         log.info("\t#%d : %s", initial_job_idx + i, " ".join(filter_overrides(overrides)))
