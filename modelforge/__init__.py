@@ -7,7 +7,8 @@ package is cheap: TensorFlow loads only when a model is built or trained, Hydra 
 from modelforge.api import build_model, compose, plan, resume, run_config, train
 from modelforge.core.config import RunConfig
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
+from modelforge.run.lifecycle import TrainResult
 
-__all__ = ["ConfigError", "RunConfig", "RunFailed", "RunInterrupted", "build_model", "compose", "plan", "resume",
-           "run_config", "train"]
+__all__ = ["ConfigError", "RunConfig", "RunFailed", "RunInterrupted", "TrainResult", "build_model", "compose", "plan",
+           "resume", "run_config", "train"]
 __version__ = "0.1.0"

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from modelforge.core.initplan import Plan
     from modelforge.run.console import Job
     from modelforge.run.folder import RunFolder
+    from modelforge.run.lifecycle import TrainResult
 
 
 def compose(
@@ -96,23 +97,39 @@ def run_config(cfg: Any) -> RunConfig:
     return RunConfig.from_mapping(to_plain(cfg))
 
 
-def plan(cfg: Any) -> Plan:
-    """The init plan of a config: one entry per weight, without building anything (no TensorFlow)."""
+def plan(cfg: Any, input_shape: tuple[int, ...] | None = None) -> Plan:
+    """The init plan of a config: one entry per weight, without building anything (no TensorFlow).
+
+    Args:
+        cfg: a composed config (or a `RunConfig`).
+        input_shape: one sample's shape, for data the config does not describe (None: the configured data's).
+    """
     from modelforge.core.initplan import make_plan
 
-    return make_plan(run_config(cfg))
+    return make_plan(run_config(cfg), input_shape)
 
 
-def build_model(cfg: Any) -> keras.Model:
-    """Builds the config's model, every kernel initialized as the plan says."""
+def build_model(cfg: Any, input_shape: tuple[int, ...] | None = None) -> keras.Model:
+    """Builds the config's model, every kernel initialized as the plan says.
+
+    Example:
+        >>> model = build_model(compose(["model.depth=1"]), input_shape=(20,))
+        >>> model.input_shape, model.output_shape
+        ((None, 20), (None, 10))
+    """
     from modelforge.build import build
 
-    return build(plan(cfg))
+    return build(plan(cfg, input_shape))
 
 
 def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool = False,
-          job: Job | None = None) -> dict[str, Any]:
-    """Trains the config's model and writes a run folder; returns the contents of `metrics.json`.
+          job: Job | None = None) -> TrainResult:
+    """Trains the config's model and writes a run folder.
+
+    Returns:
+        A `TrainResult`: the contents of `metrics.json` as a dict (so `result["objective"]` works as before),
+        with `.model` (the trained `keras.Model`), `.history` (Keras' form: metric -> one value per epoch) and
+        `.run_dir`.
 
     With `trainer.diagnose=true` the init health report runs before the fit.
 
@@ -145,7 +162,7 @@ def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool 
     return run_training(run, folder, hooks=hooks_for(run), resume=resume, job=job)
 
 
-def resume(run_dir: str | Path) -> dict[str, Any]:
+def resume(run_dir: str | Path) -> TrainResult:
     """Continues the unfinished run (dead, or stopped by a signal) in `run_dir` from its last checkpoint.
 
     The run's own `config.yaml` is its config; the result is what the run would have given uninterrupted.

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import modelforge
@@ -186,3 +187,29 @@ def test_a_model_too_big_for_the_machine_is_refused_before_building(compose, tmp
     assert "more than the" in result.stdout and "shrink model.units or model.depth" in result.stdout
     assert "TF_NOT_LOADED" in result.stdout
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_train_returns_the_model_the_history_and_the_folder(compose, tmp_path):
+    result = modelforge.train(compose([*FAST, "model.depth=1", "trainer.epochs=2"]), run_dir=tmp_path / "run")
+    assert isinstance(result, modelforge.TrainResult) and isinstance(result, dict)
+    assert result["objective"]["name"] == "val_accuracy"  # the metrics.json dict, as before
+    assert result.metrics == json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert result.run_dir == tmp_path / "run"
+    assert list(result.history["val_accuracy"]) == [row["val_accuracy"] for row in csv_rows(tmp_path / "run")]
+    assert len(result.history["loss"]) == 2
+    x = np.zeros((3, 64), np.float32)
+    np.testing.assert_allclose(result.model.predict(x, verbose=0), result.model(x).numpy(), rtol=1e-6)
+
+
+def test_build_model_for_an_explicit_input_shape(compose):
+    model = modelforge.build_model(compose(["layer=conv", "model.units=4"]), input_shape=(12, 10, 3))
+    assert model.input_shape == (None, 12, 10, 3) and model.output_shape == (None, 10)
+    with pytest.raises(ConfigError, match="input_shape"):
+        modelforge.plan(compose(), input_shape=(0, 3))
+
+
+def csv_rows(folder):
+    import csv
+
+    with open(folder / "history.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

@@ -9,7 +9,7 @@ input and output shape is worked out here, so shape mistakes fail before anythin
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelforge.core.checks import number, positive_int
@@ -228,11 +228,12 @@ def _args(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in _SPEC_KEYS}
 
 
-def layer_specs(run: RunConfig) -> tuple[list[LayerSpec], DataInfo]:
+def layer_specs(run: RunConfig, input_shape: tuple[int, ...] | None = None) -> tuple[list[LayerSpec], DataInfo]:
     """Turns a run config into shaped layer specs, body then head.
 
     Args:
         run: the checked run config.
+        input_shape: one sample's shape, for data the config does not describe (None: the data's own).
 
     Returns:
         The specs and the data description they were shaped for.
@@ -242,6 +243,10 @@ def layer_specs(run: RunConfig) -> tuple[list[LayerSpec], DataInfo]:
     """
     body = raw_body(run)
     info = run.data.describe(wanted_layout(body))
+    if input_shape is not None:
+        if not input_shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in input_shape):
+            raise ConfigError(f"input_shape={input_shape!r} must be a non-empty tuple of positive integers")
+        info = replace(info, input_shape=tuple(input_shape), vocab_size=None)
     default_act = run.activation
     specs: list[LayerSpec] = []
     shape = info.input_shape

@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from modelforge.core.config import RunConfig
@@ -31,6 +32,27 @@ from modelforge.run.checkpoint import Progress
 from modelforge.run.console import Job, log, run_log, say
 from modelforge.run.folder import FolderState, FolderTaken, RunFolder, identity, now, versions
 from modelforge.run.setup import Session, prepare
+
+
+class TrainResult(dict[str, Any]):
+    """What a training run returns: `metrics.json`'s contents (it is that dict), and what Python users want.
+
+    Attributes:
+        model: the trained `keras.Model`.
+        history: Keras' form of history.csv: metric name -> one value per epoch.
+        run_dir: the run folder.
+    """
+
+    def __init__(self, record: Mapping[str, Any], model: Any, history: Mapping[str, list[float]],
+                 run_dir: Path) -> None:
+        super().__init__(record)
+        self.model, self.history, self.run_dir = model, dict(history), run_dir
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The contents of metrics.json, as a plain dict."""
+        return dict(self)
+
 
 # A step run after set-up and before the fit; what it returns is added to metrics.json.
 Hook = Callable[[Session, RunFolder], Mapping[str, Any]]
@@ -130,7 +152,7 @@ def stop_on_signals(stop: Any) -> Iterator[None]:
 
 
 def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), resume: bool = False,
-                 job: Job | None = None) -> dict[str, Any]:
+                 job: Job | None = None) -> TrainResult:
     """Trains the run's model and writes its run folder.
 
     Args:
@@ -141,7 +163,7 @@ def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), 
         job: where the run sits in a sweep, for what it prints (see `Job`).
 
     Returns:
-        The contents of `metrics.json`.
+        The contents of `metrics.json`, with the trained model and its history (a `TrainResult`).
 
     Raises:
         ConfigError: bad input; `metrics.json` then says `failed` with the reason.
@@ -176,8 +198,9 @@ def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), 
 
 
 def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Sequence[Hook], started: float,
-         resuming: bool, job: Job) -> dict[str, Any]:
+         resuming: bool, job: Job) -> TrainResult:
     timings: dict[str, float] = {}
+    trained: dict[str, Any] = {}  # the model and the history, once _train has them
     trackers: list[Any] = []  # filled by _train once the config is known to be good
 
     def finish(status: Status, error: str | None) -> dict[str, Any]:
@@ -191,7 +214,7 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
         return record
 
     try:
-        record.update(_train(run, folder, record, timings, trackers, hooks, resuming, job))
+        record.update(_train(run, folder, record, timings, trackers, hooks, resuming, job, trained))
     except RunInterrupted as err:
         finish(Status.INTERRUPTED, str(err))
         raise
@@ -204,7 +227,11 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
     except Exception as err:
         finish(Status.FAILED, f"{type(err).__name__}: {err}")
         raise
-    return finish(Status.COMPLETED, None)
+    finish(Status.COMPLETED, None)
+    rows = trained["history"]
+    names = dict.fromkeys(k for row in rows for k in row if k != "epoch")
+    history = {k: [row[k] for row in rows if k in row] for k in names}
+    return TrainResult(record, trained["model"], history, folder.path)
 
 
 def save_plan(run: RunConfig, folder: RunFolder, job: Job | None = None) -> Plan:
@@ -232,7 +259,8 @@ def early_stopping_note(run: RunConfig, progress: Progress) -> str:
 
 
 def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: dict[str, float],
-           trackers: list[Any], hooks: Sequence[Hook], resuming: bool, job: Job) -> dict[str, Any]:
+           trackers: list[Any], hooks: Sequence[Hook], resuming: bool, job: Job,
+           trained: dict[str, Any]) -> dict[str, Any]:
     from modelforge.run.fit import Interrupted, StopSignal, fit_model, make_callbacks
     from modelforge.run.tracking import make_tracker
 
@@ -278,6 +306,7 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
         say(stopped)
 
     rows = progress.history
+    trained.update(model=session.model, history=rows)
     final = {k: float(v) for k, v in rows[-1].items() if k != "epoch"} if rows else {}
     epochs_run = len(rows)
     if any(math.isnan(v) or math.isinf(v) for v in final.values()):
