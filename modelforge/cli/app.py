@@ -41,9 +41,14 @@ def in_multirun() -> bool:
     return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def say_error(err: Exception | str) -> None:
+    """One paragraph on stderr, wrapped at 100 columns."""
+    print(textwrap.fill(f"modelforge: error: {err}", width=100, subsequent_indent="  "), file=sys.stderr)
+
+
 def exit_with(err: Exception | str) -> NoReturn:
     """Bad input's way out: one paragraph on stderr, exit status 2, no traceback."""
-    print(textwrap.fill(f"modelforge: error: {err}", width=100, subsequent_indent="  "), file=sys.stderr)
+    say_error(err)
     sys.exit(2)
 
 
@@ -66,7 +71,7 @@ def report_errors(job: Callable[[], Any]) -> Any:
     except FolderTaken as err:
         # Not logged: the job's log file is in the folder another run holds, which must not change.
         if in_multirun():
-            print(textwrap.fill(f"modelforge: error: {err}", width=100, subsequent_indent="  "), file=sys.stderr)
+            say_error(err)
             return math.nan
         exit_with(err)
     except (ConfigError, RunFailed) as err:
