@@ -130,10 +130,13 @@ class JobWatcher(threading.Thread):
         self.poll()
 
 
+# Watchers by sweep folder. Not kept on the callback: launchers pickle Hydra's callbacks to their workers
+# (submitit, Ray), and a thread cannot be pickled.
+_WATCHERS: dict[Path, JobWatcher] = {}
+
+
 class SweepSummary(Callback):
     """Records the sweep's plan at its start; summarizes the sweep folder when it ends."""
-
-    watcher: JobWatcher | None = None
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         check_direction(config)
@@ -150,8 +153,8 @@ class SweepSummary(Callback):
         record["launched_at"] = time.time()  # for the jobs' estimate of the time left
         root.write_json(PLANNED, record)
         if any(name in str(config.hydra.launcher.get("_target_", "")) for name in _REMOTE_LAUNCHERS):
-            self.watcher = JobWatcher(root.path, len(record.get("jobs") or []) or None)
-            self.watcher.start()
+            watcher = _WATCHERS[root.path] = JobWatcher(root.path, len(record.get("jobs") or []) or None)
+            watcher.start()
         if config.get("logger", {}).get("name") == "mlflow":
             from modelforge.run.tracking import start_sweep_run
 
@@ -160,8 +163,9 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         root = Path(config.hydra.sweep.dir)
-        if self.watcher is not None:
-            self.watcher.stop()
+        watcher = _WATCHERS.pop(root, None)
+        if watcher is not None:
+            watcher.stop()
         if config.get("logger", {}).get("name") == "mlflow":
             from modelforge.run.tracking import end_sweep_run
 
