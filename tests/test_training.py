@@ -25,7 +25,7 @@ def test_run_folder_is_complete(compose, tmp_path):
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
     assert on_disk["status"] == "completed" and on_disk["error"] is None and on_disk["epochs_run"] == 2
-    assert set(on_disk["final"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(on_disk["final"]) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
     assert on_disk["objective"] == {"name": "val_accuracy", "value": on_disk["final"]["val_accuracy"]}
     assert on_disk["versions"]["tensorflow"] != "not installed"
     assert on_disk["timings"]["fit_s"] > 0
@@ -64,7 +64,7 @@ def test_regression_on_synthetic_data(compose, tmp_path):
     cfg = compose([*FAST, "data=synthetic", "data.task=regression", "data.num_targets=2", "trainer.epochs=3"])
     metrics = modelforge.train(cfg, run_dir=tmp_path)
     assert metrics["objective"]["name"] == "val_loss"
-    assert set(metrics["final"]) == {"loss", "mae", "val_loss", "val_mae"}
+    assert set(metrics["final"]) == {"loss", "mae", "val_loss", "val_mae", "learning_rate"}
     rows = read_history(tmp_path)
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
     assert json.loads((tmp_path / "init_plan.json").read_text())[-2]["activation"] == "linear"

@@ -20,7 +20,7 @@ from modelforge.core import metrics
 from modelforge.core.checks import number, positive_int
 from modelforge.core.datasets import DATASETS, IMAGES, LAYOUTS, DataInfo, check_split
 from modelforge.core.policy import InitChoice, InitPolicy, parse_initializer_config
-from modelforge.core.registry import get_optimizer_class
+from modelforge.core.registry import DEFAULT_SCHEDULE, SCHEDULES, get_optimizer_class
 from modelforge.errors import ConfigError, closest, invalid
 
 T = TypeVar("T")
@@ -203,11 +203,40 @@ class ActivationChoice:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """`optimizer.schedule` and its parameters (defaults in the registry's SCHEDULES)."""
+
+    name: str
+    params: Mapping[str, float]
+
+    @classmethod
+    def from_optimizer(cls, given: Mapping[str, Any]) -> tuple[Schedule, dict[str, Any]]:
+        """Splits the schedule's keys from an optimizer config; returns the schedule and Keras' arguments."""
+        name = given.get("schedule", DEFAULT_SCHEDULE)
+        if name not in SCHEDULES:
+            raise invalid("optimizer.schedule", name, SCHEDULES)
+        mine = SCHEDULES[name]
+        others = {k for params in SCHEDULES.values() for k in params} - set(mine)
+        for key in others & set(given):
+            users = [s for s, params in SCHEDULES.items() if key in params]
+            raise ConfigError(f"optimizer.{key} belongs to the schedule {' or '.join(users)}, and this optimizer's "
+                              f"schedule is {name!r}; set optimizer.schedule, or leave optimizer.{key} out")
+        params = {k: number(given.get(k, default), f"optimizer.{k}", minimum=0) for k, default in mine.items()}
+        for key in ("warmup_epochs", "decay_epochs"):
+            if key in params:
+                params[key] = number(params[key], f"optimizer.{key}", integer=True, minimum=0 if key == "warmup_epochs"
+                                     else 1)
+        args = {k: v for k, v in given.items() if k != "schedule" and k not in mine}
+        return cls(name, params), args
+
+
+@dataclass(frozen=True)
 class Optimizer:
-    """`optimizer`: a name in the registry and the arguments its Keras class takes."""
+    """`optimizer`: a name in the registry, its learning-rate schedule, and the arguments its Keras class takes."""
 
     name: str
     args: Mapping[str, Any]
+    schedule: Schedule
 
     def __post_init__(self) -> None:
         get_optimizer_class(self.name)
@@ -305,6 +334,7 @@ class RunConfig:
         if logger_cls is None:
             raise invalid("logger", logger_cfg.get("name"), LOGGER_CLASSES)
         optimizer = dict(cfg["optimizer"])
+        schedule, optimizer_args = Schedule.from_optimizer({k: v for k, v in optimizer.items() if k != "name"})
         layer = dict(cfg["layer"])
         if "type" not in layer:
             raise ConfigError(f"layer={layer!r} has no type; e.g. layer=dense (conf/layer/ lists the options)")
@@ -323,7 +353,7 @@ class RunConfig:
                                         act_cfg.get("policy")),
             initializer=parse_initializer_config(cfg["initializer"]),
             data=data,
-            optimizer=Optimizer(str(optimizer.get("name")), {k: v for k, v in optimizer.items() if k != "name"}),
+            optimizer=Optimizer(str(optimizer.get("name")), optimizer_args, schedule),
             trainer=trainer,
             logger=typed(logger_cls, logger_cfg, "logger"),
             resolved=cfg,

@@ -133,6 +133,17 @@ OPTIMIZERS: dict[str, str] = {
 }
 
 
+# Learning-rate schedules (`optimizer.schedule`), each with its parameters and their defaults (epochs count
+# whole epochs; modelforge turns them into Keras' steps). The default is `constant`.
+SCHEDULES: dict[str, dict[str, float]] = {
+    "constant": {},
+    "cosine": {"alpha": 0.0},  # cosine decay over the run to alpha x the initial rate
+    "warmup_cosine": {"warmup_epochs": 1, "alpha": 0.0},  # linear warm-up from 0, then cosine decay
+    "exponential": {"decay_rate": 0.9},  # x decay_rate every epoch (smoothly)
+    "step": {"decay_rate": 0.1, "decay_epochs": 10},  # x decay_rate every decay_epochs epochs
+}
+DEFAULT_SCHEDULE = "constant"
+
 # Values each optimizer keeps per weight besides the weight and its gradient (an upper bound: SGD keeps its
 # momentum only when momentum > 0, RMSprop a second one only when centered), for the memory estimate.
 OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "nadam": 2, "rmsprop": 2, "sgd": 1, "adagrad": 1}

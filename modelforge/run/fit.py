@@ -20,8 +20,39 @@ from modelforge.run.checkpoint import Progress
 from modelforge.run.folder import RunFolder
 
 
-def make_optimizer(config: Optimizer) -> Any:
-    """The Keras optimizer; an argument its class does not take is refused with the nearest one it does.
+def learning_rate(config: Optimizer, steps_per_epoch: int, epochs: int) -> Any:
+    """The learning rate Keras is given: a number, or a `keras.optimizers.schedules` object over the run's steps.
+
+    Example:
+        >>> from modelforge.core.config import Schedule
+        >>> learning_rate(Optimizer("sgd", {"learning_rate": 0.1}, Schedule("constant", {})), 10, 5)
+        0.1
+    """
+    rate = config.args["learning_rate"]
+    schedule, p = config.schedule.name, config.schedule.params
+    if schedule == "constant":
+        return rate
+    import keras
+
+    schedules = keras.optimizers.schedules
+    total = steps_per_epoch * epochs
+    if schedule == "cosine":
+        return schedules.CosineDecay(rate, decay_steps=total, alpha=p["alpha"])
+    if schedule == "warmup_cosine":
+        warmup = min(int(p["warmup_epochs"]) * steps_per_epoch, total)
+        return schedules.CosineDecay(0.0, decay_steps=max(total - warmup, 1), alpha=p["alpha"], warmup_target=rate,
+                                     warmup_steps=warmup)
+    if schedule == "exponential":
+        return schedules.ExponentialDecay(rate, decay_steps=steps_per_epoch, decay_rate=p["decay_rate"])
+    every = int(p["decay_epochs"]) * steps_per_epoch
+    boundaries = list(range(every, total, every))
+    values = [rate * p["decay_rate"] ** k for k in range(len(boundaries) + 1)]
+    return schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def make_optimizer(config: Optimizer, steps_per_epoch: int = 1, epochs: int = 1) -> Any:
+    """The Keras optimizer with its learning-rate schedule; an argument its class does not take is refused with
+    the nearest one it does.
 
     Keras' own constructor signature is the list of valid keys.
     """
@@ -35,7 +66,7 @@ def make_optimizer(config: Optimizer) -> Any:
             raise ConfigError(f"optimizer={config.name} ({cls.__name__}) takes no argument {key!r}"
                               + (f" (did you mean {near!r}?)" if near else "") + f"; it takes {', '.join(valid)}")
     try:
-        return cls(**config.args)
+        return cls(**{**config.args, "learning_rate": learning_rate(config, steps_per_epoch, epochs)})
     except (TypeError, ValueError) as err:
         raise ConfigError(f"optimizer={config.name} rejects {dict(config.args)}: {err}") from None
 
@@ -77,7 +108,14 @@ def make_callbacks(run: RunConfig, folder: RunFolder, progress: Progress, best_w
             progress.history.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
             folder.write_csv("history.csv", progress.history)
 
-    callbacks: list[Any] = [StopAtBatch(), HistoryWriter(), keras.callbacks.TerminateOnNaN()]
+    class LearningRate(keras.callbacks.Callback):
+        """Adds the epoch's last learning rate to its logs (history.csv's `learning_rate` column)."""
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            if logs is not None:
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    callbacks: list[Any] = [StopAtBatch(), LearningRate(), HistoryWriter(), keras.callbacks.TerminateOnNaN()]
     if tracker is not None:
         callbacks.append(tracker.callback())
     stopping = run.trainer.early_stopping

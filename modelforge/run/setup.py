@@ -100,15 +100,18 @@ def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
 
     from modelforge.build import build, check_layer_args
     from modelforge.data.arrays import load
+    from modelforge.data.batches import steps_per_epoch
 
     say(compute_line())
-    optimizer = make_optimizer(run.optimizer)
+    make_optimizer(run.optimizer)  # its arguments checked against Keras before anything else is made
     check_layer_args(plan)
     # A fresh session per job: sweeps run jobs one after another in one process (and loky reuses workers).
     # free_memory=False skips a full gc.collect() that costs ~0.2 s a job; Python's own gc still runs.
     keras.backend.clear_session(free_memory=False)
     seed_everything(run.seed, run.trainer.deterministic)
     dataset = load(run.data, plan.info, run.seed, run.trainer.batch_size)
+    optimizer = make_optimizer(run.optimizer, steps_per_epoch(len(dataset.x_train), run.trainer.batch_size),
+                               run.trainer.epochs)
     timings["import_and_data_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()

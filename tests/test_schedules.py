@@ -1,0 +1,56 @@
+"""Learning-rate schedules: each epoch's rate in history.csv, against the schedule's formula."""
+
+import csv
+import math
+
+import pytest
+
+import modelforge
+from modelforge.errors import ConfigError
+from tests.helpers import FAST
+
+LR = 0.01
+EPOCHS = 4
+
+
+def rates(compose, tmp_path, *overrides):
+    modelforge.train(compose([*FAST, f"trainer.epochs={EPOCHS}", f"optimizer.learning_rate={LR}", *overrides]),
+                     run_dir=tmp_path)
+    with open(tmp_path / "history.csv") as f:
+        return [float(row["learning_rate"]) for row in csv.DictReader(f)]
+
+
+def cosine(fraction, alpha):
+    return LR * (alpha + (1 - alpha) * 0.5 * (1 + math.cos(math.pi * fraction)))
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ([], [LR] * EPOCHS),
+    (["optimizer.schedule=cosine", "optimizer.alpha=0.1"], [cosine(e / EPOCHS, 0.1) for e in range(1, 5)]),
+    (["optimizer.schedule=exponential", "optimizer.decay_rate=0.5"], [LR * 0.5**e for e in range(1, 5)]),
+    (["optimizer.schedule=step", "optimizer.decay_rate=0.1", "optimizer.decay_epochs=2"], [LR, LR, LR / 10, LR / 10]),
+    (["optimizer.schedule=warmup_cosine", "optimizer.warmup_epochs=2"], [LR / 2, LR, cosine(0.5, 0), cosine(1, 0)]),
+])
+def test_each_epoch_rate_follows_the_schedule(compose, tmp_path, overrides, expected):
+    assert rates(compose, tmp_path, *overrides) == pytest.approx(expected, rel=1e-5, abs=1e-9)
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    (["optimizer.schedule=cosin"], ["'cosin'", "did you mean 'cosine'"]),
+    (["optimizer.decay_rate=0.5"], ["optimizer.decay_rate belongs to the schedule exponential or step"]),
+    (["optimizer.schedule=step", "optimizer.decay_epochs=0"], ["optimizer.decay_epochs=0"]),
+])
+def test_bad_schedules_are_refused_before_training(compose, overrides, words):
+    with pytest.raises(ConfigError) as err:
+        modelforge.run_config(compose(overrides))
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_clipping_passes_through_to_keras(compose):
+    from modelforge.run.fit import make_optimizer
+
+    optimizer = make_optimizer(modelforge.run_config(compose(["optimizer.global_clipnorm=1.5"])).optimizer)
+    assert optimizer.global_clipnorm == 1.5
+    optimizer = make_optimizer(modelforge.run_config(compose(["optimizer.clipnorm=0.5"])).optimizer)
+    assert optimizer.clipnorm == 0.5
