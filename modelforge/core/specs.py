@@ -244,8 +244,10 @@ def layer_specs(run: RunConfig, input_shape: tuple[int, ...] | None = None) -> t
     body = raw_body(run)
     info = run.data.describe(wanted_layout(body))
     if input_shape is not None:
-        if not input_shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in input_shape):
+        if not input_shape:
             raise ConfigError(f"input_shape={input_shape!r} must be a non-empty tuple of positive integers")
+        for size in input_shape:
+            positive_int(size, f"input_shape={input_shape!r}: each size")
         info = replace(info, input_shape=tuple(input_shape), vocab_size=None)
     default_act = run.activation
     specs: list[LayerSpec] = []

@@ -50,11 +50,10 @@ def learning_rate(config: Optimizer, steps_per_epoch: int, epochs: int) -> Any:
     return schedules.PiecewiseConstantDecay(boundaries, values)
 
 
-def make_optimizer(config: Optimizer, steps_per_epoch: int = 1, epochs: int = 1) -> Any:
-    """The Keras optimizer with its learning-rate schedule; an argument its class does not take is refused with
-    the nearest one it does.
+def optimizer_class(config: Optimizer) -> Any:
+    """The Keras optimizer class, once every configured argument is checked to be one it takes.
 
-    Keras' own constructor signature is the list of valid keys.
+    Keras' own constructor signature is the list of valid keys; a wrong one is refused with the nearest.
     """
     import keras
 
@@ -65,6 +64,12 @@ def make_optimizer(config: Optimizer, steps_per_epoch: int = 1, epochs: int = 1)
             near = RENAMED_ARGUMENTS.get(key) or closest(key, valid)
             raise ConfigError(f"optimizer={config.name} ({cls.__name__}) takes no argument {key!r}"
                               + (f" (did you mean {near!r}?)" if near else "") + f"; it takes {', '.join(valid)}")
+    return cls
+
+
+def make_optimizer(config: Optimizer, steps_per_epoch: int = 1, epochs: int = 1) -> Any:
+    """The Keras optimizer with its learning-rate schedule over `epochs` of `steps_per_epoch` steps."""
+    cls = optimizer_class(config)
     try:
         return cls(**{**config.args, "learning_rate": learning_rate(config, steps_per_epoch, epochs)})
     except (TypeError, ValueError) as err:

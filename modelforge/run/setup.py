@@ -85,7 +85,7 @@ def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
     Refuses a model that cannot fit in memory before TensorFlow is imported; every check that needs Keras
     (layer and optimizer arguments) runs before any layer is made.
     """
-    from modelforge.run.fit import compile_model, make_optimizer
+    from modelforge.run.fit import compile_model, make_optimizer, optimizer_class
 
     timings: dict[str, float] = {}
     if plan is None:
@@ -103,7 +103,7 @@ def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
     from modelforge.data.batches import steps_per_epoch
 
     say(compute_line())
-    make_optimizer(run.optimizer)  # its arguments checked against Keras before anything else is made
+    optimizer_class(run.optimizer)  # its arguments checked against Keras before anything else is made
     check_layer_args(plan)
     # A fresh session per job: sweeps run jobs one after another in one process (and loky reuses workers).
     # free_memory=False skips a full gc.collect() that costs ~0.2 s a job; Python's own gc still runs.
