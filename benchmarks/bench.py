@@ -82,7 +82,7 @@ def fit_overhead(repeats: int, cwd: str) -> None:
 
     def fresh():
         model = build(plan)
-        compile_model(model, make_optimizer(run.optimizer), run.task)
+        compile_model(model, make_optimizer(run.optimizer), run)
         return model
 
     fresh().fit(dataset.x_train, dataset.y_train, epochs=1, verbose=0)  # warm up TF's kernels once

@@ -104,9 +104,9 @@ def plan(cfg: Any, input_shape: tuple[int, ...] | None = None) -> Plan:
         cfg: a composed config (or a `RunConfig`).
         input_shape: one sample's shape, for data the config does not describe (None: the configured data's).
     """
-    from modelforge.core.initplan import make_plan
+    from modelforge.run.setup import plan_for
 
-    return make_plan(run_config(cfg), input_shape)
+    return plan_for(run_config(cfg), input_shape)
 
 
 def build_model(cfg: Any, input_shape: tuple[int, ...] | None = None) -> keras.Model:

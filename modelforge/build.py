@@ -11,7 +11,7 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from modelforge.core.fans import keras_fans
-from modelforge.core.names import INPUTS, activation_layer_name
+from modelforge.core.names import HEAD, INPUTS, activation_layer_name
 from modelforge.core.policy import CUSTOM, load_class
 from modelforge.core.registry import INITIALIZER_CLASSES, get_activation
 from modelforge.errors import ConfigError, closest
@@ -98,6 +98,8 @@ def make_layers(spec: LayerSpec, plan: Plan) -> list[keras.layers.Layer]:
         kwargs["activation"] = activation
     for entry in plan.for_layer(spec.name):
         kwargs[entry.init_arg] = make_initializer(entry)
+    if spec.name == HEAD and keras.config.dtype_policy().compute_dtype != "float32":
+        kwargs["dtype"] = "float32"  # mixed precision: the softmax and the loss in float32, as Keras advises
     cls = getattr(keras.layers, spec.layer_type.keras_class)
     try:
         layer = cls(name=spec.name, **kwargs)

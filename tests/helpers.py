@@ -40,3 +40,64 @@ def overlay_venv(path, *extra_paths):
 def run_dirs(root):
     """Every run folder (one with a metrics.json) under root, in path order."""
     return sorted(p.parent for p in Path(root).rglob("metrics.json"))
+
+
+# The user's own data, as small files a test writes (data=csv, npz, images) or returns (data=callable).
+def write_csv(path, rows=40, seed=0, labels=("no", "yes")):
+    """A CSV with a header, three numeric features a, b, c and a `label` column (string classes by default).
+
+    Returns the features and the label strings as written."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.standard_normal((rows, 3)), 4)
+    y = [labels[int(v)] for v in (x[:, 0] + x[:, 1] > 0)]
+    lines = ["a,b,c,label"] + [f"{r[0]},{r[1]},{r[2]},{t}" for r, t in zip(x, y, strict=True)]
+    Path(path).write_text("\n".join(lines) + "\n")
+    return x.astype(np.float32), y
+
+
+def write_npz(path, rows=40, seed=0, **extra):
+    """An npz with x (rows x 3 floats) and y (0/1 labels), plus any `extra` arrays."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    np.savez(path, x=x, y=y, **extra)
+    return x, y
+
+
+def write_images(folder, classes=("cat", "dog"), per_class=10, size=(6, 5), seed=0):
+    """A folder of tiny RGB PNGs, one subfolder per class; returns {path: pixels} of what was written."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    written = {}
+    for name in classes:
+        (Path(folder) / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            path = Path(folder) / name / f"{i:02d}.png"
+            Image.fromarray(pixels).save(path)
+            written[str(path.resolve())] = pixels
+    return written
+
+
+def load_arrays(n=60, split=False, dataset=False, fail=False):
+    """A data-loading function for data=callable (`tests.helpers.load_arrays`): a regression on 5 features."""
+    import numpy as np
+
+    if fail:
+        raise OSError("the data server is down")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, 5)).astype(np.float32)
+    y = x.sum(axis=1)
+    if dataset:
+        import tensorflow as tf
+
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(7)
+    if split:
+        return (x[:40], y[:40]), (x[40:], y[40:])
+    return x, y

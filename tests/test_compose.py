@@ -6,6 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import modelforge
+from tests.helpers import write_csv, write_images, write_npz
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -26,9 +27,12 @@ def test_default_config_whole(compose):
         "trainer": {
             "epochs": 20, "batch_size": 32, "shuffle": True, "verbose": "auto", "deterministic": True,
             "diagnose": False,
-            "objective": "auto",
+            "objective": "auto", "metrics": None, "loss": "auto", "class_weight": None, "precision": "float32",
+            "strategy": "default",
             "early_stopping": {"enabled": False, "monitor": "val_loss", "patience": 5, "min_delta": 0.0,
                                "restore_best_weights": True},
+            "reduce_on_plateau": {"enabled": False, "monitor": "val_loss", "factor": 0.1, "patience": 10,
+                                  "min_delta": 0.0001, "cooldown": 0, "min_lr": 0.0},
         },
         "logger": {"name": "csv"},
         "seed": 0,
@@ -96,13 +100,22 @@ GROUPS = ["layer", "activation", "initializer", "data", "model", "optimizer", "t
 
 
 @pytest.mark.parametrize("group", GROUPS)
-def test_every_option_composes_and_plans(compose, group):
+def test_every_option_composes_and_plans(compose, group, tmp_path):
     options = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
     assert options, group
+    # The user's data options read files (or call a function) to know their shape.
+    write_csv(tmp_path / "t.csv")
+    write_npz(tmp_path / "t.npz")
+    write_images(tmp_path / "images")
+    small = ["data.validation_split=0.25", "trainer.batch_size=8"]  # 40 rows: 30 to train on, 10 to validate
+    user = {"synthetic": ["data.shape=[8,8,1]"], "csv": [f"data.path={tmp_path}/t.csv", "data.target=label", *small],
+            "npz": [f"data.path={tmp_path}/t.npz", *small],
+            "callable": ["data._target_=tests.helpers.load_arrays", "data.task=regression"],
+            "images": [f"data.path={tmp_path}/images", "data.validation_split=0.5", "trainer.batch_size=4"]}
     for option in options:
         overrides = [f"{group}={option}"]
-        if group == "data" and option == "synthetic":
-            overrides.append("data.shape=[8,8,1]")
+        if group == "data":
+            overrides += user.get(option, [])
         cfg = compose(overrides)
         plan = modelforge.plan(cfg)
         assert plan.entries[-1].layer == "head"

@@ -153,7 +153,7 @@ def plot(report: Mapping[str, Any], path: str, title: str = "") -> None:
 
 def run_diagnosis(model: Any, plan: Plan, dataset: Any, folder: RunFolder, title: str = "") -> dict[str, Any]:
     """Diagnoses a built model on the first `PROBE_SIZE` training samples; writes the report and plot."""
-    x, y = dataset.x_train[:PROBE_SIZE], dataset.y_train[:PROBE_SIZE]
+    x, y = dataset.probe(PROBE_SIZE)
     activations = {spec.name: spec.activation for spec in plan.specs}
     report = diagnose(model, x, y, plan.info.task, activations)
     folder.write_json("init_report.json", report)

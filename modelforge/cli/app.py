@@ -43,7 +43,9 @@ def in_multirun() -> bool:
 
 def say_error(err: Exception | str) -> None:
     """One paragraph on stderr, wrapped at 100 columns."""
-    print(textwrap.fill(f"modelforge: error: {err}", width=100, subsequent_indent="  "), file=sys.stderr)
+    # Paths and names are never broken across lines, so a user can copy them.
+    print(textwrap.fill(f"modelforge: error: {err}", width=100, subsequent_indent="  ", break_on_hyphens=False,
+                        break_long_words=False), file=sys.stderr)
 
 
 def exit_with(err: Exception | str) -> NoReturn:

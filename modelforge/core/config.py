@@ -18,13 +18,20 @@ from typing import Any, ClassVar, TypeVar, Union
 
 from modelforge.core import metrics
 from modelforge.core.checks import number, positive_int
-from modelforge.core.datasets import DATASETS, IMAGES, LAYOUTS, DataInfo, check_split
+from modelforge.core.datasets import IMAGES, LAYOUTS, DataInfo, check_split
 from modelforge.core.policy import InitChoice, InitPolicy, parse_initializer_config
 from modelforge.core.registry import DEFAULT_SCHEDULE, SCHEDULES, get_optimizer_class
 from modelforge.errors import ConfigError, closest, invalid
 
 T = TypeVar("T")
+# OmegaConf's mark of a value the user must give (`path: ???`).
+MISSING = "???"
 VERBOSITY = ("auto", 0, 1, 2)
+# trainer.precision: Keras' dtype policies (mixed ones compute in 16 bits, keep variables in float32).
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# trainer.strategy: TensorFlow's default (one device), or data-parallel over every visible device.
+STRATEGIES = ("default", "mirrored")
+CLASS_WEIGHTS = ("balanced",)
 
 
 @dataclass(frozen=True)
@@ -48,8 +55,42 @@ class EarlyStopping:
 
 
 @dataclass(frozen=True)
+class ReduceOnPlateau:
+    """`trainer.reduce_on_plateau`: Keras' ReduceLROnPlateau (multiplies the rate by `factor` on a plateau)."""
+
+    KEY: ClassVar[str] = "trainer.reduce_on_plateau"
+    enabled: bool
+    monitor: str
+    factor: float
+    patience: int
+    min_delta: float
+    cooldown: int
+    min_lr: float
+
+    @property
+    def mode(self) -> str:
+        return metrics.mode(self.monitor)
+
+    def __post_init__(self) -> None:
+        number(self.factor, f"{self.KEY}.factor", minimum=0, maximum=1, open_min=True, open_max=True)
+        positive_int(self.patience, f"{self.KEY}.patience", 0)
+        positive_int(self.cooldown, f"{self.KEY}.cooldown", 0)
+        number(self.min_delta, f"{self.KEY}.min_delta", minimum=0)
+        number(self.min_lr, f"{self.KEY}.min_lr", minimum=0)
+
+
+@dataclass(frozen=True)
+class Loss:
+    """`trainer.loss` checked: a name in `core.metrics.LOSSES` and its parameters."""
+
+    name: str
+    params: Mapping[str, float]
+
+
+@dataclass(frozen=True)
 class Trainer:
-    """`trainer`: how the model is fit. `objective` is the metric returned to sweepers (`auto` resolved)."""
+    """`trainer`: how the model is fit. `objective` is the metric returned to sweepers (`auto` resolved);
+    `metrics` and `loss` are resolved for the task by `RunConfig.from_mapping`."""
 
     epochs: int
     batch_size: int
@@ -58,13 +99,26 @@ class Trainer:
     deterministic: bool
     diagnose: bool
     objective: str
+    metrics: tuple[str, ...] | None  # None: the task's default
+    loss: Any  # auto, a loss name, or a mapping {name: ..., <parameter>: ...}; a Loss once checked
+    class_weight: str | None
+    precision: str
+    strategy: str
     early_stopping: EarlyStopping
+    reduce_on_plateau: ReduceOnPlateau
 
     def __post_init__(self) -> None:
         positive_int(self.epochs, "trainer.epochs")
         positive_int(self.batch_size, "trainer.batch_size")
         if self.verbose not in VERBOSITY or isinstance(self.verbose, bool):
             raise invalid("trainer.verbose", self.verbose, VERBOSITY)
+        if self.precision not in PRECISIONS:
+            raise invalid("trainer.precision", self.precision, PRECISIONS)
+        if self.strategy not in STRATEGIES:
+            raise invalid("trainer.strategy", self.strategy, STRATEGIES)
+        if self.class_weight is not None and self.class_weight not in CLASS_WEIGHTS:
+            raise invalid("trainer.class_weight", self.class_weight, CLASS_WEIGHTS,
+                          hint="null weighs every sample alike")
 
 
 @dataclass(frozen=True)
@@ -177,8 +231,124 @@ class SyntheticData:
         return DataInfo(self.name, self.shape, self.task, outputs)
 
 
-Data = DigitsData | MnistData | SyntheticData
-DATA_CLASSES: dict[str, type] = {"digits": DigitsData, "mnist": MnistData, "synthetic": SyntheticData}
+def _check_task(task: str) -> None:
+    if task not in metrics.TASKS:
+        raise invalid("data.task", task, metrics.TASKS)
+
+
+@dataclass(frozen=True)
+class FileData:
+    """What the user's own data files share. Their shapes are known once the files are read
+    (`modelforge.data.sources.describe`); a relative `path` is relative to where the command ran."""
+
+    name: str
+    path: str
+    task: str
+    validation_split: float
+
+    def __post_init__(self) -> None:
+        _check_split(self.validation_split)
+        _check_task(self.task)
+        if not self.path:
+            raise ConfigError(f"data={self.name} needs data.path, the file to read (relative to this folder)")
+
+    num_samples: ClassVar[None] = None  # known once the file is read
+
+
+@dataclass(frozen=True)
+class NpzData(FileData):
+    """`data=npz`: arrays in a NumPy .npz file; validation arrays of their own, or a split of the training ones."""
+
+    x_key: str
+    y_key: str
+    x_val_key: str | None
+    y_val_key: str | None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.x_val_key is None) != (self.y_val_key is None):
+            raise ConfigError(f"data.x_val_key={self.x_val_key!r} and data.y_val_key={self.y_val_key!r}: set both "
+                              "(validation arrays of their own) or neither (data.validation_split splits)")
+
+
+@dataclass(frozen=True)
+class CsvData(FileData):
+    """`data=csv`: a CSV file with a header row; numeric feature columns and one target column."""
+
+    target: str
+    features: tuple[str, ...] | None  # None: every column but the target
+    delimiter: str
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.delimiter) != 1:
+            raise ConfigError(f"data.delimiter={self.delimiter!r} must be one character, e.g. ','")
+        if self.features is not None and self.target in self.features:
+            raise ConfigError(f"data.features lists the target column {self.target!r}; leave it out")
+
+
+IMAGE_COLOR_MODES = {"grayscale": 1, "rgb": 3, "rgba": 4}
+IMAGE_INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
+
+
+@dataclass(frozen=True)
+class ImagesData:
+    """`data=images`: a folder with one subfolder of images per class, streamed from disk while training."""
+
+    name: str
+    path: str
+    image_size: tuple[int, ...] | None  # (height, width); None: the images' own size, which must be one
+    color_mode: str
+    interpolation: str
+    validation_split: float
+
+    task: ClassVar[str] = "classification"
+    num_samples: ClassVar[None] = None
+
+    def __post_init__(self) -> None:
+        _check_split(self.validation_split)
+        if not self.path:
+            raise ConfigError("data=images needs data.path, the folder with one subfolder of images per class")
+        if self.image_size is not None:
+            if len(self.image_size) != 2:
+                raise ConfigError(f"data.image_size={list(self.image_size)!r} must be [height, width], e.g. [32, 32]")
+            for size in self.image_size:
+                positive_int(size, "data.image_size[i]")
+        if self.color_mode not in IMAGE_COLOR_MODES:
+            raise invalid("data.color_mode", self.color_mode, IMAGE_COLOR_MODES)
+        if self.interpolation not in IMAGE_INTERPOLATIONS:
+            raise invalid("data.interpolation", self.interpolation, IMAGE_INTERPOLATIONS)
+
+    @property
+    def channels(self) -> int:
+        return IMAGE_COLOR_MODES[self.color_mode]
+
+
+@dataclass(frozen=True)
+class CallableData:
+    """`data=callable`: a function of the user's (`_target_`, called with `kwargs`) that returns the data."""
+
+    name: str
+    _target_: str
+    kwargs: Mapping[str, Any]
+    task: str
+    validation_split: float
+
+    num_samples: ClassVar[None] = None
+
+    def __post_init__(self) -> None:
+        _check_split(self.validation_split)
+        _check_task(self.task)
+        if not self._target_ or "." not in self._target_:
+            raise ConfigError(f"data._target_={self._target_!r} must be the dotted path of your function, e.g. "
+                              "mypkg.data.load")
+
+
+Data = DigitsData | MnistData | SyntheticData | NpzData | CsvData | ImagesData | CallableData
+DATA_CLASSES: dict[str, type] = {"digits": DigitsData, "mnist": MnistData, "synthetic": SyntheticData,
+                                 "npz": NpzData, "csv": CsvData, "images": ImagesData, "callable": CallableData}
+# Data whose shape is known only by reading the user's files (or calling their function).
+USER_DATA = (NpzData, CsvData, ImagesData, CallableData)
 
 
 @dataclass(frozen=True)
@@ -303,7 +473,7 @@ class RunConfig:
     @property
     def task(self) -> str:
         """`classification` or `regression`."""
-        return self.data.task if isinstance(self.data, SyntheticData) else "classification"
+        return task_of(self.data)
 
     @property
     def objective(self) -> str:
@@ -326,15 +496,15 @@ class RunConfig:
         data_cfg = dict(cfg["data"])
         data_cls = DATA_CLASSES.get(data_cfg.get("name"))  # type: ignore[arg-type]
         if data_cls is None:
-            raise invalid("data set", data_cfg.get("name"), DATASETS)
+            raise invalid("data set", data_cfg.get("name"), DATA_CLASSES)
         data: Data = typed(data_cls, data_cfg, "data")
-        trainer = _trainer(cfg["trainer"], data)
+        optimizer = dict(cfg["optimizer"])
+        schedule, optimizer_args = Schedule.from_optimizer({k: v for k, v in optimizer.items() if k != "name"})
+        trainer = _trainer(cfg["trainer"], data, schedule)
         logger_cfg = dict(cfg["logger"])
         logger_cls = LOGGER_CLASSES.get(logger_cfg.get("name"))  # type: ignore[arg-type]
         if logger_cls is None:
             raise invalid("logger", logger_cfg.get("name"), LOGGER_CLASSES)
-        optimizer = dict(cfg["optimizer"])
-        schedule, optimizer_args = Schedule.from_optimizer({k: v for k, v in optimizer.items() if k != "name"})
         layer = dict(cfg["layer"])
         if "type" not in layer:
             raise ConfigError(f"layer={layer!r} has no type; e.g. layer=dense (conf/layer/ lists the options)")
@@ -360,15 +530,33 @@ class RunConfig:
         )
 
 
-def _trainer(trainer_cfg: Mapping[str, Any], data: Data) -> Trainer:
-    task = data.task if isinstance(data, SyntheticData) else "classification"
+def task_of(data: Data) -> str:
+    """The task a data config trains for: its `task` key, or classification for labelled images."""
+    return str(getattr(data, "task", "classification"))
+
+
+def _trainer(trainer_cfg: Mapping[str, Any], data: Data, schedule: Schedule) -> Trainer:
+    task = task_of(data)
     trainer = typed(Trainer, trainer_cfg, "trainer")
-    check_split(data.num_samples, data.validation_split, trainer.batch_size)
+    if data.num_samples is not None:  # the user's files are counted when they are read
+        check_split(data.num_samples, data.validation_split, trainer.batch_size)
+    names = metrics.check_metrics(trainer.metrics, task)
+    loss = Loss(*metrics.check_loss(trainer.loss, task))
     objective = metrics.objective_for(trainer.objective, task)
-    metrics.check_metric(objective, task, "trainer.objective")
+    metrics.check_metric(objective, task, "trainer.objective", names)
     if trainer.early_stopping.enabled:
-        metrics.check_metric(trainer.early_stopping.monitor, task, "trainer.early_stopping.monitor")
-    return dataclasses.replace(trainer, objective=objective)
+        metrics.check_metric(trainer.early_stopping.monitor, task, "trainer.early_stopping.monitor", names)
+    plateau = trainer.reduce_on_plateau
+    if plateau.enabled:
+        metrics.check_metric(plateau.monitor, task, f"{plateau.KEY}.monitor", names)
+        if schedule.name != "constant":
+            raise ConfigError(f"{plateau.KEY}.enabled=true needs optimizer.schedule=constant (the schedule is "
+                              f"{schedule.name!r}): Keras' ReduceLROnPlateau changes a fixed rate, not a schedule; "
+                              "choose one of the two")
+    if trainer.class_weight is not None and task != "classification":
+        raise ConfigError(f"trainer.class_weight={trainer.class_weight!r} weighs classes, and this is a {task} run; "
+                          "set trainer.class_weight=null")
+    return dataclasses.replace(trainer, objective=objective, metrics=names, loss=loss)
 
 
 def _layer_spec(spec: Any, index: int) -> dict[str, Any]:
@@ -410,6 +598,9 @@ def typed(cls: type[T], given: Mapping[str, Any], where: str) -> T:
 def _value(hint: Any, value: Any, key: str) -> Any:
     """`value` checked against the type `hint` (and converted: int to float, list to tuple)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if isinstance(value, str) and value == MISSING:
+        raise ConfigError(f"{key} has no value, and it needs one: set {key}=... on the command line or in your "
+                          "config")
     if hint is Any or origin in (Mapping, dict):
         return value
     if origin in (Union, types.UnionType):
@@ -448,8 +639,11 @@ def example_config() -> dict[str, Any]:
         "data": {"name": "digits", "validation_split": 0.2, "layout": "auto"},
         "optimizer": {"name": "adam", "learning_rate": 0.001},
         "trainer": {"epochs": 1, "batch_size": 32, "shuffle": True, "verbose": 0, "deterministic": True,
-                    "diagnose": False, "objective": "auto",
+                    "diagnose": False, "objective": "auto", "metrics": None, "loss": "auto", "class_weight": None,
+                    "precision": "float32", "strategy": "default",
                     "early_stopping": {"enabled": False, "monitor": "val_loss", "patience": 5, "min_delta": 0.0,
-                                       "restore_best_weights": True}},
+                                       "restore_best_weights": True},
+                    "reduce_on_plateau": {"enabled": False, "monitor": "val_loss", "factor": 0.1, "patience": 10,
+                                          "min_delta": 0.0001, "cooldown": 0, "min_lr": 0.0}},
         "logger": {"name": "csv"},
     }

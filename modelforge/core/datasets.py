@@ -6,6 +6,7 @@ arrays.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from modelforge.errors import ConfigError
@@ -61,12 +62,15 @@ def check_split(n: int, validation_split: float, batch_size: int) -> None:
     """
     train, val = split_counts(n, validation_split)
     if train < max(batch_size, MIN_SPLIT_SAMPLES) or val < MIN_SPLIT_SAMPLES:
+        least_train = max(batch_size, MIN_SPLIT_SAMPLES)
+        low, high = math.ceil(100 * MIN_SPLIT_SAMPLES / n), math.floor(100 * (1 - least_train / n))
+        fix = (f"choose data.validation_split between {low / 100} and {high / 100}" if low <= high else
+               "use more data")
         raise ConfigError(
             f"data.validation_split={validation_split} leaves {train} of {n} samples to train on and {val} to "
             f"validate on; each side needs at least {MIN_SPLIT_SAMPLES} samples, and training at least one batch "
-            f"(trainer.batch_size={batch_size}): choose a split nearer 0.2, a smaller batch, or more data"
+            f"(trainer.batch_size={batch_size}): {fix}, or a smaller batch"
         )
-DATASETS = ("digits", "mnist", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class DataInfo:
         task: `classification` or `regression`.
         num_outputs: classes for classification, targets for regression.
         vocab_size: for integer token inputs, the number of distinct tokens; None for real-valued inputs.
+        samples: for the user's data, the samples to split (None: the config knows, or no split is made).
     """
 
     name: str
@@ -86,3 +91,4 @@ class DataInfo:
     task: str
     num_outputs: int
     vocab_size: int | None = None
+    samples: int | None = None

@@ -152,8 +152,10 @@ def _prelu_entry(spec: LayerSpec, seed: int) -> PlanEntry:
     return _entry(activation_layer_name(spec.name, "prelu"), "prelu", "prelu", weight, choice, seed)
 
 
-def make_plan(run: RunConfig, input_shape: tuple[int, ...] | None = None) -> Plan:
+def make_plan(run: RunConfig, input_shape: tuple[int, ...] | None = None, info: DataInfo | None = None) -> Plan:
     """Works out the whole plan for a run config (for `input_shape` samples, when given, not the data's).
+
+    `info` describes the user's data, which only reading it tells (`modelforge.data.sources.describe`).
 
     Raises:
         ConfigError: anything in the model or data config that cannot be used.
@@ -165,7 +167,7 @@ def make_plan(run: RunConfig, input_shape: tuple[int, ...] | None = None) -> Pla
         ('block1_dense', 'kernel', 'he_normal', 'policy:relu')
     """
     seed, init_cfg = run.seed, run.initializer
-    specs, info = layer_specs(run, input_shape)
+    specs, info = layer_specs(run, input_shape, info)
     plan = Plan(specs, info)
     for spec in specs:
         for weight in spec.weights:

@@ -26,6 +26,7 @@ from modelforge.core.registry import (
     Family,
     get_activation,
 )
+from modelforge.core.targets import import_target
 from modelforge.errors import ConfigError, invalid
 
 # Truncating a normal at two standard deviations shrinks its std by this factor; Keras divides it out.
@@ -118,15 +119,6 @@ def parse_initializer(value: Any, where: str) -> tuple[str, dict[str, Any]]:
 CUSTOM = "custom"
 
 
-# Modules a `_target_` may never name: they run programs, touch files or the network, or load code. They are
-# refused before anything is imported. (Hydra 1.3.8's `instantiate` has no such list; this is modelforge's.)
-FORBIDDEN_TARGET_MODULES = frozenset({
-    "builtins", "os", "posix", "nt", "sys", "subprocess", "shutil", "pathlib", "io", "tempfile", "importlib",
-    "runpy", "code", "codeop", "pickle", "marshal", "shelve", "ctypes", "multiprocessing", "threading",
-    "asyncio", "signal", "pty", "socket", "http", "urllib", "ftplib", "smtplib", "webbrowser",
-})
-
-
 def is_initializer_class(cls: type) -> bool:
     """Whether `cls` derives from Keras' `Initializer`, read from its MRO (the core imports no Keras).
 
@@ -141,8 +133,8 @@ def load_class(target: str, where: str) -> type:
     """Imports the initializer class a `_target_` names (`package.module.Class`) and checks it; calls nothing.
 
     A config file is code: this imports the module the `_target_` names. Refused, with nothing called: a
-    module in `FORBIDDEN_TARGET_MODULES` (before importing it), anything that is not a class, and a class
-    that does not derive from `keras.initializers.Initializer`.
+    module `core.targets` forbids (before importing it), anything that is not a class, and a class that does
+    not derive from `keras.initializers.Initializer`.
 
     Raises:
         ConfigError: the target cannot be imported, or is refused.
@@ -153,18 +145,7 @@ def load_class(target: str, where: str) -> type:
         ...
         modelforge.errors.ConfigError: model.layers[0].initializer: _target_='subprocess.Popen' is refused...
     """
-    import importlib
-
-    module_name, _, class_name = str(target).rpartition(".")
-    if module_name.split(".")[0] in FORBIDDEN_TARGET_MODULES:
-        raise ConfigError(f"{where}: _target_={target!r} is refused: modelforge never imports from "
-                          f"{module_name.split('.')[0]!r} for a config; name your own keras.initializers.Initializer "
-                          "subclass")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ConfigError(f"{where}: cannot import the initializer class _target_={target!r} ({err}); give the "
-                          "full dotted path of a class importable from this Python") from None
+    cls = import_target(target, where, "keras.initializers.Initializer subclass")
     if not isinstance(cls, type):
         raise ConfigError(f"{where}: _target_={target!r} is not a class")
     if not is_initializer_class(cls):

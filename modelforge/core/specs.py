@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelforge.core.checks import number, positive_int
-from modelforge.core.config import ActivationChoice, RunConfig
+from modelforge.core.config import ActivationChoice, RunConfig, task_of
 from modelforge.core.datasets import DataInfo
 from modelforge.core.layer_types import LayerType, Weight, get_layer_type
 from modelforge.core.names import HEAD
@@ -228,12 +228,27 @@ def _args(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in _SPEC_KEYS}
 
 
-def layer_specs(run: RunConfig, input_shape: tuple[int, ...] | None = None) -> tuple[list[LayerSpec], DataInfo]:
+def _described(run: RunConfig, layout: str, input_shape: tuple[int, ...] | None) -> DataInfo:
+    """The config's own description of its data; the user's data without one is described by its shape."""
+    describe = getattr(run.data, "describe", None)
+    if describe is not None:
+        return describe(layout)  # type: ignore[no-any-return]
+    if input_shape is None:
+        raise ConfigError(f"data={run.data.name} is described by reading it; plan it with modelforge.plan(cfg), "
+                          "or give input_shape")
+    # Without reading the data: its outputs are unknown, so the head is sized as a binary classifier's.
+    return DataInfo(run.data.name, input_shape, task_of(run.data), 2 if task_of(run.data) == "classification" else 1)
+
+
+def layer_specs(run: RunConfig, input_shape: tuple[int, ...] | None = None,
+                info: DataInfo | None = None) -> tuple[list[LayerSpec], DataInfo]:
     """Turns a run config into shaped layer specs, body then head.
 
     Args:
         run: the checked run config.
         input_shape: one sample's shape, for data the config does not describe (None: the data's own).
+        info: the data's description, for the user's data, which is described by reading it
+            (`modelforge.data.sources.describe`); None: the config's own description.
 
     Returns:
         The specs and the data description they were shaped for.
@@ -242,7 +257,8 @@ def layer_specs(run: RunConfig, input_shape: tuple[int, ...] | None = None) -> t
         ConfigError: a bad type, size, activation, or a shape the data cannot give.
     """
     body = raw_body(run)
-    info = run.data.describe(wanted_layout(body))
+    if info is None:
+        info = _described(run, wanted_layout(body), input_shape)
     if input_shape is not None:
         if not input_shape:
             raise ConfigError(f"input_shape={input_shape!r} must be a non-empty tuple of positive integers")

@@ -7,22 +7,48 @@ same samples. What a data set looks like before loading (its shape) is in `model
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from modelforge.core.config import Data, MnistData, SyntheticData
+from modelforge.core.config import USER_DATA, Data, ImagesData, MnistData, SyntheticData
 from modelforge.core.datasets import IMAGES, DataInfo, check_split, split_counts
 
 
 @dataclass
 class Dataset:
-    """Train and validation arrays with their `DataInfo`."""
+    """Train and validation samples with their `DataInfo`.
+
+    The samples are arrays, or (for image folders) arrays of file paths with `decode` turning a path into its
+    pixels inside the `tf.data` pipeline.
+    """
 
     info: DataInfo
     x_train: Any
     y_train: Any
     x_val: Any
     y_val: Any
+    decode: Callable[[Any], Any] | None = None
+
+    def validation(self, batch_size: int) -> Any:
+        """What Keras' `fit` takes as `validation_data`: the arrays, or a `tf.data` pipeline of decoded batches."""
+        if self.decode is None:
+            return self.x_val, self.y_val
+        import tensorflow as tf
+
+        decode = self.decode
+        pairs = tf.data.Dataset.from_tensor_slices((self.x_val, self.y_val))
+        return pairs.map(lambda path, y: (decode(path), y), num_parallel_calls=tf.data.AUTOTUNE).batch(
+            batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def probe(self, n: int) -> tuple[Any, Any]:
+        """The first `n` training samples as arrays (decoded, for image folders)."""
+        x, y = self.x_train[:n], self.y_train[:n]
+        if self.decode is None:
+            return x, y
+        import numpy as np
+
+        return np.stack([self.decode(path).numpy() for path in x]), y
 
 
 def split_indices(n: int, validation_split: float, seed: int) -> tuple[Any, Any]:
@@ -74,10 +100,24 @@ def load(data: Data, info: DataInfo, seed: int, batch_size: int = 1) -> Dataset:
 
     The split is checked again on the samples really loaded (a file may hold fewer than the config said).
     """
+    decode = None
     if isinstance(data, SyntheticData):
         x, y = _make_synthetic(data, info, seed)
+    elif isinstance(data, ImagesData):
+        from modelforge.data.images import decoder
+        from modelforge.data.sources import image_folder
+
+        folder = image_folder(data)
+        x, y, decode = folder.paths, folder.labels, decoder(data, folder.shape)
+    elif isinstance(data, USER_DATA):
+        from modelforge.data.sources import user_arrays
+
+        found = user_arrays(data)
+        if found.x_val is not None:
+            return Dataset(info, found.x, found.y, found.x_val, found.y_val)
+        x, y = found.x, found.y
     else:
         x, y = _load_images(data, info)
     check_split(len(x), data.validation_split, batch_size)
     train, val = split_indices(len(x), data.validation_split, seed)
-    return Dataset(info, x[train], y[train], x[val], y[val])
+    return Dataset(info, x[train], y[train], x[val], y[val], decode)

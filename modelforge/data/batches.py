@@ -10,6 +10,7 @@ resumed at epoch e sees exactly the batches the uninterrupted run saw from there
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 
@@ -35,10 +36,12 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 def train_batches(x: Any, y: Any, batch_size: int, seed: int, shuffle: bool = True, first_epoch: int = 0,
-                  epochs: int = 1) -> Any:
+                  epochs: int = 1, decode: Callable[[Any], Any] | None = None) -> Any:
     """A `tf.data.Dataset` of (x, y) batches for epochs `first_epoch` .. `epochs - 1`, one after another.
 
-    Fit it with `steps_per_epoch=steps_per_epoch(len(x), batch_size)` and `initial_epoch=first_epoch`.
+    Fit it with `steps_per_epoch=steps_per_epoch(len(x), batch_size)` and `initial_epoch=first_epoch`. With
+    `decode`, `x` holds file paths and each is decoded as its batch is made (the samples are never all in
+    memory).
 
     Example:
         >>> import numpy as np
@@ -52,6 +55,14 @@ def train_batches(x: Any, y: Any, batch_size: int, seed: int, shuffle: bool = Tr
     orders = np.stack([epoch_order(len(x), seed, e, shuffle) for e in range(first_epoch, max(epochs, first_epoch))]
                       or [np.arange(0)]).astype(np.int64)
     features, targets = tf.constant(x), tf.constant(y)
+    if decode is not None:
+        def sample(index: Any) -> Any:
+            return decode(tf.gather(features, index)), tf.gather(targets, index)
+
+        return tf.data.Dataset.from_tensor_slices(orders).flat_map(
+            lambda order: tf.data.Dataset.from_tensor_slices(order).map(sample, num_parallel_calls=tf.data.AUTOTUNE,
+                                                                        deterministic=True).batch(batch_size)
+        ).prefetch(tf.data.AUTOTUNE)
     dataset = tf.data.Dataset.from_tensor_slices(orders).flat_map(
         lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
     return dataset.map(lambda idx: (tf.gather(features, idx), tf.gather(targets, idx))).prefetch(tf.data.AUTOTUNE)

@@ -29,12 +29,15 @@ class Progress:
         history: one row per epoch done, as history.csv holds them.
         stopped: early stopping ended the run: no epoch is left to train.
         stopping: early stopping's counters (`wait`, `best`, `best_epoch`, `stopped_epoch`).
+        plateau: ReduceLROnPlateau's counters (`wait`, `best`, `cooldown_counter`); the rate itself is an
+            optimizer variable.
     """
 
     epochs_done: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped: bool = False
     stopping: dict[str, Any] = field(default_factory=dict)
+    plateau: dict[str, Any] = field(default_factory=dict)
 
 
 def save(folder: RunFolder, model: Any, progress: Progress, best_weights: list[Any] | None) -> None:
@@ -45,7 +48,7 @@ def save(folder: RunFolder, model: Any, progress: Progress, best_weights: list[A
     arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)})
     arrays.update({f"best_{i}": np.asarray(w) for i, w in enumerate(best_weights or [])})
     state = {"epochs_done": progress.epochs_done, "history": progress.history, "stopped": progress.stopped,
-             "stopping": progress.stopping, "has_best": best_weights is not None}
+             "stopping": progress.stopping, "plateau": progress.plateau, "has_best": best_weights is not None}
     arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
 
     def write(path: Any) -> None:
@@ -69,7 +72,8 @@ def load(folder: RunFolder, model: Any) -> tuple[Progress, list[Any] | None]:
         best = None
         if state["has_best"]:
             best = [arrays[f"best_{i}"] for i in range(sum(k.startswith("best_") for k in arrays.files))]
-    progress = Progress(state["epochs_done"], state["history"], state["stopped"], state["stopping"])
+    progress = Progress(state["epochs_done"], state["history"], state["stopped"], state["stopping"],
+                        state.get("plateau", {}))
     return progress, best
 
 
@@ -81,7 +85,12 @@ def remove(folder: RunFolder) -> None:
     (folder.path / CHECKPOINT).unlink(missing_ok=True)
 
 
-def stopping_state(callback: Any) -> dict[str, Any]:
-    """Early stopping's counters, as plain numbers."""
-    found: Mapping[str, Any] = {k: getattr(callback, k, None) for k in ("wait", "best", "best_epoch", "stopped_epoch")}
+# The counters of Keras' EarlyStopping and ReduceLROnPlateau that a resumed run must start from.
+STOPPING_STATE = ("wait", "best", "best_epoch", "stopped_epoch")
+PLATEAU_STATE = ("wait", "best", "cooldown_counter")
+
+
+def stopping_state(callback: Any, keys: tuple[str, ...] = STOPPING_STATE) -> dict[str, Any]:
+    """A callback's counters (`keys`), as plain numbers."""
+    found: Mapping[str, Any] = {k: getattr(callback, k, None) for k in keys}
     return {k: (float(v) if isinstance(v, float) or hasattr(v, "item") else v) for k, v in found.items()}

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelforge.core.config import Optimizer, RunConfig, TensorBoardLogger
-from modelforge.core.metrics import LOSSES, TASK_METRICS
 from modelforge.core.registry import RENAMED_ARGUMENTS, get_optimizer_class
 from modelforge.errors import ConfigError, closest
 from modelforge.run import checkpoint
@@ -76,9 +75,26 @@ def make_optimizer(config: Optimizer, steps_per_epoch: int = 1, epochs: int = 1)
         raise ConfigError(f"optimizer={config.name} rejects {dict(config.args)}: {err}") from None
 
 
-def compile_model(model: Any, optimizer: Any, task: str) -> None:
-    """Compiles with the optimizer and the loss and metrics the task calls for (see `core.metrics`)."""
-    model.compile(optimizer=optimizer, loss=LOSSES[task], metrics=list(TASK_METRICS[task]))
+def compile_model(model: Any, optimizer: Any, run: RunConfig) -> None:
+    """Compiles with the optimizer and the loss and metrics `trainer.loss` and `trainer.metrics` name."""
+    from modelforge.run import compiled
+
+    model.compile(optimizer=optimizer, loss=compiled.loss(run.trainer, run.task),
+                  metrics=compiled.metrics(run.trainer, run.task))
+
+
+def balanced_class_weight(labels: Any, num_classes: int) -> dict[int, float]:
+    """scikit-learn's `balanced` weights: n_samples / (n_classes * count of the class); absent classes weigh 1.
+
+    Example:
+        >>> import numpy as np
+        >>> balanced_class_weight(np.array([0, 0, 0, 1]), 2)
+        {0: 0.6666666666666666, 1: 2.0}
+    """
+    import numpy as np
+
+    counts = np.bincount(np.asarray(labels).reshape(-1), minlength=num_classes)
+    return {c: float(len(labels) / (num_classes * n)) if n else 1.0 for c, n in enumerate(counts.tolist())}
 
 
 class Interrupted(Exception):  # noqa: N818 (it is how the fit ends, not an error of the fit)
@@ -152,11 +168,35 @@ def make_callbacks(run: RunConfig, folder: RunFolder, progress: Progress, best_w
         write_tensorboard_hparams(log_dir, run, folder.path.name)
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=run.logger.histogram_freq))
 
+    plateau_cfg = run.trainer.reduce_on_plateau
+    plateau: Any = None
+    if plateau_cfg.enabled:
+        saved_plateau = dict(progress.plateau)
+
+        class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+            """Keras' ReduceLROnPlateau, starting from the counters a checkpoint holds (the rate is restored with
+            the optimizer's variables)."""
+
+            def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+                super().on_train_begin(logs)
+                for key, value in saved_plateau.items():
+                    if value is not None:
+                        setattr(self, key, value)
+
+        plateau = ResumableReduceLROnPlateau(
+            monitor=plateau_cfg.monitor, mode=plateau_cfg.mode, factor=plateau_cfg.factor,
+            patience=plateau_cfg.patience, min_delta=plateau_cfg.min_delta, cooldown=plateau_cfg.cooldown,
+            min_lr=plateau_cfg.min_lr, verbose=0)
+        # Before LearningRate and the history: the rate an epoch ends with is the one the callback set.
+        callbacks.insert(1, plateau)
+
     class Checkpointer(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
             progress.epochs_done = epoch + 1
             progress.stopped = bool(self.model.stop_training)
             progress.stopping = checkpoint.stopping_state(early) if early is not None else {}
+            progress.plateau = (checkpoint.stopping_state(plateau, checkpoint.PLATEAU_STATE) if plateau is not None
+                                else {})
             checkpoint.save(folder, self.model, progress, getattr(early, "best_weights", None))
             on_epoch(progress)
 
@@ -171,15 +211,36 @@ def fit_model(model: Any, dataset: Any, run: RunConfig, callbacks: list[Any], pr
     `quiet` drops Keras' per-step bars (at `trainer.verbose=auto`) where jobs print one line per epoch.
     """
     from modelforge.data.batches import steps_per_epoch, train_batches
+    from modelforge.run.compiled import one_hot
 
     trainer = run.trainer
     end = progress.epochs_done if progress.stopped else trainer.epochs
     batches = train_batches(dataset.x_train, dataset.y_train, trainer.batch_size, run.seed, trainer.shuffle,
-                            first_epoch=progress.epochs_done, epochs=end)
+                            first_epoch=progress.epochs_done, epochs=end, decode=dataset.decode)
+    validation = dataset.validation(trainer.batch_size)
+    if one_hot(trainer, run.task):
+        import numpy as np
+
+        classes = dataset.info.num_outputs
+        batches = batches.map(lambda x, y: (x, _one_hot(y, classes)))
+        if isinstance(validation, tuple):
+            validation = (validation[0], np.eye(classes, dtype=np.float32)[validation[1]])
+        else:
+            validation = validation.map(lambda x, y: (x, _one_hot(y, classes)))
+    class_weight = None
+    if trainer.class_weight == "balanced":
+        class_weight = balanced_class_weight(dataset.y_train, dataset.info.num_outputs)
     model.fit(
-        batches, shuffle=False, validation_data=(dataset.x_val, dataset.y_val),
-        validation_batch_size=trainer.batch_size, epochs=end, initial_epoch=progress.epochs_done,
+        batches, shuffle=False, validation_data=validation,
+        validation_batch_size=trainer.batch_size if isinstance(validation, tuple) else None,
+        epochs=end, initial_epoch=progress.epochs_done,
         steps_per_epoch=steps_per_epoch(len(dataset.x_train), trainer.batch_size),
         verbose=0 if quiet and trainer.verbose == "auto" else trainer.verbose,
-        callbacks=callbacks,
+        callbacks=callbacks, class_weight=class_weight,
     )
+
+
+def _one_hot(labels: Any, classes: int) -> Any:
+    import tensorflow as tf
+
+    return tf.one_hot(tf.reshape(tf.cast(labels, tf.int32), [-1]), classes)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from modelforge.core.config import RunConfig
-from modelforge.core.initplan import Plan, format_table, make_plan, plan_digest, plan_line
+from modelforge.core.initplan import Plan, format_table, plan_digest, plan_line
 from modelforge.core.memory import estimate
 from modelforge.core.metrics import lower_is_better
 from modelforge.core.names import Status
@@ -31,7 +31,7 @@ from modelforge.run import checkpoint
 from modelforge.run.checkpoint import Progress
 from modelforge.run.console import Job, log, run_log, say
 from modelforge.run.folder import FolderState, FolderTaken, RunFolder, identity, now, versions
-from modelforge.run.setup import Session, prepare
+from modelforge.run.setup import Session, plan_for, prepare
 
 
 class TrainResult(dict[str, Any]):
@@ -237,7 +237,7 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
 def save_plan(run: RunConfig, folder: RunFolder, job: Job | None = None) -> Plan:
     """Works out the plan, writes init_plan.json, and prints the table (in a sweep, once per distinct plan;
     the other jobs print one line) with the memory the run needs."""
-    plan = make_plan(run)
+    plan = plan_for(run)
     folder.write_json("init_plan.json", plan.as_json())
     digest = plan_digest(plan)
     if job is None or job.first_of_plan(digest):

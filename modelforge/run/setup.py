@@ -5,12 +5,14 @@ TensorFlow is imported here, inside the functions, never at import time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelforge.core.config import RunConfig
+from modelforge.core.datasets import check_split
 from modelforge.core.initplan import Plan, make_plan
 from modelforge.core.memory import MemoryEstimate, estimate, human
 from modelforge.data.arrays import Dataset
@@ -79,6 +81,31 @@ def check_memory(run: RunConfig, plan: Plan) -> MemoryEstimate:
     return needed
 
 
+def strategy_scope(name: str) -> Any:
+    """The scope the model is built in: none for `default`; for `mirrored`, a `tf.distribute.MirroredStrategy`
+    over every visible GPU, else every logical CPU device (one, unless the process configured more)."""
+    if name == "default":
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+    say(f"strategy: MirroredStrategy over {len(devices)} device{'s' if len(devices) > 1 else ''} "
+        f"({', '.join(devices)})")
+    return tf.distribute.MirroredStrategy(devices=devices).scope()
+
+
+def plan_for(run: RunConfig, input_shape: tuple[int, ...] | None = None) -> Plan:
+    """The run's plan; the user's data (files, their function) is read first, for its shape (no TensorFlow for
+    files; a function of the user's may import what it likes)."""
+    from modelforge.data.sources import describe
+
+    info = describe(run.data)
+    if info is not None and info.samples is not None:
+        check_split(info.samples, run.data.validation_split, run.trainer.batch_size)
+    return make_plan(run, input_shape, info)
+
+
 def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
     """Seeds, loads the data, builds and compiles the model the plan describes.
 
@@ -90,7 +117,7 @@ def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
     timings: dict[str, float] = {}
     if plan is None:
         tick = time.perf_counter()
-        plan = make_plan(run)
+        plan = plan_for(run)
         timings["plan_s"] = time.perf_counter() - tick
     check_memory(run, plan)
 
@@ -108,14 +135,17 @@ def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
     # A fresh session per job: sweeps run jobs one after another in one process (and loky reuses workers).
     # free_memory=False skips a full gc.collect() that costs ~0.2 s a job; Python's own gc still runs.
     keras.backend.clear_session(free_memory=False)
+    # Set on every run, so a sweep's job never inherits the previous job's policy.
+    keras.config.set_dtype_policy(run.trainer.precision)
     seed_everything(run.seed, run.trainer.deterministic)
     dataset = load(run.data, plan.info, run.seed, run.trainer.batch_size)
-    optimizer = make_optimizer(run.optimizer, steps_per_epoch(len(dataset.x_train), run.trainer.batch_size),
-                               run.trainer.epochs)
     timings["import_and_data_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    model = build(plan)
-    compile_model(model, optimizer, run.task)
+    with strategy_scope(run.trainer.strategy):
+        optimizer = make_optimizer(run.optimizer, steps_per_epoch(len(dataset.x_train), run.trainer.batch_size),
+                                   run.trainer.epochs)
+        model = build(plan)
+        compile_model(model, optimizer, run)
     timings["build_s"] = time.perf_counter() - tick
     return Session(run, plan, dataset, model, timings)

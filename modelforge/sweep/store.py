@@ -30,7 +30,7 @@ _KEY_SCHEMAS: dict[str, tuple[type, ...]] = {
 # Keys under these are open tables: a new key is added without Hydra's `+`. The policy's rules are open by
 # design; layer, activation and optimizer keys go to Keras, which modelforge checks them against (with a
 # did-you-mean) before any model is built.
-OPEN_TABLES = ("initializer.rules.", "initializer.families.", "layer.", "activation.", "optimizer.")
+OPEN_TABLES = ("initializer.rules.", "initializer.families.", "layer.", "activation.", "optimizer.", "data.kwargs.")
 _SIMPLE = (int, float, bool, str)
 
 
