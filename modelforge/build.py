@@ -11,7 +11,7 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from modelforge.core.fans import keras_fans
-from modelforge.core.names import HEAD, INPUTS, activation_layer_name
+from modelforge.core.names import HEAD, INPUTS, STANDARDIZE, activation_layer_name
 from modelforge.core.policy import CUSTOM, load_class
 from modelforge.core.registry import INITIALIZER_CLASSES, get_activation
 from modelforge.errors import ConfigError, closest
@@ -128,8 +128,11 @@ def check_layer_args(plan: Plan) -> None:
                 )
 
 
-def build(plan: Plan) -> keras.Model:
+def build(plan: Plan, standardize: tuple[Any, Any] | None = None) -> keras.Model:
     """Builds the functional model the plan describes; weights are created here, as the plan says.
+
+    `standardize` is (mean, variance) per input feature: a `Normalization` layer with them comes first, so the
+    saved model takes raw inputs (`data.standardize`).
 
     Raises:
         ConfigError: a layer spec key that the Keras class does not take (checked before anything is made).
@@ -146,6 +149,10 @@ def build(plan: Plan) -> keras.Model:
     dtype = "int32" if plan.info.vocab_size else None
     inputs = keras.Input(shape=plan.info.input_shape, name=INPUTS, dtype=dtype)
     x = inputs
+    if standardize is not None:
+        # Every input position keeps its own statistics (axis: all but the batch).
+        axes = tuple(range(1, len(plan.info.input_shape) + 1))
+        x = keras.layers.Normalization(axis=axes, mean=standardize[0], variance=standardize[1], name=STANDARDIZE)(x)
     for spec in plan.specs:
         for layer in make_layers(spec, plan):
             x = layer(x)

@@ -288,3 +288,19 @@ def test_a_requeued_job_continues_from_its_checkpoint(tmp_path, uninterrupted):
     assert requeued.returncode == 0, requeued.stderr
     assert json.loads((job / "metrics.json").read_text())["resumed"][0]["from"] == "interrupted"
     assert_same_result(uninterrupted, job)
+
+
+def test_kill_then_resume_with_reduce_on_plateau_is_bit_identical(tmp_path):
+    # The plateau's counters travel in the checkpoint, and the rate with the optimizer's variables: killed after
+    # epoch 2 (the rate already cut once), the resumed run cuts again exactly when the uninterrupted one did.
+    args = (*RUN, "trainer.epochs=4", "trainer.reduce_on_plateau.enabled=true", "trainer.reduce_on_plateau.patience=1",
+            "trainer.reduce_on_plateau.factor=0.5", "trainer.reduce_on_plateau.min_delta=10")
+    full = tmp_path / "full"
+    full.mkdir()
+    done = run_module(full, *args, "hydra.run.dir=run")
+    assert done.returncode == 0, done.stderr
+    rates = [float(r.split(",")[-1]) for r in (full / "run" / "history.csv").read_text().splitlines()[1:]]
+    assert rates == pytest.approx([0.001, 0.0005, 0.00025, 0.000125], rel=1e-6)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    kill_and_resume(killed, full / "run", lambda folder: wait_for(lambda: rows(folder) >= 2), args=args)

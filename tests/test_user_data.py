@@ -193,3 +193,25 @@ def test_csv_and_image_folders_train_from_the_command_line(tmp_path):
     records = [json.loads(p.read_text()) for p in sorted((tmp_path / "outputs").rglob("metrics.json"))]
     assert [r["status"] for r in records] == ["completed", "completed"]
     assert sorted(r["samples"]["train"] for r in records) == [10, 30]
+
+
+def test_standardize_puts_the_training_statistics_in_the_saved_model(compose, tmp_path):
+    import keras
+
+    write_csv(tmp_path / "t.csv")
+    result = modelforge.train(compose(csv_run(tmp_path)), run_dir=tmp_path / "run")
+    _, ds = dataset(compose, ["data=csv", f"data.path={tmp_path}/t.csv", "data.target=label", *SMALL])
+    layer = result.model.layers[1]
+    assert type(layer).__name__ == "Normalization" and layer.name == "standardize"
+    np.testing.assert_allclose(np.asarray(layer.mean).reshape(-1), ds.x_train.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(layer.variance).reshape(-1), ds.x_train.var(axis=0), rtol=1e-5)
+    saved = keras.models.load_model(tmp_path / "run" / "model.keras")  # plain Keras: raw inputs in
+    np.testing.assert_allclose(saved.predict(ds.x_val, verbose=0), result.model.predict(ds.x_val, verbose=0),
+                               atol=1e-6)
+    off = modelforge.train(compose([*csv_run(tmp_path), "data.standardize=false"]), run_dir=tmp_path / "off")
+    assert "Normalization" not in {type(layer).__name__ for layer in off.model.layers}
+
+
+def csv_run(tmp_path):
+    """A quick run on the CSV test file."""
+    return ["data=csv", f"data.path={tmp_path}/t.csv", "data.target=label", *SMALL, *FAST]

@@ -245,6 +245,7 @@ class FileData:
     path: str
     task: str
     validation_split: float
+    standardize: bool  # a Normalization layer first, with the training split's mean and variance
 
     def __post_init__(self) -> None:
         _check_split(self.validation_split)
@@ -333,6 +334,7 @@ class CallableData:
     kwargs: Mapping[str, Any]
     task: str
     validation_split: float
+    standardize: bool
 
     num_samples: ClassVar[None] = None
 

@@ -8,6 +8,8 @@ from enum import StrEnum
 HEAD = "head"
 # The input layer's name in every built model.
 INPUTS = "inputs"
+# The Normalization layer data.standardize puts first.
+STANDARDIZE = "standardize"
 
 
 def activation_layer_name(layer: str, activation: str) -> str:

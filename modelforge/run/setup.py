@@ -81,6 +81,24 @@ def check_memory(run: RunConfig, plan: Plan) -> MemoryEstimate:
     return needed
 
 
+def feature_statistics(x: Any) -> tuple[Any, Any]:
+    """Each feature's mean and variance over the training samples (a constant feature gets variance 1, so it
+    is centred, not blown up).
+
+    Example:
+        >>> import numpy as np
+        >>> [v.tolist() for v in feature_statistics(np.array([[1.0, 5.0], [3.0, 5.0]]))]
+        [[2.0, 5.0], [1.0, 1.0]]
+    """
+    import numpy as np
+
+    flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    mean, variance = flat.mean(axis=0), flat.var(axis=0)
+    variance[variance == 0] = 1.0
+    shape = np.shape(x)[1:]
+    return mean.reshape(shape).astype(np.float32), variance.reshape(shape).astype(np.float32)
+
+
 def strategy_scope(name: str) -> Any:
     """The scope the model is built in: none for `default`; for `mirrored`, a `tf.distribute.MirroredStrategy`
     over every visible GPU, else every logical CPU device (one, unless the process configured more)."""
@@ -145,7 +163,7 @@ def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
     with strategy_scope(run.trainer.strategy):
         optimizer = make_optimizer(run.optimizer, steps_per_epoch(len(dataset.x_train), run.trainer.batch_size),
                                    run.trainer.epochs)
-        model = build(plan)
+        model = build(plan, feature_statistics(dataset.x_train) if getattr(run.data, "standardize", False) else None)
         compile_model(model, optimizer, run)
     timings["build_s"] = time.perf_counter() - tick
     return Session(run, plan, dataset, model, timings)
