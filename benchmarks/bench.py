@@ -6,6 +6,10 @@
 (d) a 6-initializer sweep of the default model for 3 epochs against one TensorFlow import plus six
     hand-written fits in one process: the overhead per job, in seconds                target < 0.5 s
 (e) the same sweep with hydra/launcher=parallel (2 worker processes) over the basic launcher
+(f) the 27-job sweep `initializer=glob(*) seed=0,1,2` (20 epochs) with hydra/launcher=fused over one run  target <= 3
+(g) the same sweep, basic launcher over fused                                     target >= 6
+(h) a 9-job `layer=conv` sweep, basic over fused (conv layers are not fused yet: about 1)   target >= 3
+(i) the fused fit's FLOP/s over a large matmul's FLOP/s on this machine, as a fraction
 Each figure is the median of several interleaved repeats; pass --repeats N to change how many.
 """
 
@@ -120,17 +124,75 @@ def sweeps(repeats: int, cwd: str) -> None:
          f"{t['parallel']:.2f}s vs {t['sweep']:.2f}s on {os.cpu_count()} cores")
 
 
+FUSED_SWEEP = ["-m", "initializer=glob(*)", "seed=0,1,2", "trainer.verbose=0"]
+
+
+def _fused_fit(cwd: str) -> tuple[float, int, float]:
+    """From the last fused sweep in cwd: the group's fit seconds, its arms, and its training FLOPs."""
+    import json
+
+    records = [json.loads(p.read_text()) for p in Path(cwd, "fused").rglob("metrics.json")]
+    fused = [r for r in records if r.get("fused")]
+    plan = json.loads(next(Path(cwd, "fused").rglob("init_plan.json")).read_text())
+    macs = sum(int(__import__("math").prod(e["shape"])) for e in plan["entries"] if e["weight"] == "kernel")
+    samples = fused[0]["samples"]["train"] * fused[0]["epochs_run"] + fused[0]["samples"]["validation"] * fused[0][
+        "epochs_run"] / 3  # validation is a forward pass only: a third of a training step's work
+    return fused[0]["fused"]["fit_s"], len(fused), 6.0 * macs * samples * len(fused)
+
+
+def matmul_flops() -> float:
+    """FLOP/s of one large float32 matmul in TensorFlow on this machine (the best of a few)."""
+    import tensorflow as tf
+
+    n = 2048
+    a = tf.random.normal((n, n))
+    tf.linalg.matmul(a, a).numpy()
+    best = min(_timed(lambda: tf.linalg.matmul(a, a).numpy()) for _ in range(5))
+    return 2 * n**3 / best
+
+
+def _timed(fn: object) -> float:
+    start = time.perf_counter()
+    fn()  # type: ignore[operator]
+    return time.perf_counter() - start
+
+
+def fused(repeats: int, cwd: str) -> None:
+    t = medians({
+        "one run": [PY, "-m", "modelforge", "trainer.verbose=0"],
+        "fused": [PY, "-m", "modelforge", *FUSED_SWEEP, "hydra/launcher=fused", "hydra.sweep.dir=fused"],
+    }, repeats, cwd)
+    line("(f) 27-job fused sweep / one run", t["fused"] / t["one run"], "<= 3",
+         f"{t['fused']:.2f}s vs {t['one run']:.2f}s")
+    basic = medians({"basic": [PY, "-m", "modelforge", *FUSED_SWEEP]}, 1, cwd)["basic"]
+    line("(g) 27-job sweep, basic / fused", basic / t["fused"], ">= 6", f"{basic:.2f}s vs {t['fused']:.2f}s")
+    conv = ["-m", "layer=conv", "initializer=he_normal,glorot_uniform,lecun_normal", "seed=0,1,2", "trainer.epochs=3",
+            "trainer.verbose=0"]
+    c = medians({"basic": [PY, "-m", "modelforge", *conv], "fused": [PY, "-m", "modelforge", *conv,
+                                                                   "hydra/launcher=fused"]}, 1, cwd)
+    line("(h) 9-job conv sweep, basic / fused", c["basic"] / c["fused"], ">= 3",
+         f"{c['basic']:.2f}s vs {c['fused']:.2f}s (conv is not fused yet)")
+    fit_s, arms, flops = _fused_fit(cwd)
+    line("(i) fused fit FLOP/s / matmul FLOP/s", flops / fit_s / matmul_flops(), "-",
+         f"{arms} arms, {flops / 1e9:.1f} GFLOP in {fit_s:.2f}s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=["fused"], help="run one section only")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     print(f"{'ratio':<44} {'value':>6}   {'target':<14} times (median of {args.repeats})")
     with tempfile.TemporaryDirectory() as cwd:
+        if args.only == "fused":
+            fused(args.repeats, cwd)
+            return
         startup(args.repeats, cwd)
         whole_run(args.repeats, cwd)
         fit_overhead(args.repeats, cwd)
         sweeps(args.repeats, cwd)
+        fused(args.repeats, cwd)
 
 
 if __name__ == "__main__":

@@ -64,13 +64,17 @@ def test_bad_csv_files_are_refused_with_the_file_and_the_place(compose, tmp_path
         assert word in str(err.value)
 
 
-def test_a_missing_file_names_where_it_looked_and_exits_2_leaving_nothing(tmp_path):
+def test_a_missing_file_names_where_it_looked_and_exits_2_with_nothing_half_written(tmp_path):
     result = run_module(tmp_path, "data=csv", "data.path=nope.csv", "data.target=label")
     assert result.returncode == 2, result.stderr
     assert f"there is no file {tmp_path}/nope.csv" in result.stderr.replace("\n  ", " ")
     assert "Traceback" not in result.stderr
-    # Hydra made the folder and its log; modelforge wrote nothing there.
-    assert {p.name for p in (tmp_path / "outputs").rglob("*") if p.is_file()} <= {"modelforge.log"}
+    # The folder says why nothing ran (as every refused run's does), and holds no result of a run.
+    (record,) = (tmp_path / "outputs").rglob("metrics.json")
+    assert json.loads(record.read_text())["status"] == "failed"
+    assert "nope.csv" in json.loads(record.read_text())["error"]
+    assert not {"init_plan.json", "history.csv", "model.keras", "checkpoint.npz"} & {
+        p.name for p in record.parent.iterdir()}
 
 
 def test_npz_with_validation_arrays_of_its_own(compose, tmp_path):

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run.folder import FolderTaken, RunFolder
+from modelforge.run.lifecycle import RESUME_ENV, resuming  # noqa: F401 (the commands read them here)
 
 log = logging.getLogger("modelforge")
 # Where modelforge's own primary config lives (the wheel's modelforge.conf is conf/).
@@ -22,9 +23,6 @@ CONFIG_MODULE = "modelforge.conf"
 # Hydra's own record of a job, written by modelforge once the job holds its folder (conf/config.yaml sets
 # hydra.output_subdir to null, so Hydra never writes into a folder that another run holds).
 HYDRA_SUBDIR = ".hydra"
-# Set by `python -m modelforge resume SWEEP_DIR` for the jobs it re-launches: completed jobs report their
-# recorded objective, unfinished ones continue from their checkpoints.
-RESUME_ENV = "MODELFORGE_RESUME"
 
 
 def hydra_run_dir() -> Path:
@@ -95,13 +93,6 @@ def sweep_dir() -> Path:
     from hydra.core.hydra_config import HydraConfig
 
     return Path(HydraConfig.get().sweep.dir)
-
-
-def resuming() -> bool:
-    """Whether this job belongs to a sweep that `resume` re-launched."""
-    import os
-
-    return os.environ.get(RESUME_ENV) == "1"
 
 
 def write_hydra_files(cfg: Any, folder: RunFolder) -> None:
@@ -176,7 +167,8 @@ def before_hydra(argv: list[str]) -> list[str]:
     return normalize_overrides(argv)
 
 
-def run_hydra(argv: list[str], body: Callable[[Any, Path], Any], check: bool = True, kind: str | None = None) -> None:
+def run_hydra(argv: list[str], body: Callable[[Any, Path], Any], check: bool = True, kind: str | None = None,
+              trains: bool = False) -> None:
     """Runs modelforge's Hydra app on `argv`: `body` gets the run config and Hydra's run folder.
 
     With `check`, the config is checked as a whole (`RunConfig.from_mapping`) before `body` starts, so bad
@@ -188,9 +180,12 @@ def run_hydra(argv: list[str], body: Callable[[Any, Path], Any], check: bool = T
 
     from modelforge.api import run_config
 
-    @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base="1.3")
     def task(cfg: DictConfig) -> Any:
         return report_errors(lambda: body(run_config(cfg) if check else cfg, hydra_run_dir()))
 
+    # Launchers get `task` itself: the fused launcher trains together only the jobs of the command that trains.
+    task.modelforge_trains = trains  # type: ignore[attr-defined]
+    main = hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base="1.3")(task)
+
     sys.argv = [sys.argv[0], *before_hydra([*argv, *folder_kind(argv, kind)])]
-    task()
+    main()

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from modelforge.analysis.summary import PLANNED
-from modelforge.api import run_config, train
+from modelforge.api import train
 from modelforge.cli.app import in_multirun, resuming, run_hydra, sweep_dir, write_hydra_files
 from modelforge.run.console import Job
 from modelforge.run.folder import FolderState, RunFolder
 from modelforge.run.lifecycle import claim
-from modelforge.run.setup import plan_for
 
 # Statuses of jobs that are over, for the count of jobs done.
 _OVER = {"completed", "failed", "dead", "interrupted"}
@@ -80,10 +79,6 @@ def train_in(cfg: Any, run_dir: Path) -> float:
         print(f"{job.label + ' ' if job else ''}{folder.job_name()}: {objective['name']}={objective['value']:.4f} "
               "(completed before; untouched)", flush=True)
         return float(objective["value"])
-    if job is None and not resume:
-        # Bad input known before training (a key, a value, the user's data file) leaves this folder as Hydra
-        # made it. In a sweep the job's metrics.json says `failed` and why instead, for the summary.
-        plan_for(run_config(cfg))
     if claim(folder, resume) == FolderState.EMPTY:
         write_hydra_files(cfg, folder)
     started = time.perf_counter()
@@ -100,4 +95,4 @@ def train_in(cfg: Any, run_dir: Path) -> float:
 
 
 def main(argv: list[str]) -> None:
-    run_hydra(argv, train_in, check=False)
+    run_hydra(argv, train_in, check=False, trains=True)

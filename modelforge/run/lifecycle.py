@@ -27,7 +27,7 @@ from modelforge.core.memory import estimate
 from modelforge.core.metrics import lower_is_better
 from modelforge.core.names import Status
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
-from modelforge.run import checkpoint
+from modelforge.run import checkpoint, replay
 from modelforge.run.checkpoint import Progress
 from modelforge.run.console import Job, log, run_log, say
 from modelforge.run.folder import FolderState, FolderTaken, RunFolder, identity, now, versions
@@ -149,6 +149,16 @@ def stop_on_signals(stop: Any) -> Iterator[None]:
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
+
+
+# Set by `python -m modelforge resume SWEEP_DIR` for the jobs it re-launches: completed jobs report their
+# recorded objective, unfinished ones continue from their checkpoints.
+RESUME_ENV = "MODELFORGE_RESUME"
+
+
+def resuming() -> bool:
+    """Whether this job belongs to a sweep that `resume` re-launched."""
+    return os.environ.get(RESUME_ENV) == "1"
 
 
 def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), resume: bool = False,
@@ -293,9 +303,14 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
     stop = StopSignal()
     callbacks = make_callbacks(run, folder, progress, best_weights, stop, heartbeat, tracker)
     tick = time.perf_counter()
+    arm = replay.take(folder.path)
     try:
         with stop_on_signals(stop):
-            fit_model(session.model, session.dataset, run, callbacks, progress, quiet=job.epoch_lines)
+            if arm is not None:  # trained in a fused group: its epochs are played through this run's callbacks
+                replay.play(session.model, arm, callbacks, run.trainer.epochs)
+                record["fused"] = arm.fused
+            else:
+                fit_model(session.model, session.dataset, run, callbacks, progress, quiet=job.epoch_lines)
     except Interrupted as err:
         name = signal.Signals(err.signum).name
         raise RunInterrupted(err.signum, f"stopped by {name} after {progress.epochs_done} epochs; the checkpoint "

@@ -1,0 +1,237 @@
+"""K arms trained as one model: every weight with a leading arm axis, one batched matmul per layer.
+
+The arms are runs that differ only in what fuses: the initializer, the seed, and the optimizer's per-arm
+scalars. Each arm starts from the weights its own Keras model drew (so from exactly its separate run's), reads
+its own split in its own batch order, and its loss is summed with the others', so its gradients are its own.
+Adam and SGD are written out here over the stacked variables, with a hyperparameter per arm, as Keras 3
+writes them per variable (the idea of HFTA's fused optimizers, MLSys 2021). An arm whose loss turns NaN or
+infinite is frozen from that epoch on, and the others go on.
+
+What fuses (`why_not` says why something does not): the layers `fused_layers` covers, the task's default
+loss and metric, Adam or SGD without clipping or weight decay, a constant learning rate,
+float32 on one device, no plateau or class weights. Early stopping is each arm's own: Keras' own
+EarlyStopping decides for each arm on the arm's metrics, and a stopped arm is frozen (with its best weights
+when it restores them) while the others go on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from modelforge.run.replay import Arm
+from modelforge.run.setup import Session
+
+# The optimizer arguments that may differ between arms, with Keras' defaults.
+ARM_SCALARS = {"adam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+               "sgd": {"learning_rate": 0.01, "momentum": 0.0}}
+# Arguments that must be the same in every arm (and at these values) for the update to be written out here.
+SHARED_DEFAULTS = {"adam": {"amsgrad": False}, "sgd": {"nesterov": False}}
+
+
+def why_not(session: Session) -> str | None:
+    """Why this run cannot train in a fused group (None: it can)."""
+    run, model = session.run, session.model
+    trainer, optimizer = run.trainer, run.optimizer
+    from modelforge.run.fused_layers import why_not as layer_refused
+
+    for layer in model.layers:
+        refused = layer_refused(layer)
+        if refused is not None:
+            return refused
+    if optimizer.name not in ARM_SCALARS:
+        return f"optimizer={optimizer.name}; the fused model trains {' and '.join(ARM_SCALARS)}"
+    known = {**ARM_SCALARS[optimizer.name], **SHARED_DEFAULTS[optimizer.name]}
+    for key, value in optimizer.args.items():
+        if key not in known or (key in SHARED_DEFAULTS[optimizer.name] and value != known[key]):
+            return f"optimizer.{key}={value!r} is not fused"
+    checks = [
+        (optimizer.schedule.name != "constant", f"optimizer.schedule={optimizer.schedule.name}"),
+        (trainer.reduce_on_plateau.enabled, "trainer.reduce_on_plateau is enabled"),
+        (trainer.class_weight is not None, "trainer.class_weight is set"),
+        (trainer.precision != "float32", f"trainer.precision={trainer.precision}"),
+        (trainer.strategy != "default", f"trainer.strategy={trainer.strategy}"),
+        (trainer.loss.name not in ("crossentropy", "mse"), f"trainer.loss={trainer.loss.name}"),
+        (tuple(trainer.metrics or ()) not in (("accuracy",), ("mae",)),
+         f"trainer.metrics={list(trainer.metrics or [])}"),
+        (session.dataset.decode is not None, f"data={run.data.name} streams from files"),
+    ]
+    for not_covered, why in checks:
+        if not_covered:
+            return f"{why}, which the fused model does not cover"
+    return None
+
+
+class _ArmView:
+    """What Keras' EarlyStopping reads of a model, for one arm of the fused model."""
+
+    def __init__(self, weights: Callable[[], list[Any]]) -> None:
+        self.get_weights = weights
+        self.stop_training = False
+
+
+def _early_stopping(run: Any, weights: Callable[[], list[Any]]) -> Any:
+    """Keras' own EarlyStopping for one arm (None when the run does not stop early)."""
+    import keras
+
+    config = run.trainer.early_stopping
+    if not config.enabled:
+        return None
+    stopper = keras.callbacks.EarlyStopping(monitor=config.monitor, mode=config.mode, patience=config.patience,
+                                            min_delta=config.min_delta,
+                                            restore_best_weights=config.restore_best_weights)
+    stopper.set_model(_ArmView(weights))
+    stopper.on_train_begin()
+    return stopper
+
+
+def _per_arm(values: Sequence[float], rank: int) -> Any:
+    """A per-arm scalar shaped to broadcast over a stacked variable of `rank` dimensions."""
+    import tensorflow as tf
+
+    return tf.reshape(tf.constant(values, tf.float32), [len(values)] + [1] * (rank - 1))
+
+
+def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | None = None) -> list[Arm]:
+    """Trains the sessions' arms as one model; returns each arm's final weights and history.
+
+    The sessions share everything but what fuses (the launcher groups them so): the layers, the data set and
+    split sizes, the batch size, the epochs and the optimizer class.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    first = sessions[0]
+    k, trainer, task = len(sessions), first.run.trainer, first.run.task
+    name = first.run.optimizer.name
+    arm_args = [{**ARM_SCALARS[name], **s.run.optimizer.args} for s in sessions]
+
+    # The layers, read from the first arm's Keras model, and every arm's initial weights stacked.
+    from modelforge.run.fused_layers import make_op
+
+    ops, by_path = [], {}
+    for index, layer in enumerate(first.model.layers):
+        def stacked(j: int, index: int = index) -> Any:
+            found = tf.Variable(np.stack([s.model.layers[index].weights[j].numpy() for s in sessions]))
+            by_path[first.model.layers[index].weights[j].path] = found
+            return found
+
+        ops.append(make_op(layer, stacked, k))
+    variables = [v for op in ops for v, trainable in zip(op.variables, op.trainable, strict=True) if trainable]
+    softmax_head = task == "classification" and getattr(ops[-1].activation, "__name__", "") == "softmax"
+
+    def forward(x: Any, training: bool) -> Any:
+        """(arms, batch, ...) inputs to (arms, batch, outputs): logits for a softmax head, else outputs."""
+        h = x
+        for i, op in enumerate(ops):
+            h = op.run(h, training)
+            if op.activation is not None and not (softmax_head and i == len(ops) - 1):
+                h = op.activation(h)
+        return h
+
+    def arm_losses(out: Any, y: Any) -> tuple[Any, Any]:
+        """Per arm and sample: the loss (Keras' reduction is the mean over the batch) and the metric."""
+        if softmax_head:
+            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=out)
+            metric = tf.cast(tf.equal(tf.argmax(out, axis=-1, output_type=y.dtype), y), tf.float32)
+            return losses, metric
+        err = out - tf.cast(y, out.dtype)
+        return tf.reduce_mean(err**2, axis=-1), tf.reduce_mean(tf.abs(err), axis=-1)
+
+    ranks = [len(v.shape) for v in variables]
+    slots = [tf.Variable(tf.zeros_like(v)) for v in variables]
+    second = [tf.Variable(tf.zeros_like(v)) for v in variables] if name == "adam" else []
+    rates = [_per_arm([a["learning_rate"] for a in arm_args], r) for r in ranks]
+    steps = tf.Variable(0.0)
+    alive = tf.Variable(tf.ones([k]))
+
+    def update(grads: Sequence[Any]) -> None:
+        steps.assign_add(1.0)
+        for i, (var, grad) in enumerate(zip(variables, grads, strict=True)):
+            # A frozen arm's weights and slots stay as they are (tf.where: NaN times 0 would still be NaN).
+            keep = tf.broadcast_to(tf.reshape(alive > 0, [-1] + [1] * (ranks[i] - 1)), var.shape)
+            grad = tf.where(keep, grad, 0.0)
+            if name == "adam":
+                b1 = _per_arm([a["beta_1"] for a in arm_args], ranks[i])
+                b2 = _per_arm([a["beta_2"] for a in arm_args], ranks[i])
+                eps = _per_arm([a["epsilon"] for a in arm_args], ranks[i])
+                rate = rates[i] * tf.sqrt(1 - b2**steps) / (1 - b1**steps)
+                slots[i].assign(tf.where(keep, slots[i] + (grad - slots[i]) * (1 - b1), slots[i]))
+                second[i].assign(tf.where(keep, second[i] + (grad * grad - second[i]) * (1 - b2), second[i]))
+                var.assign(tf.where(keep, var - rate * slots[i] / (tf.sqrt(second[i]) + eps), var))
+            else:
+                momentum = _per_arm([a["momentum"] for a in arm_args], ranks[i])
+                slots[i].assign(tf.where(keep, momentum * slots[i] - rates[i] * grad, slots[i]))
+                var.assign(tf.where(keep, var + slots[i], var))
+
+    features = tf.constant(np.stack([s.dataset.x_train for s in sessions]))
+    targets = tf.constant(np.stack([s.dataset.y_train for s in sessions]))
+
+    @tf.function(reduce_retracing=True)
+    def train_step(idx: Any) -> tuple[Any, Any]:
+        x = tf.gather(features, idx, batch_dims=1)
+        y = tf.gather(targets, idx, batch_dims=1)
+        with tf.GradientTape() as tape:
+            losses, metric = arm_losses(forward(x, True), y)
+            per_arm = tf.reduce_mean(losses, axis=1)
+            total = tf.reduce_sum(per_arm)
+        update(tape.gradient(total, variables))
+        return tf.reduce_sum(losses, axis=1), tf.reduce_sum(metric, axis=1)
+
+    x_val = tf.constant(np.stack([s.dataset.x_val for s in sessions]))
+    y_val = tf.constant(np.stack([s.dataset.y_val for s in sessions]))
+
+    @tf.function
+    def evaluate() -> tuple[Any, Any]:
+        losses, metric = arm_losses(forward(x_val, False), y_val)
+        return tf.reduce_mean(losses, axis=1), tf.reduce_mean(metric, axis=1)
+
+    from modelforge.data.batches import epoch_order
+
+    def arm_weights(a: int) -> Callable[[], list[Any]]:
+        """Arm a's weights in the order of its Keras model's get_weights()."""
+        return lambda: [np.asarray(by_path[w.path][a].numpy()) for w in first.model.weights]
+
+    stoppers = [_early_stopping(s.run, arm_weights(a)) for a, s in enumerate(sessions)]
+    final: dict[int, list[Any]] = {}  # the weights of arms that stopped early
+    n, batch = len(first.dataset.x_train), trainer.batch_size
+    metric_name = "accuracy" if task == "classification" else "mae"
+    histories: list[list[dict[str, float]]] = [[] for _ in sessions]
+    started = time.perf_counter()
+    for epoch in range(trainer.epochs):
+        orders = np.stack([epoch_order(n, s.run.seed, epoch, trainer.shuffle) for s in sessions])
+        loss_sum, metric_sum = np.zeros(k), np.zeros(k)
+        for start in range(0, n, batch):
+            losses, metric = train_step(tf.constant(orders[:, start:start + batch]))
+            loss_sum += losses.numpy()
+            metric_sum += metric.numpy()
+        val_loss, val_metric = (t.numpy() for t in evaluate())
+        living = alive.numpy()
+        for a in range(k):
+            if living[a] == 0:
+                continue
+            row = {metric_name: float(metric_sum[a] / n), "loss": float(loss_sum[a] / n),
+                   f"val_{metric_name}": float(val_metric[a]), "val_loss": float(val_loss[a])}
+            histories[a].append(row)
+            if not all(math.isfinite(v) for v in row.values()):
+                alive[a].assign(0.0)  # this arm's run fails with its NaN epoch; the others go on
+            elif stoppers[a] is not None:
+                stopper = stoppers[a]
+                stopper.on_epoch_end(epoch, dict(row))
+                if stopper.model.stop_training:
+                    alive[a].assign(0.0)
+                    keep_best = stopper.restore_best_weights and stopper.best_weights is not None
+                    final[a] = stopper.best_weights if keep_best else stopper.model.get_weights()
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
+    fit_s = time.perf_counter() - started
+
+    arms = []
+    for a in range(k):
+        weights = final.get(a) or arm_weights(a)()
+        fused = {"size": k, "arm": a, "fit_s": round(fit_s, 4)}
+        arms.append(Arm(weights, histories[a], fused))
+    return arms
+

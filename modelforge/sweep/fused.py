@@ -1,0 +1,180 @@
+"""The work of `hydra/launcher=fused`: a sweep's jobs grouped by what they share, each group trained as one model.
+
+1. Every job's config is composed as Hydra composes it for the job, and checked.
+2. Jobs whose configs are equal but for what fuses (the initializer, the seed, the optimizer's per-arm
+   scalars) form a group; a group is trained as one model (`modelforge.run.fused`), in chunks of at most
+   `max_arms` arms (null: as many as the machine's free memory holds, by the plan's estimate).
+3. Every job then runs as under Hydra's basic launcher, through the same task function: its run finds its
+   arm's outcome waiting (`modelforge.run.replay`) and writes its folder, its trackers and its result line as
+   any run does. A job that cannot fuse (it is alone in its group, its model or settings are not covered, it
+   is not a modelforge training job, or its config is refused) is trained there on its own, as the basic
+   launcher would; one line says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelforge.run.replay import offer
+
+log = logging.getLogger("modelforge")
+# Keys whose values may differ between the arms of one group (the rest of the config must be equal).
+FUSED_KEYS = ("seed", "initializer", "logger", "optimizer.learning_rate", "optimizer.beta_1", "optimizer.beta_2",
+              "optimizer.epsilon", "optimizer.momentum", "trainer.verbose", "trainer.diagnose", "trainer.objective")
+# Without max_arms, a chunk may take this share of the memory free when the sweep starts.
+MEMORY_SHARE = 0.5
+
+
+@dataclass
+class Job:
+    """One job of the sweep: its index, overrides, Hydra config, and (if it is modelforge's) its run config."""
+
+    idx: int
+    overrides: list[str]
+    sweep_config: Any
+    run: Any = None
+    alone: str | None = None  # why it trains on its own
+    key: str = ""
+    folder: Path = field(default_factory=Path)
+
+
+def group_key(resolved: Any) -> str:
+    """The config without the keys that fuse: jobs with equal keys train as one model.
+
+    Example:
+        >>> a = group_key({"seed": 0, "optimizer": {"name": "adam", "learning_rate": 0.1}, "model": {"units": 8}})
+        >>> b = group_key({"seed": 1, "optimizer": {"name": "adam", "learning_rate": 0.2}, "model": {"units": 8}})
+        >>> a == b, a == group_key({"seed": 0, "optimizer": {"name": "sgd"}, "model": {"units": 8}})
+        (True, False)
+    """
+    plain = copy.deepcopy(dict(resolved))
+    for key in FUSED_KEYS:
+        *parents, last = key.split(".")
+        node = plain
+        for parent in parents:
+            node = node.get(parent, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return json.dumps(plain, sort_keys=True, default=str)
+
+
+def _compose(hydra_context: Any, config: Any, overrides: Sequence[str], idx: int) -> Any:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    with open_dict(sweep_config):
+        sweep_config.hydra.job.id = idx
+        sweep_config.hydra.job.num = idx
+    HydraConfig.instance().set_config(sweep_config)
+    return sweep_config
+
+
+def _describe(hydra_context: Any, config: Any, task_function: Any, overrides: Sequence[str], idx: int) -> Job:
+    """The job, composed and checked; `alone` says why it cannot fuse, when that is known before building."""
+    from omegaconf import open_dict, read_write
+
+    from modelforge.core.config import RunConfig
+    from modelforge.errors import ConfigError
+    from modelforge.run.lifecycle import resuming
+    from modelforge.sweep.store import to_plain
+
+    sweep_config = _compose(hydra_context, config, overrides, idx)
+    job = Job(idx, list(overrides), sweep_config,
+              folder=Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir))
+    if not getattr(task_function, "modelforge_trains", False):
+        job.alone = "it is not a modelforge training job"
+        return job
+    if resuming():
+        job.alone = "a resumed sweep continues each job from its own checkpoint"
+        return job
+    task_cfg = copy.deepcopy(sweep_config)
+    with read_write(task_cfg), open_dict(task_cfg):
+        del task_cfg["hydra"]
+    try:
+        job.run = RunConfig.from_mapping(to_plain(task_cfg))
+    except ConfigError:
+        job.alone = "its config is refused (its own run says why)"
+        return job
+    job.key = group_key(job.run.resolved)
+    return job
+
+
+def _chunk_size(max_arms: int | None, sessions_plan: Any, run: Any) -> int:
+    if max_arms:
+        return max(1, int(max_arms))
+    from modelforge.core.memory import estimate
+    from modelforge.run.setup import available_memory
+
+    per_arm = estimate(sessions_plan, run.trainer.batch_size, run.optimizer.name).total
+    free = available_memory()
+    return max(1, int(MEMORY_SHARE * free // max(per_arm, 1))) if free else 64
+
+
+def _train_groups(jobs: list[Job], max_arms: int | None) -> None:
+    """Trains every group of two or more jobs as fused chunks and leaves each arm for its job's run."""
+    from modelforge.run import fused
+    from modelforge.run.setup import plan_for, prepare
+
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.run is not None and job.alone is None:
+            groups.setdefault(job.key, []).append(job)
+    for number, members in enumerate(groups.values(), start=1):
+        if len(members) == 1:
+            members[0].alone = "no other job shares its config but for what fuses"
+            continue
+        plan = plan_for(members[0].run)
+        size = _chunk_size(max_arms, plan, members[0].run)
+        for start in range(0, len(members), size):
+            chunk = members[start:start + size]
+            label = f"fused group {number}" + (f", chunk {start // size + 1}" if len(members) > size else "")
+            with contextlib.redirect_stdout(io.StringIO()):  # each arm's set-up would print its device line
+                sessions = [prepare(job.run) for job in chunk]
+            reason = fused.why_not(sessions[0])
+            if reason is not None:
+                for job in chunk:
+                    job.alone = reason
+                continue
+            print(f"{label}: {len(chunk)} arms as one model ({members[0].run.trainer.epochs} epochs)", flush=True)
+            tick = time.perf_counter()
+            arms = fused.train_group(sessions)
+            for job, arm in zip(chunk, arms, strict=True):
+                arm.fused["group"] = label
+                offer(job.folder, arm)
+            print(f"{label}: trained in {time.perf_counter() - tick:.1f} s; writing each job's folder", flush=True)
+
+
+def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: Sequence[Sequence[str]],
+           initial_job_idx: int, max_arms: int | None) -> list[Any]:
+    """Runs the sweep's jobs, fused where they can be; returns their JobReturns in the jobs' order."""
+    from hydra.core.utils import configure_log, filter_overrides, run_job, setup_globals
+
+    setup_globals()
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    log.info("launching %d jobs, fused where they can be", len(job_overrides))
+    jobs = [_describe(hydra_context, config, task_function, overrides, initial_job_idx + i)
+            for i, overrides in enumerate(job_overrides)]
+    if any(job.run is not None and job.alone is None for job in jobs):
+        _train_groups(jobs, max_arms)
+    results = []
+    for job in jobs:
+        log.info("\t#%d : %s", job.idx, " ".join(filter_overrides(job.overrides)))
+        if job.alone:
+            print(f"[{job.idx + 1}] {' '.join(filter_overrides(job.overrides))}: trained on its own, as "
+                  f"{job.alone}", flush=True)
+        sweep_config = _compose(hydra_context, config, job.overrides, job.idx)
+        results.append(run_job(hydra_context=hydra_context, task_function=task_function, config=sweep_config,
+                               job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
+        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    return results

@@ -1,0 +1,161 @@
+"""hydra/launcher=fused (issue 12): K arms trained as one model, each job's folder as from its own run, its
+numbers those of the basic launcher's separate run."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
+
+from modelforge.sweep.fused import group_key
+from tests.helpers import RUN_FILES, run_dirs, run_module
+
+SWEEP = ["trainer.epochs=3", "trainer.verbose=0", "model.units=16"]
+
+
+def history(folder):
+    with open(Path(folder) / "history.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def sweep(tmp_path, name, *args):
+    result = run_module(tmp_path, "-m", *SWEEP, *args, f"hydra.sweep.dir={name}")
+    assert result.returncode == 0, result.stderr
+    return result, sorted((tmp_path / name).glob("[0-9]*"), key=lambda p: int(p.name))
+
+
+def assert_same_numbers(basic, fused):
+    """Epoch 1 within 1e-4 relative, the final validation metrics within 0.01 absolute."""
+    for b, f in zip(basic, fused, strict=True):
+        hb, hf = history(b), history(f)
+        assert hb[0].keys() == hf[0].keys()
+        for key in hb[0]:
+            assert hf[0][key] == pytest.approx(hb[0][key], rel=1e-4), (f, key)
+        for key in ("val_loss", "val_accuracy"):
+            assert abs(hf[-1][key] - hb[-1][key]) < 0.01, (f, key)
+
+
+def test_group_key_ignores_what_fuses_and_nothing_else():
+    base = {"seed": 0, "initializer": {"name": "auto"}, "optimizer": {"name": "adam", "learning_rate": 0.1},
+            "trainer": {"epochs": 3, "verbose": 0}, "model": {"units": 8}}
+    other = json.loads(json.dumps(base))
+    other.update(seed=3, initializer={"name": "he_normal"})
+    other["optimizer"]["learning_rate"] = 0.5
+    other["trainer"]["verbose"] = 2
+    assert group_key(base) == group_key(other)
+    for key, value in (("model", {"units": 9}), ("trainer", {"epochs": 4, "verbose": 0})):
+        assert group_key({**base, key: value}) != group_key(base)
+
+
+@pytest.mark.slow
+def test_an_initializer_and_seed_sweep_matches_the_basic_launcher(tmp_path):
+    args = ["initializer=he_normal,glorot_uniform,lecun_normal", "seed=0,1"]
+    _, basic = sweep(tmp_path, "basic", *args)
+    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
+    assert "fused group 1: 6 arms as one model" in said.stdout
+    assert_same_numbers(basic, fused)
+    for job, folder in enumerate(fused):
+        assert RUN_FILES | {".hydra"} <= {p.name for p in folder.iterdir()}
+        record = json.loads((folder / "metrics.json").read_text())
+        assert record["status"] == "completed" and record["fused"]["size"] == 6 and record["fused"]["arm"] == job
+        # The same initial weights as the separate run: the plans are identical, seeds included.
+        assert (folder / "init_plan.json").read_text() == (basic[job] / "init_plan.json").read_text()
+    summary = (tmp_path / "fused" / "summary.csv").read_text()
+    assert summary.count("completed") == 6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layer", ["conv", "lstm", "gru", "conv1d"])
+def test_conv_and_recurrent_sweeps_match_the_basic_launcher(tmp_path, layer):
+    args = [f"layer={layer}", "initializer=he_normal,glorot_uniform", "trainer.epochs=2"]
+    _, basic = sweep(tmp_path, "basic", *args)
+    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
+    assert "fused group 1: 2 arms as one model" in said.stdout
+    assert_same_numbers(basic, fused)
+
+
+@pytest.mark.slow
+def test_batch_norm_and_pooling_keep_each_arms_statistics(tmp_path):
+    layers = ("+model.layers=[{type:conv2d,filters:8,kernel_size:3,padding:same},{type:batch_normalization},"
+              "{type:average_pooling2d,pool_size:2},{type:global_average_pooling2d},{type:dense,units:16}]")
+    _, basic = sweep(tmp_path, "basic", layers, "seed=0,1", "trainer.epochs=2")
+    _, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", layers, "seed=0,1", "trainer.epochs=2")
+    assert_same_numbers(basic, fused)  # validation runs on the moving statistics: each arm's own
+
+
+@pytest.mark.slow
+def test_each_arm_stops_early_on_its_own(tmp_path):
+    args = ["optimizer.learning_rate=0.001,0.03", "trainer.early_stopping.enabled=true",
+            "trainer.early_stopping.patience=1", "trainer.early_stopping.min_delta=0.02", "trainer.epochs=10"]
+    _, basic = sweep(tmp_path, "basic", *args)
+    _, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
+    records = [[json.loads((f / "metrics.json").read_text()) for f in run] for run in (basic, fused)]
+    assert [r["epochs_run"] for r in records[1]] == [r["epochs_run"] for r in records[0]]
+    assert len({r["epochs_run"] for r in records[1]}) == 2  # one arm stopped, the other went on
+    assert [r.get("stopped_early") for r in records[1]] == [r.get("stopped_early") for r in records[0]]
+    assert_same_numbers(basic, fused)
+
+
+@pytest.mark.slow
+def test_standalone_models_predict_what_their_arm_did(tmp_path):
+    import keras
+
+    import modelforge
+    from modelforge.data.arrays import load
+
+    _, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", "seed=0,1")
+    for folder in fused:
+        model = keras.models.load_model(folder / "model.keras")  # plain Keras
+        cfg = modelforge.compose([*SWEEP, f"seed={folder.name}"])  # job n is seed=n
+        run = modelforge.run_config(cfg)
+        data = load(run.data, modelforge.plan(cfg).info, run.seed, run.trainer.batch_size)
+        loss, accuracy = model.evaluate(data.x_val, data.y_val, verbose=0, batch_size=len(data.x_val))
+        final = history(folder)[-1]
+        assert loss == pytest.approx(final["val_loss"], abs=1e-5)
+        assert accuracy == pytest.approx(final["val_accuracy"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_per_arm_learning_rates_and_momentum_are_each_arms_own(tmp_path):
+    args = ["optimizer=sgd", "optimizer.learning_rate=0.01,0.1", "optimizer.momentum=0.0,0.9"]
+    _, basic = sweep(tmp_path, "basic", *args)
+    _, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
+    assert_same_numbers(basic, fused)
+    finals = {history(f)[-1]["val_loss"] for f in fused}
+    assert len(finals) == 4  # four different runs, not one run four times
+
+
+@pytest.mark.slow
+def test_a_diverging_arm_fails_alone_and_the_others_finish(tmp_path):
+    result = run_module(tmp_path, "-m", *SWEEP, "hydra/launcher=fused", "optimizer=sgd",
+                        "optimizer.learning_rate=0.01,1e6", "hydra.sweep.dir=s")
+    assert result.returncode != 0  # a failed job makes the sweep say so
+    records = {json.loads((d / "metrics.json").read_text())["status"]: d for d in run_dirs(tmp_path / "s")}
+    assert set(records) == {"completed", "failed"}
+    failed = json.loads((records["failed"] / "metrics.json").read_text())
+    assert "NaN" in failed["error"] and failed["fused"]["size"] == 2
+
+
+@pytest.mark.slow
+def test_jobs_that_cannot_fuse_run_one_by_one_saying_why(tmp_path):
+    result, folders = sweep(tmp_path, "s", "hydra/launcher=fused", "trainer.loss=label_smoothing", "seed=0,1",
+                            "trainer.epochs=1")
+    assert result.stdout.count("trained on its own, as trainer.loss=label_smoothing, which the fused model does "
+                               "not cover") == 2
+    assert [json.loads((f / "metrics.json").read_text())["status"] for f in folders] == ["completed"] * 2
+    assert all("fused" not in json.loads((f / "metrics.json").read_text()) for f in folders)
+
+
+# Hydra's own launcher test suites, as Hydra's launcher plugins run them (for jobs that are not modelforge's,
+# the fused launcher runs each one by one, as the basic launcher does).
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher_name, overrides", [("fused", [])])
+class TestFusedLauncher(LauncherTestSuite):
+    pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task_launcher_cfg, extra_flags", [({}, ["-m", "hydra/launcher=fused"])])
+class TestFusedLauncherIntegration(IntegrationTestSuite):
+    pass
