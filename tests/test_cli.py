@@ -85,7 +85,7 @@ def test_help_and_cfg_do_not_import_tensorflow(tmp_path, args):
         assert usage.startswith("usage: python -m modelforge [COMMAND]") and hydra_help
         for command in ("train", "plan", "diagnose", "report"):
             assert f"\n  {command} " in usage
-        assert "data: digits, mnist, synthetic" in hydra_help
+        assert "data: callable, csv, digits, images, mnist, npz, synthetic" in hydra_help
 
 
 @pytest.mark.slow
@@ -126,7 +126,7 @@ def test_help_with_the_hydra_backport_matches_plain_hydra(tmp_path):
                             "from modelforge.cli.main import main; main()", "--help"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert patched.returncode == plain.returncode == 0, plain.stderr
-    assert patched.stdout == plain.stdout and "data: digits, mnist, synthetic" in patched.stdout
+    assert patched.stdout == plain.stdout and "data: callable, csv, digits, images, mnist, npz, synthetic" in patched.stdout
 
 
 @pytest.mark.slow

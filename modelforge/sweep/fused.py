@@ -120,6 +120,17 @@ def _chunk_size(max_arms: int | None, sessions_plan: Any, run: Any) -> int:
     return max(1, int(MEMORY_SHARE * free // max(per_arm, 1))) if free else 64
 
 
+def _progress(label: str, epochs: int) -> Any:
+    """One line per group on a terminal, rewritten after each epoch (nothing extra in a log file)."""
+    import sys
+
+    def show(epoch: int) -> None:
+        if sys.stdout.isatty():
+            print(f"\r{label}: epoch {epoch}/{epochs}", end="\n" if epoch == epochs else "", flush=True)
+
+    return show
+
+
 def _train_groups(jobs: list[Job], max_arms: int | None) -> None:
     """Trains every group of two or more jobs as fused chunks and leaves each arm for its job's run."""
     from modelforge.run import fused
@@ -145,9 +156,10 @@ def _train_groups(jobs: list[Job], max_arms: int | None) -> None:
                 for job in chunk:
                     job.alone = reason
                 continue
-            print(f"{label}: {len(chunk)} arms as one model ({members[0].run.trainer.epochs} epochs)", flush=True)
+            epochs = members[0].run.trainer.epochs
+            print(f"{label}: {len(chunk)} arms as one model ({epochs} epochs)", flush=True)
             tick = time.perf_counter()
-            arms = fused.train_group(sessions)
+            arms = fused.train_group(sessions, on_epoch=_progress(label, epochs))
             for job, arm in zip(chunk, arms, strict=True):
                 arm.fused["group"] = label
                 offer(job.folder, arm)
