@@ -113,8 +113,13 @@ class StopSignal:
 
 
 def make_callbacks(run: RunConfig, folder: RunFolder, progress: Progress, best_weights: list[Any] | None,
-                   stop: StopSignal, on_epoch: Callable[[Progress], None], tracker: Any = None) -> list[Any]:
-    """modelforge's callbacks, in the order they must see each epoch's end (checkpoint last)."""
+                   stop: StopSignal, on_epoch: Callable[[Progress], None], tracker: Any = None,
+                   checkpoints: bool = True) -> list[Any]:
+    """modelforge's callbacks, in the order they must see each epoch's end (checkpoint last).
+
+    Without `checkpoints`, no checkpoint is written (a fused arm's epochs played back: the run is trained, and
+    a checkpoint of its final weights at an earlier epoch would resume wrongly).
+    """
     import keras
 
     class StopAtBatch(keras.callbacks.Callback):
@@ -197,7 +202,8 @@ def make_callbacks(run: RunConfig, folder: RunFolder, progress: Progress, best_w
             progress.stopping = checkpoint.stopping_state(early) if early is not None else {}
             progress.plateau = (checkpoint.stopping_state(plateau, checkpoint.PLATEAU_STATE) if plateau is not None
                                 else {})
-            checkpoint.save(folder, self.model, progress, getattr(early, "best_weights", None))
+            if checkpoints:
+                checkpoint.save(folder, self.model, progress, getattr(early, "best_weights", None))
             on_epoch(progress)
 
     callbacks.append(Checkpointer())

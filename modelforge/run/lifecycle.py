@@ -277,7 +277,9 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
     tick = time.perf_counter()
     plan = save_plan(run, folder, job)
     timings["plan_s"] = time.perf_counter() - tick
-    session = prepare(run, plan)
+    arm = replay.take(folder.path)
+    # A fused arm brings the session the launcher set up for it (its model as first built, its data).
+    session = arm.session if arm is not None and arm.session is not None else prepare(run, plan)
     progress, best_weights = Progress(), None
     if resuming and checkpoint.exists(folder):
         progress, best_weights = checkpoint.load(folder, session.model)
@@ -301,9 +303,9 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
             say(f"epoch {row['epoch']}/{run.trainer.epochs}: {metrics}")
 
     stop = StopSignal()
-    callbacks = make_callbacks(run, folder, progress, best_weights, stop, heartbeat, tracker)
+    callbacks = make_callbacks(run, folder, progress, best_weights, stop, heartbeat, tracker,
+                               checkpoints=arm is None)
     tick = time.perf_counter()
-    arm = replay.take(folder.path)
     try:
         with stop_on_signals(stop):
             if arm is not None:  # trained in a fused group: its epochs are played through this run's callbacks

@@ -24,6 +24,8 @@ class Arm:
         steps: the optimizer steps the arm took.
         slots: the optimizer's slots per trainable variable, by Keras' attribute name (`_momentums` and
             `_velocities` for Adam, `momentums` for SGD), so the saved model's optimizer is the arm's.
+        session: the run's `Session` as the launcher set it up (its model as first built, its data), so the
+            run need not build it again.
     """
 
     weights: list[Any]
@@ -31,6 +33,7 @@ class Arm:
     fused: dict[str, Any] = field(default_factory=dict)
     steps: int = 0
     slots: dict[str, list[Any]] = field(default_factory=dict)
+    session: Any = None
 
 
 _arms: dict[Path, Arm] = {}

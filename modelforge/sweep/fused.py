@@ -160,8 +160,9 @@ def _train_groups(jobs: list[Job], max_arms: int | None) -> None:
             print(f"{label}: {len(chunk)} arms as one model ({epochs} epochs)", flush=True)
             tick = time.perf_counter()
             arms = fused.train_group(sessions, on_epoch=_progress(label, epochs))
-            for job, arm in zip(chunk, arms, strict=True):
+            for job, arm, session in zip(chunk, arms, sessions, strict=True):
                 arm.fused["group"] = label
+                arm.session = session
                 offer(job.folder, arm)
             print(f"{label}: trained in {time.perf_counter() - tick:.1f} s; writing each job's folder", flush=True)
 
@@ -169,6 +170,7 @@ def _train_groups(jobs: list[Job], max_arms: int | None) -> None:
 def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: Sequence[Sequence[str]],
            initial_job_idx: int, max_arms: int | None) -> list[Any]:
     """Runs the sweep's jobs, fused where they can be; returns their JobReturns in the jobs' order."""
+    from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import configure_log, filter_overrides, run_job, setup_globals
 
     setup_globals()
@@ -185,8 +187,9 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
         if job.alone:
             print(f"[{job.idx + 1}] {' '.join(filter_overrides(job.overrides))}: trained on its own, as "
                   f"{job.alone}", flush=True)
-        sweep_config = _compose(hydra_context, config, job.overrides, job.idx)
-        results.append(run_job(hydra_context=hydra_context, task_function=task_function, config=sweep_config,
+        # The job's config as composed above (composing is most of a small job's cost in Hydra 1.3).
+        HydraConfig.instance().set_config(job.sweep_config)
+        results.append(run_job(hydra_context=hydra_context, task_function=task_function, config=job.sweep_config,
                                job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     return results
