@@ -200,3 +200,48 @@ class TestFusedLauncher(LauncherTestSuite):
 @pytest.mark.parametrize("task_launcher_cfg, extra_flags", [({}, ["-m", "hydra/launcher=fused"])])
 class TestFusedLauncherIntegration(IntegrationTestSuite):
     pass
+
+
+@pytest.mark.slow
+def test_a_fused_group_killed_mid_training_resumes_from_its_checkpoint(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    args = [*SWEEP, "trainer.epochs=6", "hydra/launcher=fused", "seed=0,1,2"]
+    _, whole = sweep(tmp_path, "whole", *args[len(SWEEP):])
+    proc = subprocess.Popen([sys.executable, "-m", "modelforge", "-m", *args, "hydra.sweep.dir=killed"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.monotonic() + 120
+    while not list((tmp_path / "killed" / ".fused").glob("*.npz")) and time.monotonic() < end:
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    assert list((tmp_path / "killed" / ".fused").glob("*.npz")), "the group's checkpoint was never written"
+    assert not list((tmp_path / "killed").glob("[0-9]*/history.csv"))  # killed while the group trained
+    resumed = run_module(tmp_path, "resume", "killed")
+    assert resumed.returncode == 0, resumed.stderr
+    killed = sorted((tmp_path / "killed").glob("[0-9]*"), key=lambda p: int(p.name))
+    for a, b in zip(whole, killed, strict=True):
+        assert (a / "history.csv").read_text() == (b / "history.csv").read_text()  # as if never killed
+    assert not (tmp_path / "killed" / ".fused").exists()  # its work is done
+
+
+@pytest.mark.slow
+def test_sigterm_while_a_group_trains_stops_the_sweep_with_its_summary(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "modelforge", "-m", *SWEEP, "trainer.epochs=30",
+                             "hydra/launcher=fused", "seed=0,1", "hydra.sweep.dir=s"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 120
+    while not list((tmp_path / "s" / ".fused").glob("*.npz")) and time.monotonic() < end:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "its checkpoint continues it: python -m modelforge resume" in " ".join(err.split())
+    assert (tmp_path / "s" / "summary.md").is_file()

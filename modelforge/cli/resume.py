@@ -41,7 +41,7 @@ def resume_sweep(path: Path) -> int:
     hydra_overrides = [o for o in plan["hydra_overrides"] if not o.startswith("hydra.sweep.dir=")]
     os.environ[RESUME_ENV] = "1"  # read by each job, in this process or a launcher's workers
     run_hydra(["-m", *plan["task_overrides"], *hydra_overrides, f"hydra.sweep.dir={path.resolve()}"], train_in,
-              check=False)
+              check=False, trains=True)
     return 0
 
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from modelforge.run import fused_checkpoint
 from modelforge.run.replay import Arm
 from modelforge.run.setup import Session
 
@@ -64,6 +66,14 @@ def why_not(session: Session) -> str | None:
     return None
 
 
+class GroupStopped(Exception):  # noqa: N818 (how a fused group's training ends on a signal, not an error)
+    """A stop signal arrived; the group's checkpoint holds its last complete epoch."""
+
+    def __init__(self, signum: int, epochs_done: int) -> None:
+        super().__init__(signum, epochs_done)
+        self.signum, self.epochs_done = signum, epochs_done
+
+
 class _ArmView:
     """What Keras' EarlyStopping reads of a model, for one arm of the fused model."""
 
@@ -94,11 +104,20 @@ def _per_arm(values: Sequence[float], rank: int) -> Any:
     return tf.reshape(tf.constant(values, tf.float32), [len(values)] + [1] * (rank - 1))
 
 
-def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | None = None) -> list[Arm]:
+def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | None = None,
+                checkpoint: Path | None = None, stop: Callable[[], int | None] | None = None) -> list[Arm]:
     """Trains the sessions' arms as one model; returns each arm's final weights and history.
 
     The sessions share everything but what fuses (the launcher groups them so): the layers, the data set and
     split sizes, the batch size, the epochs and the optimizer class.
+
+    Args:
+        sessions: the arms' runs, set up (their models as first built hold their initial weights).
+        on_epoch: called with the number of epochs done, after each.
+        checkpoint: where the group's checkpoint goes after every epoch; training continues from it when it
+            is there.
+        stop: polled after every epoch (and its checkpoint): a signal number ends the training with
+            `GroupStopped`.
     """
     import numpy as np
     import tensorflow as tf
@@ -212,8 +231,31 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     metric_name = "accuracy" if task == "classification" else "mae"
     histories: list[list[dict[str, float]]] = [[] for _ in sessions]
     arm_steps = np.zeros(k)
+    every = list(by_path.values())  # trainable or not (batch-norm statistics), in a fixed order
+    first_epoch = 0
+    saved = fused_checkpoint.load(checkpoint) if checkpoint is not None else None
+    if saved is not None:  # a resumed sweep: the group goes on from its last complete epoch
+        arrays, state = saved
+        for i, variable in enumerate(every):
+            variable.assign(arrays[f"var_{i}"])
+        for prefix, group in (("m", slots), ("v", second)):
+            for i, variable in enumerate(group):
+                variable.assign(arrays[f"{prefix}_{i}"])
+        steps.assign(float(state["steps"]))
+        alive.assign(np.asarray(state["alive"], dtype=np.float32))
+        arm_steps = np.asarray(state["arm_steps"], dtype=np.float64)
+        histories = state["histories"]
+        first_epoch = int(state["epochs_done"])
+        for a, stopper in enumerate(stoppers):
+            if stopper is not None:
+                for key, value in state["stopping"][a].items():
+                    setattr(stopper, key, value)
+                count = int(state["best_counts"][a])
+                stopper.best_weights = [arrays[f"best_{a}_{j}"] for j in range(count)] if count else None
+        for a in state["final"]:
+            final[int(a)] = [arrays[f"final_{a}_{j}"] for j in range(len(first.model.weights))]
     started = time.perf_counter()
-    for epoch in range(trainer.epochs):
+    for epoch in range(first_epoch, trainer.epochs):
         orders = np.stack([epoch_order(n, s.run.seed, epoch, trainer.shuffle) for s in sessions])
         arm_steps += alive.numpy() * math.ceil(n / batch)
         loss_sum, metric_sum = (t.numpy().astype(np.float64) for t in train_epoch(tf.constant(orders)))
@@ -234,8 +276,28 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
                     alive[a].assign(0.0)
                     keep_best = stopper.restore_best_weights and stopper.best_weights is not None
                     final[a] = stopper.best_weights if keep_best else stopper.model.get_weights()
+        if checkpoint is not None:
+            arrays = {f"var_{i}": v.numpy() for i, v in enumerate(every)}
+            arrays.update({f"m_{i}": v.numpy() for i, v in enumerate(slots)})
+            arrays.update({f"v_{i}": v.numpy() for i, v in enumerate(second)})
+            best_counts = []
+            for a, stopper in enumerate(stoppers):
+                best = list(getattr(stopper, "best_weights", None) or [])
+                best_counts.append(len(best))
+                arrays.update({f"best_{a}_{j}": w for j, w in enumerate(best)})
+            for a, weights in final.items():
+                arrays.update({f"final_{a}_{j}": w for j, w in enumerate(weights)})
+            fused_checkpoint.save(checkpoint, arrays, {
+                "epochs_done": epoch + 1, "steps": float(steps.numpy()), "alive": alive.numpy().tolist(),
+                "arm_steps": arm_steps.tolist(), "histories": histories, "final": list(final),
+                "best_counts": best_counts,
+                "stopping": [{key: fused_checkpoint.plain(getattr(s, key, None)) for key in fused_checkpoint.STOPPING}
+                             if s is not None else {} for s in stoppers]})
         if on_epoch is not None:
             on_epoch(epoch + 1)
+        signum = stop() if stop is not None else None
+        if signum is not None and epoch + 1 < trainer.epochs:
+            raise GroupStopped(signum, epoch + 1)
     fit_s = time.perf_counter() - started
 
     arms = []

@@ -24,12 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelforge.run.folder import FolderState, RunFolder
 from modelforge.run.replay import offer
 
 log = logging.getLogger("modelforge")
 # Keys whose values may differ between the arms of one group (the rest of the config must be equal).
 FUSED_KEYS = ("seed", "initializer", "logger", "optimizer.learning_rate", "optimizer.beta_1", "optimizer.beta_2",
               "optimizer.epsilon", "optimizer.momentum", "trainer.verbose", "trainer.diagnose", "trainer.objective")
+# The sweep folder's subfolder for the fused groups' checkpoints (removed once every job is written).
+FUSED_DIR = ".fused"
 # Without max_arms, a chunk may take this share of the memory free when the sweep starts.
 MEMORY_SHARE = 0.5
 
@@ -94,8 +97,8 @@ def _describe(hydra_context: Any, config: Any, task_function: Any, overrides: Se
     if not getattr(task_function, "modelforge_trains", False):
         job.alone = "it is not a modelforge training job"
         return job
-    if resuming():
-        job.alone = "a resumed sweep continues each job from its own checkpoint"
+    if resuming() and RunFolder(job.folder).state() == FolderState.COMPLETED:
+        job.alone = "it completed before (its run reports its result untouched)"
         return job
     task_cfg = copy.deepcopy(sweep_config)
     with read_write(task_cfg), open_dict(task_cfg):
@@ -131,11 +134,21 @@ def _progress(label: str, epochs: int) -> Any:
     return show
 
 
-def _train_groups(jobs: list[Job], max_arms: int | None) -> None:
-    """Trains every group of two or more jobs as fused chunks and leaves each arm for its job's run."""
+def chunk_checkpoint(sweep_dir: Path, members: Sequence[Job]) -> Path:
+    """Where a chunk's checkpoint lives: named by its config and its jobs, so a resumed sweep finds it."""
+    import hashlib
+
+    name = hashlib.sha1(f"{members[0].key}|{[m.idx for m in members]}".encode()).hexdigest()[:16]
+    return sweep_dir / FUSED_DIR / f"{name}.npz"
+
+
+def _train_groups(jobs: list[Job], max_arms: int | None, sweep_dir: Path, stop: Any) -> list[Path]:
+    """Trains every group of two or more jobs as fused chunks and leaves each arm for its job's run; returns
+    the chunks' checkpoints."""
     from modelforge.run import fused
     from modelforge.run.setup import plan_for, prepare
 
+    checkpoints: list[Path] = []
     groups: dict[str, list[Job]] = {}
     for job in jobs:
         if job.run is not None and job.alone is None:
@@ -159,12 +172,15 @@ def _train_groups(jobs: list[Job], max_arms: int | None) -> None:
             epochs = members[0].run.trainer.epochs
             print(f"{label}: {len(chunk)} arms as one model ({epochs} epochs)", flush=True)
             tick = time.perf_counter()
-            arms = fused.train_group(sessions, on_epoch=_progress(label, epochs))
+            checkpoints.append(chunk_checkpoint(sweep_dir, chunk))
+            arms = fused.train_group(sessions, on_epoch=_progress(label, epochs), checkpoint=checkpoints[-1],
+                                     stop=stop)
             for job, arm, session in zip(chunk, arms, sessions, strict=True):
                 arm.fused["group"] = label
                 arm.session = session
                 offer(job.folder, arm)
             print(f"{label}: trained in {time.perf_counter() - tick:.1f} s; writing each job's folder", flush=True)
+    return checkpoints
 
 
 def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: Sequence[Sequence[str]],
@@ -179,8 +195,10 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
     log.info("launching %d jobs, fused where they can be", len(job_overrides))
     jobs = [_describe(hydra_context, config, task_function, overrides, initial_job_idx + i)
             for i, overrides in enumerate(job_overrides)]
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    checkpoints: list[Path] = []
     if any(job.run is not None and job.alone is None for job in jobs):
-        _train_groups(jobs, max_arms)
+        checkpoints = _train_fused(jobs, max_arms, sweep_dir)
     results = []
     for job in jobs:
         log.info("\t#%d : %s", job.idx, " ".join(filter_overrides(job.overrides)))
@@ -192,4 +210,36 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
         results.append(run_job(hydra_context=hydra_context, task_function=task_function, config=job.sweep_config,
                                job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    for path in checkpoints:  # every job of the chunk is written now: the runs' folders hold the results
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (sweep_dir / FUSED_DIR).rmdir()  # only when empty: another chunk's checkpoint is never removed here
     return results
+
+
+def _train_fused(jobs: list[Job], max_arms: int | None, sweep_dir: Path) -> list[Path]:
+    """The fused groups' training, stopped cleanly by SIGTERM or Ctrl-C: the checkpoint of the last complete
+    epoch stays, the summaries say so, and the process exits with the signal's status."""
+    import signal
+    import sys
+
+    from modelforge.run.fused import GroupStopped
+
+    received: list[int] = []
+    saved = {s: signal.signal(s, lambda signum, frame: received.append(signum))
+             for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        checkpoints = _train_groups(jobs, max_arms, sweep_dir, stop=lambda: received[0] if received else None)
+        if received:
+            raise GroupStopped(received[0], -1)
+    except GroupStopped as err:
+        from modelforge.sweep.callback import write_summaries
+
+        write_summaries(sweep_dir, interrupted=True)
+        print(f"modelforge: sweep stopped by {signal.Signals(err.signum).name} while a fused group trained; its "
+              f"checkpoint continues it: python -m modelforge resume {sweep_dir}", file=sys.stderr)
+        sys.exit(128 + err.signum)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    return checkpoints
