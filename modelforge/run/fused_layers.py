@@ -83,7 +83,10 @@ def make_op(layer: Any, stacked: Callable[[int], Any], arms: int) -> Op:
         return Op(lambda h, training: tf.nn.dropout(h, rate=rate) if training and rate else h)
     if kind == "Dense":
         def dense(h: Any, training: bool) -> Any:
-            out = tf.einsum("kb...i,kio->kb...o", h, weights[0])
+            if len(h.shape) == 3:
+                out = tf.matmul(h, weights[0])  # (arms, batch, in) @ (arms, in, out)
+            else:
+                out = tf.einsum("kb...i,kio->kb...o", h, weights[0])
             return add_bias(out, weights[1]) if len(weights) > 1 else out
 
         return Op(dense, weights, trainable, layer.activation)
@@ -104,7 +107,11 @@ def make_op(layer: Any, stacked: Callable[[int], Any], arms: int) -> Op:
             if kind == "Conv1D":
                 patches = patches[:, 0]
             kernel = tf.reshape(weights[0], [arms, -1, filters])
-            out = tf.einsum("kb...p,kpf->kb...f", back(patches), kernel)
+            grid = back(patches)
+            shape = tf.shape(grid)
+            # One batched matmul per layer: (arms, batch*positions, kh*kw*c_in) @ (arms, kh*kw*c_in, filters).
+            out = tf.matmul(tf.reshape(grid, [arms, -1, shape[-1]]), kernel)
+            out = tf.reshape(out, tf.concat([shape[:-1], [filters]], 0))
             return add_bias(out, weights[1]) if len(weights) > 1 else out
 
         return Op(conv, weights, trainable, layer.activation)
