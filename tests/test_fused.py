@@ -245,3 +245,14 @@ def test_sigterm_while_a_group_trains_stops_the_sweep_with_its_summary(tmp_path)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "its checkpoint continues it: python -m modelforge resume" in " ".join(err.split())
     assert (tmp_path / "s" / "summary.md").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clipping", ["optimizer.global_clipnorm=0.05", "optimizer.clipnorm=0.05"])
+def test_weight_decay_per_arm_and_clipping_per_arm_match_the_basic_launcher(tmp_path, clipping):
+    # A small clip, so it acts on every step: a norm taken across arms would give other numbers.
+    args = ["optimizer=adamw", "optimizer.weight_decay=0.004,0.1", "seed=0,1", clipping]
+    _, basic = sweep(tmp_path, "basic", *args)
+    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
+    assert "fused group 1: 4 arms as one model" in said.stdout
+    assert_same_numbers(basic, fused)

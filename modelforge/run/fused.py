@@ -8,7 +8,8 @@ writes them per variable (the idea of HFTA's fused optimizers, MLSys 2021). An a
 infinite is frozen from that epoch on, and the others go on.
 
 What fuses (`why_not` says why something does not): the layers `fused_layers` covers, the task's default
-loss and metric, Adam or SGD without clipping or weight decay, a constant learning rate,
+loss and metric, Adam, AdamW or SGD (weight decay per arm; clipping by value, norm or global norm, each arm's
+own), a constant learning rate,
 float32 on one device, no plateau or class weights. Early stopping is each arm's own: Keras' own
 EarlyStopping decides for each arm on the arm's metrics, and a stopped arm is frozen (with its best weights
 when it restores them) while the others go on.
@@ -27,10 +28,14 @@ from modelforge.run.replay import Arm
 from modelforge.run.setup import Session
 
 # The optimizer arguments that may differ between arms, with Keras' defaults.
-ARM_SCALARS = {"adam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
-               "sgd": {"learning_rate": 0.01, "momentum": 0.0}}
+_ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": 0.0}
+ARM_SCALARS = {"adam": _ADAM, "adamw": {**_ADAM, "weight_decay": 0.004},
+               "sgd": {"learning_rate": 0.01, "momentum": 0.0, "weight_decay": 0.0}}
 # Arguments that must be the same in every arm (and at these values) for the update to be written out here.
-SHARED_DEFAULTS = {"adam": {"amsgrad": False}, "sgd": {"nesterov": False}}
+SHARED_DEFAULTS = {"adam": {"amsgrad": False}, "adamw": {"amsgrad": False}, "sgd": {"nesterov": False}}
+# Gradient clipping: the same setting in every arm of a group, applied to each arm's own gradients (a global
+# norm is each arm's, never one across arms).
+CLIPPING = ("clipnorm", "global_clipnorm", "clipvalue")
 
 
 def why_not(session: Session) -> str | None:
@@ -47,6 +52,8 @@ def why_not(session: Session) -> str | None:
         return f"optimizer={optimizer.name}; the fused model trains {' and '.join(ARM_SCALARS)}"
     known = {**ARM_SCALARS[optimizer.name], **SHARED_DEFAULTS[optimizer.name]}
     for key, value in optimizer.args.items():
+        if key in CLIPPING or value is None:
+            continue
         if key not in known or (key in SHARED_DEFAULTS[optimizer.name] and value != known[key]):
             return f"optimizer.{key}={value!r} is not fused"
     checks = [
@@ -125,7 +132,9 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     first = sessions[0]
     k, trainer, task = len(sessions), first.run.trainer, first.run.task
     name = first.run.optimizer.name
-    arm_args = [{**ARM_SCALARS[name], **s.run.optimizer.args} for s in sessions]
+    arm_args = [{**ARM_SCALARS[name], **{k: v for k, v in s.run.optimizer.args.items() if v is not None}}
+                for s in sessions]
+    clipping = {k: float(v) for k, v in first.run.optimizer.args.items() if k in CLIPPING and v}
 
     # The layers, read from the first arm's Keras model, and every arm's initial weights stacked.
     from modelforge.run.fused_layers import make_op
@@ -161,18 +170,39 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
 
     ranks = [len(v.shape) for v in variables]
     slots = [tf.Variable(tf.zeros_like(v)) for v in variables]
-    second = [tf.Variable(tf.zeros_like(v)) for v in variables] if name == "adam" else []
+    second = [tf.Variable(tf.zeros_like(v)) for v in variables] if name != "sgd" else []
     rates = [_per_arm([a["learning_rate"] for a in arm_args], r) for r in ranks]
     steps = tf.Variable(0.0)
     alive = tf.Variable(tf.ones([k]))
 
+    decays = [_per_arm([a["weight_decay"] for a in arm_args], r) for r in ranks]
+    decaying = any(a["weight_decay"] for a in arm_args)
+
+    def clip(grads: Sequence[Any]) -> list[Any]:
+        """Keras' clipping, each arm apart: its own norm per variable, or its own global norm."""
+        if "clipvalue" in clipping:
+            return [tf.clip_by_value(g, -clipping["clipvalue"], clipping["clipvalue"]) for g in grads]
+        if "clipnorm" in clipping:
+            limit = clipping["clipnorm"]
+            return [g * limit / tf.maximum(tf.sqrt(tf.reduce_sum(g * g, axis=list(range(1, len(g.shape))),
+                                                                 keepdims=True)), limit) for g in grads]
+        if "global_clipnorm" in clipping:
+            limit = clipping["global_clipnorm"]
+            norms = tf.sqrt(tf.add_n([tf.reduce_sum(g * g, axis=list(range(1, len(g.shape)))) for g in grads]))
+            scale = limit / tf.maximum(norms, limit)  # (arms,)
+            return [g * tf.reshape(scale, [-1] + [1] * (len(g.shape) - 1)) for g in grads]
+        return list(grads)
+
     def update(grads: Sequence[Any]) -> None:
+        grads = clip(grads)  # Keras' order: clip, decay the weights, then the step
         steps.assign_add(1.0)
         for i, (var, grad) in enumerate(zip(variables, grads, strict=True)):
             # A frozen arm's weights and slots stay as they are (tf.where: NaN times 0 would still be NaN).
             keep = tf.broadcast_to(tf.reshape(alive > 0, [-1] + [1] * (ranks[i] - 1)), var.shape)
             grad = tf.where(keep, grad, 0.0)
-            if name == "adam":
+            if decaying:
+                var.assign(tf.where(keep, var - var * decays[i] * rates[i], var))
+            if name in ("adam", "adamw"):
                 b1 = _per_arm([a["beta_1"] for a in arm_args], ranks[i])
                 b2 = _per_arm([a["beta_2"] for a in arm_args], ranks[i])
                 eps = _per_arm([a["epsilon"] for a in arm_args], ranks[i])
@@ -304,7 +334,7 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     for a in range(k):
         weights = final.get(a) or arm_weights(a)()
         fused = {"size": k, "arm": a, "fit_s": round(fit_s, 4)}
-        found = {"_momentums": slots, "_velocities": second} if name == "adam" else {"momentums": slots}
+        found = {"_momentums": slots, "_velocities": second} if name != "sgd" else {"momentums": slots}
         arm_slots = {key: [np.asarray(v[a].numpy()) for v in values] for key, values in found.items()}
         arms.append(Arm(weights, histories[a], fused, int(arm_steps[a]), arm_slots))
     return arms

@@ -30,7 +30,8 @@ from modelforge.run.replay import offer
 log = logging.getLogger("modelforge")
 # Keys whose values may differ between the arms of one group (the rest of the config must be equal).
 FUSED_KEYS = ("seed", "initializer", "logger", "optimizer.learning_rate", "optimizer.beta_1", "optimizer.beta_2",
-              "optimizer.epsilon", "optimizer.momentum", "trainer.verbose", "trainer.diagnose", "trainer.objective")
+              "optimizer.epsilon", "optimizer.momentum", "optimizer.weight_decay", "trainer.verbose",
+              "trainer.diagnose", "trainer.objective")
 # The sweep folder's subfolder for the fused groups' checkpoints (removed once every job is written).
 FUSED_DIR = ".fused"
 # Without max_arms, a chunk may take this share of the memory free when the sweep starts.
