@@ -256,3 +256,15 @@ def test_weight_decay_per_arm_and_clipping_per_arm_match_the_basic_launcher(tmp_
     said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
     assert "fused group 1: 4 arms as one model" in said.stdout
     assert_same_numbers(basic, fused)
+
+
+@pytest.mark.slow
+def test_optuna_gets_each_trials_own_objective(tmp_path):
+    result, folders = sweep(tmp_path, "s", "hparams_search=optuna", "hydra/launcher=fused", "hydra.sweeper.n_trials=4",
+                            "hydra.sweeper.n_jobs=4", "trainer.epochs=2")
+    assert "fused group 1: 4 arms as one model" in result.stdout
+    import yaml
+
+    best = yaml.safe_load((tmp_path / "s" / "optimization_results.yaml").read_text())["best_value"]
+    finals = [history(f)[-1]["val_accuracy"] for f in folders]
+    assert len(set(finals)) == 4 and best == pytest.approx(max(finals), abs=1e-9)
