@@ -15,7 +15,6 @@ from typing import Any, NoReturn
 
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run.folder import FolderTaken, RunFolder
-from modelforge.run.lifecycle import RESUME_ENV, resuming  # noqa: F401 (the commands read them here)
 
 log = logging.getLogger("modelforge")
 # Where modelforge's own primary config lives (the wheel's modelforge.conf is conf/).

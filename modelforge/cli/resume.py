@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from modelforge.analysis.summary import PLANNED
-from modelforge.cli.app import RESUME_ENV, exit_with, run_hydra
+from modelforge.cli.app import exit_with, run_hydra
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
+from modelforge.run.lifecycle import RESUME_ENV
 
 
 def resume_run(path: Path) -> int:

@@ -10,10 +10,10 @@ from typing import Any
 
 from modelforge.analysis.summary import PLANNED
 from modelforge.api import train
-from modelforge.cli.app import in_multirun, resuming, run_hydra, sweep_dir, write_hydra_files
+from modelforge.cli.app import in_multirun, run_hydra, sweep_dir, write_hydra_files
 from modelforge.run.console import Job
 from modelforge.run.folder import FolderState, RunFolder
-from modelforge.run.lifecycle import claim
+from modelforge.run.lifecycle import claim, sweep_resumed
 
 # Statuses of jobs that are over, for the count of jobs done.
 _OVER = {"completed", "failed", "dead", "interrupted"}
@@ -72,7 +72,7 @@ def train_in(cfg: Any, run_dir: Path) -> float:
     sweep's time left.
     """
     folder = RunFolder(run_dir)
-    resume = resuming()
+    resume = sweep_resumed()
     job, total = sweep_job() if in_multirun() else (None, None)
     if resume and folder.state() == FolderState.COMPLETED:
         objective = folder.record()["objective"]

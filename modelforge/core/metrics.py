@@ -31,8 +31,6 @@ LOSSES: dict[str, dict[str, dict[str, float]]] = {
 }
 # What `trainer.objective=auto` means for each task.
 DEFAULT_OBJECTIVE = {"classification": "val_accuracy", "regression": "val_loss"}
-# Per-epoch values that are logged but are not metrics of the model (they are no objective).
-LOGGED = ("learning_rate",)
 
 
 def check_metrics(names: Sequence[str] | None, task: str) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from modelforge.run.folder import RunFolder
@@ -40,6 +41,34 @@ class Progress:
     plateau: dict[str, Any] = field(default_factory=dict)
 
 
+def write_arrays(folder: RunFolder, name: str, arrays: Mapping[str, Any], state: Mapping[str, Any]) -> None:
+    """Writes named arrays and a JSON state as one npz file, atomically (a kill leaves the previous one intact).
+
+    The run's checkpoint and a fused group's (`modelforge.run.fused`) are both written so.
+    """
+    import numpy as np
+
+    payload = {**arrays, "state": np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)}
+
+    def write(path: Any) -> None:
+        with open(path, "wb") as f:
+            np.savez(f, **payload)  # type: ignore[arg-type]
+
+    folder.write_with(name, write)
+
+
+def read_arrays(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The arrays and the state `write_arrays` wrote (no pickles), or None when there is no such file."""
+    import numpy as np
+
+    if not path.is_file():
+        return None
+    with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as found:
+        arrays = {k: found[k] for k in found.files if k != "state"}
+        state = json.loads(found["state"].tobytes().decode())
+    return arrays, state
+
+
 def save(folder: RunFolder, model: Any, progress: Progress, best_weights: list[Any] | None) -> None:
     """Writes the checkpoint atomically (a kill while writing leaves the previous one intact)."""
     import numpy as np
@@ -47,31 +76,25 @@ def save(folder: RunFolder, model: Any, progress: Progress, best_weights: list[A
     arrays = {f"model_{i}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
     arrays.update({f"optimizer_{i}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)})
     arrays.update({f"best_{i}": np.asarray(w) for i, w in enumerate(best_weights or [])})
-    state = {"epochs_done": progress.epochs_done, "history": progress.history, "stopped": progress.stopped,
-             "stopping": progress.stopping, "plateau": progress.plateau, "has_best": best_weights is not None}
-    arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
-
-    def write(path: Any) -> None:
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-
-    folder.write_with(CHECKPOINT, write)
+    write_arrays(folder, CHECKPOINT, arrays, {
+        "epochs_done": progress.epochs_done, "history": progress.history, "stopped": progress.stopped,
+        "stopping": progress.stopping, "plateau": progress.plateau, "has_best": best_weights is not None})
 
 
 def load(folder: RunFolder, model: Any) -> tuple[Progress, list[Any] | None]:
     """Restores the model's and its optimizer's variables from the checkpoint; returns the progress."""
-    import numpy as np
-
-    with np.load(io.BytesIO((folder.path / CHECKPOINT).read_bytes()), allow_pickle=False) as arrays:
-        state = json.loads(arrays["state"].tobytes().decode())
-        model.optimizer.build(model.trainable_variables)
-        for i, variable in enumerate(model.variables):
-            variable.assign(arrays[f"model_{i}"])
-        for i, variable in enumerate(model.optimizer.variables):
-            variable.assign(arrays[f"optimizer_{i}"])
-        best = None
-        if state["has_best"]:
-            best = [arrays[f"best_{i}"] for i in range(sum(k.startswith("best_") for k in arrays.files))]
+    found = read_arrays(folder.path / CHECKPOINT)
+    if found is None:
+        raise FileNotFoundError(folder.path / CHECKPOINT)
+    arrays, state = found
+    model.optimizer.build(model.trainable_variables)
+    for i, variable in enumerate(model.variables):
+        variable.assign(arrays[f"model_{i}"])
+    for i, variable in enumerate(model.optimizer.variables):
+        variable.assign(arrays[f"optimizer_{i}"])
+    best = None
+    if state["has_best"]:
+        best = [arrays[f"best_{i}"] for i in range(sum(k.startswith("best_") for k in arrays))]
     progress = Progress(state["epochs_done"], state["history"], state["stopped"], state["stopping"],
                         state.get("plateau", {}))
     return progress, best

@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelforge.run import fused_checkpoint
+from modelforge.run.checkpoint import read_arrays, stopping_state, write_arrays
+from modelforge.run.folder import RunFolder
 from modelforge.run.replay import Arm
 from modelforge.run.setup import Session
 
@@ -132,9 +133,9 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     first = sessions[0]
     k, trainer, task = len(sessions), first.run.trainer, first.run.task
     name = first.run.optimizer.name
-    arm_args = [{**ARM_SCALARS[name], **{k: v for k, v in s.run.optimizer.args.items() if v is not None}}
+    arm_args = [{**ARM_SCALARS[name], **{key: v for key, v in s.run.optimizer.args.items() if v is not None}}
                 for s in sessions]
-    clipping = {k: float(v) for k, v in first.run.optimizer.args.items() if k in CLIPPING and v}
+    clipping = {key: float(v) for key, v in first.run.optimizer.args.items() if key in CLIPPING and v}
 
     # The layers, read from the first arm's Keras model, and every arm's initial weights stacked.
     from modelforge.run.fused_layers import make_op
@@ -263,7 +264,10 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     arm_steps = np.zeros(k)
     every = list(by_path.values())  # trainable or not (batch-norm statistics), in a fixed order
     first_epoch = 0
-    saved = fused_checkpoint.load(checkpoint) if checkpoint is not None else None
+    # The group's checkpoint: every stacked variable and slot, the step counts, which arms live, each arm's
+    # history and early-stopping state. Batch order is a function of (seed, epoch), so a sweep killed while
+    # the group trains, once resumed, continues all its unfinished arms as the uninterrupted run would.
+    saved = read_arrays(checkpoint) if checkpoint is not None else None
     if saved is not None:  # a resumed sweep: the group goes on from its last complete epoch
         arrays, state = saved
         for i, variable in enumerate(every):
@@ -317,12 +321,11 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
                 arrays.update({f"best_{a}_{j}": w for j, w in enumerate(best)})
             for a, weights in final.items():
                 arrays.update({f"final_{a}_{j}": w for j, w in enumerate(weights)})
-            fused_checkpoint.save(checkpoint, arrays, {
+            write_arrays(RunFolder(checkpoint.parent), checkpoint.name, arrays, {
                 "epochs_done": epoch + 1, "steps": float(steps.numpy()), "alive": alive.numpy().tolist(),
                 "arm_steps": arm_steps.tolist(), "histories": histories, "final": list(final),
                 "best_counts": best_counts,
-                "stopping": [{key: fused_checkpoint.plain(getattr(s, key, None)) for key in fused_checkpoint.STOPPING}
-                             if s is not None else {} for s in stoppers]})
+                "stopping": [stopping_state(s) if s is not None else {} for s in stoppers]})
         if on_epoch is not None:
             on_epoch(epoch + 1)
         signum = stop() if stop is not None else None

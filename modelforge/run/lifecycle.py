@@ -156,7 +156,7 @@ def stop_on_signals(stop: Any) -> Iterator[None]:
 RESUME_ENV = "MODELFORGE_RESUME"
 
 
-def resuming() -> bool:
+def sweep_resumed() -> bool:
     """Whether this job belongs to a sweep that `resume` re-launched."""
     return os.environ.get(RESUME_ENV) == "1"
 

@@ -89,7 +89,7 @@ def _describe(hydra_context: Any, config: Any, task_function: Any, overrides: Se
 
     from modelforge.core.config import RunConfig
     from modelforge.errors import ConfigError
-    from modelforge.run.lifecycle import resuming
+    from modelforge.run.lifecycle import sweep_resumed
     from modelforge.sweep.store import to_plain
 
     sweep_config = _compose(hydra_context, config, overrides, idx)
@@ -98,7 +98,7 @@ def _describe(hydra_context: Any, config: Any, task_function: Any, overrides: Se
     if not getattr(task_function, "modelforge_trains", False):
         job.alone = "it is not a modelforge training job"
         return job
-    if resuming() and RunFolder(job.folder).state() == FolderState.COMPLETED:
+    if sweep_resumed() and RunFolder(job.folder).state() == FolderState.COMPLETED:
         job.alone = "it completed before (its run reports its result untouched)"
         return job
     task_cfg = copy.deepcopy(sweep_config)
