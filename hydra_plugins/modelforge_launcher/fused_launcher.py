@@ -12,8 +12,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+
+from hydra_plugins.modelforge_launcher.held import HeldSetup
 
 
 @dataclass
@@ -26,21 +26,12 @@ class FusedLauncherConf:
 ConfigStore.instance().store(group="hydra/launcher", name="fused", node=FusedLauncherConf, provider="modelforge")
 
 
-class FusedLauncher(Launcher):
+class FusedLauncher(HeldSetup, Launcher):
     def __init__(self, max_arms: int | None = None, **kwargs: Any) -> None:
         self.max_arms = max_arms
-        self.config: DictConfig | None = None
-        self.task_function: TaskFunction | None = None
-        self.hydra_context: HydraContext | None = None
-
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config = config
-        self.task_function = task_function
-        self.hydra_context = hydra_context
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from modelforge.sweep.fused import launch
 
-        assert self.config is not None and self.task_function is not None and self.hydra_context is not None
-        return launch(self.hydra_context, self.config, self.task_function, job_overrides, initial_job_idx,
-                      self.max_arms)
+        hydra_context, config, task_function = self.held()
+        return launch(hydra_context, config, task_function, job_overrides, initial_job_idx, self.max_arms)
