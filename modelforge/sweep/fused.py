@@ -213,6 +213,8 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     for path in checkpoints:  # every job of the chunk is written now: the runs' folders hold the results
         path.unlink(missing_ok=True)
+    if checkpoints and (sweep_dir / FUSED_DIR).is_dir():
+        RunFolder(sweep_dir / FUSED_DIR).clean_temp_files()  # what a kill in the middle of a write left
     with contextlib.suppress(OSError):
         (sweep_dir / FUSED_DIR).rmdir()  # only when empty: another chunk's checkpoint is never removed here
     return results
