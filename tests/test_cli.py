@@ -85,6 +85,8 @@ def test_help_and_cfg_do_not_import_tensorflow(tmp_path, args):
         assert usage.startswith("usage: python -m modelforge [COMMAND]") and hydra_help
         for command in ("train", "plan", "diagnose", "report"):
             assert f"\n  {command} " in usage
+        # conf/'s launchers and the one modelforge's plugin stores in Hydra's ConfigStore.
+        assert "hydra/launcher=   fused, parallel, ray_cluster, slurm" in usage
         assert "data: callable, csv, digits, images, mnist, npz, synthetic" in hydra_help
 
 

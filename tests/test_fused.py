@@ -50,12 +50,38 @@ def test_group_key_ignores_what_fuses_and_nothing_else():
         assert group_key({**base, key: value}) != group_key(base)
 
 
+def test_the_launcher_takes_the_configs_the_sweeper_composed_once_each():
+    from hydra_plugins.modelforge_launcher.fused_launcher import RememberingLoader
+
+    class Loader:
+        calls = 0
+
+        def load_sweep_config(self, master_config, sweep_overrides):
+            Loader.calls += 1
+            return {"overrides": list(sweep_overrides), "n": Loader.calls}
+
+    loader, master = RememberingLoader(Loader()), object()
+    batch = [["seed=1"], ["seed=2"], ["seed=1"]]  # a repeated job gets a config of its own
+    checked = [loader.load_sweep_config(master, overrides) for overrides in batch]  # the sweeper's check
+    taken = [loader.take(master, overrides) for overrides in batch]  # the launcher's jobs
+    assert Loader.calls == 3 and [id(c) for c in taken] == [id(c) for c in checked]
+    assert loader.take(master, ["seed=1"])["n"] == 4  # nothing kept: composed anew
+    loader.load_sweep_config(master, ["seed=3"])
+    loader.forget()
+    assert loader.take(master, ["seed=3"])["n"] == 6
+
+
 @pytest.mark.slow
 def test_an_initializer_and_seed_sweep_matches_the_basic_launcher(tmp_path):
     args = ["initializer=he_normal,glorot_uniform,lecun_normal", "seed=0,1"]
     _, basic = sweep(tmp_path, "basic", *args)
     said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
     assert "fused group 1: 6 arms as one model" in said.stdout
+    # The terminal: the group's lines, then one result line per job (its plan and epochs go to its log).
+    for job in range(6):
+        (line,) = [x for x in said.stdout.splitlines() if x.startswith(f"[{job + 1}/6]")]
+        assert "initializer=" in line and "val_accuracy=" in line and line.endswith(f"{job + 1} of 6 jobs done")
+    assert "epoch 1/3" not in said.stdout and "memory:" not in said.stdout
     assert_same_numbers(basic, fused)
     for job, folder in enumerate(fused):
         assert RUN_FILES | {".hydra"} <= {p.name for p in folder.iterdir()}
@@ -89,10 +115,12 @@ def test_conv_and_recurrent_sweeps_match_the_basic_launcher(tmp_path, layer):
 
 @pytest.mark.slow
 def test_batch_norm_and_pooling_keep_each_arms_statistics(tmp_path):
-    layers = ("+model.layers=[{type:conv2d,filters:8,kernel_size:3,padding:same},{type:batch_normalization},"
+    layers = ("+model.layers=[{type:conv2d,filters:8,kernel_size:3,padding:same,dilation_rate:2},"
+              "{type:batch_normalization},"
               "{type:average_pooling2d,pool_size:2},{type:global_average_pooling2d},{type:dense,units:16}]")
     _, basic = sweep(tmp_path, "basic", layers, "seed=0,1", "trainer.epochs=2")
-    _, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", layers, "seed=0,1", "trainer.epochs=2")
+    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", layers, "seed=0,1", "trainer.epochs=2")
+    assert "fused group 1: 2 arms as one model" in said.stdout  # a dilated convolution fuses too
     assert_same_numbers(basic, fused)  # validation runs on the moving statistics: each arm's own
 
 
@@ -256,3 +284,35 @@ def test_optuna_gets_each_trials_own_objective(tmp_path):
     best = yaml.safe_load((tmp_path / "s" / "optimization_results.yaml").read_text())["best_value"]
     finals = [history(f)[-1]["val_accuracy"] for f in folders]
     assert len(set(finals)) == 4 and best == pytest.approx(max(finals), abs=1e-9)
+
+
+@pytest.mark.slow
+def test_mlflow_and_tensorboard_see_each_fused_job_as_an_ordinary_run(tmp_path):
+    import mlflow
+    import tensorflow as tf
+
+    _, folders = sweep(tmp_path, "s", "hydra/launcher=fused", "seed=0,1", "logger=mlflow")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    found = mlflow.search_runs(experiment_names=["modelforge"])
+    (parent,) = found[found["tags.modelforge.sweep"] == "s"]["run_id"]  # the sweep's run, as under any launcher
+    runs = found[found["tags.mlflow.parentRunId"] == parent]
+    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"} and sorted(runs["params.seed"]) == ["0", "1"]
+    client = mlflow.tracking.MlflowClient()
+    for _, found in runs.iterrows():
+        rows = history(folders[int(found["params.seed"])])
+        logged = client.get_metric_history(found["run_id"], "val_loss")
+        assert [m.step for m in logged] == [1, 2, 3]  # every epoch, as a run logs them
+        assert [m.value for m in logged] == pytest.approx([row["val_loss"] for row in rows], rel=1e-6)
+        assert {"model.keras", "history.csv", "metrics.json"} <= {a.path for a in client.list_artifacts(
+            found["run_id"])}
+
+    _, folders = sweep(tmp_path, "t", "hydra/launcher=fused", "seed=0,1", "logger=tensorboard")
+    for folder in folders:
+        (run_dir,) = (folder / "tensorboard").iterdir()
+        losses = {}
+        for events in (run_dir / "train").glob("events.out.tfevents.*"):
+            for event in tf.compat.v1.train.summary_iterator(str(events)):
+                for value in event.summary.value:
+                    if value.tag == "epoch_loss":
+                        losses[event.step] = float(tf.make_ndarray(value.tensor))
+        assert [losses[e] for e in sorted(losses)] == pytest.approx([r["loss"] for r in history(folder)], rel=1e-6)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 from modelforge.errors import closest
 
@@ -21,11 +22,30 @@ QUIET = ("train", "diagnose", "resume")
 
 
 def _options(group: str) -> list[str]:
-    """The options modelforge ships in a group of conf/ (read from the package, cheaply)."""
+    """The options modelforge ships in a group: conf/'s files, and what its Hydra plugins store in Hydra's
+    ConfigStore (as Hydra's own launchers store theirs: `hydra/launcher=fused`)."""
     from importlib import resources
 
     folder = resources.files("modelforge.conf").joinpath(group)
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted({p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")} | set(_stored(group)))
+
+
+def _stored(group: str) -> list[str]:
+    """The options modelforge's launcher plugins store in `group` (importing them is cheap, and Hydra's help
+    imports every plugin anyway)."""
+    import pkgutil
+
+    from hydra.core.config_store import ConfigStore
+
+    import hydra_plugins.modelforge_launcher as plugins
+
+    for found in pkgutil.iter_modules(plugins.__path__):
+        importlib.import_module(f"{plugins.__name__}.{found.name}")
+    node: Any = ConfigStore.instance().repo
+    for part in group.split("/"):
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    return [name.removesuffix(".yaml") for name, entry in node.items()
+            if getattr(entry, "provider", None) == "modelforge"]
 
 
 def usage() -> str:

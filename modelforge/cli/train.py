@@ -11,6 +11,7 @@ from typing import Any
 from modelforge.analysis.summary import PLANNED
 from modelforge.api import train
 from modelforge.cli.app import in_multirun, run_hydra, sweep_dir, write_hydra_files
+from modelforge.run import replay
 from modelforge.run.console import Job
 from modelforge.run.folder import FolderState, RunFolder
 from modelforge.run.lifecycle import claim, sweep_resumed
@@ -19,7 +20,7 @@ from modelforge.run.lifecycle import claim, sweep_resumed
 _OVER = {"completed", "failed", "dead", "interrupted"}
 
 
-def sweep_job() -> tuple[Job, int | None]:
+def sweep_job(run_dir: Path) -> tuple[Job, int | None]:
     """This job's place in the sweep: its label, how it prints, and how many jobs the sweep has."""
     from hydra.core.hydra_config import HydraConfig
 
@@ -38,7 +39,8 @@ def sweep_job() -> tuple[Job, int | None]:
         return True
 
     side_by_side = not str(hydra.launcher.get("_target_", "")).endswith("BasicLauncher")
-    return Job(f"[{hydra.job.num + 1}/{total or '?'}]", side_by_side, first_of_plan), total
+    compact = replay.waiting(run_dir)  # an arm of a fused group: one line
+    return Job(f"[{hydra.job.num + 1}/{total or '?'}]", side_by_side, first_of_plan, compact), total
 
 
 def _planned() -> dict[str, Any]:
@@ -49,13 +51,16 @@ def _planned() -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def progress_note(total: int | None) -> str:
-    """`4 of 9 jobs done, about 1 min 12 s left`, from the sweep's job folders and when it was launched."""
+def progress_note(total: int | None, time_left: bool = True) -> str:
+    """`4 of 9 jobs done, about 1 min 12 s left`, from the sweep's job folders and when it was launched (without
+    the time left for fused arms, whose jobs take a fraction of a second each once their group trained)."""
     done = 0
     for metrics in sweep_dir().rglob("metrics.json"):
         done += RunFolder(metrics.parent).record().get("status") in _OVER
     if not total:
         return f"{done} jobs done"
+    if not time_left:
+        return f"{done} of {total} jobs done"
     elapsed = time.time() - float(_planned().get("launched_at") or time.time())
     left = elapsed / max(done, 1) * max(total - done, 0)
     return f"{done} of {total} jobs done, about {int(left // 60)} min {int(left % 60)} s left"
@@ -73,7 +78,7 @@ def train_in(cfg: Any, run_dir: Path) -> float:
     """
     folder = RunFolder(run_dir)
     resume = sweep_resumed()
-    job, total = sweep_job() if in_multirun() else (None, None)
+    job, total = sweep_job(folder.path) if in_multirun() else (None, None)
     if resume and folder.state() == FolderState.COMPLETED:
         objective = folder.record()["objective"]
         print(f"{job.label + ' ' if job else ''}{folder.job_name()}: {objective['name']}={objective['value']:.4f} "
@@ -82,12 +87,16 @@ def train_in(cfg: Any, run_dir: Path) -> float:
     if claim(folder, resume) == FolderState.EMPTY:
         write_hydra_files(cfg, folder)
     started = time.perf_counter()
-    if job:
+    if job and not job.compact:
         print(f"{job.label} {folder.job_name()}", flush=True)
     metrics = train(cfg, run_dir=folder, resume=resume, job=job)
     objective = metrics["objective"]
     result = f"{objective['name']}={objective['value']:.4f}"
-    if job:
+    if job and job.compact:  # a fused arm: its one line says which job, what it reached, and how it stopped
+        stopped = f" ({metrics['stopped_early']})" if metrics.get("stopped_early") else ""
+        print(f"{job.label} {folder.job_name()}: {result}{stopped}; {progress_note(total, time_left=False)}",
+              flush=True)
+    elif job:
         print(f"{job.label} {result} in {time.perf_counter() - started:.1f} s; {progress_note(total)}", flush=True)
     else:
         print(f"run folder: {metrics['run_dir']}  {result}  ({metrics['status']})", flush=True)

@@ -24,11 +24,14 @@ class Job:
         label: `[3/9]` in a sweep, empty for a single run.
         epoch_lines: one line per epoch instead of Keras' per-step bars (jobs running side by side).
         first_of_plan: whether this job prints the plan table with this digest (once per distinct plan).
+        compact: the job's epochs ran elsewhere (an arm of a fused group, whose group printed the progress):
+            it prints one result line, and its plan, memory and epochs go to its log only.
     """
 
     label: str = ""
     epoch_lines: bool = False
     first_of_plan: Callable[[str], bool] = field(default=lambda digest: True)
+    compact: bool = False
 
 
 log = logging.getLogger("modelforge.run")

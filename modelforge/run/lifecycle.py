@@ -250,11 +250,15 @@ def save_plan(run: RunConfig, folder: RunFolder, job: Job | None = None) -> Plan
     plan = plan_for(run)
     folder.write_json("init_plan.json", plan.as_json())
     digest = plan_digest(plan)
-    if job is None or job.first_of_plan(digest):
+    memory = f"memory: {estimate(plan, run.trainer.batch_size, run.optimizer.name).describe()}"
+    if job is not None and job.compact:
+        log.info(memory)
+    elif job is None or job.first_of_plan(digest):
         print(format_table(plan), flush=True)
+        say(memory)
     else:
         say(plan_line(plan))
-    say(f"memory: {estimate(plan, run.trainer.batch_size, run.optimizer.name).describe()}")
+        say(memory)
     log.info("plan %s: %d weights; init_plan.json", digest, len(plan.entries))
     return plan
 
@@ -299,7 +303,7 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
         row = done.history[-1]
         metrics = " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch")
         log.info("epoch %d/%d: %s", row["epoch"], run.trainer.epochs, metrics)
-        if job.epoch_lines:
+        if job.epoch_lines and not job.compact:
             say(f"epoch {row['epoch']}/{run.trainer.epochs}: {metrics}")
 
     stop = StopSignal()
@@ -320,7 +324,7 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
     timings["fit_s"] = time.perf_counter() - tick
     if progress.stopped:
         record["stopped_early"] = stopped = early_stopping_note(run, progress)
-        say(stopped)
+        (log.info if job.compact else say)(stopped)  # a compact job's result line carries it
 
     rows = progress.history
     trained.update(model=session.model, history=rows)

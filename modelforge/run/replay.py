@@ -44,6 +44,11 @@ def offer(folder: Path, arm: Arm) -> None:
     _arms[Path(folder).resolve()] = arm
 
 
+def waiting(folder: Path) -> bool:
+    """Whether an arm waits for the run that will claim `folder`."""
+    return Path(folder).resolve() in _arms
+
+
 def take(folder: Path) -> Arm | None:
     """The arm waiting for `folder`, if any (each is taken once)."""
     return _arms.pop(Path(folder).resolve(), None)

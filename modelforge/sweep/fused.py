@@ -75,7 +75,10 @@ def _compose(hydra_context: Any, config: Any, overrides: Sequence[str], idx: int
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    loader = hydra_context.config_loader
+    # The fused launcher's loader hands back what the sweeper composed to check the batch (see its plugin).
+    compose = getattr(loader, "take", loader.load_sweep_config)
+    sweep_config = compose(config, list(overrides))
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = idx
         sweep_config.hydra.job.num = idx
@@ -202,7 +205,8 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
         checkpoints = _train_fused(jobs, max_arms, sweep_dir)
     results = []
     for job in jobs:
-        log.info("\t#%d : %s", job.idx, " ".join(filter_overrides(job.overrides)))
+        # Hydra's line for each job it launches; a fused arm's one line is its result (see cli.train).
+        (log.info if job.alone else log.debug)("\t#%d : %s", job.idx, " ".join(filter_overrides(job.overrides)))
         if job.alone:
             print(f"[{job.idx + 1}] {' '.join(filter_overrides(job.overrides))}: trained on its own, as "
                   f"{job.alone}", flush=True)
