@@ -244,6 +244,36 @@ def test_a_fused_group_killed_mid_training_resumes_from_its_checkpoint(tmp_path)
 
 
 @pytest.mark.slow
+def test_a_sweep_killed_while_writing_its_jobs_resumes_to_the_same_folders(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    args = [*SWEEP, "hydra/launcher=fused", "seed=0,1,2,3"]
+    _, whole = sweep(tmp_path, "whole", *args[len(SWEEP):])
+    proc = subprocess.Popen([sys.executable, "-m", "modelforge", "-m", *args, "hydra.sweep.dir=killed"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.monotonic() + 120
+    while not (tmp_path / "killed" / "1" / "metrics.json").exists() and time.monotonic() < end:
+        time.sleep(0.005)
+    proc.kill()  # the group has trained; job 0 is written, job 1 is being written
+    proc.wait()
+    written = json.loads((tmp_path / "killed" / "0" / "metrics.json").read_text())
+    assert written["status"] == "completed" and not (tmp_path / "killed" / "3" / "metrics.json").exists()
+    resumed = run_module(tmp_path, "resume", "killed")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(completed before; untouched)" in resumed.stdout and "trained on its own" not in resumed.stdout
+    assert "fused group 1: 4 arms as one model" in resumed.stdout  # the same chunk, so its checkpoint is found
+    killed = sorted((tmp_path / "killed").glob("[0-9]*"), key=lambda p: int(p.name))
+    for a, b in zip(whole, killed, strict=True):
+        assert (a / "history.csv").read_text() == (b / "history.csv").read_text()  # as if never killed
+        assert json.loads((b / "metrics.json").read_text())["status"] == "completed"
+    # Job 0 was finished before the kill and stays as it was; the group came back from its checkpoint.
+    assert json.loads((tmp_path / "killed" / "0" / "metrics.json").read_text()) == written
+    assert not (tmp_path / "killed" / ".fused").exists()
+
+
+@pytest.mark.slow
 def test_sigterm_while_a_group_trains_stops_the_sweep_with_its_summary(tmp_path):
     import signal
     import subprocess

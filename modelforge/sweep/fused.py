@@ -47,6 +47,9 @@ class Job:
     sweep_config: Any
     run: Any = None
     alone: str | None = None  # why it trains on its own
+    # It completed before this resumed sweep: it keeps its place in its chunk (so the chunk's checkpoint is
+    # found under its name) but gets no arm; its run reports its result untouched.
+    done: bool = False
     key: str = ""
     folder: Path = field(default_factory=Path)
 
@@ -101,9 +104,7 @@ def _describe(hydra_context: Any, config: Any, task_function: Any, overrides: Se
     if not getattr(task_function, "modelforge_trains", False):
         job.alone = "it is not a modelforge training job"
         return job
-    if sweep_resumed() and RunFolder(job.folder).state() == FolderState.COMPLETED:
-        job.alone = "it completed before (its run reports its result untouched)"
-        return job
+    job.done = sweep_resumed() and RunFolder(job.folder).state() == FolderState.COMPLETED
     task_cfg = copy.deepcopy(sweep_config)
     with read_write(task_cfg), open_dict(task_cfg):
         del task_cfg["hydra"]
@@ -165,6 +166,8 @@ def _train_groups(jobs: list[Job], max_arms: int | None, sweep_dir: Path, stop: 
         size = _chunk_size(max_arms, plan, members[0].run)
         for start in range(0, len(members), size):
             chunk = members[start:start + size]
+            if all(job.done for job in chunk):  # a resumed sweep's chunk whose jobs were all written
+                continue
             label = f"fused group {number}" + (f", chunk {start // size + 1}" if len(members) > size else "")
             with contextlib.redirect_stdout(io.StringIO()):  # each arm's set-up would print its device line
                 sessions = [prepare(job.run) for job in chunk]
@@ -182,7 +185,8 @@ def _train_groups(jobs: list[Job], max_arms: int | None, sweep_dir: Path, stop: 
             for job, arm, session in zip(chunk, arms, sessions, strict=True):
                 arm.fused["group"] = label
                 arm.session = session
-                offer(job.folder, arm)
+                if not job.done:
+                    offer(job.folder, arm)
             print(f"{label}: trained in {time.perf_counter() - tick:.1f} s; writing each job's folder", flush=True)
     return checkpoints
 
@@ -201,13 +205,14 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
             for i, overrides in enumerate(job_overrides)]
     sweep_dir = Path(str(config.hydra.sweep.dir))
     checkpoints: list[Path] = []
-    if any(job.run is not None and job.alone is None for job in jobs):
+    if any(job.run is not None and job.alone is None and not job.done for job in jobs):
         checkpoints = _train_fused(jobs, max_arms, sweep_dir)
     results = []
     for job in jobs:
         # Hydra's line for each job it launches; a fused arm's one line is its result (see cli.train).
-        (log.info if job.alone else log.debug)("\t#%d : %s", job.idx, " ".join(filter_overrides(job.overrides)))
-        if job.alone:
+        trains_alone = job.alone is not None and not job.done
+        (log.info if trains_alone else log.debug)("\t#%d : %s", job.idx, " ".join(filter_overrides(job.overrides)))
+        if trains_alone:
             print(f"[{job.idx + 1}] {' '.join(filter_overrides(job.overrides))}: trained on its own, as "
                   f"{job.alone}", flush=True)
         # The job's config as composed above (composing is most of a small job's cost in Hydra 1.3).
