@@ -114,6 +114,22 @@ def test_conv_and_recurrent_sweeps_match_the_basic_launcher(tmp_path, layer):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("schedule", ["warmup_cosine", "step"])
+def test_learning_rate_schedules_are_each_arms_own(tmp_path, schedule):
+    args = [f"optimizer.schedule={schedule}", "optimizer.learning_rate=0.01,0.003", "seed=0,1"]
+    if schedule == "step":
+        args.append("optimizer.decay_epochs=1")
+    _, basic = sweep(tmp_path, "basic", *args)
+    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
+    assert "fused group 1: 4 arms as one model" in said.stdout
+    assert_same_numbers(basic, fused)
+    for b, f in zip(basic, fused, strict=True):  # every epoch's rate, as the run's own optimizer gave it
+        rates = [row["learning_rate"] for row in history(f)]
+        assert rates == pytest.approx([row["learning_rate"] for row in history(b)], rel=1e-6)
+        assert len(set(rates)) == 3  # it moved every epoch
+
+
+@pytest.mark.slow
 def test_batch_norm_and_pooling_keep_each_arms_statistics(tmp_path):
     layers = ("+model.layers=[{type:conv2d,filters:8,kernel_size:3,padding:same,dilation_rate:2},"
               "{type:batch_normalization},"

@@ -39,6 +39,9 @@ def test_each_epoch_rate_follows_the_schedule(compose, tmp_path, overrides, expe
     (["optimizer.schedule=cosin"], ["'cosin'", "did you mean 'cosine'"]),
     (["optimizer.decay_rate=0.5"], ["optimizer.decay_rate belongs to the schedule exponential or step"]),
     (["optimizer.schedule=step", "optimizer.decay_epochs=0"], ["optimizer.decay_epochs=0"]),
+    # A schedule's keys are the optimizer's own; the nested form gets the flat one to type.
+    (["optimizer.schedule=step", "+optimizer.schedule.decay_epochs=1"],
+     ["optimizer.schedule is a name", "optimizer.decay_epochs=1"]),
 ])
 def test_bad_schedules_are_refused_before_training(compose, overrides, words):
     with pytest.raises(ConfigError) as err:

@@ -385,6 +385,10 @@ class Schedule:
     def from_optimizer(cls, given: Mapping[str, Any]) -> tuple[Schedule, dict[str, Any]]:
         """Splits the schedule's keys from an optimizer config; returns the schedule and Keras' arguments."""
         name = given.get("schedule", DEFAULT_SCHEDULE)
+        if isinstance(name, Mapping):  # `optimizer.schedule.decay_epochs=2`: the keys sit beside the name
+            keys = " ".join(f"optimizer.{k}={v}" for k, v in name.items())
+            raise ConfigError(f"optimizer.schedule is a name ({', '.join(SCHEDULES)}), not {dict(name)}; a "
+                              f"schedule's keys are the optimizer's own: {keys}")
         if name not in SCHEDULES:
             raise invalid("optimizer.schedule", name, SCHEDULES)
         mine = SCHEDULES[name]

@@ -9,8 +9,8 @@ infinite is frozen from that epoch on, and the others go on.
 
 What fuses (`why_not` says why something does not): the layers `fused_layers` covers, the task's default
 loss and metric, Adam, AdamW or SGD (weight decay per arm; clipping by value, norm or global norm, each arm's
-own), a constant learning rate,
-float32 on one device, no plateau or class weights. Early stopping is each arm's own: Keras' own
+own), every `optimizer.schedule` (each arm's own, called on its step count as Keras calls it), float32 on
+one device, no plateau or class weights. Early stopping is each arm's own: Keras' own
 EarlyStopping decides for each arm on the arm's metrics, and a stopped arm is frozen (with its best weights
 when it restores them) while the others go on.
 """
@@ -58,7 +58,6 @@ def why_not(session: Session) -> str | None:
         if key not in known or (key in SHARED_DEFAULTS[optimizer.name] and value != known[key]):
             return f"optimizer.{key}={value!r} is not fused"
     checks = [
-        (optimizer.schedule.name != "constant", f"optimizer.schedule={optimizer.schedule.name}"),
         (trainer.reduce_on_plateau.enabled, "trainer.reduce_on_plateau is enabled"),
         (trainer.class_weight is not None, "trainer.class_weight is set"),
         (trainer.precision != "float32", f"trainer.precision={trainer.precision}"),
@@ -175,7 +174,23 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     ranks = [len(v.shape) for v in variables]
     slots = [tf.Variable(tf.zeros_like(v)) for v in variables]
     second = [tf.Variable(tf.zeros_like(v)) for v in variables] if name != "sgd" else []
-    rates = [_per_arm([a["learning_rate"] for a in arm_args], r) for r in ranks]
+    # Each arm's learning rate: its number, or its schedule (the object its own optimizer holds, built by the
+    # same function) called on the step count before the update, as Keras' optimizer calls it.
+    from modelforge.data.batches import steps_per_epoch
+    from modelforge.run.fit import learning_rate
+
+    per_epoch = steps_per_epoch(len(first.dataset.x_train), trainer.batch_size)
+    schedules = [learning_rate(s.run.optimizer, per_epoch, trainer.epochs) for s in sessions]
+    scheduled = any(callable(r) for r in schedules)
+
+    def current_rates() -> list[Any]:
+        """Each variable's per-arm learning rate for this step, shaped to broadcast over it."""
+        if not scheduled:
+            return [_per_arm([a["learning_rate"] for a in arm_args], r) for r in ranks]
+        step = tf.cast(steps, tf.int64)  # the optimizer's iterations, before this update
+        now = tf.stack([tf.cast(r(step), tf.float32) if callable(r) else tf.constant(float(r), tf.float32)
+                        for r in schedules])
+        return [tf.reshape(now, [k] + [1] * (rank - 1)) for rank in ranks]
     steps = tf.Variable(0.0)
     alive = tf.Variable(tf.ones([k]))
 
@@ -199,6 +214,7 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
 
     def update(grads: Sequence[Any]) -> None:
         grads = clip(grads)  # Keras' order: clip, decay the weights, then the step
+        rates = current_rates()
         steps.assign_add(1.0)
         for i, (var, grad) in enumerate(zip(variables, grads, strict=True)):
             # A frozen arm's weights and slots stay as they are (tf.where: NaN times 0 would still be NaN).

@@ -69,7 +69,12 @@ def play(model: Any, arm: Arm, callbacks: list[Any], epochs: int) -> None:
     hooks = keras.callbacks.CallbackList(callbacks, model=model, add_history=False, add_progbar=False,
                                          epochs=epochs, verbose=0)
     hooks.on_train_begin()
+    per_epoch = arm.steps // max(len(arm.history), 1)  # an arm runs whole epochs, from the first on
     for epoch, row in enumerate(arm.history):
+        # The step count at this epoch's end, so what callbacks read of the optimizer (the learning rate a
+        # schedule gives) is what they read in the run's own fit; the final count is set again at the end.
+        optimizer.iterations.assign(per_epoch * (epoch + 1))
         hooks.on_epoch_begin(epoch)
         hooks.on_epoch_end(epoch, dict(row))
+    optimizer.iterations.assign(arm.steps)
     hooks.on_train_end()
