@@ -130,6 +130,18 @@ def test_learning_rate_schedules_are_each_arms_own(tmp_path, schedule):
 
 
 @pytest.mark.slow
+def test_balanced_class_weights_are_each_arms_own(tmp_path):
+    args = ["trainer.class_weight=balanced", "seed=0,1"]
+    _, basic = sweep(tmp_path, "basic", *args)
+    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
+    assert "fused group 1: 2 arms as one model" in said.stdout
+    assert_same_numbers(basic, fused)
+    _, plain = sweep(tmp_path, "plain", "hydra/launcher=fused", "seed=0,1")
+    for f, p in zip(fused, plain, strict=True):  # the weights did weigh: the training loss moved
+        assert abs(history(f)[0]["loss"] - history(p)[0]["loss"]) > 1e-4
+
+
+@pytest.mark.slow
 def test_batch_norm_and_pooling_keep_each_arms_statistics(tmp_path):
     layers = ("+model.layers=[{type:conv2d,filters:8,kernel_size:3,padding:same,dilation_rate:2},"
               "{type:batch_normalization},"

@@ -10,9 +10,9 @@ infinite is frozen from that epoch on, and the others go on.
 What fuses (`why_not` says why something does not): the layers `fused_layers` covers, the task's default
 loss and metric, Adam, AdamW or SGD (weight decay per arm; clipping by value, norm or global norm, each arm's
 own), every `optimizer.schedule` (each arm's own, called on its step count as Keras calls it), float32 on
-one device, no plateau or class weights. Early stopping is each arm's own: Keras' own
-EarlyStopping decides for each arm on the arm's metrics, and a stopped arm is frozen (with its best weights
-when it restores them) while the others go on.
+one device, `trainer.class_weight` (each arm's from its own split), no plateau. Early stopping is each arm's
+own: Keras' own EarlyStopping decides for each arm on the arm's metrics, and a stopped arm is frozen (with
+its best weights when it restores them) while the others go on.
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ def why_not(session: Session) -> str | None:
             return f"optimizer.{key}={value!r} is not fused"
     checks = [
         (trainer.reduce_on_plateau.enabled, "trainer.reduce_on_plateau is enabled"),
-        (trainer.class_weight is not None, "trainer.class_weight is set"),
         (trainer.precision != "float32", f"trainer.precision={trainer.precision}"),
         (trainer.strategy != "default", f"trainer.strategy={trainer.strategy}"),
         (trainer.loss.name not in ("crossentropy", "mse"), f"trainer.loss={trainer.loss.name}"),
@@ -242,11 +241,23 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     features = tf.constant(np.stack([s.dataset.x_train for s in sessions]))
     targets = tf.constant(np.stack([s.dataset.y_train for s in sessions]))
 
+    # trainer.class_weight=balanced: each arm's weights from its own training split, as its run's fit is given
+    # them; Keras weighs the training loss (the mean over the batch of weight times loss), not the metrics.
+    from modelforge.run.fit import balanced_class_weight
+
+    weighed = trainer.class_weight == "balanced"
+    if weighed:
+        classes = first.dataset.info.num_outputs
+        table = tf.constant([[weights[c] for c in range(classes)] for weights in (
+            balanced_class_weight(s.dataset.y_train, classes) for s in sessions)], tf.float32)
+
     def train_step(idx: Any) -> tuple[Any, Any]:
         x = tf.gather(features, idx, batch_dims=1)
         y = tf.gather(targets, idx, batch_dims=1)
         with tf.GradientTape() as tape:
             losses, metric = arm_losses(forward(x, True), y)
+            if weighed:
+                losses = losses * tf.gather(table, tf.cast(y, tf.int32), batch_dims=1)
             total = tf.reduce_sum(tf.reduce_mean(losses, axis=1))  # each arm's mean loss, summed over arms
         update(tape.gradient(total, variables))
         return tf.reduce_sum(losses, axis=1), tf.reduce_sum(metric, axis=1)
