@@ -130,6 +130,26 @@ def test_learning_rate_schedules_are_each_arms_own(tmp_path, schedule):
 
 
 @pytest.mark.slow
+def test_each_arm_reduces_its_rate_on_its_own_plateau(tmp_path):
+    # patience 1 on training accuracy with min_delta 0.05: arms reach the plateau at their own epochs.
+    args = ["trainer.epochs=6", "trainer.reduce_on_plateau.enabled=true", "trainer.reduce_on_plateau.patience=1",
+            "trainer.reduce_on_plateau.monitor=accuracy", "trainer.reduce_on_plateau.min_delta=0.05",
+            "trainer.reduce_on_plateau.factor=0.5", "optimizer.learning_rate=0.01,0.002", "seed=0,1"]
+    _, basic = sweep(tmp_path, "basic", *args)
+    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
+    assert "fused group 1: 4 arms as one model" in said.stdout
+    assert_same_numbers(basic, fused)
+    schedules = set()
+    for b, f in zip(basic, fused, strict=True):
+        rates = [row["learning_rate"] for row in history(f)]
+        assert rates == pytest.approx([row["learning_rate"] for row in history(b)], rel=1e-6)
+        assert [row["val_loss"] for row in history(f)] == pytest.approx([row["val_loss"] for row in history(b)],
+                                                                          rel=1e-3)
+        schedules.add(tuple(r / rates[0] for r in rates))
+    assert len(schedules) > 1 and any(len(set(s)) > 1 for s in schedules)  # each arm its own reductions
+
+
+@pytest.mark.slow
 def test_balanced_class_weights_are_each_arms_own(tmp_path):
     args = ["trainer.class_weight=balanced", "seed=0,1"]
     _, basic = sweep(tmp_path, "basic", *args)
@@ -252,8 +272,13 @@ def test_a_fused_group_killed_mid_training_resumes_from_its_checkpoint(tmp_path)
     import sys
     import time
 
-    args = [*SWEEP, "trainer.epochs=6", "hydra/launcher=fused", "seed=0,1,2"]
+    # With per-arm plateaus, whose counters and rates the checkpoint must carry for the same reductions.
+    plateau = ["trainer.reduce_on_plateau.enabled=true", "trainer.reduce_on_plateau.patience=1",
+               "trainer.reduce_on_plateau.monitor=accuracy", "trainer.reduce_on_plateau.min_delta=0.05",
+               "optimizer.learning_rate=0.01"]
+    args = [*SWEEP, "trainer.epochs=6", "hydra/launcher=fused", "seed=0,1,2", *plateau]
     _, whole = sweep(tmp_path, "whole", *args[len(SWEEP):])
+    assert len({row["learning_rate"] for row in history(whole[0])}) > 1  # a rate was lowered
     proc = subprocess.Popen([sys.executable, "-m", "modelforge", "-m", *args, "hydra.sweep.dir=killed"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     end = time.monotonic() + 120

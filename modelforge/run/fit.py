@@ -112,6 +112,21 @@ class StopSignal:
     signum: int | None = None
 
 
+def early_stopping_args(run: RunConfig) -> dict[str, Any]:
+    """Keras' EarlyStopping arguments from `trainer.early_stopping` (a run's callback, and each fused arm's)."""
+    config = run.trainer.early_stopping
+    return {"monitor": config.monitor, "mode": config.mode, "patience": config.patience,
+            "min_delta": config.min_delta, "restore_best_weights": config.restore_best_weights}
+
+
+def plateau_args(run: RunConfig) -> dict[str, Any]:
+    """Keras' ReduceLROnPlateau arguments from `trainer.reduce_on_plateau` (a run's callback, and each fused
+    arm's)."""
+    config = run.trainer.reduce_on_plateau
+    return {"monitor": config.monitor, "mode": config.mode, "factor": config.factor, "patience": config.patience,
+            "min_delta": config.min_delta, "cooldown": config.cooldown, "min_lr": config.min_lr, "verbose": 0}
+
+
 def make_callbacks(run: RunConfig, folder: RunFolder, progress: Progress, best_weights: list[Any] | None,
                    stop: StopSignal, on_epoch: Callable[[Progress], None], tracker: Any = None,
                    checkpoints: bool = True) -> list[Any]:
@@ -160,10 +175,7 @@ def make_callbacks(run: RunConfig, folder: RunFolder, progress: Progress, best_w
                 if best_weights is not None:
                     self.best_weights = best_weights
 
-        early = ResumableEarlyStopping(
-            monitor=stopping.monitor, mode=stopping.mode, patience=stopping.patience,
-            min_delta=stopping.min_delta, restore_best_weights=stopping.restore_best_weights,
-        )
+        early = ResumableEarlyStopping(**early_stopping_args(run))
         callbacks.append(early)
     if isinstance(run.logger, TensorBoardLogger):
         from modelforge.run.tracking import write_tensorboard_hparams
@@ -188,10 +200,7 @@ def make_callbacks(run: RunConfig, folder: RunFolder, progress: Progress, best_w
                     if value is not None:
                         setattr(self, key, value)
 
-        plateau = ResumableReduceLROnPlateau(
-            monitor=plateau_cfg.monitor, mode=plateau_cfg.mode, factor=plateau_cfg.factor,
-            patience=plateau_cfg.patience, min_delta=plateau_cfg.min_delta, cooldown=plateau_cfg.cooldown,
-            min_lr=plateau_cfg.min_lr, verbose=0)
+        plateau = ResumableReduceLROnPlateau(**plateau_args(run))
         # Before LearningRate and the history: the rate an epoch ends with is the one the callback set.
         callbacks.insert(1, plateau)
 

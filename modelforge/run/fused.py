@@ -10,9 +10,10 @@ infinite is frozen from that epoch on, and the others go on.
 What fuses (`why_not` says why something does not): the layers `fused_layers` covers, the task's default
 loss and metric, Adam, AdamW or SGD (weight decay per arm; clipping by value, norm or global norm, each arm's
 own), every `optimizer.schedule` (each arm's own, called on its step count as Keras calls it), float32 on
-one device, `trainer.class_weight` (each arm's from its own split), no plateau. Early stopping is each arm's
-own: Keras' own EarlyStopping decides for each arm on the arm's metrics, and a stopped arm is frozen (with
-its best weights when it restores them) while the others go on.
+one device, `trainer.class_weight` (each arm's from its own split). Early stopping and plateaus are each
+arm's own: Keras' own EarlyStopping and ReduceLROnPlateau decide for each arm on the arm's metrics; a stopped
+arm is frozen (with its best weights when it restores them) while the others go on, and a plateau lowers
+that arm's rate alone.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelforge.run.checkpoint import read_arrays, stopping_state, write_arrays
+from modelforge.run.checkpoint import PLATEAU_STATE, read_arrays, stopping_state, write_arrays
 from modelforge.run.folder import RunFolder
 from modelforge.run.replay import Arm
 from modelforge.run.setup import Session
@@ -58,7 +59,6 @@ def why_not(session: Session) -> str | None:
         if key not in known or (key in SHARED_DEFAULTS[optimizer.name] and value != known[key]):
             return f"optimizer.{key}={value!r} is not fused"
     checks = [
-        (trainer.reduce_on_plateau.enabled, "trainer.reduce_on_plateau is enabled"),
         (trainer.precision != "float32", f"trainer.precision={trainer.precision}"),
         (trainer.strategy != "default", f"trainer.strategy={trainer.strategy}"),
         (trainer.loss.name not in ("crossentropy", "mse"), f"trainer.loss={trainer.loss.name}"),
@@ -80,27 +80,47 @@ class GroupStopped(Exception):  # noqa: N818 (how a fused group's training ends 
         self.signum, self.epochs_done = signum, epochs_done
 
 
-class _ArmView:
-    """What Keras' EarlyStopping reads of a model, for one arm of the fused model."""
+class _ArmOptimizer:
+    """What Keras' ReduceLROnPlateau reads and sets of an optimizer, for one arm: its entry of the rates."""
 
-    def __init__(self, weights: Callable[[], list[Any]]) -> None:
+    def __init__(self, rates: Any, arm: int) -> None:
+        self._rates, self._arm = rates, arm
+
+    @property
+    def learning_rate(self) -> Any:
+        return self._rates[self._arm]
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self._rates[self._arm].assign(value)
+
+
+class _ArmView:
+    """What Keras' EarlyStopping and ReduceLROnPlateau read of a model, for one arm of the fused model."""
+
+    def __init__(self, weights: Callable[[], list[Any]], optimizer: _ArmOptimizer) -> None:
         self.get_weights = weights
+        self.optimizer = optimizer
         self.stop_training = False
 
 
-def _early_stopping(run: Any, weights: Callable[[], list[Any]]) -> Any:
-    """Keras' own EarlyStopping for one arm (None when the run does not stop early)."""
+def _arm_callbacks(run: Any, view: _ArmView) -> tuple[Any, Any]:
+    """Keras' own EarlyStopping and ReduceLROnPlateau for one arm (None where the run does not use one)."""
     import keras
 
-    config = run.trainer.early_stopping
-    if not config.enabled:
-        return None
-    stopper = keras.callbacks.EarlyStopping(monitor=config.monitor, mode=config.mode, patience=config.patience,
-                                            min_delta=config.min_delta,
-                                            restore_best_weights=config.restore_best_weights)
-    stopper.set_model(_ArmView(weights))
-    stopper.on_train_begin()
-    return stopper
+    from modelforge.run.fit import early_stopping_args, plateau_args
+
+    made = []
+    for enabled, cls, args in ((run.trainer.early_stopping.enabled, keras.callbacks.EarlyStopping,
+                                early_stopping_args),
+                               (run.trainer.reduce_on_plateau.enabled, keras.callbacks.ReduceLROnPlateau,
+                                plateau_args)):
+        callback = cls(**args(run)) if enabled else None
+        if callback is not None:
+            callback.set_model(view)
+            callback.on_train_begin()
+        made.append(callback)
+    return made[0], made[1]
 
 
 def _per_arm(values: Sequence[float], rank: int) -> Any:
@@ -182,10 +202,13 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     schedules = [learning_rate(s.run.optimizer, per_epoch, trainer.epochs) for s in sessions]
     scheduled = any(callable(r) for r in schedules)
 
+    # A constant rate per arm, in a variable: trainer.reduce_on_plateau lowers an arm's between epochs.
+    constant_rates = tf.Variable([float(a["learning_rate"]) for a in arm_args], dtype=tf.float32)
+
     def current_rates() -> list[Any]:
         """Each variable's per-arm learning rate for this step, shaped to broadcast over it."""
         if not scheduled:
-            return [_per_arm([a["learning_rate"] for a in arm_args], r) for r in ranks]
+            return [tf.reshape(constant_rates, [k] + [1] * (rank - 1)) for rank in ranks]
         step = tf.cast(steps, tf.int64)  # the optimizer's iterations, before this update
         now = tf.stack([tf.cast(r(step), tf.float32) if callable(r) else tf.constant(float(r), tf.float32)
                         for r in schedules])
@@ -296,7 +319,9 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
         """Arm a's weights in the order of its Keras model's get_weights()."""
         return lambda: [np.asarray(by_path[w.path][a].numpy()) for w in first.model.weights]
 
-    stoppers = [_early_stopping(s.run, arm_weights(a)) for a, s in enumerate(sessions)]
+    made = [_arm_callbacks(s.run, _ArmView(arm_weights(a), _ArmOptimizer(constant_rates, a)))
+            for a, s in enumerate(sessions)]
+    stoppers, plateaus = [m[0] for m in made], [m[1] for m in made]
     final: dict[int, list[Any]] = {}  # the weights of arms that stopped early
     metric_name = "accuracy" if task == "classification" else "mae"
     histories: list[list[dict[str, float]]] = [[] for _ in sessions]
@@ -327,6 +352,11 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
                 stopper.best_weights = [arrays[f"best_{a}_{j}"] for j in range(count)] if count else None
         for a in state["final"]:
             final[int(a)] = [arrays[f"final_{a}_{j}"] for j in range(len(first.model.weights))]
+        if "rates" in arrays:  # a checkpoint of this version (before it, rates were constants)
+            constant_rates.assign(arrays["rates"])
+        for plateau, counters in zip(plateaus, state.get("plateau") or [{}] * k, strict=True):
+            for key, value in counters.items():
+                setattr(plateau, key, value)
     started = time.perf_counter()
     for epoch in range(first_epoch, trainer.epochs):
         orders = np.stack([epoch_order(n, s.run.seed, epoch, trainer.shuffle) for s in sessions])
@@ -342,7 +372,10 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
             histories[a].append(row)
             if not all(math.isfinite(v) for v in row.values()):
                 alive[a].assign(0.0)  # this arm's run fails with its NaN epoch; the others go on
-            elif stoppers[a] is not None:
+                continue
+            if plateaus[a] is not None:  # before early stopping, as in a run's callbacks
+                plateaus[a].on_epoch_end(epoch, dict(row))
+            if stoppers[a] is not None:
                 stopper = stoppers[a]
                 stopper.on_epoch_end(epoch, dict(row))
                 if stopper.model.stop_training:
@@ -353,6 +386,7 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
             arrays = {f"var_{i}": v.numpy() for i, v in enumerate(every)}
             arrays.update({f"m_{i}": v.numpy() for i, v in enumerate(slots)})
             arrays.update({f"v_{i}": v.numpy() for i, v in enumerate(second)})
+            arrays["rates"] = constant_rates.numpy()
             best_counts = []
             for a, stopper in enumerate(stoppers):
                 best = list(getattr(stopper, "best_weights", None) or [])
@@ -364,7 +398,8 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
                 "epochs_done": epoch + 1, "steps": float(steps.numpy()), "alive": alive.numpy().tolist(),
                 "arm_steps": arm_steps.tolist(), "histories": histories, "final": list(final),
                 "best_counts": best_counts,
-                "stopping": [stopping_state(s) if s is not None else {} for s in stoppers]})
+                "stopping": [stopping_state(s) if s is not None else {} for s in stoppers],
+                "plateau": [stopping_state(p, PLATEAU_STATE) if p is not None else {} for p in plateaus]})
         if on_epoch is not None:
             on_epoch(epoch + 1)
         signum = stop() if stop is not None else None
