@@ -34,7 +34,7 @@ def assert_same_numbers(basic, fused):
         assert hb[0].keys() == hf[0].keys()
         for key in hb[0]:
             assert hf[0][key] == pytest.approx(hb[0][key], rel=1e-4), (f, key)
-        for key in ("val_loss", "val_accuracy"):
+        for key in (k for k in hb[-1] if k.startswith("val_")):
             assert abs(hf[-1][key] - hb[-1][key]) < 0.01, (f, key)
 
 
@@ -147,6 +147,20 @@ def test_each_arm_reduces_its_rate_on_its_own_plateau(tmp_path):
                                                                           rel=1e-3)
         schedules.add(tuple(r / rates[0] for r in rates))
     assert len(schedules) > 1 and any(len(set(s)) > 1 for s in schedules)  # each arm its own reductions
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("terms", [
+    ["trainer.loss=label_smoothing", "trainer.metrics=[accuracy,top_k_accuracy,auc,precision,recall]"],
+    ["trainer.loss=focal", "trainer.class_weight=balanced"],
+    ["data=synthetic", "data.task=regression", "trainer.loss=huber", "trainer.metrics=[mae,mse,rmse]"],
+], ids=["metrics", "focal", "regression"])
+def test_losses_and_metrics_by_name_are_keras_own_per_arm(tmp_path, terms):
+    args = [*terms, "seed=0,1", "initializer=he_normal,glorot_uniform"]
+    _, basic = sweep(tmp_path, "basic", *args)
+    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
+    assert "fused group 1: 4 arms as one model" in said.stdout
+    assert_same_numbers(basic, fused)
 
 
 @pytest.mark.slow

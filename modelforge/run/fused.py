@@ -7,13 +7,13 @@ Adam and SGD are written out here over the stacked variables, with a hyperparame
 writes them per variable (the idea of HFTA's fused optimizers, MLSys 2021). An arm whose loss turns NaN or
 infinite is frozen from that epoch on, and the others go on.
 
-What fuses (`why_not` says why something does not): the layers `fused_layers` covers, the task's default
-loss and metric, Adam, AdamW or SGD (weight decay per arm; clipping by value, norm or global norm, each arm's
-own), every `optimizer.schedule` (each arm's own, called on its step count as Keras calls it), float32 on
-one device, `trainer.class_weight` (each arm's from its own split). Early stopping and plateaus are each
-arm's own: Keras' own EarlyStopping and ReduceLROnPlateau decide for each arm on the arm's metrics; a stopped
-arm is frozen (with its best weights when it restores them) while the others go on, and a plateau lowers
-that arm's rate alone.
+What fuses (`why_not` says why something does not): the layers `fused_layers` covers; every loss and metric
+(the defaults written out here, others as each arm's own Keras objects); Adam, AdamW or SGD (weight decay
+per arm; clipping by value, norm or global norm, each arm's own); every `optimizer.schedule` (each arm's own,
+called on its step count as Keras calls it); `trainer.class_weight` (each arm's from its own split); float32
+on one device. Early stopping and plateaus are each arm's own: Keras' own EarlyStopping and
+ReduceLROnPlateau decide for each arm on the arm's metrics; a stopped arm is frozen (with its best weights
+when it restores them) while the others go on, and a plateau lowers that arm's rate alone.
 """
 
 from __future__ import annotations
@@ -61,9 +61,6 @@ def why_not(session: Session) -> str | None:
     checks = [
         (trainer.precision != "float32", f"trainer.precision={trainer.precision}"),
         (trainer.strategy != "default", f"trainer.strategy={trainer.strategy}"),
-        (trainer.loss.name not in ("crossentropy", "mse"), f"trainer.loss={trainer.loss.name}"),
-        (tuple(trainer.metrics or ()) not in (("accuracy",), ("mae",)),
-         f"trainer.metrics={list(trainer.metrics or [])}"),
         (session.dataset.decode is not None, f"data={run.data.name} streams from files"),
     ]
     for not_covered, why in checks:
@@ -274,13 +271,46 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
         table = tf.constant([[weights[c] for c in range(classes)] for weights in (
             balanced_class_weight(s.dataset.y_train, classes) for s in sessions)], tf.float32)
 
+    # trainer.loss and trainer.metrics other than the task's defaults: each arm's own Keras loss and metric
+    # objects, made by the function its run compiles with, called on the arm's predictions as Keras calls them.
+    from modelforge.run import compiled
+
+    keras_terms = trainer.loss.name not in ("crossentropy", "mse") or \
+        tuple(trainer.metrics or ()) not in ((), ("accuracy",), ("mae",))
+    if keras_terms:
+        dense = compiled.one_hot(trainer, task)
+        classes = first.dataset.info.num_outputs
+        loss_objects = [compiled.loss(s.run.trainer, task) for s in sessions]
+        train_metrics = [compiled.metrics(s.run.trainer, task) for s in sessions]
+        val_metrics = [compiled.metrics(s.run.trainer, task) for s in sessions]
+
+    def keras_losses(out: Any, y: Any, weights: Any, metrics: list[list[Any]]) -> Any:
+        """Each arm's batch loss (Keras' mean over the batch), its metrics updated with the batch."""
+        found = []
+        for a in range(k):
+            # Keras' softmax keeps its logits on the tensor, and its crossentropy then takes them.
+            predicted = ops[-1].activation(out[a]) if softmax_head else out[a]
+            target = tf.one_hot(y[a], classes) if dense else y[a]
+            found.append(loss_objects[a](target, predicted, sample_weight=None if weights is None else weights[a]))
+            for metric in metrics[a]:
+                metric.update_state(target, predicted)
+        return tf.stack(found)
+
     def train_step(idx: Any) -> tuple[Any, Any]:
         x = tf.gather(features, idx, batch_dims=1)
         y = tf.gather(targets, idx, batch_dims=1)
+        weights = tf.gather(table, tf.cast(y, tf.int32), batch_dims=1) if weighed else None
+        if keras_terms:
+            with tf.GradientTape() as tape:
+                batch_losses = keras_losses(forward(x, True), y, weights, train_metrics)
+                total = tf.reduce_sum(batch_losses)
+            update(tape.gradient(total, variables))
+            size = tf.cast(tf.shape(y)[1], tf.float32)
+            return batch_losses * size, tf.zeros([k])  # the metrics are in their objects
         with tf.GradientTape() as tape:
             losses, metric = arm_losses(forward(x, True), y)
             if weighed:
-                losses = losses * tf.gather(table, tf.cast(y, tf.int32), batch_dims=1)
+                losses = losses * weights
             total = tf.reduce_sum(tf.reduce_mean(losses, axis=1))  # each arm's mean loss, summed over arms
         update(tape.gradient(total, variables))
         return tf.reduce_sum(losses, axis=1), tf.reduce_sum(metric, axis=1)
@@ -310,6 +340,8 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
 
     @tf.function(autograph=False)
     def evaluate() -> tuple[Any, Any]:
+        if keras_terms:
+            return keras_losses(forward(x_val, False), y_val, None, val_metrics), tf.zeros([k])
         losses, metric = arm_losses(forward(x_val, False), y_val)
         return tf.reduce_mean(losses, axis=1), tf.reduce_mean(metric, axis=1)
 
@@ -361,14 +393,20 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     for epoch in range(first_epoch, trainer.epochs):
         orders = np.stack([epoch_order(n, s.run.seed, epoch, trainer.shuffle) for s in sessions])
         arm_steps += alive.numpy() * math.ceil(n / batch)
+        for metric in [m for arm in (train_metrics + val_metrics if keras_terms else []) for m in arm]:
+            metric.reset_state()
         loss_sum, metric_sum = (t.numpy().astype(np.float64) for t in train_epoch(tf.constant(orders)))
         val_loss, val_metric = (t.numpy() for t in evaluate())
         living = alive.numpy()
         for a in range(k):
             if living[a] == 0:
                 continue
-            row = {metric_name: float(metric_sum[a] / n), "loss": float(loss_sum[a] / n),
-                   f"val_{metric_name}": float(val_metric[a]), "val_loss": float(val_loss[a])}
+            if keras_terms:
+                row = {"loss": float(loss_sum[a] / n), **{m.name: float(m.result()) for m in train_metrics[a]},
+                       "val_loss": float(val_loss[a]), **{f"val_{m.name}": float(m.result()) for m in val_metrics[a]}}
+            else:
+                row = {metric_name: float(metric_sum[a] / n), "loss": float(loss_sum[a] / n),
+                       f"val_{metric_name}": float(val_metric[a]), "val_loss": float(val_loss[a])}
             histories[a].append(row)
             if not all(math.isfinite(v) for v in row.values()):
                 alive[a].assign(0.0)  # this arm's run fails with its NaN epoch; the others go on
