@@ -183,6 +183,10 @@ def main() -> None:
     parser.add_argument("--only", choices=["fused"], help="run one section only")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from modelforge.cli.quiet import quiet_stderr, wanted
+
+    if wanted([]):  # line (i) imports TensorFlow here: its start-up lines would land among the figures
+        quiet_stderr()
     print(f"{'ratio':<44} {'value':>6}   {'target':<14} times (median of {args.repeats})")
     with tempfile.TemporaryDirectory() as cwd:
         if args.only == "fused":
