@@ -26,18 +26,9 @@ from typing import Any
 
 from modelforge.run.checkpoint import PLATEAU_STATE, read_arrays, stopping_state, write_arrays
 from modelforge.run.folder import RunFolder
+from modelforge.run.fused_optimizer import ARM_SCALARS, CLIPPING, SHARED_DEFAULTS, FusedOptimizer
 from modelforge.run.replay import Arm
 from modelforge.run.setup import Session
-
-# The optimizer arguments that may differ between arms, with Keras' defaults.
-_ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": 0.0}
-ARM_SCALARS = {"adam": _ADAM, "adamw": {**_ADAM, "weight_decay": 0.004},
-               "sgd": {"learning_rate": 0.01, "momentum": 0.0, "weight_decay": 0.0}}
-# Arguments that must be the same in every arm (and at these values) for the update to be written out here.
-SHARED_DEFAULTS = {"adam": {"amsgrad": False}, "adamw": {"amsgrad": False}, "sgd": {"nesterov": False}}
-# Gradient clipping: the same setting in every arm of a group, applied to each arm's own gradients (a global
-# norm is each arm's, never one across arms).
-CLIPPING = ("clipnorm", "global_clipnorm", "clipvalue")
 
 
 def why_not(session: Session) -> str | None:
@@ -120,13 +111,6 @@ def _arm_callbacks(run: Any, view: _ArmView) -> tuple[Any, Any]:
     return made[0], made[1]
 
 
-def _per_arm(values: Sequence[float], rank: int) -> Any:
-    """A per-arm scalar shaped to broadcast over a stacked variable of `rank` dimensions."""
-    import tensorflow as tf
-
-    return tf.reshape(tf.constant(values, tf.float32), [len(values)] + [1] * (rank - 1))
-
-
 def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | None = None,
                 checkpoint: Path | None = None, stop: Callable[[], int | None] | None = None) -> list[Arm]:
     """Trains the sessions' arms as one model; returns each arm's final weights and history.
@@ -187,76 +171,15 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
         err = out - tf.cast(y, out.dtype)
         return tf.reduce_mean(err**2, axis=-1), tf.reduce_mean(tf.abs(err), axis=-1)
 
-    ranks = [len(v.shape) for v in variables]
-    slots = [tf.Variable(tf.zeros_like(v)) for v in variables]
-    second = [tf.Variable(tf.zeros_like(v)) for v in variables] if name != "sgd" else []
-    # Each arm's learning rate: its number, or its schedule (the object its own optimizer holds, built by the
-    # same function) called on the step count before the update, as Keras' optimizer calls it.
+    # Each arm's learning rate as its own optimizer is given it: a number, or its schedule (built by the same
+    # function), which the fused optimizer calls on the step count as Keras does.
     from modelforge.data.batches import steps_per_epoch
     from modelforge.run.fit import learning_rate
 
     per_epoch = steps_per_epoch(len(first.dataset.x_train), trainer.batch_size)
-    schedules = [learning_rate(s.run.optimizer, per_epoch, trainer.epochs) for s in sessions]
-    scheduled = any(callable(r) for r in schedules)
-
-    # A constant rate per arm, in a variable: trainer.reduce_on_plateau lowers an arm's between epochs.
-    constant_rates = tf.Variable([float(a["learning_rate"]) for a in arm_args], dtype=tf.float32)
-
-    def current_rates() -> list[Any]:
-        """Each variable's per-arm learning rate for this step, shaped to broadcast over it."""
-        if not scheduled:
-            return [tf.reshape(constant_rates, [k] + [1] * (rank - 1)) for rank in ranks]
-        step = tf.cast(steps, tf.int64)  # the optimizer's iterations, before this update
-        now = tf.stack([tf.cast(r(step), tf.float32) if callable(r) else tf.constant(float(r), tf.float32)
-                        for r in schedules])
-        return [tf.reshape(now, [k] + [1] * (rank - 1)) for rank in ranks]
-    steps = tf.Variable(0.0)
-    alive = tf.Variable(tf.ones([k]))
-
-    decays = [_per_arm([a["weight_decay"] for a in arm_args], r) for r in ranks]
-    decaying = any(a["weight_decay"] for a in arm_args)
-
-    def clip(grads: Sequence[Any]) -> list[Any]:
-        """Keras' clipping, each arm apart: its own norm per variable, or its own global norm."""
-        if "clipvalue" in clipping:
-            return [tf.clip_by_value(g, -clipping["clipvalue"], clipping["clipvalue"]) for g in grads]
-        if "clipnorm" in clipping:
-            limit = clipping["clipnorm"]
-            return [g * limit / tf.maximum(tf.sqrt(tf.reduce_sum(g * g, axis=list(range(1, len(g.shape))),
-                                                                 keepdims=True)), limit) for g in grads]
-        if "global_clipnorm" in clipping:
-            limit = clipping["global_clipnorm"]
-            norms = tf.sqrt(tf.add_n([tf.reduce_sum(g * g, axis=list(range(1, len(g.shape)))) for g in grads]))
-            scale = limit / tf.maximum(norms, limit)  # (arms,)
-            return [g * tf.reshape(scale, [-1] + [1] * (len(g.shape) - 1)) for g in grads]
-        return list(grads)
-
-    def update(grads: Sequence[Any]) -> None:
-        grads = clip(grads)  # Keras' order: clip, decay the weights, then the step
-        rates = current_rates()
-        steps.assign_add(1.0)
-        for i, (var, grad) in enumerate(zip(variables, grads, strict=True)):
-            # A frozen arm's weights and slots stay as they are (tf.where: NaN times 0 would still be NaN).
-            keep = tf.broadcast_to(tf.reshape(alive > 0, [-1] + [1] * (ranks[i] - 1)), var.shape)
-            grad = tf.where(keep, grad, 0.0)
-            if decaying:
-                var.assign(tf.where(keep, var - var * decays[i] * rates[i], var))
-            if name in ("adam", "adamw"):
-                b1 = _per_arm([a["beta_1"] for a in arm_args], ranks[i])
-                b2 = _per_arm([a["beta_2"] for a in arm_args], ranks[i])
-                eps = _per_arm([a["epsilon"] for a in arm_args], ranks[i])
-                # 1 - beta as Keras computes it, in Python's doubles before the cast: float32(1 - 0.9) is not
-                # 1 - float32(0.9), and that one rounding, measured, moved a ReLU conv arm off its run's path.
-                rest_1 = _per_arm([1 - a["beta_1"] for a in arm_args], ranks[i])
-                rest_2 = _per_arm([1 - a["beta_2"] for a in arm_args], ranks[i])
-                rate = rates[i] * tf.sqrt(1 - b2**steps) / (1 - b1**steps)
-                slots[i].assign(tf.where(keep, slots[i] + (grad - slots[i]) * rest_1, slots[i]))
-                second[i].assign(tf.where(keep, second[i] + (tf.square(grad) - second[i]) * rest_2, second[i]))
-                var.assign(tf.where(keep, var - rate * slots[i] / (tf.sqrt(second[i]) + eps), var))
-            else:
-                momentum = _per_arm([a["momentum"] for a in arm_args], ranks[i])
-                slots[i].assign(tf.where(keep, momentum * slots[i] - rates[i] * grad, slots[i]))
-                var.assign(tf.where(keep, var + slots[i], var))
+    optimizer = FusedOptimizer(name, variables, arm_args, clipping,
+                               [learning_rate(s.run.optimizer, per_epoch, trainer.epochs) for s in sessions])
+    alive = optimizer.alive
 
     features = tf.constant(np.stack([s.dataset.x_train for s in sessions]))
     targets = tf.constant(np.stack([s.dataset.y_train for s in sessions]))
@@ -304,7 +227,7 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
             with tf.GradientTape() as tape:
                 batch_losses = keras_losses(forward(x, True), y, weights, train_metrics)
                 total = tf.reduce_sum(batch_losses)
-            update(tape.gradient(total, variables))
+            optimizer.update(tape.gradient(total, variables))
             size = tf.cast(tf.shape(y)[1], tf.float32)
             return batch_losses * size, tf.zeros([k])  # the metrics are in their objects
         with tf.GradientTape() as tape:
@@ -312,7 +235,7 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
             if weighed:
                 losses = losses * weights
             total = tf.reduce_sum(tf.reduce_mean(losses, axis=1))  # each arm's mean loss, summed over arms
-        update(tape.gradient(total, variables))
+        optimizer.update(tape.gradient(total, variables))
         return tf.reduce_sum(losses, axis=1), tf.reduce_sum(metric, axis=1)
 
     n, batch = len(first.dataset.x_train), trainer.batch_size
@@ -351,7 +274,7 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
         """Arm a's weights in the order of its Keras model's get_weights()."""
         return lambda: [np.asarray(by_path[w.path][a].numpy()) for w in first.model.weights]
 
-    made = [_arm_callbacks(s.run, _ArmView(arm_weights(a), _ArmOptimizer(constant_rates, a)))
+    made = [_arm_callbacks(s.run, _ArmView(arm_weights(a), _ArmOptimizer(optimizer.rates, a)))
             for a, s in enumerate(sessions)]
     stoppers, plateaus = [m[0] for m in made], [m[1] for m in made]
     final: dict[int, list[Any]] = {}  # the weights of arms that stopped early
@@ -368,10 +291,10 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
         arrays, state = saved
         for i, variable in enumerate(every):
             variable.assign(arrays[f"var_{i}"])
-        for prefix, group in (("m", slots), ("v", second)):
+        for prefix, group in (("m", optimizer.slots), ("v", optimizer.second)):
             for i, variable in enumerate(group):
                 variable.assign(arrays[f"{prefix}_{i}"])
-        steps.assign(float(state["steps"]))
+        optimizer.steps.assign(float(state["steps"]))
         alive.assign(np.asarray(state["alive"], dtype=np.float32))
         arm_steps = np.asarray(state["arm_steps"], dtype=np.float64)
         histories = state["histories"]
@@ -385,7 +308,7 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
         for a in state["final"]:
             final[int(a)] = [arrays[f"final_{a}_{j}"] for j in range(len(first.model.weights))]
         if "rates" in arrays:  # a checkpoint of this version (before it, rates were constants)
-            constant_rates.assign(arrays["rates"])
+            optimizer.rates.assign(arrays["rates"])
         for plateau, counters in zip(plateaus, state.get("plateau") or [{}] * k, strict=True):
             for key, value in counters.items():
                 setattr(plateau, key, value)
@@ -422,9 +345,9 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
                     final[a] = stopper.best_weights if keep_best else stopper.model.get_weights()
         if checkpoint is not None:
             arrays = {f"var_{i}": v.numpy() for i, v in enumerate(every)}
-            arrays.update({f"m_{i}": v.numpy() for i, v in enumerate(slots)})
-            arrays.update({f"v_{i}": v.numpy() for i, v in enumerate(second)})
-            arrays["rates"] = constant_rates.numpy()
+            arrays.update({f"m_{i}": v.numpy() for i, v in enumerate(optimizer.slots)})
+            arrays.update({f"v_{i}": v.numpy() for i, v in enumerate(optimizer.second)})
+            arrays["rates"] = optimizer.rates.numpy()
             best_counts = []
             for a, stopper in enumerate(stoppers):
                 best = list(getattr(stopper, "best_weights", None) or [])
@@ -433,7 +356,7 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
             for a, weights in final.items():
                 arrays.update({f"final_{a}_{j}": w for j, w in enumerate(weights)})
             write_arrays(RunFolder(checkpoint.parent), checkpoint.name, arrays, {
-                "epochs_done": epoch + 1, "steps": float(steps.numpy()), "alive": alive.numpy().tolist(),
+                "epochs_done": epoch + 1, "steps": float(optimizer.steps.numpy()), "alive": alive.numpy().tolist(),
                 "arm_steps": arm_steps.tolist(), "histories": histories, "final": list(final),
                 "best_counts": best_counts,
                 "stopping": [stopping_state(s) if s is not None else {} for s in stoppers],
@@ -449,8 +372,6 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     for a in range(k):
         weights = final.get(a) or arm_weights(a)()
         fused = {"size": k, "arm": a, "fit_s": round(fit_s, 4)}
-        found = {"_momentums": slots, "_velocities": second} if name != "sgd" else {"momentums": slots}
-        arm_slots = {key: [np.asarray(v[a].numpy()) for v in values] for key, values in found.items()}
-        arms.append(Arm(weights, histories[a], fused, int(arm_steps[a]), arm_slots))
+        arms.append(Arm(weights, histories[a], fused, int(arm_steps[a]), optimizer.keras_slots(a)))
     return arms
 

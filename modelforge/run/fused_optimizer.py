@@ -1,0 +1,129 @@
+"""Adam, AdamW and SGD over stacked variables: each arm its own hyperparameters, slots, rate and clipping.
+
+Written out as Keras 3 writes each update per variable, in Keras' order and arithmetic (clip, decay the
+weights, then the step; `1 - beta` taken in Python's doubles), so an arm's weights follow its run's. The idea of
+per-arm hyperparameters in one fused update is HFTA's fused optimizers (MLSys 2021).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# The optimizer arguments that may differ between arms, with Keras' defaults.
+_ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": 0.0}
+ARM_SCALARS = {"adam": _ADAM, "adamw": {**_ADAM, "weight_decay": 0.004},
+               "sgd": {"learning_rate": 0.01, "momentum": 0.0, "weight_decay": 0.0}}
+# Arguments that must be the same in every arm (and at these values) for the update to be written out here.
+SHARED_DEFAULTS = {"adam": {"amsgrad": False}, "adamw": {"amsgrad": False}, "sgd": {"nesterov": False}}
+# Gradient clipping: the same setting in every arm of a group, applied to each arm's own gradients (a global
+# norm is each arm's, never one across arms).
+CLIPPING = ("clipnorm", "global_clipnorm", "clipvalue")
+
+
+def per_arm(values: Sequence[float], rank: int) -> Any:
+    """A per-arm scalar shaped to broadcast over a stacked variable of `rank` dimensions."""
+    import tensorflow as tf
+
+    return tf.reshape(tf.constant(values, tf.float32), [len(values)] + [1] * (rank - 1))
+
+
+class FusedOptimizer:
+    """One optimizer for K arms' stacked variables (leading axis: the arm).
+
+    Attributes:
+        slots: the first slot per variable (Adam's momentums, SGD's momentums).
+        second: Adam's velocities (empty for SGD).
+        steps: the updates done (Keras' `iterations`), the same for every live arm.
+        rates: each arm's constant learning rate; ReduceLROnPlateau lowers an arm's entry between epochs.
+        alive: 1 for an arm that trains, 0 for a frozen one (its weights and slots stay as they are).
+    """
+
+    def __init__(self, name: str, variables: Sequence[Any], arm_args: Sequence[Mapping[str, Any]],
+                 clipping: Mapping[str, float], schedules: Sequence[Any]) -> None:
+        """`schedules`: each arm's learning rate as Keras is given it (a number or a schedule object)."""
+        import tensorflow as tf
+
+        self.name, self.variables, self.args, self.clipping = name, list(variables), list(arm_args), clipping
+        self.k = len(arm_args)
+        self.ranks = [len(v.shape) for v in variables]
+        self.slots = [tf.Variable(tf.zeros_like(v)) for v in variables]
+        self.second = [tf.Variable(tf.zeros_like(v)) for v in variables] if name != "sgd" else []
+        self.steps = tf.Variable(0.0)
+        self.alive = tf.Variable(tf.ones([self.k]))
+        self.rates = tf.Variable([float(a["learning_rate"]) for a in arm_args], dtype=tf.float32)
+        self.schedules = list(schedules)
+        self.scheduled = any(callable(r) for r in schedules)
+
+    def keras_slots(self, arm: int) -> dict[str, list[Any]]:
+        """Arm `arm`'s slots by the attribute names of its Keras optimizer, for its saved model."""
+        import numpy as np
+
+        found = {"_momentums": self.slots, "_velocities": self.second} if self.name != "sgd" else \
+            {"momentums": self.slots}
+        return {key: [np.asarray(v[arm].numpy()) for v in values] for key, values in found.items()}
+
+    def _current_rates(self) -> list[Any]:
+        """Each variable's per-arm learning rate for this step: the rate, or the arm's schedule called on the
+        step count before the update (as Keras' optimizer calls it), shaped to broadcast over the variable."""
+        import tensorflow as tf
+
+        if not self.scheduled:
+            now = self.rates
+        else:
+            step = tf.cast(self.steps, tf.int64)  # the optimizer's iterations, before this update
+            now = tf.stack([tf.cast(r(step), tf.float32) if callable(r) else tf.constant(float(r), tf.float32)
+                            for r in self.schedules])
+        return [tf.reshape(now, [self.k] + [1] * (rank - 1)) for rank in self.ranks]
+
+    def _clip(self, grads: Sequence[Any]) -> list[Any]:
+        """Keras' clipping, each arm apart: its own norm per variable, or its own global norm."""
+        import tensorflow as tf
+
+        clipping = self.clipping
+        if "clipvalue" in clipping:
+            return [tf.clip_by_value(g, -clipping["clipvalue"], clipping["clipvalue"]) for g in grads]
+        if "clipnorm" in clipping:
+            limit = clipping["clipnorm"]
+            return [g * limit / tf.maximum(tf.sqrt(tf.reduce_sum(g * g, axis=list(range(1, len(g.shape))),
+                                                                 keepdims=True)), limit) for g in grads]
+        if "global_clipnorm" in clipping:
+            limit = clipping["global_clipnorm"]
+            norms = tf.sqrt(tf.add_n([tf.reduce_sum(g * g, axis=list(range(1, len(g.shape)))) for g in grads]))
+            scale = limit / tf.maximum(norms, limit)  # (arms,)
+            return [g * tf.reshape(scale, [-1] + [1] * (len(g.shape) - 1)) for g in grads]
+        return list(grads)
+
+    def update(self, grads: Sequence[Any]) -> None:
+        """One step for every live arm, from the gradients of the summed loss (so each arm's own)."""
+        import tensorflow as tf
+
+        grads = self._clip(grads)  # Keras' order: clip, decay the weights, then the step
+        rates = self._current_rates()
+        self.steps.assign_add(1.0)
+        steps, args = self.steps, self.args
+        decaying = any(a["weight_decay"] for a in args)
+        for i, (var, grad) in enumerate(zip(self.variables, grads, strict=True)):
+            rank, slot = self.ranks[i], self.slots[i]
+            # A frozen arm's weights and slots stay as they are (tf.where: NaN times 0 would still be NaN).
+            keep = tf.broadcast_to(tf.reshape(self.alive > 0, [-1] + [1] * (rank - 1)), var.shape)
+            grad = tf.where(keep, grad, 0.0)
+            if decaying:
+                decay = per_arm([a["weight_decay"] for a in args], rank)
+                var.assign(tf.where(keep, var - var * decay * rates[i], var))
+            if self.name in ("adam", "adamw"):
+                second = self.second[i]
+                b1, b2 = per_arm([a["beta_1"] for a in args], rank), per_arm([a["beta_2"] for a in args], rank)
+                eps = per_arm([a["epsilon"] for a in args], rank)
+                # 1 - beta as Keras computes it, in Python's doubles before the cast: float32(1 - 0.9) is not
+                # 1 - float32(0.9), and that one rounding, measured, moved a ReLU conv arm off its run's path.
+                rest_1 = per_arm([1 - a["beta_1"] for a in args], rank)
+                rest_2 = per_arm([1 - a["beta_2"] for a in args], rank)
+                rate = rates[i] * tf.sqrt(1 - b2**steps) / (1 - b1**steps)
+                slot.assign(tf.where(keep, slot + (grad - slot) * rest_1, slot))
+                second.assign(tf.where(keep, second + (tf.square(grad) - second) * rest_2, second))
+                var.assign(tf.where(keep, var - rate * slot / (tf.sqrt(second) + eps), var))
+            else:
+                momentum = per_arm([a["momentum"] for a in args], rank)
+                slot.assign(tf.where(keep, momentum * slot - rates[i] * grad, slot))
+                var.assign(tf.where(keep, var + slot, var))
