@@ -38,6 +38,16 @@ def assert_same_numbers(basic, fused):
             assert abs(hf[-1][key] - hb[-1][key]) < 0.01, (f, key)
 
 
+def matched_sweeps(tmp_path, arms, *args):
+    """The sweep under both launchers: the fused one trains one group of `arms` arms, and every job's numbers
+    are its basic twin's (`assert_same_numbers`). Returns the fused sweep's output and both sweeps' jobs."""
+    _, basic = sweep(tmp_path, "basic", *args)
+    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
+    assert f"fused group 1: {arms} arms as one model" in said.stdout
+    assert_same_numbers(basic, fused)
+    return said, basic, fused
+
+
 def test_group_key_ignores_what_fuses_and_nothing_else():
     base = {"seed": 0, "initializer": {"name": "auto"}, "optimizer": {"name": "adam", "learning_rate": 0.1},
             "trainer": {"epochs": 3, "verbose": 0}, "model": {"units": 8}}
@@ -74,15 +84,12 @@ def test_the_launcher_takes_the_configs_the_sweeper_composed_once_each():
 @pytest.mark.slow
 def test_an_initializer_and_seed_sweep_matches_the_basic_launcher(tmp_path):
     args = ["initializer=he_normal,glorot_uniform,lecun_normal", "seed=0,1"]
-    _, basic = sweep(tmp_path, "basic", *args)
-    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
-    assert "fused group 1: 6 arms as one model" in said.stdout
+    said, basic, fused = matched_sweeps(tmp_path, 6, *args)
     # The terminal: the group's lines, then one result line per job (its plan and epochs go to its log).
     for job in range(6):
         (line,) = [x for x in said.stdout.splitlines() if x.startswith(f"[{job + 1}/6]")]
         assert "initializer=" in line and "val_accuracy=" in line and line.endswith(f"{job + 1} of 6 jobs done")
     assert "epoch 1/3" not in said.stdout and "memory:" not in said.stdout
-    assert_same_numbers(basic, fused)
     for job, folder in enumerate(fused):
         assert RUN_FILES | {".hydra"} <= {p.name for p in folder.iterdir()}
         record = json.loads((folder / "metrics.json").read_text())
@@ -107,10 +114,7 @@ def test_an_initializer_and_seed_sweep_matches_the_basic_launcher(tmp_path):
 @pytest.mark.parametrize("layer", ["conv", "conv1d", "lstm", "gru"])
 def test_conv_and_recurrent_sweeps_match_the_basic_launcher(tmp_path, layer):
     args = [f"layer={layer}", "initializer=he_normal,glorot_uniform", "trainer.epochs=2"]
-    _, basic = sweep(tmp_path, "basic", *args)
-    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
-    assert "fused group 1: 2 arms as one model" in said.stdout
-    assert_same_numbers(basic, fused)
+    matched_sweeps(tmp_path, 2, *args)
 
 
 @pytest.mark.slow
@@ -119,10 +123,7 @@ def test_learning_rate_schedules_are_each_arms_own(tmp_path, schedule):
     args = [f"optimizer.schedule={schedule}", "optimizer.learning_rate=0.01,0.003", "seed=0,1"]
     if schedule == "step":
         args.append("optimizer.decay_epochs=1")
-    _, basic = sweep(tmp_path, "basic", *args)
-    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
-    assert "fused group 1: 4 arms as one model" in said.stdout
-    assert_same_numbers(basic, fused)
+    _, basic, fused = matched_sweeps(tmp_path, 4, *args)
     for b, f in zip(basic, fused, strict=True):  # every epoch's rate, as the run's own optimizer gave it
         rates = [row["learning_rate"] for row in history(f)]
         assert rates == pytest.approx([row["learning_rate"] for row in history(b)], rel=1e-6)
@@ -135,10 +136,7 @@ def test_each_arm_reduces_its_rate_on_its_own_plateau(tmp_path):
     args = ["trainer.epochs=6", "trainer.reduce_on_plateau.enabled=true", "trainer.reduce_on_plateau.patience=1",
             "trainer.reduce_on_plateau.monitor=accuracy", "trainer.reduce_on_plateau.min_delta=0.05",
             "trainer.reduce_on_plateau.factor=0.5", "optimizer.learning_rate=0.01,0.002", "seed=0,1"]
-    _, basic = sweep(tmp_path, "basic", *args)
-    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
-    assert "fused group 1: 4 arms as one model" in said.stdout
-    assert_same_numbers(basic, fused)
+    _, basic, fused = matched_sweeps(tmp_path, 4, *args)
     schedules = set()
     for b, f in zip(basic, fused, strict=True):
         rates = [row["learning_rate"] for row in history(f)]
@@ -157,19 +155,13 @@ def test_each_arm_reduces_its_rate_on_its_own_plateau(tmp_path):
 ], ids=["metrics", "focal", "regression"])
 def test_losses_and_metrics_by_name_are_keras_own_per_arm(tmp_path, terms):
     args = [*terms, "seed=0,1", "initializer=he_normal,glorot_uniform"]
-    _, basic = sweep(tmp_path, "basic", *args)
-    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
-    assert "fused group 1: 4 arms as one model" in said.stdout
-    assert_same_numbers(basic, fused)
+    matched_sweeps(tmp_path, 4, *args)
 
 
 @pytest.mark.slow
 def test_balanced_class_weights_are_each_arms_own(tmp_path):
     args = ["trainer.class_weight=balanced", "seed=0,1"]
-    _, basic = sweep(tmp_path, "basic", *args)
-    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
-    assert "fused group 1: 2 arms as one model" in said.stdout
-    assert_same_numbers(basic, fused)
+    _, _, fused = matched_sweeps(tmp_path, 2, *args)
     _, plain = sweep(tmp_path, "plain", "hydra/launcher=fused", "seed=0,1")
     for f, p in zip(fused, plain, strict=True):  # the weights did weigh: the training loss moved
         assert abs(history(f)[0]["loss"] - history(p)[0]["loss"]) > 1e-4
@@ -180,10 +172,8 @@ def test_batch_norm_and_pooling_keep_each_arms_statistics(tmp_path):
     layers = ("+model.layers=[{type:conv2d,filters:8,kernel_size:3,padding:same,dilation_rate:2},"
               "{type:batch_normalization},"
               "{type:average_pooling2d,pool_size:2},{type:global_average_pooling2d},{type:dense,units:16}]")
-    _, basic = sweep(tmp_path, "basic", layers, "seed=0,1", "trainer.epochs=2")
-    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", layers, "seed=0,1", "trainer.epochs=2")
-    assert "fused group 1: 2 arms as one model" in said.stdout  # a dilated convolution fuses too
-    assert_same_numbers(basic, fused)  # validation runs on the moving statistics: each arm's own
+    # A dilated convolution fuses too; validation runs on the moving statistics, each arm's own.
+    matched_sweeps(tmp_path, 2, layers, "seed=0,1", "trainer.epochs=2")
 
 
 @pytest.mark.slow
@@ -365,10 +355,7 @@ def test_sigterm_while_a_group_trains_stops_the_sweep_with_its_summary(tmp_path)
 def test_weight_decay_per_arm_and_clipping_per_arm_match_the_basic_launcher(tmp_path, clipping):
     # A small clip, so it acts on every step: a norm taken across arms would give other numbers.
     args = ["optimizer=adamw", "optimizer.weight_decay=0.004,0.1", "seed=0,1", clipping]
-    _, basic = sweep(tmp_path, "basic", *args)
-    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
-    assert "fused group 1: 4 arms as one model" in said.stdout
-    assert_same_numbers(basic, fused)
+    matched_sweeps(tmp_path, 4, *args)
 
 
 @pytest.mark.slow

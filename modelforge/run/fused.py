@@ -1,11 +1,11 @@
-"""K arms trained as one model: every weight with a leading arm axis, one batched matmul per layer.
+"""K arms trained as one model: every weight with a leading arm axis, one batched op per layer.
 
 The arms are runs that differ only in what fuses: the initializer, the seed, and the optimizer's per-arm
 scalars. Each arm starts from the weights its own Keras model drew (so from exactly its separate run's), reads
 its own split in its own batch order, and its loss is summed with the others', so its gradients are its own.
-Adam and SGD are written out here over the stacked variables, with a hyperparameter per arm, as Keras 3
-writes them per variable (the idea of HFTA's fused optimizers, MLSys 2021). An arm whose loss turns NaN or
-infinite is frozen from that epoch on, and the others go on.
+The optimizer is `fused_optimizer`'s: Adam, AdamW and SGD over the stacked variables, with a hyperparameter
+per arm, as Keras 3 writes them per variable. An arm whose loss turns NaN or infinite is frozen from that
+epoch on, and the others go on.
 
 What fuses (`why_not` says why something does not): the layers `fused_layers` covers; every loss and metric
 (the defaults written out here, others as each arm's own Keras objects); Adam, AdamW or SGD (weight decay
@@ -98,17 +98,14 @@ def _arm_callbacks(run: Any, view: _ArmView) -> tuple[Any, Any]:
 
     from modelforge.run.fit import early_stopping_args, plateau_args
 
-    made = []
-    for enabled, cls, args in ((run.trainer.early_stopping.enabled, keras.callbacks.EarlyStopping,
-                                early_stopping_args),
-                               (run.trainer.reduce_on_plateau.enabled, keras.callbacks.ReduceLROnPlateau,
-                                plateau_args)):
-        callback = cls(**args(run)) if enabled else None
+    trainer = run.trainer
+    made = (keras.callbacks.EarlyStopping(**early_stopping_args(run)) if trainer.early_stopping.enabled else None,
+            keras.callbacks.ReduceLROnPlateau(**plateau_args(run)) if trainer.reduce_on_plateau.enabled else None)
+    for callback in made:
         if callback is not None:
             callback.set_model(view)
             callback.on_train_begin()
-        made.append(callback)
-    return made[0], made[1]
+    return made
 
 
 def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | None = None,
@@ -188,9 +185,9 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     # them; Keras weighs the training loss (the mean over the batch of weight times loss), not the metrics.
     from modelforge.run.fit import balanced_class_weight
 
+    classes = first.dataset.info.num_outputs
     weighed = trainer.class_weight == "balanced"
     if weighed:
-        classes = first.dataset.info.num_outputs
         table = tf.constant([[weights[c] for c in range(classes)] for weights in (
             balanced_class_weight(s.dataset.y_train, classes) for s in sessions)], tf.float32)
 
@@ -202,7 +199,6 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
         tuple(trainer.metrics or ()) not in ((), ("accuracy",), ("mae",))
     if keras_terms:
         dense = compiled.one_hot(trainer, task)
-        classes = first.dataset.info.num_outputs
         loss_objects = [compiled.loss(s.run.trainer, task) for s in sessions]
         train_metrics = [compiled.metrics(s.run.trainer, task) for s in sessions]
         val_metrics = [compiled.metrics(s.run.trainer, task) for s in sessions]
@@ -315,7 +311,7 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     started = time.perf_counter()
     for epoch in range(first_epoch, trainer.epochs):
         orders = np.stack([epoch_order(n, s.run.seed, epoch, trainer.shuffle) for s in sessions])
-        arm_steps += alive.numpy() * math.ceil(n / batch)
+        arm_steps += alive.numpy() * per_epoch
         for metric in [m for arm in (train_metrics + val_metrics if keras_terms else []) for m in arm]:
             metric.reset_state()
         loss_sum, metric_sum = (t.numpy().astype(np.float64) for t in train_epoch(tf.constant(orders)))

@@ -253,11 +253,11 @@ def save_plan(run: RunConfig, folder: RunFolder, job: Job | None = None) -> Plan
     memory = f"memory: {estimate(plan, run.trainer.batch_size, run.optimizer.name).describe()}"
     if job is not None and job.compact:
         log.info(memory)
-    elif job is None or job.first_of_plan(digest):
-        print(format_table(plan), flush=True)
-        say(memory)
     else:
-        say(plan_line(plan))
+        if job is None or job.first_of_plan(digest):
+            print(format_table(plan), flush=True)
+        else:
+            say(plan_line(plan))
         say(memory)
     log.info("plan %s: %d weights; init_plan.json", digest, len(plan.entries))
     return plan
