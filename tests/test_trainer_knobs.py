@@ -44,7 +44,7 @@ def test_classification_metrics_land_everywhere_and_match_the_model(compose, tmp
     expected = ["loss", "accuracy", "top_k_accuracy", "auc", "precision", "recall"]
     for name in [*expected, *(f"val_{n}" for n in expected), "learning_rate"]:
         assert name in rows[0] and name in result["final"]
-    assert result["objective"] == {"name": "val_auc", "value": result["final"]["val_auc"]}
+    assert result["objective"] == {"name": "val_auc", "value": result["final"]["val_auc"], "epoch": 3}
     # The validation metrics, recomputed from the trained model's predictions.
     probs = result.model.predict(data.x_val, verbose=0)
     truth = np.eye(10)[data.y_val]

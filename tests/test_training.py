@@ -26,7 +26,7 @@ def test_run_folder_is_complete(compose, tmp_path):
     assert on_disk == json.loads(json.dumps(metrics))
     assert on_disk["status"] == "completed" and on_disk["error"] is None and on_disk["epochs_run"] == 2
     assert set(on_disk["final"]) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
-    assert on_disk["objective"] == {"name": "val_accuracy", "value": on_disk["final"]["val_accuracy"]}
+    assert on_disk["objective"] == {"name": "val_accuracy", "value": on_disk["final"]["val_accuracy"], "epoch": 2}
     assert on_disk["versions"]["tensorflow"] != "not installed"
     assert on_disk["timings"]["fit_s"] > 0
     rows = read_history(tmp_path)

@@ -44,6 +44,13 @@ class Job:
         obj = self.metrics.get("objective") or {}
         return obj.get("name"), obj.get("value")
 
+    @property
+    def objective_epoch(self) -> int | None:
+        """The epoch whose weights model.keras holds; a record written before objectives carried their epoch
+        took the last epoch's numbers, so that is its epoch."""
+        obj = self.metrics.get("objective") or {}
+        return obj.get("epoch", self.metrics.get("epochs_run"))
+
 
 def _overrides(run: Path) -> dict[str, str]:
     found = {}
@@ -178,6 +185,8 @@ class Group:
         for job in self.completed:
             if what == "objective":
                 found.append(job.objective[1])
+            elif what == "objective_epoch":
+                found.append(job.objective_epoch)
             elif what == "best":
                 found.append((job.metrics.get("best") or {}).get("value"))
             elif what == "epochs":
@@ -223,6 +232,7 @@ def write_csv(folder: RunFolder, root: Path, jobs: Sequence[Job], keys: Sequence
                **{k: job.overrides.get(k, DEFAULT) for k in keys},
                "status": job.status, "error": job.metrics.get("error") or "",
                "objective": name or "", "objective_value": value if value is not None else "",
+               "objective_epoch": job.objective_epoch if job.objective_epoch is not None else "",
                **{f"final_{m}": (job.metrics.get("final") or {}).get(m, "") for m in metric_names},
                "best_metric": best.get("metric", ""), "best_value": best.get("value", ""),
                "best_epoch": best.get("epoch", ""), "epochs_run": job.metrics.get("epochs_run", ""),
@@ -243,11 +253,15 @@ def markdown(root: Path, jobs: Sequence[Job], groups: Sequence[Group], keys: Seq
         "",
         f"{len(jobs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ". "
         f"Grouped by {', '.join(k for k in keys if k not in SEED_KEYS) or 'nothing (one group)'}; "
-        f"mean ± sample std over seeds; {objective}: {direction} is better.",
+        f"mean ± sample std over seeds; {objective}: {direction} is better. Each objective is the saved "
+        "model's: the epoch early stopping restored, else the last.",
         "",
     ]
     columns = [k for k in keys if k not in SEED_KEYS] or ["group"]
-    header = [*columns, "completed", f"final {objective}", f"best {objective}", "epochs", "fit s"]
+    monitors = [(j.metrics.get("best") or {}).get("metric") for j in jobs]
+    monitor = max(set(m for m in monitors if m), key=monitors.count, default=objective)
+    header = [*columns, "completed", f"{objective} (saved model)", "its epoch", f"best {monitor}", "epochs",
+              "fit s"]
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for group in groups:
         cells = [v for _, v in group.key] or [group.label]
@@ -255,7 +269,8 @@ def markdown(root: Path, jobs: Sequence[Job], groups: Sequence[Group], keys: Seq
             cells[0] = f"**{cells[0]}** (best)"
         lines.append("| " + " | ".join([
             *cells, f"{len(group.completed)}/{len(group.jobs)}", _fmt(group.values("objective")),
-            _fmt(group.values("best")), _fmt(group.values("epochs"), 1), _fmt(group.values("fit_s"), 2),
+            _fmt(group.values("objective_epoch"), 1), _fmt(group.values("best")), _fmt(group.values("epochs"), 1),
+            _fmt(group.values("fit_s"), 2),
         ]) + " |")
     failed = [j for j in jobs if j.status != Status.COMPLETED]
     if failed:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from modelforge.analysis.summary import PLANNED
 from modelforge.cli.app import exit_with, run_hydra
+from modelforge.core.metrics import objective_text
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run.lifecycle import RESUME_ENV
 
@@ -31,7 +32,8 @@ def resume_run(path: Path) -> int:
         print(f"modelforge: {err}", file=sys.stderr)
         return err.exit_status
     objective = metrics["objective"]
-    print(f"run folder: {metrics['run_dir']}  {objective['name']}={objective['value']:.4f}  ({metrics['status']})")
+    print(f"run folder: {metrics['run_dir']}  {objective_text(objective, metrics.get('epochs_run'))}  "
+          f"({metrics['status']})")
     return 0
 
 

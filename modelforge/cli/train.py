@@ -11,6 +11,7 @@ from typing import Any
 from modelforge.analysis.summary import PLANNED
 from modelforge.api import train
 from modelforge.cli.app import in_multirun, run_hydra, sweep_dir, write_hydra_files
+from modelforge.core.metrics import objective_text
 from modelforge.run import replay
 from modelforge.run.console import Job
 from modelforge.run.folder import FolderState, RunFolder
@@ -80,9 +81,10 @@ def train_in(cfg: Any, run_dir: Path) -> float:
     resume = sweep_resumed()
     job, total = sweep_job(folder.path) if in_multirun() else (None, None)
     if resume and folder.state() == FolderState.COMPLETED:
-        objective = folder.record()["objective"]
-        print(f"{job.label + ' ' if job else ''}{folder.job_name()}: {objective['name']}={objective['value']:.4f} "
-              "(completed before; untouched)", flush=True)
+        record = folder.record()
+        objective = record["objective"]
+        print(f"{job.label + ' ' if job else ''}{folder.job_name()}: "
+              f"{objective_text(objective, record.get('epochs_run'))} (completed before; untouched)", flush=True)
         return float(objective["value"])
     if claim(folder, resume) == FolderState.EMPTY:
         write_hydra_files(cfg, folder)
@@ -91,7 +93,7 @@ def train_in(cfg: Any, run_dir: Path) -> float:
         print(f"{job.label} {folder.job_name()}", flush=True)
     metrics = train(cfg, run_dir=folder, resume=resume, job=job)
     objective = metrics["objective"]
-    result = f"{objective['name']}={objective['value']:.4f}"
+    result = objective_text(objective, metrics.get("epochs_run"))
     if job and job.compact:  # a fused arm: its one line says which job, what it reached, and how it stopped
         stopped = f" ({metrics['stopped_early']})" if metrics.get("stopped_early") else ""
         print(f"{job.label} {folder.job_name()}: {result}{stopped}; {progress_note(total, time_left=False)}",

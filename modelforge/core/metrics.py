@@ -163,3 +163,21 @@ def check_metric(name: str, task: str, key: str, names: Sequence[str] | None = N
             hint = f" (did you mean {near!r}?)"
         raise ConfigError(f"{key}={name!r} is not a metric a {task} run reports{hint}; it reports {', '.join(valid)}")
     return name
+
+
+def objective_text(objective: Mapping[str, Any], epochs_run: Any = None) -> str:
+    """A run's objective as its result line gives it: the saved model's value, and its epoch when the saved
+    model is not the last epoch's (metrics.json written before objectives carried an epoch shows no epoch).
+
+    Example:
+        >>> objective_text({"name": "val_accuracy", "value": 0.97213, "epoch": 7}, 9)
+        'val_accuracy=0.9721 (epoch 7 of 9, restored)'
+        >>> objective_text({"name": "val_loss", "value": 0.1, "epoch": 3}, 3)
+        'val_loss=0.1000'
+    """
+    value = objective.get("value")
+    text = f"{objective.get('name')}={value:.4f}" if isinstance(value, (int, float)) else f"{objective.get('name')}=?"
+    epoch = objective.get("epoch")
+    if epoch is not None and epochs_run is not None and epoch != epochs_run:
+        text += f" (epoch {epoch} of {epochs_run}, restored)"
+    return text

@@ -133,8 +133,8 @@ def load_class(target: str, where: str) -> type:
     """Imports the initializer class a `_target_` names (`package.module.Class`) and checks it; calls nothing.
 
     A config file is code: this imports the module the `_target_` names. Refused, with nothing called: a
-    module `core.targets` forbids (before importing it), anything that is not a class, and a class that does
-    not derive from `keras.initializers.Initializer`.
+    module `core.targets` does not allow (before importing it), anything that is not a class, and a class that
+    does not derive from `keras.initializers.Initializer`.
 
     Raises:
         ConfigError: the target cannot be imported, or is refused.
@@ -145,7 +145,7 @@ def load_class(target: str, where: str) -> type:
         ...
         modelforge.errors.ConfigError: model.layers[0].initializer: _target_='subprocess.Popen' is refused...
     """
-    cls = import_target(target, where, "keras.initializers.Initializer subclass")
+    cls = import_target(target, where, "keras.initializers.Initializer subclass", initializer=True)
     if not isinstance(cls, type):
         raise ConfigError(f"{where}: _target_={target!r} is not a class")
     if not is_initializer_class(cls):

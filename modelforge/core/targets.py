@@ -1,45 +1,144 @@
 """Importing what a config's `_target_` names: an initializer class, or a data-loading function.
 
-A config file is code: a `_target_` imports the module it names. Modules that run programs, touch files or
-the network, or load code are refused before anything is imported. (Hydra 1.3.8's `instantiate` has no such
-list; this is modelforge's.) Nothing imported is called here.
+A config file is code: a `_target_` imports the module it names, and a module runs when it is imported. So the
+decision comes first, from the top-level module's spec (where its files lie), without executing anything:
+
+- modelforge itself;
+- the user's own code: a module or package whose files lie outside the standard library and outside every
+  site-packages (a script's folder, PYTHONPATH, the current folder, an editable install of the user's project);
+- packages the user trusts by name in the environment: `MODELFORGE_TRUSTED_MODULES=sklearn,mf_extra_pack`
+  (never in a config, since the config is what is not trusted);
+- for initializers only, Keras' own initializer modules.
+
+Everything else (the standard library, numpy, tensorflow, Keras' utilities, any installed package not trusted)
+is refused before it is imported. After the import the object itself must come from an allowed module too, so a
+user's module that re-exports `subprocess.run` does not open a door. Nothing imported is called here. (Hydra
+1.3.8's `instantiate` has no such list; this one covers modelforge's `_target_`s, not Hydra's own.)
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import inspect
+import os
+import site
+import sys
+import sysconfig
+from pathlib import Path
 
 from modelforge.errors import ConfigError
 
-FORBIDDEN_TARGET_MODULES = frozenset({
-    "builtins", "os", "posix", "nt", "sys", "subprocess", "shutil", "pathlib", "io", "tempfile", "importlib",
-    "runpy", "code", "codeop", "pickle", "marshal", "shelve", "ctypes", "multiprocessing", "threading",
-    "asyncio", "signal", "pty", "socket", "http", "urllib", "ftplib", "smtplib", "webbrowser",
-})
+# The environment variable that names trusted top-level packages, comma-separated.
+TRUST_ENV = "MODELFORGE_TRUSTED_MODULES"
+# Keras' initializer modules: what an initializer `_target_` may name in Keras.
+KERAS_INITIALIZER_MODULES = ("keras.initializers", "keras.src.initializers")
 
 
-def import_target(target: str, where: str, kind: str) -> object:
-    """The object `target` (`package.module.name`) names, imported; `kind` says what it should be, for messages.
-
-    Raises:
-        ConfigError: the module is refused, or the name cannot be imported.
+def trusted_names() -> frozenset[str]:
+    """The top-level packages the user trusts, from `MODELFORGE_TRUSTED_MODULES` (comma-separated).
 
     Example:
-        >>> import_target("math.sqrt", "data._target_", "function")
-        <built-in function sqrt>
-        >>> import_target("os.system", "data._target_", "function")
+        >>> import os
+        >>> os.environ["MODELFORGE_TRUSTED_MODULES"] = " sklearn, mf_extra_pack "
+        >>> sorted(trusted_names())
+        ['mf_extra_pack', 'sklearn']
+        >>> del os.environ["MODELFORGE_TRUSTED_MODULES"]
+    """
+    return frozenset(n.strip() for n in os.environ.get(TRUST_ENV, "").split(",") if n.strip())
+
+
+def _installed_roots() -> list[Path]:
+    """Folders whose modules are installed, not the user's: the standard library and every site-packages."""
+    paths = sysconfig.get_paths()
+    found = [paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths]
+    found += site.getsitepackages() + [site.getusersitepackages()]
+    return [Path(p).resolve() for p in found if p]
+
+
+def _is_installed(path: Path, roots: list[Path]) -> bool:
+    resolved = path.resolve()
+    if any(part in ("site-packages", "dist-packages") for part in resolved.parts):
+        return True
+    return any(resolved == root or root in resolved.parents for root in roots)
+
+
+def is_users_own(top: str) -> bool:
+    """Whether the top-level module `top` is the user's own code: found on sys.path, its files outside the
+    standard library and every site-packages. Found from its spec: nothing is executed.
+
+    Example:
+        >>> is_users_own("json"), is_users_own("numpy"), is_users_own("no_such_module_anywhere")
+        (False, False, False)
+    """
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return False
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    if spec is None:
+        return False
+    places = list(spec.submodule_search_locations or []) or ([spec.origin] if spec.origin else [])
+    if not places or spec.origin in ("built-in", "frozen"):
+        return False
+    roots = _installed_roots()
+    return all(not _is_installed(Path(p), roots) for p in places)
+
+
+def allowed_module(module_name: str, initializer: bool = False) -> bool:
+    """Whether a `_target_` may import `module_name` (see the module's docstring); decided before importing.
+
+    Example:
+        >>> allowed_module("modelforge.data.arrays"), allowed_module("os"), allowed_module("timeit")
+        (True, False, False)
+        >>> allowed_module("keras.initializers", initializer=True), allowed_module("keras.utils", initializer=True)
+        (True, False)
+    """
+    top = module_name.split(".")[0]
+    if top == "modelforge" or top in trusted_names():
+        return True
+    if initializer and any(module_name == m or module_name.startswith(m + ".") for m in KERAS_INITIALIZER_MODULES):
+        return True
+    return top not in ("keras", "tensorflow", "numpy") and is_users_own(top)
+
+
+def _refusal(where: str, target: str, module: str, kind: str) -> ConfigError:
+    top = module.split(".")[0]
+    return ConfigError(
+        f"{where}: _target_={target!r} is refused: modelforge imports a config's _target_ only from your own "
+        f"code (modules outside the standard library and site-packages) and modelforge itself, and {top!r} is "
+        f"neither; name your own {kind}, or, if you trust the installed package {top!r}, say so outside the "
+        f"config: {TRUST_ENV}={top} python -m modelforge ...")
+
+
+def import_target(target: str, where: str, kind: str, initializer: bool = False) -> object:
+    """The object `target` (`package.module.name`) names, imported once it is allowed; `kind` says what it
+    should be, for messages. Nothing is called.
+
+    Raises:
+        ConfigError: the module is refused (before it is imported), the object comes from a refused module,
+            or the name cannot be imported.
+
+    Example:
+        >>> import_target("modelforge.errors.closest", "data._target_", "function").__name__
+        'closest'
+        >>> import_target("timeit.timeit", "data._target_", "function")
         Traceback (most recent call last):
         ...
-        modelforge.errors.ConfigError: data._target_: _target_='os.system' is refused: modelforge never imports...
+        modelforge.errors.ConfigError: data._target_: _target_='timeit.timeit' is refused: modelforge imports...
     """
     module_name, _, name = str(target).rpartition(".")
-    top = module_name.split(".")[0]
-    if top in FORBIDDEN_TARGET_MODULES:
-        raise ConfigError(f"{where}: _target_={target!r} is refused: modelforge never imports from {top!r} for a "
-                          f"config; name your own {kind}")
+    if not module_name or not allowed_module(module_name, initializer):
+        raise _refusal(where, target, module_name or target, kind)
     try:
-        return getattr(importlib.import_module(module_name), name)
+        found = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError, ValueError) as err:
         raise ConfigError(f"{where}: cannot import the {kind} _target_={target!r} ({err}); give the full dotted "
                           "path of one importable from this Python (is its package installed, or on PYTHONPATH?)"
                           ) from None
+    origin = getattr(found, "__module__", None) if inspect.isfunction(found) or inspect.isclass(found) or \
+        inspect.isbuiltin(found) else module_name
+    if not isinstance(origin, str) or not allowed_module(origin, initializer):
+        raise _refusal(where, target, str(origin), kind)
+    return found

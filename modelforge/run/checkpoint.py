@@ -1,21 +1,26 @@
 """Checkpoints: what a run needs to continue exactly where it stopped, written atomically after every epoch.
 
-One file, `checkpoint.npz`: every model variable (weights, batch-norm statistics, dropout's seed state), every
-optimizer variable (its step count and slots), early stopping's state with its best weights, and a JSON
-record of the epochs done and the history so far. Batch order is a function of (seed, epoch) (see
-`modelforge.data.batches`), so nothing else is needed for the rest of the run to repeat bit for bit. A run
-that completes removes its checkpoint: `model.keras` is then the result.
+Two generations, `checkpoint.npz` and the one before it, `checkpoint.prev.npz`, each with a digest of its
+arrays: a corrupt, truncated or missing latest one falls back to the previous one (or to the first epoch),
+and the run still ends bit for bit as it would have. Each holds every model variable (weights, batch-norm
+statistics, dropout's seed state), every optimizer variable (its step count and slots), early stopping's
+state with its best weights, and a JSON record of the epochs done and the history so far. Batch order is a
+function of (seed, epoch) (see `modelforge.data.batches`), so nothing else is needed for the rest of the run
+to repeat bit for bit. A run that completes removes its checkpoint: `model.keras` is then the result.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelforge.run.console import say
 from modelforge.run.folder import RunFolder
 
 CHECKPOINT = "checkpoint.npz"
@@ -41,32 +46,87 @@ class Progress:
     plateau: dict[str, Any] = field(default_factory=dict)
 
 
-def write_arrays(folder: RunFolder, name: str, arrays: Mapping[str, Any], state: Mapping[str, Any]) -> None:
-    """Writes named arrays and a JSON state as one npz file, atomically (a kill leaves the previous one intact).
+# The checkpoint layout written here; a fused group's checkpoint of another (older) layout is refused.
+FORMAT = 2
 
-    The run's checkpoint and a fused group's (`modelforge.run.fused`) are both written so.
+
+def previous(path: Path) -> Path:
+    """The previous generation's name: checkpoint.npz -> checkpoint.prev.npz."""
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def arrays_digest(arrays: Mapping[str, Any]) -> str:
+    """SHA-256 over every array's name, dtype, shape and bytes, in name order: what a checkpoint's state holds,
+    so a file that reads but holds other bytes is found out."""
+    import numpy as np
+
+    sha = hashlib.sha256()
+    for key in sorted(arrays):
+        value = np.ascontiguousarray(arrays[key])
+        sha.update(f"{key}|{value.dtype.str}|{value.shape}|".encode())
+        sha.update(value.tobytes())
+    return sha.hexdigest()
+
+
+def write_arrays(folder: RunFolder, name: str, arrays: Mapping[str, Any], state: Mapping[str, Any]) -> None:
+    """Writes named arrays and a JSON state (with the arrays' digest) as one npz file, atomically, keeping the
+    generation before it as `<name>.prev.npz`.
+
+    A kill at any moment leaves a whole latest generation or a whole previous one; a disk that fills while the
+    new one is written leaves the previous one intact. The run's checkpoint and a fused group's are both
+    written so.
     """
     import numpy as np
 
+    state = {**state, "format": FORMAT, "digest": arrays_digest(arrays)}
     payload = {**arrays, "state": np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)}
 
     def write(path: Any) -> None:
         with open(path, "wb") as f:
             np.savez(f, **payload)  # type: ignore[arg-type]
 
+    latest = folder.path / name
+    if latest.is_file():
+        os.replace(latest, previous(latest))
     folder.write_with(name, write)
 
 
-def read_arrays(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The arrays and the state `write_arrays` wrote (no pickles), or None when there is no such file."""
+def _read_one(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     import numpy as np
 
-    if not path.is_file():
-        return None
     with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as found:
         arrays = {k: found[k] for k in found.files if k != "state"}
         state = json.loads(found["state"].tobytes().decode())
+    if not isinstance(state, dict):
+        raise ValueError("its state is not a mapping")
+    if "digest" in state and arrays_digest(arrays) != state["digest"]:
+        raise ValueError("its arrays do not match the digest written with them")
     return arrays, state
+
+
+def read_arrays(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The newest readable generation `write_arrays` wrote (no pickles): the latest, else the previous one,
+    saying in one line why it fell back; None when neither exists or can be read (the run starts over).
+    """
+    problems: list[str] = []
+    for candidate in (path, previous(path)):
+        if not candidate.is_file():
+            if candidate == path and previous(path).is_file():
+                problems.append(f"{path.name} is missing")
+            continue
+        try:
+            arrays, state = _read_one(candidate)
+        except Exception as err:  # noqa: BLE001 (any damage: truncated, empty, not a zip, wrong bytes)
+            problems.append(f"{candidate.name} cannot be read ({type(err).__name__}: {err})")
+            continue
+        if problems:
+            say(f"{path.parent}: {'; '.join(problems)}; continuing from {candidate.name} "
+                f"(after epoch {state.get('epochs_done', '?')})")
+        return arrays, state
+    if problems:
+        say(f"{path.parent}: {'; '.join(problems)}; no checkpoint can be read, so the run starts again from its "
+            "first epoch (it repeats exactly)")
+    return None
 
 
 def save(folder: RunFolder, model: Any, progress: Progress, best_weights: list[Any] | None) -> None:
@@ -82,10 +142,11 @@ def save(folder: RunFolder, model: Any, progress: Progress, best_weights: list[A
 
 
 def load(folder: RunFolder, model: Any) -> tuple[Progress, list[Any] | None]:
-    """Restores the model's and its optimizer's variables from the checkpoint; returns the progress."""
+    """Restores the model's and its optimizer's variables from the newest readable checkpoint; returns the
+    progress (none, from the first epoch, when no generation can be read)."""
     found = read_arrays(folder.path / CHECKPOINT)
     if found is None:
-        raise FileNotFoundError(folder.path / CHECKPOINT)
+        return Progress(), None
     arrays, state = found
     model.optimizer.build(model.trainable_variables)
     for i, variable in enumerate(model.variables):
@@ -101,11 +162,16 @@ def load(folder: RunFolder, model: Any) -> tuple[Progress, list[Any] | None]:
 
 
 def exists(folder: RunFolder) -> bool:
-    return (folder.path / CHECKPOINT).exists()
+    """Whether any generation of the checkpoint is there (readable or not: `load` tells)."""
+    path = folder.path / CHECKPOINT
+    return path.exists() or previous(path).exists()
 
 
 def remove(folder: RunFolder) -> None:
-    (folder.path / CHECKPOINT).unlink(missing_ok=True)
+    """Removes both generations (model.keras is the result now)."""
+    path = folder.path / CHECKPOINT
+    path.unlink(missing_ok=True)
+    previous(path).unlink(missing_ok=True)
 
 
 # The counters of Keras' EarlyStopping and ReduceLROnPlateau that a resumed run must start from.

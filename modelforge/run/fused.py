@@ -24,7 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelforge.run.checkpoint import PLATEAU_STATE, read_arrays, stopping_state, write_arrays
+from modelforge.errors import ConfigError
+from modelforge.run.checkpoint import FORMAT, PLATEAU_STATE, read_arrays, stopping_state, write_arrays
 from modelforge.run.folder import RunFolder
 from modelforge.run.fused_optimizer import ARM_SCALARS, CLIPPING, SHARED_DEFAULTS, FusedOptimizer
 from modelforge.run.replay import Arm
@@ -285,6 +286,10 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     saved = read_arrays(checkpoint) if checkpoint is not None else None
     if saved is not None:  # a resumed sweep: the group goes on from its last complete epoch
         arrays, state = saved
+        if state.get("format") != FORMAT:
+            raise ConfigError(f"{checkpoint} was written by an older modelforge, in a layout this one does not "
+                              f"read; the sweep in {checkpoint.parent.parent} cannot be resumed: run it again "
+                              "into a new hydra.sweep.dir")
         for i, variable in enumerate(every):
             variable.assign(arrays[f"var_{i}"])
         for prefix, group in (("m", optimizer.slots), ("v", optimizer.second)):
@@ -366,7 +371,10 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
 
     arms = []
     for a in range(k):
-        weights = final.get(a) or arm_weights(a)()
+        # Keras' EarlyStopping restores the best weights when training ends, stopped early or not.
+        stopper = stoppers[a]
+        restored = stopper is not None and stopper.restore_best_weights and stopper.best_weights is not None
+        weights = final.get(a) or (list(stopper.best_weights) if restored else arm_weights(a)())
         fused = {"size": k, "arm": a, "fit_s": round(fit_s, 4)}
         arms.append(Arm(weights, histories[a], fused, int(arm_steps[a]), optimizer.keras_slots(a)))
     return arms

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from modelforge.core import digest
 from modelforge.core.config import RunConfig
 from modelforge.core.initplan import Plan, format_table, plan_digest, plan_line
 from modelforge.core.memory import estimate
@@ -96,6 +97,36 @@ def _best(rows: Sequence[Mapping[str, Any]], objective: str) -> dict[str, Any]:
     return {"metric": objective, "value": value, "epoch": values.index(value) + 1}
 
 
+def saved_epoch(run: RunConfig, progress: Progress) -> int:
+    """The epoch (1-based) whose weights model.keras holds: the best one early stopping restored, else the last.
+
+    Keras 3's EarlyStopping with `restore_best_weights` restores the best epoch when training ends, whether it
+    stopped early or ran every epoch, once its monitor has been seen.
+    """
+    es = run.trainer.early_stopping
+    best = progress.stopping.get("best_epoch")
+    if es.enabled and es.restore_best_weights and best is not None and 0 <= int(best) < len(progress.history):
+        return int(best) + 1
+    return len(progress.history)
+
+
+def outcome(run: RunConfig, progress: Progress) -> dict[str, Any]:
+    """metrics.json's numbers: `objective` (the saved model's, with its epoch), `final` (the last epoch's) and
+    `best` (what early stopping's monitor saw, when it is on; else the objective's best epoch)."""
+    rows = progress.history
+    final = {k: float(v) for k, v in rows[-1].items() if k != "epoch"} if rows else {}
+    epoch = saved_epoch(run, progress)
+    saved = rows[epoch - 1] if rows else {}
+    objective = {"name": run.objective, "value": float(saved[run.objective]) if run.objective in saved else None,
+                 "epoch": epoch}
+    es, state = run.trainer.early_stopping, progress.stopping
+    if es.enabled and state.get("best_epoch") is not None:
+        best = {"metric": es.monitor, "value": state.get("best"), "epoch": int(state["best_epoch"]) + 1}
+    else:
+        best = _best(rows, run.objective)
+    return {"objective": objective, "final": final, "best": best}
+
+
 # States a run may be continued from: died without a word, stopped by a signal, or lost with its worker.
 RESUMABLE = (FolderState.DEAD, FolderState.INTERRUPTED)
 
@@ -161,6 +192,29 @@ def sweep_resumed() -> bool:
     return os.environ.get(RESUME_ENV) == "1"
 
 
+class ConfigChanged(FolderTaken):
+    """A resume whose config differs from the run's own in a key that can change results."""
+
+
+def check_same_config(folder: RunFolder, record: Mapping[str, Any], run: RunConfig) -> None:
+    """Refuses to continue a run with a config other than the one it started with (nothing in the folder is
+    changed); a folder written before runs kept their config's digest resumes with one line saying so.
+
+    Raises:
+        ConfigChanged: a result-affecting key changed; each is named with its old and new value.
+    """
+    if not isinstance(record.get("config"), Mapping):
+        say(f"{folder.path} carries no config digest (written by an older modelforge): it resumes with its "
+            "config.yaml as it is, unchecked")
+        return
+    changed = digest.changes(record["config"], run.resolved)
+    if changed:
+        listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in changed)
+        raise ConfigChanged(f"{folder.path} started with another config, and a run continues only with its own "
+                          f"({listed}); start a new run for the new config (python -m modelforge ... with "
+                          "another hydra.run.dir), or put the old values back to resume this one")
+
+
 def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), resume: bool = False,
                  job: Job | None = None) -> TrainResult:
     """Trains the run's model and writes its run folder.
@@ -188,8 +242,10 @@ def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), 
     state = folder.claimed if folder.locked else claim(folder, resume)
     resuming = state != FolderState.EMPTY
     try:
+        record: dict[str, Any] = folder.record() if resuming else {"config": digest.record(run.resolved)}
+        if resuming:
+            check_same_config(folder, record, run)
         cleaned = folder.clean_temp_files() if resuming else []
-        record: dict[str, Any] = folder.record() if resuming else {}
         record.update(status=Status.RUNNING, run_dir=str(folder.path.resolve()), versions=versions(),
                       **identity(), heartbeat=now(), error=None)
         record.setdefault("started_at", now())
@@ -328,20 +384,17 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
 
     rows = progress.history
     trained.update(model=session.model, history=rows)
-    final = {k: float(v) for k, v in rows[-1].items() if k != "epoch"} if rows else {}
+    numbers = outcome(run, progress)
     epochs_run = len(rows)
-    if any(math.isnan(v) or math.isinf(v) for v in final.values()):
+    if any(math.isnan(v) or math.isinf(v) for v in numbers["final"].values()):
         raise RunFailed(f"the loss became NaN or infinite at epoch {epochs_run}; lower optimizer.learning_rate "
                         "or choose a smaller initializer scale")
-    objective = run.objective
     tick = time.perf_counter()
     folder.write_with("model.keras", lambda path: session.model.save(path))
     checkpoint.remove(folder)  # model.keras is the result now; the checkpoint's work is done
     timings["save_s"] = time.perf_counter() - tick
     return {
-        "objective": {"name": objective, "value": final[objective]},
-        "final": final,
-        "best": _best(rows, objective),
+        **numbers,
         "epochs_run": epochs_run,
         "samples": {"train": len(session.dataset.x_train), "validation": len(session.dataset.x_val)},
     }

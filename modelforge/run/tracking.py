@@ -137,6 +137,10 @@ class MlflowTracker:
         mlflow = self.mlflow
         for name, value in (record.get("final") or {}).items():
             mlflow.log_metric(f"final_{name}", value)
+        objective = record.get("objective") or {}
+        if objective.get("value") is not None:  # the saved model's number, under its own name
+            mlflow.log_metric(f"objective_{objective['name']}", objective["value"])
+            mlflow.log_metric("objective_epoch", objective.get("epoch") or record.get("epochs_run") or 0)
         for name in _ARTIFACTS:
             path = self.folder.path / name
             if path.exists():

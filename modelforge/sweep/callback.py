@@ -14,7 +14,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from modelforge.analysis.summary import NOT_STARTED, PLANNED, collect, summarize
-from modelforge.core.metrics import objective_for
+from modelforge.core.metrics import objective_for, objective_text
 from modelforge.core.names import Status
 from modelforge.run.folder import RunFolder
 
@@ -116,7 +116,7 @@ class JobWatcher(threading.Thread):
             self.seen[path.parent] = status
             done = sum(s != Status.RUNNING for s in self.seen.values())
             objective = record.get("objective") or {}
-            result = f"{objective['name']}={objective['value']:.4f}" if objective.get("value") is not None else ""
+            result = objective_text(objective, record.get("epochs_run")) if objective.get("value") is not None else ""
             where = f"[{done}/{self.total or '?'}]" if status != Status.RUNNING else "[started]"
             print(f"{where} {folder.job_name()} {status} {result}".rstrip(), flush=True)
 

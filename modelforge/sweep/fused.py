@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelforge.errors import ConfigError
+from modelforge.run.checkpoint import previous
 from modelforge.run.folder import FolderState, RunFolder
 from modelforge.run.replay import offer
 
@@ -94,7 +96,6 @@ def _describe(hydra_context: Any, config: Any, task_function: Any, overrides: Se
     from omegaconf import open_dict, read_write
 
     from modelforge.core.config import RunConfig
-    from modelforge.errors import ConfigError
     from modelforge.run.lifecycle import sweep_resumed
     from modelforge.sweep.store import to_plain
 
@@ -222,6 +223,7 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     for path in checkpoints:  # every job of the chunk is written now: the runs' folders hold the results
         path.unlink(missing_ok=True)
+        previous(path).unlink(missing_ok=True)
     if checkpoints and (sweep_dir / FUSED_DIR).is_dir():
         RunFolder(sweep_dir / FUSED_DIR).clean_temp_files()  # what a kill in the middle of a write left
     with contextlib.suppress(OSError):
@@ -244,6 +246,9 @@ def _train_fused(jobs: list[Job], max_arms: int | None, sweep_dir: Path) -> list
         checkpoints = _train_groups(jobs, max_arms, sweep_dir, stop=lambda: received[0] if received else None)
         if received:
             raise GroupStopped(received[0], -1)
+    except ConfigError as err:  # a group checkpoint this modelforge cannot read: nothing was trained
+        print(f"modelforge: error: {err}", file=sys.stderr)
+        sys.exit(2)
     except GroupStopped as err:
         from modelforge.sweep.callback import write_summaries
 
