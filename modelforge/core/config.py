@@ -279,6 +279,7 @@ class CsvData(FileData):
     target: str
     features: tuple[str, ...] | None  # None: every column but the target
     delimiter: str
+    encoding: str  # of the file's text (utf-8; latin-1, cp1252, ... for files saved so)
 
     def __post_init__(self) -> None:
         super().__post_init__()

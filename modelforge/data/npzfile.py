@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import os
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from modelforge.core.config import NpzData
+from modelforge.data.finite import check_finite
 from modelforge.data.paths import user_path
 from modelforge.errors import ConfigError, closest
 
@@ -25,6 +29,7 @@ def read_npz(data: NpzData) -> dict[str, Any]:
     path = user_path(data.path, "file")
     keys = {"x": data.x_key, "y": data.y_key, "x_val": data.x_val_key, "y_val": data.y_val_key}
     found: dict[str, Any] = {}
+    _check_sizes(path, [k for k in keys.values() if k is not None])
     try:
         with np.load(path, allow_pickle=False) as arrays:
             names = list(arrays.files)
@@ -53,11 +58,54 @@ def read_npz(data: NpzData) -> dict[str, Any]:
         if x.dtype.kind not in "biuf":
             raise ConfigError(f"data.{x_role}_key: {path}'s {keys[x_role]!r} holds {x.dtype} values; inputs must be "
                               "numbers")
-        if x.dtype.kind == "f" and not np.isfinite(x).all():
-            bad = int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))[0])
-            raise ConfigError(f"data.{x_role}_key: {path}'s {keys[x_role]!r} has NaN or infinite values (sample "
-                              f"{bad} first); fill or drop them first")
+        for role in (x_role, y_role):
+            check_finite(found[role], f"data.{role}_key: {path}'s {keys[role]!r}",
+                         lambda at: f"sample {at[0]}" + (f", index {list(at[1:])}" if len(at) > 1 else ""))
     if "x_val" in found and found["x_val"].shape[1:] != found["x"].shape[1:]:
         raise ConfigError(f"{path}: validation inputs {keys['x_val']!r} have samples of shape "
                           f"{list(found['x_val'].shape[1:])}, the training inputs {list(found['x'].shape[1:])}")
     return found
+
+
+def _available_memory() -> int:
+    """Bytes of memory free now (Linux and macOS); a very large number where the system does not say."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def _check_sizes(path: Path, keys: list[str]) -> None:
+    """Reads each wanted member's .npy header (not its data) and refuses one whose declared shape needs more
+    bytes than the member holds, or than the memory free now: such a file would fail inside numpy's reader
+    with a MemoryError, or after filling the memory."""
+    import numpy as np
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as err:
+        raise ConfigError(f"data.path: {path} is not a readable .npz file ({err}); write it with numpy.savez, "
+                          "without object arrays") from None
+    with archive:
+        for key in keys:
+            try:
+                info = archive.getinfo(f"{key}.npy")
+            except KeyError:
+                continue  # named in the message about missing keys
+            try:
+                with archive.open(info) as member:
+                    major, _ = np.lib.format.read_magic(member)
+                    read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(member)
+                    header = member.tell()
+            except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+                raise ConfigError(f"data.path: {path}'s array {key!r} is not readable ({err}); write the file "
+                                  "again with numpy.savez") from None
+            declared = math.prod(shape) * dtype.itemsize
+            if declared > info.file_size - header:
+                raise ConfigError(f"data.path: {path}'s array {key!r} declares shape {list(shape)} ({declared:,} "
+                                  f"bytes) but holds {info.file_size - header:,} bytes: the file is damaged or "
+                                  "truncated; write it again with numpy.savez")
+            if declared > _available_memory():
+                raise ConfigError(f"data.path: {path}'s array {key!r} needs {declared / 2**30:.1f} GiB "
+                                  f"(shape {list(shape)}), more than the memory free now; use a smaller sample")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from typing import Any
 
 from modelforge.core.config import CsvData
+from modelforge.data.finite import check_finite
 from modelforge.data.labels import encode_classes, regression_targets
 from modelforge.data.paths import user_path
 from modelforge.errors import ConfigError, closest
@@ -44,7 +46,9 @@ def read_table(data: CsvData) -> Table:
 
     path = user_path(data.path, "file")
     shown = str(path)
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    text = _decoded(path.read_bytes(), data.encoding, shown)
+    lines: list[int] = []  # the file's line number of each row kept
+    with io.StringIO(text, newline="") as f:
         reader = csv.reader(f, delimiter=data.delimiter)
         header = [h.strip() for h in next(reader, [])]
         if not any(header):
@@ -90,8 +94,10 @@ def read_table(data: CsvData) -> Table:
                                   "row needs a target")
             rows.append(values)
             targets.append(label)
+            lines.append(line)
     if not rows:
         raise ConfigError(f"data.path: {shown} has a header but no rows of data")
+    check_finite(rows, f"data.path: {shown}", lambda at: f"line {lines[at[0]]}, column {names[at[1]]!r}")
     where = f"data.target: {shown}, column {data.target!r}"
     if data.task == "classification":
         y, classes = encode_classes(targets, where)
@@ -101,4 +107,21 @@ def read_table(data: CsvData) -> Table:
     except ValueError as err:
         raise ConfigError(f"{where} holds a value that is not a number ({err}); data.task=regression needs "
                           "numbers, or set data.task=classification") from None
+    check_finite(numbers, where, lambda at: f"line {lines[at[0]]}")
     return Table(np.asarray(rows, dtype=np.float32), regression_targets(numbers, where), tuple(names), None)
+
+
+def _decoded(raw: bytes, encoding: str, shown: str) -> str:
+    """The file's text in `data.encoding` (UTF-8's byte-order mark dropped), or an error naming the first byte
+    that is not of that encoding."""
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        return raw.decode(codec)
+    except LookupError:
+        raise ConfigError(f"data.encoding={encoding!r} is not an encoding Python knows; e.g. utf-8, latin-1, "
+                          "cp1252") from None
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(f"data.path: {shown} is not {encoding} text: byte {err.start} (line {line}) is "
+                          f"{raw[err.start:err.start + 1]!r}; save the file as UTF-8, or say what it is with "
+                          "data.encoding=latin-1 (or cp1252, ...)") from None

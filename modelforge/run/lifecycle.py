@@ -144,7 +144,8 @@ def claim(folder: RunFolder, resume: bool = False) -> FolderState:
     record = folder.record()
     if state == FolderState.COMPLETED:
         refusal = "a completed run, which is never changed"
-    elif state in RESUMABLE or (state == FolderState.FAILED and record.get("worker_died")):
+    elif state in RESUMABLE or (state == FolderState.FAILED and (record.get("worker_died")
+                                                                 or checkpoint.exists(folder))):
         if not resume:
             refusal = (f"an unfinished run ({state}, last seen {record.get('heartbeat', '?')}); continue it with: "
                        f"python -m modelforge resume {folder.path}")
@@ -287,11 +288,12 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
     except KeyboardInterrupt:
         finish(Status.INTERRUPTED, "interrupted by the user (Ctrl-C)")
         raise
-    except (ConfigError, RunFailed) as err:
-        finish(Status.FAILED, str(err))
-        raise
-    except Exception as err:
-        finish(Status.FAILED, f"{type(err).__name__}: {err}")
+    except (ConfigError, RunFailed, Exception) as err:
+        reason = str(err) if isinstance(err, (ConfigError, RunFailed)) else f"{type(err).__name__}: {err}"
+        if resuming and "fitting" not in trained:  # the resume could not start: the run stays resumable
+            finish(Status.INTERRUPTED, f"a resume could not start ({reason}); fix that and resume again")
+        else:
+            finish(Status.FAILED, reason)
         raise
     finish(Status.COMPLETED, None)
     rows = trained["history"]
@@ -366,6 +368,7 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
     callbacks = make_callbacks(run, folder, progress, best_weights, stop, heartbeat, tracker,
                                checkpoints=arm is None)
     tick = time.perf_counter()
+    trained["fitting"] = True
     try:
         with stop_on_signals(stop):
             if arm is not None:  # trained in a fused group: its epochs are played through this run's callbacks
