@@ -1,11 +1,15 @@
 """Fixtures. Shared helpers live in tests/helpers.py."""
 
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# What modelforge remembers of the user's files (verified images) goes to a folder of the test session's, not the
+# home folder; subprocesses inherit it.
+os.environ.setdefault("MODELFORGE_CACHE", tempfile.mkdtemp(prefix="modelforge-cache-"))
 
 from omegaconf import DictConfig  # noqa: E402
 

@@ -102,3 +102,63 @@ def decoder(data: ImagesData, shape: tuple[int, int, int]) -> Callable[[Any], An
         return image / 255.0
 
     return decode
+
+
+def cache_dir() -> Path:
+    """Where modelforge keeps what it worked out about the user's files (never inside their data folder):
+    `$MODELFORGE_CACHE`, else `$XDG_CACHE_HOME/modelforge`, else `~/.cache/modelforge`."""
+    import os
+
+    given = os.environ.get("MODELFORGE_CACHE")
+    if given:
+        return Path(given)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelforge"
+
+
+def _stamp(path: str) -> str:
+    found = Path(path).stat()
+    return f"{path}|{found.st_size}|{found.st_mtime_ns}"
+
+
+def verify_images(data: ImagesData, folder: ImageFolder, decode: Callable[[Any], Any]) -> tuple[int, float]:
+    """Decodes every image once, eagerly, with the decoder training uses, so a damaged file is named before
+    training instead of failing inside an epoch. Files already verified (same path, size and modification time,
+    same decoder settings) are skipped; the verified list is kept under `cache_dir()` and written atomically,
+    so workers side by side can only repeat work, never lose or mix it.
+
+    Returns:
+        How many images were decoded now, and the seconds it took.
+
+    Raises:
+        ConfigError: naming the first image that does not decode, and why.
+    """
+    import hashlib
+    import json
+    import os
+    import tempfile
+    import time
+
+    settings = f"{Path(data.path).resolve()}|{folder.shape}|{data.image_size}|{data.interpolation}"
+    cache = cache_dir() / "images" / f"{hashlib.sha256(settings.encode()).hexdigest()[:20]}.json"
+    try:
+        known = set(json.loads(cache.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        known = set()
+    todo = [(str(p), _stamp(str(p))) for p in folder.paths]
+    todo = [(p, stamp) for p, stamp in todo if stamp not in known]
+    started = time.perf_counter()
+    for path, stamp in todo:
+        try:
+            decode(path)
+        except Exception as err:  # noqa: BLE001 (TensorFlow's errors for a bad file vary by format)
+            detail = " ".join(str(getattr(err, "message", err)).split())[:200]
+            raise ConfigError(f"data.path: {path} cannot be decoded as an image ({type(err).__name__}: {detail}); "
+                              "remove or replace it") from None
+        known.add(stamp)
+    if todo:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{cache.stem}.", suffix=".tmp", dir=cache.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(sorted(known), f)
+        os.replace(tmp, cache)
+    return len(todo), time.perf_counter() - started

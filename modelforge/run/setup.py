@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelforge.core.config import RunConfig
+from modelforge.core.config import ImagesData, RunConfig
 from modelforge.core.datasets import check_split
 from modelforge.core.initplan import Plan, make_plan
 from modelforge.core.memory import MemoryEstimate, estimate, human
@@ -124,6 +124,17 @@ def plan_for(run: RunConfig, input_shape: tuple[int, ...] | None = None) -> Plan
     return make_plan(run, input_shape, info)
 
 
+def _verify_images(data: ImagesData, decode: Any) -> None:
+    """Decodes every image once before training (cached across runs), and says how long it took."""
+    from modelforge.data.images import cache_dir, verify_images
+    from modelforge.data.sources import image_folder
+
+    count, seconds = verify_images(data, image_folder(data), decode)
+    if count:
+        say(f"checked {count} images by decoding each once in {seconds:.1f} s (remembered in {cache_dir()}, so "
+            "the next run skips them)")
+
+
 def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
     """Seeds, loads the data, builds and compiles the model the plan describes.
 
@@ -157,6 +168,8 @@ def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
     keras.config.set_dtype_policy(run.trainer.precision)
     seed_everything(run.seed, run.trainer.deterministic)
     dataset = load(run.data, plan.info, run.seed, run.trainer.batch_size)
+    if isinstance(run.data, ImagesData):
+        _verify_images(run.data, dataset.decode)
     timings["import_and_data_s"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
