@@ -83,9 +83,19 @@ def test_lower_is_better_for_losses(tmp_path):
     assert "| **b** (best) |" in (tmp_path / "summary.md").read_text()
 
 
-def test_report_command(sweep, tmp_path_factory, capsys):
+def test_report_command(sweep, tmp_path_factory, capsys, monkeypatch):
+    elsewhere = tmp_path_factory.mktemp("cwd")
+    monkeypatch.chdir(elsewhere)
+    before = {p: p.stat().st_mtime_ns for p in sweep.rglob("*")}
     assert main([str(sweep)]) == 0
-    assert "he_normal" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "he_normal" in said
+    # A folder of separate runs is never written into: the summaries go to a folder of their own, printed.
+    (written,) = (elsewhere / "outputs" / "report").glob("*/*/summary.md")
+    assert str(written.parent) in said and {p: p.stat().st_mtime_ns for p in sweep.rglob("*")} == before
+    # A sweep folder (jobs.json) gets its own summaries rebuilt in place.
+    (sweep / "jobs.json").write_text("{}")
+    assert main([str(sweep)]) == 0 and (sweep / "summary.md").is_file()
     empty = tmp_path_factory.mktemp("empty")
     assert main([str(empty)]) == 2
     assert "no run folders" in capsys.readouterr().err

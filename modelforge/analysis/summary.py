@@ -374,8 +374,9 @@ class Summary:
         return [j for j in self.jobs if j.status != Status.COMPLETED]
 
 
-def summarize(root: str | Path) -> Summary:
-    """Writes summary.csv, summary.md and curves.png into `root` for every run under it.
+def summarize(root: str | Path, out: str | Path | None = None) -> Summary:
+    """Writes summary.csv, summary.md, summary.html and curves.png for every run under `root`, into `out`
+    (default: `root` itself, as a sweep's own summaries are).
 
     Raises:
         FileNotFoundError: `root` holds no run folder.
@@ -386,7 +387,7 @@ def summarize(root: str | Path) -> Summary:
         raise FileNotFoundError(f"no run folders (with a metrics.json) under {root}")
     keys = swept_keys(jobs)
     groups = group_jobs(jobs, keys)
-    folder = RunFolder(root)
+    folder = RunFolder(out if out is not None else root)
     write_csv(folder, root, jobs, keys)
     markdown_text = markdown(root, jobs, groups, keys)
     folder.write_text("summary.md", markdown_text)

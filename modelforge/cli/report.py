@@ -1,4 +1,9 @@
-"""`python -m modelforge report FOLDER`: (re)builds the summaries of a sweep or of any folder of runs."""
+"""`python -m modelforge report FOLDER`: the summaries of a sweep, of a run, or of any folder of runs.
+
+A sweep folder (one with jobs.json) gets its own summaries rebuilt in place, as the sweep wrote them. Anything
+else (a run folder, a folder of separate runs) is never written into: its summaries go to a folder of their
+own, `outputs/report/<date>/<time>-<pid>`, whose path is printed.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,28 @@ import argparse
 import sys
 from pathlib import Path
 
-from modelforge.analysis.summary import summarize
+from modelforge.analysis.summary import PLANNED, summarize
+from modelforge.run.folder import default_run_dir
 
 
 def main(argv: list[str]) -> int:
-    """Writes summary.csv, summary.md and curves.png into FOLDER and prints summary.md."""
-    parser = argparse.ArgumentParser(prog="python -m modelforge report", description=main.__doc__)
-    parser.add_argument("folder", type=Path, help="a sweep folder, or any folder holding run folders")
+    """Writes summary.csv, summary.md, summary.html and curves.png, and prints summary.md."""
+    parser = argparse.ArgumentParser(prog="python -m modelforge report", description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="a sweep folder, a run folder, or any folder holding run folders")
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
         print(f"modelforge: error: {args.folder} is not a folder", file=sys.stderr)
         return 2
+    out = args.folder if (args.folder / PLANNED).is_file() else default_run_dir(Path("outputs") / "report").resolve()
     try:
-        summary = summarize(args.folder)
+        summary = summarize(args.folder, out)
     except FileNotFoundError as err:
         print(f"modelforge: error: {err}", file=sys.stderr)
         return 2
-    print((args.folder / "summary.md").read_text(encoding="utf-8"))
-    print(f"wrote summary.csv, summary.md and curves.png in {args.folder} ({len(summary.jobs)} runs)")
+    except PermissionError as err:
+        print(f"modelforge: error: cannot write the summaries into {out} ({err.strerror}); run the report from a "
+              "folder you can write to", file=sys.stderr)
+        return 2
+    print((Path(out) / "summary.md").read_text(encoding="utf-8"))
+    print(f"wrote summary.csv, summary.md, summary.html and curves.png in {out} ({len(summary.jobs)} runs)")
     return 0

@@ -19,6 +19,7 @@ from modelforge.cli.app import exit_with, run_hydra
 from modelforge.core.metrics import objective_text
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run.lifecycle import RESUME_ENV
+from modelforge.sweep.store import quoted
 
 
 def resume_run(path: Path) -> int:
@@ -43,8 +44,8 @@ def resume_sweep(path: Path) -> int:
     plan = json.loads((path / PLANNED).read_text(encoding="utf-8"))
     hydra_overrides = [o for o in plan["hydra_overrides"] if not o.startswith("hydra.sweep.dir=")]
     os.environ[RESUME_ENV] = "1"  # read by each job, in this process or a launcher's workers
-    run_hydra(["-m", *plan["task_overrides"], *hydra_overrides, f"hydra.sweep.dir={path.resolve()}"], train_in,
-              check=False, trains=True)
+    sweep = f"hydra.sweep.dir={quoted(str(path.resolve()))}"  # any path: quoted for Hydra's override grammar
+    run_hydra(["-m", *plan["task_overrides"], *hydra_overrides, sweep], train_in, check=False, trains=True)
     return 0
 
 

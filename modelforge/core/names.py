@@ -34,3 +34,39 @@ class Status(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+
+
+# The longest file or folder name most filesystems take, in bytes (ext4, xfs, btrfs, APFS: NAME_MAX).
+NAME_MAX = 255
+
+
+def fit_name(name: str, limit: int = NAME_MAX) -> str:
+    """A folder name the filesystem takes: `name` itself when it fits in `limit` bytes (UTF-8), else a readable
+    prefix and a hash of the whole name, so different long names stay different and the same name always
+    shortens the same way.
+
+    Example:
+        >>> fit_name("lr=0.1,seed=2")
+        'lr=0.1,seed=2'
+        >>> short = fit_name("model.layers=" + "x" * 300)
+        >>> len(short.encode()), short[:13], short == fit_name("model.layers=" + "x" * 300)
+        (255, 'model.layers=', True)
+    """
+    import hashlib
+
+    data = name.encode()
+    if len(data) <= limit:
+        return name
+    tag = "~" + hashlib.sha256(data).hexdigest()[:16]
+    prefix = data[: limit - len(tag)].decode("utf-8", errors="ignore")  # never half a character
+    return prefix + tag
+
+
+def fit_path(path: str, limit: int = NAME_MAX) -> str:
+    """`path` with each of its parts shortened by `fit_name` (separators kept).
+
+    Example:
+        >>> fit_path("a/b")
+        'a/b'
+    """
+    return "/".join(fit_name(part, limit) for part in path.split("/"))

@@ -8,11 +8,14 @@ every other file is in place.
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import io
 import json
 import os
 import platform
+import re
+import secrets
 import socket
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -28,6 +31,10 @@ from modelforge.errors import ConfigError
 # The lock file a live run holds (flock), and the mark of this module's temporary files.
 LOCK = ".lock"
 TEMP = ".tmp"
+# The files runs wrote atomically before temporary names carried the folder's token: what cleaning up after a
+# dead run of such a folder may remove (their temporary twins only).
+# A fused group's checkpoint under a sweep's .fused/ is named by 16 hex digits.
+LEGACY_STEMS = ("config", "init_plan", "model_summary", "history", "metrics", "model", "checkpoint", "[0-9a-f]{16}")
 
 
 def _umask() -> int:
@@ -92,11 +99,15 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = None
         self.claimed = FolderState.EMPTY  # what the folder held when this run took its lock
+        # Marks this run's temporary files (recorded in metrics.json as `temp_token` when the run claims the
+        # folder), so cleaning up after a dead run removes only files a run of this folder made.
+        self.token: str | None = None
 
     def _atomic(self, name: str, write: Callable[[Path], object]) -> Path:
         target = self.path / name
         suffix = "".join(Path(name).suffixes)  # keeps `.keras`, which Keras insists on
-        fd, tmp = tempfile.mkstemp(prefix=f".{Path(name).stem}.", suffix=f"{TEMP}{suffix}", dir=self.path)
+        mark = f"{self.token}-" if self.token else ""
+        fd, tmp = tempfile.mkstemp(prefix=f".{Path(name).stem}.{mark}", suffix=f"{TEMP}{suffix}", dir=self.path)
         os.close(fd)
         try:
             write(Path(tmp))
@@ -144,7 +155,7 @@ class RunFolder:
 
     def lock(self) -> None:
         """Takes the folder's lock for this run, or raises `FolderTaken` naming the run that holds it."""
-        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        fd = self._open_lock(os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -157,6 +168,17 @@ class RunFolder:
             ) from None
         self._lock_fd = fd
         self.claimed = self.state()
+        self.token = str(self.record().get("temp_token") or secrets.token_hex(4))
+
+    def _open_lock(self, flags: int) -> int:
+        """Opens `.lock` without following a symlink: a link there could point anywhere outside the folder."""
+        try:
+            return os.open(self.path / LOCK, flags | os.O_NOFOLLOW, FILE_MODE)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise ConfigError(f"{self.path / LOCK} is a symbolic link; modelforge never writes through one. "
+                                  "Remove the link (it is not a run's lock), or choose another run folder") from None
+            raise
 
     @property
     def locked(self) -> bool:
@@ -175,7 +197,7 @@ class RunFolder:
             return True
         if not (self.path / LOCK).exists():
             return False
-        fd = os.open(self.path / LOCK, os.O_RDWR)
+        fd = self._open_lock(os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -195,6 +217,10 @@ class RunFolder:
             return FolderState.EMPTY
         if status == Status.RUNNING:
             return FolderState.DEAD  # unlocked (a live run's lock was found above), or locked by this run
+        if status not in set(FolderState):
+            raise ConfigError(f"{self.path / 'metrics.json'} says status {status!r}, which no modelforge run writes "
+                              f"({', '.join(s.value for s in Status)}); it was edited or damaged: put back the "
+                              "status it had, or choose another run folder")
         return FolderState(status)
 
     def overrides(self) -> list[str]:
@@ -212,11 +238,36 @@ class RunFolder:
         return ",".join(given) or self.path.name
 
     def clean_temp_files(self) -> list[str]:
-        """Removes what a dead run left half written (this module's temporary files); returns their names."""
-        found = [p for p in self.path.glob(".*") if TEMP in p.name and p.is_file()]
+        """Removes what a dead run left half written, and nothing else: the temporary files carrying the token
+        the folder's runs recorded (a folder from before tokens: modelforge's own file names, as mkstemp made
+        them). Returns their names."""
+        token = self.record().get("temp_token")
+        if token:
+            mine = re.compile(rf"^\.[\w.]+\.{re.escape(str(token))}-\w{{8}}{re.escape(TEMP)}")
+        else:
+            mine = re.compile(rf"^\.({'|'.join(LEGACY_STEMS)})\.[a-z0-9_]{{8}}{re.escape(TEMP)}")
+        found = [p for p in self.path.glob(".*") if mine.match(p.name) and p.is_file() and not p.is_symlink()]
         for path in found:
             path.unlink()
         return sorted(p.name for p in found)
+
+
+def writable(path: str | Path, key: str) -> Path:
+    """Makes the folder `path` (and its parents) and checks a file can be written there, before a run starts.
+
+    Raises:
+        ConfigError: naming the folder, the system's reason, and the key that chooses another folder.
+    """
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"{key}: cannot write into {folder.resolve()} ({err.strerror or err}); choose a folder you "
+                          f"can write to ({key}=...)") from None
+    return folder
 
 
 def identity() -> dict[str, Any]:

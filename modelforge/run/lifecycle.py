@@ -248,7 +248,7 @@ def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), 
             check_same_config(folder, record, run)
         cleaned = folder.clean_temp_files() if resuming else []
         record.update(status=Status.RUNNING, run_dir=str(folder.path.resolve()), versions=versions(),
-                      **identity(), heartbeat=now(), error=None)
+                      **identity(), heartbeat=now(), error=None, temp_token=folder.token)
         record.setdefault("started_at", now())
         if resuming:
             record.setdefault("resumed", []).append({"at": now(), "from": str(state), "cleaned": cleaned})

@@ -16,7 +16,8 @@ from hydra.experimental.callback import Callback
 from modelforge.analysis.summary import NOT_STARTED, PLANNED, collect, summarize
 from modelforge.core.metrics import objective_for, objective_text
 from modelforge.core.names import Status
-from modelforge.run.folder import RunFolder
+from modelforge.errors import ConfigError
+from modelforge.run.folder import RunFolder, writable
 
 log = logging.getLogger("modelforge")
 
@@ -135,11 +136,24 @@ class JobWatcher(threading.Thread):
 _WATCHERS: dict[Path, JobWatcher] = {}
 
 
+def _check_writable(path: str, key: str) -> None:
+    """An output folder that cannot be written ends the command with exit 2 before Hydra makes any job folder."""
+    try:
+        writable(path, key)
+    except ConfigError as err:
+        print(f"modelforge: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
 class SweepSummary(Callback):
     """Records the sweep's plan at its start; summarizes the sweep folder when it ends."""
 
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        _check_writable(config.hydra.run.dir, "hydra.run.dir")
+
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         check_direction(config)
+        _check_writable(config.hydra.sweep.dir, "hydra.sweep.dir")
         root = RunFolder(config.hydra.sweep.dir)
         record = root.read_json(PLANNED) if (root.path / PLANNED).exists() else None
         if record is None:  # a re-launched sweep keeps the plan it started with

@@ -191,3 +191,21 @@ def to_plain(cfg: Any) -> Any:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+
+
+def quoted(value: str) -> str:
+    """`value` as a quoted override value that Hydra's grammar reads back unchanged, whatever it holds (spaces,
+    `=`, `,`, brackets, parentheses, quotes, non-ASCII, `${`): for paths given as overrides.
+
+    Example:
+        >>> quoted("/tmp/a b,(c)=[d]")
+        "'/tmp/a b,(c)=[d]'"
+        >>> quoted("it's")
+        "'it\\\\'s'"
+    """
+    import re
+
+    # Hydra unescapes backslashes only before a quote (and the closing one); OmegaConf reads `${` as a reference.
+    body = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", value)
+    body = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, body)
+    return "'" + body.replace("${", "\\${") + "'"
