@@ -21,6 +21,7 @@ from modelforge.core.checks import number, positive_int
 from modelforge.core.datasets import IMAGES, LAYOUTS, DataInfo, check_split
 from modelforge.core.policy import InitChoice, InitPolicy, parse_initializer_config
 from modelforge.core.registry import DEFAULT_SCHEDULE, SCHEDULES, get_optimizer_class
+from modelforge.core.targets import TRUST_ENV
 from modelforge.errors import ConfigError, closest, invalid
 
 T = TypeVar("T")
@@ -575,6 +576,10 @@ def _layer_spec(spec: Any, index: int) -> dict[str, Any]:
 
 def _check_keys(given: Mapping[str, Any], names: list[str], where: str, required: bool) -> None:
     for key in given:
+        if "trust" in str(key).lower():  # the config is what is not trusted: it cannot widen the allowlist
+            raise ConfigError(f"'{where}{key}': a config cannot say which packages to trust, since a config is "
+                              f"what is not trusted; name them in the environment instead: {TRUST_ENV}=name,... "
+                              "python -m modelforge ...")
         if key not in names:
             near = closest(key, names)
             meant = f" (did you mean '{where}{near}'?)" if near else ""

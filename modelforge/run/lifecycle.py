@@ -166,8 +166,13 @@ def record_failure(folder: RunFolder, error: Exception) -> None:
 
 
 @contextlib.contextmanager
-def stop_on_signals(stop: Any) -> Iterator[None]:
-    """While the run fits, SIGTERM and SIGINT only mark `stop`; the fit ends at the next batch's end."""
+def stop_on_signals(stop: Any, forward: bool = False) -> Iterator[None]:
+    """While the run fits, SIGTERM and SIGINT only mark `stop`; the fit ends at the next batch's end.
+
+    With `forward` (a fused arm's epochs played back, which has no batch to stop at), a signal that arrived is
+    raised again once the handlers are back, for the launcher's own handler: the run is finished and written,
+    and the launcher stops after it.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread; the launcher's handling applies
         return
@@ -181,6 +186,8 @@ def stop_on_signals(stop: Any) -> Iterator[None]:
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
+    if forward and stop.signum is not None and callable(saved.get(stop.signum)):
+        signal.raise_signal(stop.signum)
 
 
 # Set by `python -m modelforge resume SWEEP_DIR` for the jobs it re-launches: completed jobs report their
@@ -370,7 +377,7 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
     tick = time.perf_counter()
     trained["fitting"] = True
     try:
-        with stop_on_signals(stop):
+        with stop_on_signals(stop, forward=arm is not None):
             if arm is not None:  # trained in a fused group: its epochs are played through this run's callbacks
                 replay.play(session.model, arm, callbacks, run.trainer.epochs)
                 record["fused"] = arm.fused

@@ -209,18 +209,23 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
     if any(job.run is not None and job.alone is None and not job.done for job in jobs):
         checkpoints = _train_fused(jobs, max_arms, sweep_dir)
     results = []
-    for job in jobs:
-        # Hydra's line for each job it launches; a fused arm's one line is its result (see cli.train).
-        trains_alone = job.alone is not None and not job.done
-        (log.info if trains_alone else log.debug)("\t#%d : %s", job.idx, " ".join(filter_overrides(job.overrides)))
-        if trains_alone:
-            print(f"[{job.idx + 1}] {' '.join(filter_overrides(job.overrides))}: trained on its own, as "
-                  f"{job.alone}", flush=True)
-        # The job's config as composed above (composing is most of a small job's cost in Hydra 1.3).
-        HydraConfig.instance().set_config(job.sweep_config)
-        results.append(run_job(hydra_context=hydra_context, task_function=task_function, config=job.sweep_config,
-                               job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
-        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    with _stop_between_jobs(sweep_dir) as stopped:
+        for job in jobs:
+            # Hydra's line for each job it launches; a fused arm's one line is its result (see cli.train).
+            trains_alone = job.alone is not None and not job.done
+            (log.info if trains_alone else log.debug)("\t#%d : %s", job.idx,
+                                                      " ".join(filter_overrides(job.overrides)))
+            if trains_alone:
+                print(f"[{job.idx + 1}] {' '.join(filter_overrides(job.overrides))}: trained on its own, as "
+                      f"{job.alone}", flush=True)
+            # The job's config as composed above (composing is most of a small job's cost in Hydra 1.3).
+            HydraConfig.instance().set_config(job.sweep_config)
+            results.append(run_job(hydra_context=hydra_context, task_function=task_function,
+                                   config=job.sweep_config, job_dir_key="hydra.sweep.dir",
+                                   job_subdir_key="hydra.sweep.subdir"))
+            configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+            if stopped:
+                break
     for path in checkpoints:  # every job of the chunk is written now: the runs' folders hold the results
         path.unlink(missing_ok=True)
         previous(path).unlink(missing_ok=True)
@@ -229,6 +234,31 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
     with contextlib.suppress(OSError):
         (sweep_dir / FUSED_DIR).rmdir()  # only when empty: another chunk's checkpoint is never removed here
     return results
+
+
+@contextlib.contextmanager
+def _stop_between_jobs(sweep_dir: Path) -> Any:
+    """While the jobs' folders are written: SIGTERM or Ctrl-C lets the job being written finish, then the
+    summaries are written and the process exits 143 or 130; the group checkpoints stay, and `resume` writes the
+    rest. Yields the list the signals land in (empty while none came)."""
+    import signal
+    import sys
+
+    received: list[int] = []
+    saved = {s: signal.signal(s, lambda signum, frame: received.append(signum))
+             for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield received
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    if received:
+        from modelforge.sweep.callback import write_summaries
+
+        write_summaries(sweep_dir, interrupted=True)
+        print(f"modelforge: sweep stopped by {signal.Signals(received[0]).name} while its jobs' folders were "
+              f"written; the rest are written by: python -m modelforge resume {sweep_dir}", file=sys.stderr)
+        sys.exit(128 + received[0])
 
 
 def _train_fused(jobs: list[Job], max_arms: int | None, sweep_dir: Path) -> list[Path]:
