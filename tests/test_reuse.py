@@ -1,5 +1,6 @@
 """Reuse across projects: the wheel, another app composing modelforge's groups, config packs, saved models."""
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -72,14 +73,34 @@ def test_wheel_carries_everything_and_other_project_runs_outside_the_repo(tmp_pa
     for option in ("he_gain2", "scaled_normal", "softsign"):
         assert option in helped.stdout
     (tmp_path / "pack_run").mkdir()
-    custom = run(py, "-m", "modelforge", "initializer=scaled_normal", "activation=softsign", "trainer.epochs=1",
-                 "model.units=4", "trainer.verbose=0", cwd=tmp_path / "pack_run")
+    pack_args = ("-m", "modelforge", "initializer=scaled_normal", "activation=softsign", "trainer.epochs=1",
+                 "model.units=4", "trainer.verbose=0")
+    # An installed package's class is imported only once the user trusts it, outside the config.
+    untrusted = run(py, *pack_args, cwd=tmp_path / "pack_run")
+    assert untrusted.returncode == 2 and "MODELFORGE_TRUSTED_MODULES=mf_extra_pack" in untrusted.stderr
+    custom = subprocess.run([str(py), *pack_args], cwd=tmp_path / "pack_run", capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "MODELFORGE_TRUSTED_MODULES": "mf_extra_pack"})
     assert custom.returncode == 0, custom.stderr
     assert "ScaledNormal" in custom.stdout
     (model,) = Path(tmp_path / "pack_run" / "outputs").rglob("model.keras")
     loaded = run(py, "-c", f"import mf_extra_pack.inits, keras; keras.models.load_model(r'{model}'); print('ok')",
                  cwd=tmp_path)
     assert loaded.stdout.strip().endswith("ok"), loaded.stderr
+
+    # The user's own project, installed editable: its files stay in the project, so its loader is the user's.
+    project = tmp_path / "my_project"
+    (project / "my_loaders").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "my-loaders"\nversion = "0"\n'
+                                            '[tool.setuptools]\npackages = ["my_loaders"]\n')
+    (project / "my_loaders" / "__init__.py").write_text(
+        "import numpy as np\n\ndef load():\n    x = np.random.default_rng(0).standard_normal((60, 4))\n"
+        "    return x.astype('float32'), (x[:, 0] > 0).astype('int64')\n")
+    editable = run(py, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(project),
+                   cwd=tmp_path)
+    assert editable.returncode == 0, editable.stderr
+    own = run(py, "-m", "modelforge", "data=callable", "data._target_=my_loaders.load", "trainer.epochs=1",
+              "model.units=4", "trainer.verbose=0", cwd=tmp_path / "elsewhere")
+    assert own.returncode == 0, own.stderr
 
 
 def test_other_app_composes_namespaced_groups_beside_its_own():

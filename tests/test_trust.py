@@ -64,7 +64,8 @@ def test_the_users_own_code_is_allowed_and_a_reexport_is_not(compose, tmp_path, 
         "    return x.astype('float32'), (x[:, 0] > 0).astype('int64')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert is_users_own("my_project") and not is_users_own("json") and not is_users_own("numpy")
-    plan = modelforge.plan(compose(["data=callable", "data._target_=my_project.loaders.load", "+data.kwargs.n=60", *SMALL]))
+    plan = modelforge.plan(compose(["data=callable", "data._target_=my_project.loaders.load", "+data.kwargs.n=60",
+                                    *SMALL]))
     assert plan.info.input_shape == (3,)
     with pytest.raises(ConfigError, match="'my_project.loaders.system' is refused"):
         import_target("my_project.loaders.system", "data._target_", "function")

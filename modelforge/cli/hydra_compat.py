@@ -50,10 +50,14 @@ SHORTENED = "shortened_folders"
 def _fit_subdir(config: Any) -> Any:
     """The composed job's config with `hydra.sweep.subdir` made to fit the filesystem, and recorded."""
     from omegaconf import OmegaConf, read_write
+    from omegaconf.errors import OmegaConfBaseException
 
     from modelforge.core.names import fit_path
 
-    subdir = OmegaConf.select(config, "hydra.sweep.subdir", default=None)
+    try:
+        subdir = OmegaConf.select(config, "hydra.sweep.subdir", default=None)
+    except OmegaConfBaseException:  # names the job's number, set only once the launcher numbers the job
+        return config
     if subdir is None:
         return config
     fitted = fit_path(str(subdir))
@@ -88,7 +92,8 @@ def _record_shortened(sweep_dir: str, full: str, short: str) -> None:
 def fit_job_folders() -> bool:
     """Makes Hydra 1.3's config loader give each sweep job a folder name the filesystem takes: a part of
     `hydra.sweep.subdir` over 255 bytes (`${hydra.job.override_dirname}` with long values) becomes a readable
-    prefix and a hash instead of failing the whole sweep with OSError 36. Every launcher composes its jobs
+    prefix and a hash instead of failing the whole sweep with OSError 36. (A subdir that also names
+    `${hydra.job.num}` is resolved only after this, by the launcher: it is left as it is.) Every launcher composes its jobs
     through this loader in the driver, so it holds for the basic, parallel, fused, joblib, submitit and Ray
     launchers alike. True when applied (once)."""
     try:

@@ -1,0 +1,256 @@
+"""Issue 17, end to end: each fault caused in a real `python -m modelforge` process, and what it must leave.
+
+The objective is the saved model's under both launchers; a killed run resumes only with its own config, from
+whatever checkpoint generation is whole, to the uninterrupted result; fused sweeps survive a damaged group
+checkpoint and a signal while their jobs are written; any folder path and any job name work.
+"""
+
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import run_module
+from tests.test_faults import RUN, assert_same_result, rows, said, start, wait_for
+
+pytestmark = pytest.mark.slow
+
+ODD = "runs é ✓ 日本 (a)=b [c],d"
+
+
+def snapshot(folder):
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in Path(folder).rglob("*") if p.is_file()}
+
+
+# Point 1: the objective is the saved model's.
+@pytest.mark.parametrize("launcher", ["basic", "fused"])
+def test_the_objective_is_what_the_saved_model_scores(tmp_path, launcher):
+    import keras
+
+    import modelforge
+    from modelforge.data.arrays import load
+
+    es = ["trainer.early_stopping.enabled=true", "trainer.early_stopping.monitor=val_accuracy",
+          "trainer.early_stopping.patience=2", "trainer.epochs=12", "trainer.objective=val_loss",
+          "optimizer.learning_rate=0.01", "model.units=16", "trainer.verbose=0"]
+    extra = ["hydra/launcher=fused"] if launcher == "fused" else []
+    result = run_module(tmp_path, "-m", *es, *extra, "seed=0,1", "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stderr
+    restored = 0
+    for seed in (0, 1):
+        folder = tmp_path / "sweep" / str(seed)
+        record = json.loads((folder / "metrics.json").read_text())
+        objective, epoch = record["objective"], record["objective"]["epoch"]
+        assert epoch == record["best"]["epoch"] and record["best"]["metric"] == "val_accuracy"
+        restored += epoch < record["epochs_run"]
+        cfg = modelforge.compose([*es, f"seed={seed}"])
+        run = modelforge.run_config(cfg)
+        data = load(run.data, modelforge.plan(cfg).info, run.seed, run.trainer.batch_size)
+        model = keras.models.load_model(folder / "model.keras")
+        loss, accuracy = model.evaluate(data.x_val, data.y_val, verbose=0, batch_size=len(data.x_val))
+        assert loss == pytest.approx(objective["value"], rel=1e-5)
+        history = (folder / "history.csv").read_text().splitlines()
+        header, row = history[0].split(","), history[epoch].split(",")
+        assert accuracy == pytest.approx(float(row[header.index("val_accuracy")]), abs=1e-6)
+        assert record["final"]["val_loss"] == float(history[-1].split(",")[header.index("val_loss")])
+    assert restored, "no run restored an earlier epoch: the test would not tell the numbers apart"
+    summary = (tmp_path / "sweep" / "summary.md").read_text()
+    assert "val_loss (saved model)" in summary and "its epoch" in summary
+
+
+# Points 3 and 4: resume never mixes, and no fault ends a run for good.
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    """An uninterrupted run, and the same run killed after two epochs (two checkpoint generations on disk)."""
+    root = tmp_path_factory.mktemp("killed")
+    full = run_module(root, *RUN, "trainer.epochs=4", "hydra.run.dir=full")
+    assert full.returncode == 0, full.stderr
+    proc = start(root, *RUN, "trainer.epochs=4", "hydra.run.dir=run")
+    wait_for(lambda: (root / "run" / "checkpoint.prev.npz").exists() and rows(root / "run") >= 2)
+    proc.kill()
+    proc.wait()
+    return root
+
+
+def copy_of(killed, tmp_path, name="run"):
+    target = tmp_path / name
+    shutil.copytree(killed / "run", target)
+    return target
+
+
+@pytest.mark.parametrize(("key", "old", "new"), [("seed", "0", "5"), ("learning_rate", "0.001", "0.05"),
+                                                  ("units", "16", "32")])
+def test_resume_refuses_an_edited_config_and_changes_nothing(killed, tmp_path, key, old, new):
+    folder = copy_of(killed, tmp_path)
+    text = (folder / "config.yaml").read_text()
+    assert f"  {key}: {old}\n" in text or f"{key}: {old}\n" in text
+    (folder / "config.yaml").write_text(text.replace(f"{key}: {old}\n", f"{key}: {new}\n", 1))
+    before = snapshot(folder)
+    refused = run_module(tmp_path, "resume", "run")
+    assert refused.returncode == 2
+    assert f"{key}: {old} -> {new}" in said(refused).replace("'", "") and "start a new run" in said(refused)
+    assert snapshot(folder) == before
+
+
+def test_resume_takes_result_neutral_edits_and_old_folders(killed, tmp_path):
+    quieter = copy_of(killed, tmp_path, "quieter")
+    text = (quieter / "config.yaml").read_text()
+    (quieter / "config.yaml").write_text(text.replace("verbose: 0\n", "verbose: 2\n"))
+    legacy = copy_of(killed, tmp_path, "legacy")
+    record = json.loads((legacy / "metrics.json").read_text())
+    del record["config"], record["temp_token"]
+    (legacy / "metrics.json").write_text(json.dumps(record))
+    for folder in (quieter, legacy):
+        resumed = run_module(tmp_path, "resume", folder.name)
+        assert resumed.returncode == 0, resumed.stderr
+        assert_same_result(killed / "full", folder)
+    assert "carries no config digest" in resumed.stdout
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "both"])
+def test_a_damaged_checkpoint_resumes_to_the_uninterrupted_result(killed, tmp_path, damage):
+    folder = copy_of(killed, tmp_path / ODD)  # and from a path Hydra's grammar would choke on, unquoted
+    latest = folder / "checkpoint.npz"
+    if damage == "truncated":
+        latest.write_bytes(latest.read_bytes()[:1000])
+    else:
+        latest.write_bytes(b"")
+    if damage == "both":
+        (folder / "checkpoint.prev.npz").write_bytes(b"")
+    resumed = run_module(tmp_path, "resume", str(folder))
+    assert resumed.returncode == 0, resumed.stderr
+    expected = "starts again from its first epoch" if damage == "both" else "continuing from checkpoint.prev.npz"
+    assert expected in " ".join(resumed.stdout.split())
+    assert_same_result(killed / "full", folder)
+    assert not (folder / "checkpoint.prev.npz").exists()
+
+
+def test_a_run_marked_failed_with_its_checkpoint_still_resumes(killed, tmp_path):
+    folder = copy_of(killed, tmp_path)  # as an older modelforge left a run whose checkpoint it could not read
+    record = json.loads((folder / "metrics.json").read_text())
+    record.update(status="failed", error="BadZipFile: File is not a zip file")
+    (folder / "metrics.json").write_text(json.dumps(record))
+    resumed = run_module(tmp_path, "resume", "run")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_result(killed / "full", folder)
+
+
+def test_a_loader_that_exits_leaves_a_failed_run_and_a_nonzero_exit(tmp_path):
+    (tmp_path / "quitter.py").write_text("import sys\n\ndef load():\n    sys.exit(0)\n")
+    result = run_module(tmp_path, "data=callable", "data._target_=quitter.load", "hydra.run.dir=run")
+    assert result.returncode == 2 and "raised SystemExit: 0" in said(result)
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["status"] == "failed" and "SystemExit" in record["error"]
+
+
+# Points 4 and 5 under the fused launcher.
+FUSED = ["trainer.verbose=0", "model.units=16", "trainer.epochs=4", "hydra/launcher=fused", "seed=0,1,2"]
+
+
+def jobs_of(sweep):
+    return sorted((p for p in Path(sweep).glob("[0-9]*")), key=lambda p: int(p.name))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "older format"])
+def test_a_damaged_or_old_group_checkpoint(tmp_path, damage):
+    whole = run_module(tmp_path, "-m", *FUSED, "hydra.sweep.dir=whole")
+    assert whole.returncode == 0, whole.stderr
+    proc = start(tmp_path, "-m", *FUSED, "hydra.sweep.dir=killed")
+    wait_for(lambda: list((tmp_path / "killed" / ".fused").glob("*.prev.npz")))
+    proc.kill()
+    proc.wait()
+    (latest,) = [p for p in (tmp_path / "killed" / ".fused").glob("*.npz") if ".prev" not in p.name]
+    if damage == "truncated":
+        latest.write_bytes(latest.read_bytes()[:2000])
+    else:
+        for path in (latest, latest.with_name(latest.stem + ".prev.npz")):
+            with np.load(path) as found:
+                arrays = {k: found[k] for k in found.files}
+            state = json.loads(arrays["state"].tobytes())
+            del state["format"], state["digest"]
+            arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+            np.savez(path, **arrays)
+    resumed = run_module(tmp_path, "resume", "killed")
+    if damage == "older format":
+        assert resumed.returncode == 2 and "written by an older modelforge" in said(resumed)
+        assert str(tmp_path / "killed") in said(resumed) and not jobs_of(tmp_path / "killed")
+        return
+    assert resumed.returncode == 0, resumed.stderr
+    assert "continuing from" in resumed.stdout
+    for a, b in zip(jobs_of(tmp_path / "whole"), jobs_of(tmp_path / "killed"), strict=True):
+        assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+    assert not (tmp_path / "killed" / ".fused").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_fused_jobs_are_written_stops_after_that_job(tmp_path, signum):
+    args = ["trainer.verbose=0", "model.units=8", "trainer.epochs=1", "hydra/launcher=fused",
+            "seed=" + ",".join(map(str, range(12))), "hydra.sweep.dir=sweep"]
+    proc = start(tmp_path, "-m", *args)
+    wait_for(lambda: (tmp_path / "sweep" / "0" / "model.keras").exists(), timeout=300, poll=0.001)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, stderr
+    assert "while its jobs' folders were written" in stderr
+    written = [j for j in jobs_of(tmp_path / "sweep") if (j / "model.keras").exists()]
+    assert 1 <= len(written) < 12
+    statuses = {json.loads((j / "metrics.json").read_text())["status"] for j in jobs_of(tmp_path / "sweep")}
+    assert statuses == {"completed"}  # the job being written finished; none was left half written
+    assert "not started" in (tmp_path / "sweep" / "summary.md").read_text()
+    resumed = run_module(tmp_path, "resume", "sweep")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len([j for j in jobs_of(tmp_path / "sweep") if (j / "model.keras").exists()]) == 12
+
+
+# Point 7: any path, any name.
+def test_resume_and_report_take_any_folder_path(tmp_path):
+    sweep = tmp_path / ODD / "sweep"
+    ran = run_module(tmp_path, "-m", "seed=0,1", "model.units=4", "trainer.epochs=1", "trainer.verbose=0",
+                     f"hydra.sweep.dir='{sweep}'")
+    assert ran.returncode == 0, ran.stderr
+    before = snapshot(sweep / "0")
+    resumed = run_module(tmp_path, "resume", str(sweep))
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("completed before; untouched") == 2 and snapshot(sweep / "0") == before
+    report = run_module(tmp_path, "report", str(sweep))
+    assert report.returncode == 0 and "2 runs: 2 completed" in report.stdout
+    alone = run_module(tmp_path, "report", str(sweep / "0"))  # a run folder: never written into
+    assert alone.returncode == 0 and snapshot(sweep / "0") == before
+    assert list((tmp_path / "outputs" / "report").rglob("summary.md"))
+
+
+@pytest.mark.parametrize("launcher", ["basic", "parallel", "fused"])
+def test_job_folder_names_past_the_filesystems_limit_are_shortened(tmp_path, launcher):
+    layers = "[" + ",".join(["{type:dense,units:4}"] * 12) + "]"
+    extra = [] if launcher == "basic" else [f"hydra/launcher={launcher}"]
+    result = run_module(tmp_path, "-m", f"model.layers={layers}", "seed=0,1", "trainer.epochs=1", "trainer.verbose=0",
+                        "hydra.sweep.dir=sweep", "hydra.sweep.subdir=${hydra.job.override_dirname}", *extra)
+    assert result.returncode == 0, result.stderr
+    shortened = json.loads((tmp_path / "sweep" / "jobs.json").read_text())["shortened_folders"]
+    assert len(shortened) == 2 and all(len(k.encode()) > 255 for k in shortened)
+    for short in shortened.values():
+        assert len(short.encode()) <= 255
+        assert json.loads((tmp_path / "sweep" / short / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_an_unwritable_output_folder_exits_2_naming_it(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    for args in (["hydra.run.dir=a_file/run"], ["-m", "seed=0,1", "hydra.sweep.dir=a_file/sweep"]):
+        result = run_module(tmp_path, *args, "trainer.epochs=1")
+        assert result.returncode == 2, result.stderr
+        assert f"cannot write into {tmp_path / 'a_file'}" in said(result) and "Traceback" not in result.stderr
+
+
+def test_an_unknown_status_exits_2_and_a_symlinked_lock_is_not_followed(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"status": "finished"}))
+    result = run_module(tmp_path, "trainer.epochs=1", "hydra.run.dir=run")
+    assert result.returncode == 2 and "says status 'finished'" in said(result)
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / ".lock").symlink_to(tmp_path / "elsewhere")
+    result = run_module(tmp_path, "trainer.epochs=1", "hydra.run.dir=linked")
+    assert result.returncode == 2 and "is a symbolic link" in said(result)
+    assert not (tmp_path / "elsewhere").exists()
