@@ -283,3 +283,19 @@ def test_an_unknown_status_names_the_file(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"status": "finished"}))
     with pytest.raises(ConfigError, match=r"metrics.json says status 'finished'"):
         RunFolder(tmp_path).lock()
+
+
+def test_a_resume_that_cannot_start_leaves_the_run_resumable(compose, tmp_path):
+    write_csv(tmp_path / "t.csv", rows=60)
+    cfg = compose(["data=csv", f"data.path={tmp_path}/t.csv", "data.target=label", *SMALL, "trainer.epochs=1",
+                   "trainer.verbose=0"])
+    modelforge.train(cfg, run_dir=tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({**record, "status": "interrupted"}))
+    (tmp_path / "t.csv").rename(tmp_path / "moved.csv")  # the data is gone when the resume starts
+    with pytest.raises(ConfigError, match="t.csv"):
+        modelforge.resume(tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["status"] == "interrupted" and "a resume could not start" in record["error"]
+    (tmp_path / "moved.csv").rename(tmp_path / "t.csv")
+    assert modelforge.resume(tmp_path / "run")["status"] == "completed"
