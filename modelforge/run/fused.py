@@ -284,7 +284,7 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     # history and early-stopping state. Batch order is a function of (seed, epoch), so a sweep killed while
     # the group trains, once resumed, continues all its unfinished arms as the uninterrupted run would.
     saved = read_arrays(checkpoint) if checkpoint is not None else None
-    if saved is not None:  # a resumed sweep: the group goes on from its last complete epoch
+    if saved is not None and checkpoint is not None:  # a resumed sweep: the group goes on from its last epoch
         arrays, state = saved
         if state.get("format") != FORMAT:
             raise ConfigError(f"{checkpoint} was written by an older modelforge, in a layout this one does not "
