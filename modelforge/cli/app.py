@@ -150,7 +150,8 @@ def before_hydra(argv: list[str]) -> list[str]:
     without `+`, stores the typed schemas, and applies the Hydra backport that keeps `--help` and
     composition from copying the whole ConfigStore on every lookup.
     """
-    from modelforge.cli.hydra_compat import fit_job_folders, share_config_store
+    from modelforge.cli.hydra_compat import share_config_store
+    from modelforge.sweep.jobdirs import fit_job_folders
     from modelforge.sweep.store import check_override_keys, normalize_overrides, register
 
     try:

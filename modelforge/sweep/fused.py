@@ -105,7 +105,9 @@ def _describe(hydra_context: Any, config: Any, task_function: Any, overrides: Se
     if not getattr(task_function, "modelforge_trains", False):
         job.alone = "it is not a modelforge training job"
         return job
-    job.done = sweep_resumed() and RunFolder(job.folder).state() == FolderState.COMPLETED
+    # Read without making the folder: nothing is made before the group's checkpoint has been read and checked.
+    job.done = (sweep_resumed() and (job.folder / "metrics.json").is_file()
+                and RunFolder(job.folder).state() == FolderState.COMPLETED)
     task_cfg = copy.deepcopy(sweep_config)
     with read_write(task_cfg), open_dict(task_cfg):
         del task_cfg["hydra"]
