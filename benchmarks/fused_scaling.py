@@ -15,7 +15,7 @@ import sys
 CHILD = """
 import json, resource, sys, time
 import modelforge
-from modelforge.run.fused import train_group
+from modelforge.fused.trainer import train_group
 from modelforge.run.setup import prepare
 k = int(sys.argv[1])
 runs = [modelforge.run_config(modelforge.compose([f"seed={s}", "trainer.verbose=0"])) for s in range(k)]

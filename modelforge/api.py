@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from modelforge.core.initplan import Plan
     from modelforge.run.console import Job
     from modelforge.run.folder import RunFolder
-    from modelforge.run.lifecycle import TrainResult
+    from modelforge.run.lifecycle import Trained, TrainResult
 
 
 def compose(
@@ -123,7 +123,7 @@ def build_model(cfg: Any, input_shape: tuple[int, ...] | None = None) -> keras.M
 
 
 def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool = False,
-          job: Job | None = None) -> TrainResult:
+          job: Job | None = None, trained: Trained | None = None) -> TrainResult:
     """Trains the config's model and writes a run folder.
 
     Returns:
@@ -138,6 +138,7 @@ def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool 
         run_dir: where the run folder goes; a new folder under `outputs/` when None.
         resume: continue the unfinished run in `run_dir` from its checkpoint (see `resume`).
         job: where the run sits in a sweep, for what it prints (the command line's sweeps set it).
+        trained: the run's epochs trained elsewhere (a fused launcher's arm), written through this run.
 
     Raises:
         ConfigError: bad input, found before anything heavy runs; `metrics.json` says `failed` and why.
@@ -159,7 +160,7 @@ def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool 
         record_failure(folder, err)  # the folder says why nothing ran (a sweep's summary lists it)
         folder.unlock()
         raise
-    return run_training(run, folder, hooks=hooks_for(run), resume=resume, job=job)
+    return run_training(run, folder, hooks=hooks_for(run), resume=resume, job=job, trained=trained)
 
 
 def resume(run_dir: str | Path) -> TrainResult:

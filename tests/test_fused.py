@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
-from modelforge.sweep.fused import group_key
+from modelforge.fused.groups import group_key
 from tests.helpers import RUN_FILES, run_dirs, run_module
 
 SWEEP = ["trainer.epochs=3", "trainer.verbose=0", "model.units=16"]
@@ -236,8 +236,9 @@ def test_a_diverging_arm_fails_alone_and_the_others_finish(tmp_path):
 def test_jobs_that_cannot_fuse_run_one_by_one_saying_why(tmp_path):
     result, folders = sweep(tmp_path, "s", "hydra/launcher=fused", "optimizer=rmsprop", "seed=0,1",
                             "trainer.epochs=1")
-    assert result.stdout.count("trained on its own, as optimizer=rmsprop; the fused model trains adam and adamw "
-                               "and sgd") == 2
+    # One line for the group, naming its jobs, not one per job.
+    assert result.stdout.count("jobs 1, 2: trained on their own, as optimizer=rmsprop; the fused model trains adam "
+                               "and adamw and sgd") == 1
     assert [json.loads((f / "metrics.json").read_text())["status"] for f in folders] == ["completed"] * 2
     assert all("fused" not in json.loads((f / "metrics.json").read_text()) for f in folders)
 

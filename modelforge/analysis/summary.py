@@ -272,6 +272,9 @@ def markdown(root: Path, jobs: Sequence[Job], groups: Sequence[Group], keys: Seq
             _fmt(group.values("objective_epoch"), 1), _fmt(group.values("best")), _fmt(group.values("epochs"), 1),
             _fmt(group.values("fit_s"), 2),
         ]) + " |")
+    if any("fused" in j.metrics for j in jobs):
+        lines += ["", "fit s of a fused job is its share of its group's fit (the group's fit over its arms); "
+                  "metrics.json's `fused.fit_s` is the group's."]
     failed = [j for j in jobs if j.status != Status.COMPLETED]
     if failed:
         lines += ["", "## Runs that did not complete", "", "| run | overrides | status | reason |",

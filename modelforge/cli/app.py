@@ -168,7 +168,7 @@ def before_hydra(argv: list[str]) -> list[str]:
     return normalize_overrides(argv)
 
 
-def run_hydra(argv: list[str], body: Callable[[Any, Path], Any], check: bool = True, kind: str | None = None,
+def run_hydra(argv: list[str], body: Callable[..., Any], check: bool = True, kind: str | None = None,
               trains: bool = False) -> None:
     """Runs modelforge's Hydra app on `argv`: `body` gets the run config and Hydra's run folder.
 
@@ -181,8 +181,9 @@ def run_hydra(argv: list[str], body: Callable[[Any, Path], Any], check: bool = T
 
     from modelforge.api import run_config
 
-    def task(cfg: DictConfig) -> Any:
-        return report_errors(lambda: body(run_config(cfg) if check else cfg, hydra_run_dir()))
+    def task(cfg: DictConfig, **handed: Any) -> Any:
+        # `handed`: what a launcher gives this job beyond its config (the fused launcher: `arm=`).
+        return report_errors(lambda: body(run_config(cfg) if check else cfg, hydra_run_dir(), **handed))
 
     # Launchers get `task` itself: the fused launcher trains together only the jobs of the command that trains.
     task.modelforge_trains = trains  # type: ignore[attr-defined]

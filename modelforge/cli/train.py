@@ -12,7 +12,6 @@ from modelforge.analysis.summary import PLANNED
 from modelforge.api import train
 from modelforge.cli.app import in_multirun, run_hydra, sweep_dir, write_hydra_files
 from modelforge.core.metrics import objective_text
-from modelforge.run import replay
 from modelforge.run.console import Job
 from modelforge.run.folder import FolderState, RunFolder
 from modelforge.run.lifecycle import claim, sweep_resumed
@@ -21,8 +20,9 @@ from modelforge.run.lifecycle import claim, sweep_resumed
 _OVER = {"completed", "failed", "dead", "interrupted"}
 
 
-def sweep_job(run_dir: Path) -> tuple[Job, int | None]:
-    """This job's place in the sweep: its label, how it prints, and how many jobs the sweep has."""
+def sweep_job(compact: bool) -> tuple[Job, int | None]:
+    """This job's place in the sweep: its label, how it prints (`compact`: an arm of a fused group, one line),
+    and how many jobs the sweep has."""
     from hydra.core.hydra_config import HydraConfig
 
     hydra = HydraConfig.get()
@@ -40,7 +40,6 @@ def sweep_job(run_dir: Path) -> tuple[Job, int | None]:
         return True
 
     side_by_side = not str(hydra.launcher.get("_target_", "")).endswith("BasicLauncher")
-    compact = replay.waiting(run_dir)  # an arm of a fused group: one line
     return Job(f"[{hydra.job.num + 1}/{total or '?'}]", side_by_side, first_of_plan, compact), total
 
 
@@ -67,7 +66,7 @@ def progress_note(total: int | None, time_left: bool = True) -> str:
     return f"{done} of {total} jobs done, about {int(left // 60)} min {int(left % 60)} s left"
 
 
-def train_in(cfg: Any, run_dir: Path) -> float:
+def train_in(cfg: Any, run_dir: Path, arm: Any = None) -> float:
     """Checks and trains the composed config in Hydra's run folder; returns the objective for sweepers.
 
     The folder is claimed (locked, and refused if another run holds it) before anything is written, Hydra's
@@ -75,11 +74,11 @@ def train_in(cfg: Any, run_dir: Path) -> float:
     so a sweep's summary accounts for the job. In a sweep that `resume` re-launched, a completed job reports
     its recorded objective untouched, and an unfinished one continues from its checkpoint. In a sweep each job
     starts with one line (`[3/9] initializer=he_normal,seed=2`) and ends with its objective, its time and the
-    sweep's time left.
+    sweep's time left. `arm`: the job's epochs, trained by the fused launcher in its group.
     """
     folder = RunFolder(run_dir)
     resume = sweep_resumed()
-    job, total = sweep_job(folder.path) if in_multirun() else (None, None)
+    job, total = sweep_job(arm is not None) if in_multirun() else (None, None)
     if resume and folder.state() == FolderState.COMPLETED:
         record = folder.record()
         objective = record["objective"]
@@ -91,7 +90,7 @@ def train_in(cfg: Any, run_dir: Path) -> float:
     started = time.perf_counter()
     if job and not job.compact:
         print(f"{job.label} {folder.job_name()}", flush=True)
-    metrics = train(cfg, run_dir=folder, resume=resume, job=job)
+    metrics = train(cfg, run_dir=folder, resume=resume, job=job, trained=arm)
     objective = metrics["objective"]
     result = objective_text(objective, metrics.get("epochs_run"))
     if job and job.compact:  # a fused arm: its one line says which job, what it reached, and how it stopped

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from modelforge.core import digest
 from modelforge.core.config import RunConfig
@@ -28,7 +28,7 @@ from modelforge.core.memory import estimate
 from modelforge.core.metrics import lower_is_better
 from modelforge.core.names import Status
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
-from modelforge.run import checkpoint, replay
+from modelforge.run import checkpoint
 from modelforge.run.checkpoint import Progress
 from modelforge.run.console import Job, log, run_log, say
 from modelforge.run.folder import FolderState, FolderTaken, RunFolder, identity, now, versions
@@ -57,6 +57,17 @@ class TrainResult(dict[str, Any]):
 
 # A step run after set-up and before the fit; what it returns is added to metrics.json.
 Hook = Callable[[Session, RunFolder], Mapping[str, Any]]
+
+
+class Trained(Protocol):
+    """A run trained elsewhere, handed to this run to be written (an arm of a fused group,
+    `modelforge.fused.handoff.Arm`): its set-up session, what metrics.json says of where it trained, and its
+    epochs, played through the run's callbacks instead of a fit."""
+
+    session: Any
+    fused: dict[str, Any]
+
+    def play(self, model: Any, callbacks: list[Any], epochs: int) -> None: ...
 
 
 def config_yaml(run: RunConfig) -> str:
@@ -224,7 +235,7 @@ def check_same_config(folder: RunFolder, record: Mapping[str, Any], run: RunConf
 
 
 def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), resume: bool = False,
-                 job: Job | None = None) -> TrainResult:
+                 job: Job | None = None, trained: Trained | None = None) -> TrainResult:
     """Trains the run's model and writes its run folder.
 
     Args:
@@ -233,6 +244,7 @@ def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), 
         hooks: steps between set-up and fit (see `Hook`).
         resume: continue an unfinished run in the folder from its checkpoint.
         job: where the run sits in a sweep, for what it prints (see `Job`).
+        trained: the run's epochs, trained elsewhere (a fused arm): written through this run's callbacks.
 
     Returns:
         The contents of `metrics.json`, with the trained model and its history (a `TrainResult`).
@@ -266,13 +278,13 @@ def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), 
         with run_log(folder.path, (job or Job()).label) as log:
             log.info("run %s in %s (pid %s on %s)", f"resumed from {state}" if resuming else "started", folder.path,
                      record["pid"], record["host"])
-            return _run(run, folder, record, hooks, started, resuming, job or Job())
+            return _run(run, folder, record, hooks, started, resuming, job or Job(), trained)
     finally:
         folder.unlock()
 
 
 def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Sequence[Hook], started: float,
-         resuming: bool, job: Job) -> TrainResult:
+         resuming: bool, job: Job, arm: Trained | None) -> TrainResult:
     timings: dict[str, float] = {}
     trained: dict[str, Any] = {}  # the model and the history, once _train has them
     trackers: list[Any] = []  # filled by _train once the config is known to be good
@@ -288,7 +300,7 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
         return record
 
     try:
-        record.update(_train(run, folder, record, timings, trackers, hooks, resuming, job, trained))
+        record.update(_train(run, folder, record, timings, trackers, hooks, resuming, job, trained, arm))
     except RunInterrupted as err:
         finish(Status.INTERRUPTED, str(err))
         raise
@@ -339,14 +351,13 @@ def early_stopping_note(run: RunConfig, progress: Progress) -> str:
 
 def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: dict[str, float],
            trackers: list[Any], hooks: Sequence[Hook], resuming: bool, job: Job,
-           trained: dict[str, Any]) -> dict[str, Any]:
+           trained: dict[str, Any], arm: Trained | None) -> dict[str, Any]:
     from modelforge.run.fit import Interrupted, StopSignal, fit_model, make_callbacks
     from modelforge.run.tracking import make_tracker
 
     tick = time.perf_counter()
     plan = save_plan(run, folder, job)
     timings["plan_s"] = time.perf_counter() - tick
-    arm = replay.take(folder.path)
     # A fused arm brings the session the launcher set up for it (its model as first built, its data).
     session = arm.session if arm is not None and arm.session is not None else prepare(run, plan)
     progress, best_weights = Progress(), None
@@ -379,7 +390,7 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
     try:
         with stop_on_signals(stop, forward=arm is not None):
             if arm is not None:  # trained in a fused group: its epochs are played through this run's callbacks
-                replay.play(session.model, arm, callbacks, run.trainer.epochs)
+                arm.play(session.model, callbacks, run.trainer.epochs)
                 record["fused"] = arm.fused
             else:
                 fit_model(session.model, session.dataset, run, callbacks, progress, quiet=job.epoch_lines)
@@ -388,6 +399,9 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
         raise RunInterrupted(err.signum, f"stopped by {name} after {progress.epochs_done} epochs; the checkpoint "
                                          f"continues it: python -m modelforge resume {folder.path}") from None
     timings["fit_s"] = time.perf_counter() - tick
+    if arm is not None:  # its share of the group's fit; the playback itself is bookkeeping, kept apart
+        timings["replay_s"] = timings["fit_s"]
+        timings["fit_s"] = float(arm.fused.get("fit_s", 0.0)) / max(int(arm.fused.get("size", 1)), 1)
     if progress.stopped:
         record["stopped_early"] = stopped = early_stopping_note(run, progress)
         (log.info if job.compact else say)(stopped)  # a compact job's result line carries it

@@ -1,4 +1,4 @@
-"""Adam, AdamW and SGD over stacked variables: each arm its own hyperparameters, slots, rate and clipping.
+"""The fused optimizer: Adam, AdamW and SGD over stacked variables, each arm with its own scalars and slots.
 
 Written out as Keras 3 writes each update per variable, in Keras' order and arithmetic (clip, decay the
 weights, then the step; `1 - beta` taken in Python's doubles), so an arm's weights follow its run's. The idea of
@@ -56,11 +56,15 @@ class FusedOptimizer:
         self.scheduled = any(callable(r) for r in schedules)
 
     def keras_slots(self, arm: int) -> dict[str, list[Any]]:
-        """Arm `arm`'s slots by the attribute names of its Keras optimizer, for its saved model."""
+        """Arm `arm`'s slots by Keras' slot names (`momentum`, `velocity`), one per trainable variable, for its
+        saved model's optimizer (matched by path in `handoff.restore_optimizer`). Keras' SGD makes momentum
+        slots only when its momentum is not 0."""
         import numpy as np
 
-        found = {"_momentums": self.slots, "_velocities": self.second} if self.name != "sgd" else \
-            {"momentums": self.slots}
+        if self.name == "sgd":
+            found = {"momentum": self.slots} if self.args[arm]["momentum"] else {}
+        else:
+            found = {"momentum": self.slots, "velocity": self.second}
         return {key: [np.asarray(v[arm].numpy()) for v in values] for key, values in found.items()}
 
     def _current_rates(self) -> list[Any]:

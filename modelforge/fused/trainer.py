@@ -3,11 +3,11 @@
 The arms are runs that differ only in what fuses: the initializer, the seed, and the optimizer's per-arm
 scalars. Each arm starts from the weights its own Keras model drew (so from exactly its separate run's), reads
 its own split in its own batch order, and its loss is summed with the others', so its gradients are its own.
-The optimizer is `fused_optimizer`'s: Adam, AdamW and SGD over the stacked variables, with a hyperparameter
+The optimizer is `modelforge.fused.optimizer`'s: Adam, AdamW and SGD over the stacked variables, with a hyperparameter
 per arm, as Keras 3 writes them per variable. An arm whose loss turns NaN or infinite is frozen from that
 epoch on, and the others go on.
 
-What fuses (`why_not` says why something does not): the layers `fused_layers` covers; every loss and metric
+What fuses (`why_not` says why something does not): the layers `modelforge.fused.ops` covers; every loss and metric
 (the defaults written out here, others as each arm's own Keras objects); Adam, AdamW or SGD (weight decay
 per arm; clipping by value, norm or global norm, each arm's own); every `optimizer.schedule` (each arm's own,
 called on its step count as Keras calls it); `trainer.class_weight` (each arm's from its own split); float32
@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from modelforge.errors import ConfigError
+from modelforge.fused.handoff import Arm
+from modelforge.fused.optimizer import ARM_SCALARS, CLIPPING, SHARED_DEFAULTS, FusedOptimizer
 from modelforge.run.checkpoint import FORMAT, PLATEAU_STATE, read_arrays, stopping_state, write_arrays
 from modelforge.run.folder import RunFolder
-from modelforge.run.fused_optimizer import ARM_SCALARS, CLIPPING, SHARED_DEFAULTS, FusedOptimizer
-from modelforge.run.replay import Arm
 from modelforge.run.setup import Session
 
 
@@ -36,7 +36,7 @@ def why_not(session: Session) -> str | None:
     """Why this run cannot train in a fused group (None: it can)."""
     run, model = session.run, session.model
     trainer, optimizer = run.trainer, run.optimizer
-    from modelforge.run.fused_layers import why_not as layer_refused
+    from modelforge.fused.ops import why_not as layer_refused
 
     for layer in model.layers:
         refused = layer_refused(layer)
@@ -135,7 +135,7 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     clipping = {key: float(v) for key, v in first.run.optimizer.args.items() if key in CLIPPING and v}
 
     # The layers, read from the first arm's Keras model, and every arm's initial weights stacked.
-    from modelforge.run.fused_layers import make_op
+    from modelforge.fused.ops import make_op
 
     ops, by_path = [], {}
     for index, layer in enumerate(first.model.layers):

@@ -1,0 +1,189 @@
+"""A sweep's jobs in fused groups: which jobs train together, in chunks of how many arms, with which checkpoint.
+
+Jobs whose configs are equal but for what fuses (`FUSED_KEYS`: the initializer, the seed, the optimizer's
+per-arm scalars, and keys that cannot change results) form a group; a group trains as one model
+(`modelforge.fused.trainer`), in chunks of at most `max_arms` arms (null: as many as half the machine's free
+memory holds, by the plan's estimate). Each chunk's arms are attached to their jobs (`Job.arm`) for the
+launcher to hand to each job's run. Composing the jobs (Hydra) is the sweep layer's; nothing here imports
+Hydra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import io
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelforge.fused.handoff import Arm
+from modelforge.fused.optimizer import ARM_SCALARS
+
+# Keys whose values may differ between the arms of one group (the rest of the config must be equal): the
+# run's identity (seed, initializer), each optimizer's per-arm scalars (from the optimizer table), and keys
+# that cannot change an arm's numbers.
+FUSED_KEYS = ("seed", "initializer", "logger", "trainer.verbose", "trainer.diagnose", "trainer.objective",
+              *sorted({f"optimizer.{key}" for scalars in ARM_SCALARS.values() for key in scalars}))
+# The sweep folder's subfolder for the fused groups' checkpoints (removed once every job is written).
+FUSED_DIR = ".fused"
+# Without max_arms, a chunk may take this share of the memory free when the sweep starts.
+MEMORY_SHARE = 0.5
+
+
+@dataclass
+class Job:
+    """One job of the sweep: its index, overrides, Hydra config, and (if it is modelforge's) its run config."""
+
+    idx: int
+    overrides: list[str]
+    sweep_config: Any
+    run: Any = None
+    alone: str | None = None  # why it trains on its own
+    # It completed before this resumed sweep: it keeps its place in its chunk (so the chunk's checkpoint is
+    # found under its name) but gets no arm; its run reports its result untouched.
+    done: bool = False
+    key: str = ""
+    folder: Path = field(default_factory=Path)
+    arm: Arm | None = None  # its epochs, once its group trained: handed to its run by the launcher
+
+
+def group_key(resolved: Any) -> str:
+    """The config without the keys that fuse: jobs with equal keys train as one model.
+
+    Example:
+        >>> a = group_key({"seed": 0, "optimizer": {"name": "adam", "learning_rate": 0.1}, "model": {"units": 8}})
+        >>> b = group_key({"seed": 1, "optimizer": {"name": "adam", "learning_rate": 0.2}, "model": {"units": 8}})
+        >>> a == b, a == group_key({"seed": 0, "optimizer": {"name": "sgd"}, "model": {"units": 8}})
+        (True, False)
+    """
+    plain = copy.deepcopy(dict(resolved))
+    for key in FUSED_KEYS:
+        *parents, last = key.split(".")
+        node = plain
+        for parent in parents:
+            node = node.get(parent, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return json.dumps(plain, sort_keys=True, default=str)
+
+
+def chunk_size(max_arms: int | None, plan: Any, run: Any) -> int:
+    """How many arms one chunk trains: `max_arms`, else as many as MEMORY_SHARE of the free memory holds."""
+    if max_arms:
+        return max(1, int(max_arms))
+    from modelforge.core.memory import estimate
+    from modelforge.run.setup import available_memory
+
+    per_arm = estimate(plan, run.trainer.batch_size, run.optimizer.name).total
+    free = available_memory()
+    return max(1, int(MEMORY_SHARE * free // max(per_arm, 1))) if free else 64
+
+
+def chunk_checkpoint(sweep_dir: Path, members: Sequence[Job]) -> Path:
+    """Where a chunk's checkpoint lives: named by its config and its jobs, so a resumed sweep finds it."""
+    name = hashlib.sha1(f"{members[0].key}|{[m.idx for m in members]}".encode()).hexdigest()[:16]
+    return sweep_dir / FUSED_DIR / f"{name}.npz"
+
+
+def _progress(label: str, epochs: int) -> Callable[[int], None]:
+    """One line per group on a terminal, rewritten after each epoch (nothing extra in a log file)."""
+
+    def show(epoch: int) -> None:
+        if sys.stdout.isatty():
+            print(f"\r{label}: epoch {epoch}/{epochs}", end="\n" if epoch == epochs else "", flush=True)
+
+    return show
+
+
+def _groups(jobs: Sequence[Job]) -> list[list[Job]]:
+    """The jobs that may fuse, by group; a job alone in its group is marked to train on its own."""
+    found: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.run is not None and job.alone is None:
+            found.setdefault(job.key, []).append(job)
+    for members in found.values():
+        if len(members) == 1:
+            members[0].alone = "no other job shares its config but for what fuses"
+    return [members for members in found.values() if len(members) > 1]
+
+
+def _train_chunk(chunk: list[Job], label: str, sweep_dir: Path, stop: Callable[[], int | None]) -> Path | None:
+    """Sets up and trains one chunk, attaching each arm to its job; returns its checkpoint (None: it cannot
+    fuse, and each of its jobs says why)."""
+    from modelforge.fused.trainer import train_group, why_not
+    from modelforge.run.setup import prepare
+
+    with contextlib.redirect_stdout(io.StringIO()):  # each arm's set-up would print its device line
+        sessions = [prepare(job.run) for job in chunk]
+    reason = why_not(sessions[0])
+    if reason is not None:
+        for job in chunk:
+            job.alone = reason
+        return None
+    epochs = chunk[0].run.trainer.epochs
+    print(f"{label}: {len(chunk)} arms as one model ({epochs} epochs)", flush=True)
+    tick = time.perf_counter()
+    checkpoint = chunk_checkpoint(sweep_dir, chunk)
+    arms = train_group(sessions, on_epoch=_progress(label, epochs), checkpoint=checkpoint, stop=stop)
+    for job, arm, session in zip(chunk, arms, sessions, strict=True):
+        arm.fused["group"] = label
+        arm.session = session
+        job.arm = None if job.done else arm
+    print(f"{label}: trained in {time.perf_counter() - tick:.1f} s; writing each job's folder", flush=True)
+    return checkpoint
+
+
+def train_groups(jobs: list[Job], max_arms: int | None, sweep_dir: Path, stop: Callable[[], int | None]
+                 ) -> list[Path]:
+    """Trains every group of two or more jobs as fused chunks, attaching each arm to its job; returns the
+    chunks' checkpoints."""
+    from modelforge.run.setup import plan_for
+
+    checkpoints: list[Path] = []
+    for number, members in enumerate(_groups(jobs), start=1):
+        size = chunk_size(max_arms, plan_for(members[0].run), members[0].run)
+        for start in range(0, len(members), size):
+            chunk = members[start:start + size]
+            if all(job.done for job in chunk):  # a resumed sweep's chunk whose jobs were all written
+                continue
+            label = f"fused group {number}" + (f", chunk {start // size + 1}" if len(members) > size else "")
+            found = _train_chunk(chunk, label, sweep_dir, stop)
+            if found is not None:
+                checkpoints.append(found)
+    return checkpoints
+
+
+def train_fused(jobs: list[Job], max_arms: int | None, sweep_dir: Path,
+                on_stop: Callable[[int], None]) -> list[Path]:
+    """The fused groups' training, stopped cleanly by SIGTERM or Ctrl-C: the checkpoint of the last complete
+    epoch stays, `on_stop` (the summaries) runs, and the process exits with the signal's status. A group
+    checkpoint this modelforge cannot read ends it with exit 2, before anything is trained or written."""
+    from modelforge.errors import ConfigError
+    from modelforge.fused.trainer import GroupStopped
+
+    received: list[int] = []
+    saved = {s: signal.signal(s, lambda signum, frame: received.append(signum))
+             for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        checkpoints = train_groups(jobs, max_arms, sweep_dir, stop=lambda: received[0] if received else None)
+        if received:
+            raise GroupStopped(received[0], -1)
+    except ConfigError as err:
+        print(f"modelforge: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except GroupStopped as err:
+        on_stop(err.signum)
+        print(f"modelforge: sweep stopped by {signal.Signals(err.signum).name} while a fused group trained; its "
+              f"checkpoint continues it: python -m modelforge resume {sweep_dir}", file=sys.stderr)
+        sys.exit(128 + err.signum)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    return checkpoints
