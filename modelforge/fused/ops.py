@@ -36,6 +36,13 @@ class FusedOp:
         """The op over `weights`, the layer's weights stacked for every arm (tf.Variables)."""
         raise NotImplementedError
 
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        """A small Keras layer of class `kind` and one sample's input shape, for the op-by-op tests (None: the
+        layer cannot be called on its own, as InputLayer)."""
+        import keras
+
+        return getattr(keras.layers, kind)(), (3, 4)
+
 
 def _pair(value: Any) -> tuple[int, ...]:
     return tuple(value) if isinstance(value, (list, tuple)) else (value,)
@@ -62,6 +69,9 @@ class Identity(FusedOp):
     def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
         return Op(lambda h, training: h)
 
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        return None
+
 
 class Flatten(FusedOp):
     def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
@@ -74,6 +84,11 @@ class Activation(FusedOp):
     def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
         return Op(lambda h, training: layer.activation(h))
 
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        import keras
+
+        return keras.layers.Activation("tanh"), (3, 4)
+
 
 class Dropout(FusedOp):
     """Every arm's mask drawn apart (one draw over the stacked tensor)."""
@@ -83,6 +98,11 @@ class Dropout(FusedOp):
 
         rate = float(layer.rate)
         return Op(lambda h, training: tf.nn.dropout(h, rate=rate) if training and rate else h)
+
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        import keras
+
+        return keras.layers.Dropout(0.25), (40, 50)
 
 
 class Dense(FusedOp):
@@ -96,6 +116,11 @@ class Dense(FusedOp):
             return _add_bias(out, weights[1], arms) if len(weights) > 1 else out
 
         return Op(dense, weights, trainable, layer.activation)
+
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        import keras
+
+        return keras.layers.Dense(5, activation="tanh"), (6,)
 
 
 class Conv(FusedOp):
@@ -128,6 +153,13 @@ class Conv(FusedOp):
 
         return Op(conv, weights, trainable, layer.activation)
 
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        import keras
+
+        if kind == "Conv1D":
+            return keras.layers.Conv1D(3, 2, padding="same", activation="relu"), (6, 2)
+        return keras.layers.Conv2D(3, (2, 2), strides=(1, 2), activation="relu"), (5, 6, 2)
+
 
 class Pool(FusedOp):
     """MaxPooling and AveragePooling, 1D and 2D: the arms merged into the batch."""
@@ -146,6 +178,11 @@ class Pool(FusedOp):
 
         return Op(pool_op)
 
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        import keras
+
+        return getattr(keras.layers, kind)(2), (6, 2) if kind.endswith("1D") else (6, 4, 2)
+
 
 class GlobalPool(FusedOp):
     def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
@@ -153,6 +190,11 @@ class GlobalPool(FusedOp):
 
         reduce = tf.reduce_max if "Max" in type(layer).__name__ else tf.reduce_mean
         return Op(lambda h, training: reduce(h, axis=list(range(2, len(h.shape) - 1))))
+
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        import keras
+
+        return getattr(keras.layers, kind)(), (6, 2) if kind.endswith("1D") else (6, 4, 2)
 
 
 class BatchNorm(FusedOp):
@@ -164,6 +206,11 @@ class BatchNorm(FusedOp):
 
     def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
         return _batch_norm(layer, weights, trainable, arms)
+
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        import keras
+
+        return keras.layers.BatchNormalization(momentum=0.9), (4, 3)
 
 
 class Recurrent(FusedOp):
@@ -180,6 +227,11 @@ class Recurrent(FusedOp):
 
     def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
         return _recurrent(layer, weights, trainable, arms)
+
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        import keras
+
+        return getattr(keras.layers, kind)(3, return_sequences=kind == "GRU"), (5, 2)
 
 
 # Keras layer class name -> its fused op: what the fused model covers, in one place.
