@@ -9,7 +9,7 @@ draws every arm's mask apart; batch normalization keeps every arm's statistics a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +32,10 @@ class FusedOp:
         """Why this layer's settings cannot be fused (None: they can)."""
         return None
 
-    def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
-        """The op over `weights`, the layer's weights stacked for every arm (tf.Variables)."""
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
+        """The op over `weights`, the layer's weights stacked for every arm (tf.Variables); `layers` holds the
+        layer of every arm (the same layer but for its values: per-arm constants, as a Normalization layer's
+        statistics, are read from them)."""
         raise NotImplementedError
 
     def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
@@ -66,7 +68,7 @@ def _add_bias(h: Any, bias: Any, arms: int) -> Any:
 class Identity(FusedOp):
     """InputLayer."""
 
-    def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
         return Op(lambda h, training: h)
 
     def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
@@ -74,14 +76,15 @@ class Identity(FusedOp):
 
 
 class Flatten(FusedOp):
-    def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
         import tensorflow as tf
 
         return Op(lambda h, training: tf.reshape(h, [arms, tf.shape(h)[1], -1]))
 
 
 class Activation(FusedOp):
-    def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
+        layer = layers[0]
         return Op(lambda h, training: layer.activation(h))
 
     def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
@@ -93,9 +96,10 @@ class Activation(FusedOp):
 class Dropout(FusedOp):
     """Every arm's mask drawn apart (one draw over the stacked tensor)."""
 
-    def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
         import tensorflow as tf
 
+        layer = layers[0]
         rate = float(layer.rate)
         return Op(lambda h, training: tf.nn.dropout(h, rate=rate) if training and rate else h)
 
@@ -108,9 +112,10 @@ class Dropout(FusedOp):
 class Dense(FusedOp):
     """One batched matmul: (arms, batch, in) @ (arms, in, out)."""
 
-    def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
         import tensorflow as tf
 
+        layer = layers[0]
         def dense(h: Any, training: bool) -> Any:
             out = tf.matmul(h, weights[0]) if len(h.shape) == 3 else tf.einsum("kb...i,kio->kb...o", h, weights[0])
             return _add_bias(out, weights[1], arms) if len(weights) > 1 else out
@@ -134,9 +139,10 @@ class Conv(FusedOp):
             return f"layer {layer.name} pads {config.get('padding')!r} or is channels_first"
         return None
 
-    def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
         import tensorflow as tf
 
+        layer = layers[0]
         config = layer.get_config()
         step, dilations = list(_pair(config["strides"])), list(_pair(config["dilation_rate"]))
         padding = config["padding"].upper()
@@ -164,9 +170,10 @@ class Conv(FusedOp):
 class Pool(FusedOp):
     """MaxPooling and AveragePooling, 1D and 2D: the arms merged into the batch."""
 
-    def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
         import tensorflow as tf
 
+        layer = layers[0]
         config = layer.get_config()
         pool, strides = _pair(config["pool_size"]), _pair(config["strides"] or config["pool_size"])
         pooled = tf.nn.max_pool if type(layer).__name__.startswith("Max") else tf.nn.avg_pool
@@ -185,9 +192,10 @@ class Pool(FusedOp):
 
 
 class GlobalPool(FusedOp):
-    def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
         import tensorflow as tf
 
+        layer = layers[0]
         reduce = tf.reduce_max if "Max" in type(layer).__name__ else tf.reduce_mean
         return Op(lambda h, training: reduce(h, axis=list(range(2, len(h.shape) - 1))))
 
@@ -204,7 +212,8 @@ class BatchNorm(FusedOp):
         axis = layer.get_config().get("axis")
         return None if axis in (-1, [-1]) else f"layer {layer.name} normalizes axis {axis}"
 
-    def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
+        layer = layers[0]
         return _batch_norm(layer, weights, trainable, arms)
 
     def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
@@ -225,7 +234,8 @@ class Recurrent(FusedOp):
             return f"layer {layer.name} has reset_after=false"
         return None
 
-    def build(self, layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
+        layer = layers[0]
         return _recurrent(layer, weights, trainable, arms)
 
     def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
@@ -264,17 +274,19 @@ def why_not(layer: Any) -> str | None:
     return op.refuse(layer)
 
 
-def make_op(layer: Any, stacked: Callable[[int], Any], arms: int) -> Op:
-    """The fused op of a Keras layer; `stacked(j)` is the layer's j-th weight for every arm, as a tf.Variable.
+def make_op(layers: Sequence[Any], stacked: Callable[[int], Any]) -> Op:
+    """The fused op of a Keras layer, from that layer in every arm; `stacked(j)` is the layer's j-th weight for
+    every arm, as a tf.Variable.
 
     Raises:
         ValueError: the layer has no op, or its op refuses its settings (`why_not` says which).
     """
+    layer = layers[0]
     refused = why_not(layer)
     if refused is not None:
         raise ValueError(refused)
     weights = [stacked(j) for j in range(len(layer.weights))]
-    return OPS[type(layer).__name__].build(layer, weights, [w.trainable for w in layer.weights], arms)
+    return OPS[type(layer).__name__].build(layers, weights, [w.trainable for w in layer.weights], len(layers))
 
 
 def _batch_norm(layer: Any, weights: list[Any], trainable: list[bool], arms: int) -> Op:

@@ -13,9 +13,14 @@ from typing import Any
 # The optimizer arguments that may differ between arms, with Keras' defaults.
 _ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": 0.0}
 ARM_SCALARS = {"adam": _ADAM, "adamw": {**_ADAM, "weight_decay": 0.004},
-               "sgd": {"learning_rate": 0.01, "momentum": 0.0, "weight_decay": 0.0}}
+               "sgd": {"learning_rate": 0.01, "momentum": 0.0, "weight_decay": 0.0},
+               "rmsprop": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7,
+                           "weight_decay": 0.0}}
 # Arguments that must be the same in every arm (and at these values) for the update to be written out here.
-SHARED_DEFAULTS = {"adam": {"amsgrad": False}, "adamw": {"amsgrad": False}, "sgd": {"nesterov": False}}
+SHARED_DEFAULTS: dict[str, dict[str, Any]] = {"adam": {"amsgrad": False}, "adamw": {"amsgrad": False},
+                                              "sgd": {"nesterov": False}, "rmsprop": {}}
+# Arguments that may take any value, the same in every arm (a group's configs are equal but for ARM_SCALARS).
+SHARED_ANY = {"rmsprop": ("centered",)}
 # Gradient clipping: the same setting in every arm of a group, applied to each arm's own gradients (a global
 # norm is each arm's, never one across arms).
 CLIPPING = ("clipnorm", "global_clipnorm", "clipvalue")
@@ -49,6 +54,9 @@ class FusedOptimizer:
         self.ranks = [len(v.shape) for v in variables]
         self.slots = [tf.Variable(tf.zeros_like(v)) for v in variables]
         self.second = [tf.Variable(tf.zeros_like(v)) for v in variables] if name != "sgd" else []
+        # RMSprop, centered: the average gradients (the same setting in every arm of a group).
+        self.centered = bool(arm_args[0].get("centered", False)) if name == "rmsprop" else False
+        self.third = [tf.Variable(tf.zeros_like(v)) for v in variables] if self.centered else []
         self.steps = tf.Variable(0.0)
         self.alive = tf.Variable(tf.ones([self.k]))
         self.rates = tf.Variable([float(a["learning_rate"]) for a in arm_args], dtype=tf.float32)
@@ -63,6 +71,9 @@ class FusedOptimizer:
 
         if self.name == "sgd":
             found = {"momentum": self.slots} if self.args[arm]["momentum"] else {}
+        elif self.name == "rmsprop":  # slots: the momentums; second: the velocities; third: average gradients
+            found = {"velocity": self.second, **({"momentum": self.slots} if self.args[arm]["momentum"] else {}),
+                     **({"average_gradient": self.third} if self.centered else {})}
         else:
             found = {"momentum": self.slots, "velocity": self.second}
         return {key: [np.asarray(v[arm].numpy()) for v in values] for key, values in found.items()}
@@ -127,7 +138,30 @@ class FusedOptimizer:
                 slot.assign(tf.where(keep, slot + (grad - slot) * rest_1, slot))
                 second.assign(tf.where(keep, second + (tf.square(grad) - second) * rest_2, second))
                 var.assign(tf.where(keep, var - rate * slot / (tf.sqrt(second) + eps), var))
+            elif self.name == "rmsprop":
+                self._rmsprop(i, var, grad, rates[i], keep)
             else:
                 momentum = per_arm([a["momentum"] for a in args], rank)
                 slot.assign(tf.where(keep, momentum * slot - rates[i] * grad, slot))
                 var.assign(tf.where(keep, var + slot, var))
+
+    def _rmsprop(self, i: int, var: Any, grad: Any, rate: Any, keep: Any) -> None:
+        """Keras' RMSprop step for variable i, each arm with its own rho, momentum and epsilon. With momentum 0
+        the momentum slot holds the increment itself, which is Keras' update without momentum, exactly."""
+        import tensorflow as tf
+
+        rank, args = self.ranks[i], self.args
+        rho, eps = per_arm([a["rho"] for a in args], rank), per_arm([a["epsilon"] for a in args], rank)
+        rest = per_arm([1 - a["rho"] for a in args], rank)  # in Python's doubles, as Keras computes it
+        velocity, momentum_slot = self.second[i], self.slots[i]
+        velocity.assign(tf.where(keep, rho * velocity + rest * tf.square(grad), velocity))
+        if self.centered:
+            average = self.third[i]
+            average.assign(tf.where(keep, rho * average + rest * grad, average))
+            denominator = velocity - tf.square(average) + eps
+        else:
+            denominator = velocity + eps
+        increment = rate * grad / tf.sqrt(denominator)
+        momentum = per_arm([a["momentum"] for a in args], rank)
+        momentum_slot.assign(tf.where(keep, momentum * momentum_slot + increment, momentum_slot))
+        var.assign(tf.where(keep, var - momentum_slot, var))

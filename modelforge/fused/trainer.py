@@ -26,7 +26,7 @@ from typing import Any
 
 from modelforge.errors import ConfigError
 from modelforge.fused.handoff import Arm
-from modelforge.fused.optimizer import ARM_SCALARS, CLIPPING, SHARED_DEFAULTS, FusedOptimizer
+from modelforge.fused.optimizer import ARM_SCALARS, CLIPPING, SHARED_ANY, SHARED_DEFAULTS, FusedOptimizer
 from modelforge.run.checkpoint import FORMAT, PLATEAU_STATE, read_arrays, stopping_state, write_arrays
 from modelforge.run.folder import RunFolder
 from modelforge.run.setup import Session
@@ -46,7 +46,7 @@ def why_not(session: Session) -> str | None:
         return f"optimizer={optimizer.name}; the fused model trains {' and '.join(ARM_SCALARS)}"
     known = {**ARM_SCALARS[optimizer.name], **SHARED_DEFAULTS[optimizer.name]}
     for key, value in optimizer.args.items():
-        if key in CLIPPING or value is None:
+        if key in CLIPPING or value is None or key in SHARED_ANY.get(optimizer.name, ()):
             continue
         if key not in known or (key in SHARED_DEFAULTS[optimizer.name] and value != known[key]):
             return f"optimizer.{key}={value!r} is not fused"
@@ -138,13 +138,13 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
     from modelforge.fused.ops import make_op
 
     ops, by_path = [], {}
-    for index, layer in enumerate(first.model.layers):
+    for index in range(len(first.model.layers)):
         def stacked(j: int, index: int = index) -> Any:
             found = tf.Variable(np.stack([s.model.layers[index].weights[j].numpy() for s in sessions]))
             by_path[first.model.layers[index].weights[j].path] = found
             return found
 
-        ops.append(make_op(layer, stacked, k))
+        ops.append(make_op([s.model.layers[index] for s in sessions], stacked))
     variables = [v for op in ops for v, trainable in zip(op.variables, op.trainable, strict=True) if trainable]
     softmax_head = task == "classification" and getattr(ops[-1].activation, "__name__", "") == "softmax"
 

@@ -50,13 +50,13 @@ def test_each_op_matches_its_keras_layer(kind, training):
     rng = np.random.default_rng(1)
     if layers is None:  # InputLayer: the op passes its input through
         x = tf.constant(rng.standard_normal((K, BATCH, 3)), tf.float32)
-        op = make_op(__import__("keras").layers.InputLayer(shape=(3,)), lambda j: None, K)
+        op = make_op([__import__("keras").layers.InputLayer(shape=(3,))] * K, lambda j: None)
         np.testing.assert_array_equal(op.run(x, training), x)
         return
     x = tf.Variable(rng.standard_normal((K, BATCH, *shape)).astype(np.float32))
     stacked = [tf.Variable(np.stack([layer.weights[j].numpy() for layer in layers])) for j in
                range(len(layers[0].weights))]
-    op = make_op(layers[0], lambda j: stacked[j], K)
+    op = make_op(layers, lambda j: stacked[j])
     if kind == "Dropout" and training:
         out = op.run(x, True).numpy()
         kept = out != 0

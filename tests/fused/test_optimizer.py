@@ -16,8 +16,13 @@ ARMS = {
               {"learning_rate": 0.005, "beta_1": 0.7, "weight_decay": 0.0}],
     "sgd": [{"learning_rate": 0.1, "momentum": 0.0}, {"learning_rate": 0.05, "momentum": 0.9},
             {"learning_rate": 0.2, "momentum": 0.5, "weight_decay": 0.01}],
+    # `centered` is shared by a group's arms: the arms here are centered, the uncentered path runs end to end.
+    "rmsprop": [{"learning_rate": 0.01, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": True},
+                {"learning_rate": 0.003, "rho": 0.8, "momentum": 0.9, "epsilon": 1e-5, "centered": True},
+                {"learning_rate": 0.02, "rho": 0.95, "momentum": 0.3, "epsilon": 1e-3, "centered": True}],
 }
-KERAS_CLASS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD}
+KERAS_CLASS = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
+               "rmsprop": keras.optimizers.RMSprop}
 
 
 @pytest.mark.parametrize("name", sorted(ARM_SCALARS))
