@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 
 @dataclass
 class Op:
@@ -44,6 +46,10 @@ class FusedOp:
         import keras
 
         return getattr(keras.layers, kind)(), (3, 4)
+
+    def sample(self, layer: Any, shape: tuple[int, ...], seed: int) -> Any:
+        """Inputs the layer takes, of `shape`, for the op-by-op tests: standard normal floats by default."""
+        return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def _pair(value: Any) -> tuple[int, ...]:
@@ -223,7 +229,7 @@ class BatchNorm(FusedOp):
 
 
 class Recurrent(FusedOp):
-    """LSTM and GRU: the time loop once for every arm, each step one batched matmul per weight."""
+    """SimpleRNN, LSTM and GRU: the time loop once for every arm, each step one batched matmul per weight."""
 
     def refuse(self, layer: Any) -> str | None:
         config = layer.get_config()
@@ -244,6 +250,176 @@ class Recurrent(FusedOp):
         return getattr(keras.layers, kind)(3, return_sequences=kind == "GRU"), (5, 2)
 
 
+class Elementwise(FusedOp):
+    """Activation layers without weights (LeakyReLU, ELU, ReLU, Softmax over the last axis): Keras' own `call`,
+    which is elementwise (or over the last axis), on the stacked tensor."""
+
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
+        layer = layers[0]
+        return Op(lambda h, training: layer.call(h))
+
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        import keras
+
+        return getattr(keras.layers, kind)(**({"negative_slope": 0.2} if kind == "LeakyReLU" else {})), (3, 4)
+
+
+class PReLU(FusedOp):
+    """Each arm's own slope: relu(x) - alpha * relu(-x), as Keras writes it."""
+
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
+        import tensorflow as tf
+
+        alpha = weights[0]
+
+        def prelu(h: Any, training: bool) -> Any:
+            shaped = tf.reshape(alpha, [arms, 1, *alpha.shape[1:]])
+            return tf.nn.relu(h) + (-shaped) * tf.nn.relu(-h)
+
+        return Op(prelu, weights, trainable)
+
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        import keras
+
+        return keras.layers.PReLU(shared_axes=[1]), (3, 4)
+
+
+class Normalization(FusedOp):
+    """Each arm's own statistics (its own training split's, for `data.standardize`), read from each arm's layer
+    as Keras' call reads them."""
+
+    def refuse(self, layer: Any) -> str | None:
+        return f"layer {layer.name} inverts" if layer.get_config().get("invert") else None
+
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
+        import keras
+        import tensorflow as tf
+
+        # What Keras' call reads: the statistics the layer was made with, or those its adapt() finalized.
+        mean = tf.constant(np.stack([np.asarray(layer.mean) for layer in layers]))
+        variance = tf.constant(np.stack([np.asarray(layer.variance) for layer in layers]))
+        epsilon = keras.config.epsilon()
+
+        def normalize(h: Any, training: bool) -> Any:
+            shape = [arms] + [1] * (len(h.shape) - len(mean.shape)) + list(mean.shape[1:])
+            return (h - tf.reshape(mean, shape)) / tf.maximum(tf.sqrt(tf.reshape(variance, shape)), epsilon)
+
+        return Op(normalize, weights, trainable)
+
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        import keras
+
+        return keras.layers.Normalization(axis=-1), (3, 4)
+
+
+class LayerNorm(FusedOp):
+    """Per sample over the last axis, each arm with its own gamma and beta."""
+
+    def refuse(self, layer: Any) -> str | None:
+        config = layer.get_config()
+        if list(config.get("axis") or []) not in ([-1],) or config.get("rms_scaling"):
+            return f"layer {layer.name} normalizes axis {config.get('axis')} or scales by RMS"
+        return None
+
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
+        import keras
+
+        layer = layers[0]
+        names = [w.path.split("/")[-1] for w in layer.weights]
+        gamma = weights[names.index("gamma")] if "gamma" in names else None
+        beta = weights[names.index("beta")] if "beta" in names else None
+
+        def norm(h: Any, training: bool) -> Any:
+            def shaped(v: Any) -> Any:
+                return keras.ops.reshape(v, [arms] + [1] * (len(h.shape) - 2) + [v.shape[-1]])
+
+            # Keras' own op, per arm's gamma and beta broadcast over its samples.
+            return keras.ops.layer_normalization(h, None if gamma is None else shaped(gamma),
+                                                 None if beta is None else shaped(beta), -1, layer.epsilon)
+
+        return Op(norm, weights, trainable)
+
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        import keras
+
+        return keras.layers.LayerNormalization(), (3, 4)
+
+
+class Embedding(FusedOp):
+    """Each arm's table, gathered per arm (its gradient dense in the fused model; the arms still equal their
+    runs)."""
+
+    def refuse(self, layer: Any) -> str | None:
+        return f"layer {layer.name} masks zeros" if layer.get_config().get("mask_zero") else None
+
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
+        import tensorflow as tf
+
+        table = weights[0]
+        return Op(lambda h, training: tf.gather(table, tf.cast(h, tf.int32), batch_dims=1), weights, trainable)
+
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        import keras
+
+        return keras.layers.Embedding(7, 3), (5,)
+
+    def sample(self, layer: Any, shape: tuple[int, ...], seed: int) -> Any:
+        return np.random.default_rng(seed).integers(0, layer.input_dim, shape).astype(np.int32)
+
+
+class KerasConv(FusedOp):
+    """Depthwise, separable and transposed convolutions: each arm's own call of the `keras.ops` function the
+    Keras layer calls, all in one graph step."""
+
+    def refuse(self, layer: Any) -> str | None:
+        config = layer.get_config()
+        if config.get("data_format") == "channels_first":
+            return f"layer {layer.name} is channels_first"
+        return None
+
+    def build(self, layers: Sequence[Any], weights: list[Any], trainable: list[bool], arms: int) -> Op:
+        import tensorflow as tf
+
+        layer = layers[0]
+
+        def conv(h: Any, training: bool) -> Any:
+            outs = []
+            for a, x in enumerate(tf.unstack(h, arms)):
+                mine = [w[a] for w in weights]
+                outs.append(_keras_conv(layer, x, mine))
+            return tf.stack(outs)
+
+        return Op(conv, weights, trainable, layer.activation)
+
+    def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
+        import keras
+
+        if kind == "DepthwiseConv2D":
+            return keras.layers.DepthwiseConv2D(2, depth_multiplier=2, activation="relu"), (5, 5, 2)
+        if kind == "Conv2DTranspose":
+            return keras.layers.Conv2DTranspose(3, 2, strides=2, activation="relu"), (3, 3, 2)
+        shape = (6, 2) if kind.endswith("1D") else (5, 5, 2)
+        return getattr(keras.layers, kind)(3, 2, padding="same", activation="relu"), shape
+
+
+def _keras_conv(layer: Any, x: Any, weights: list[Any]) -> Any:
+    """One arm's convolution through the `keras.ops` function its Keras layer calls, plus its bias."""
+    import keras
+
+    config, kind = layer.get_config(), type(layer).__name__
+    common = {"padding": config["padding"], "data_format": "channels_last", "dilation_rate": config["dilation_rate"]}
+    if kind == "DepthwiseConv2D":
+        out = keras.ops.depthwise_conv(x, weights[0], config["strides"], **common)
+    elif kind.startswith("SeparableConv"):
+        out = keras.ops.separable_conv(x, weights[0], weights[1], config["strides"], **common)
+    else:
+        out = keras.ops.conv_transpose(x, weights[0], config["strides"], output_padding=config["output_padding"],
+                                       **common)
+    if layer.use_bias:
+        out = keras.ops.add(out, keras.ops.reshape(weights[-1], [1] * (len(out.shape) - 1) + [-1]))
+    return out
+
+
 # Keras layer class name -> its fused op: what the fused model covers, in one place.
 OPS: dict[str, FusedOp] = {
     "InputLayer": Identity(), "Flatten": Flatten(), "Activation": Activation(), "Dropout": Dropout(),
@@ -251,7 +427,11 @@ OPS: dict[str, FusedOp] = {
     "MaxPooling1D": Pool(), "MaxPooling2D": Pool(), "AveragePooling1D": Pool(), "AveragePooling2D": Pool(),
     "GlobalAveragePooling1D": GlobalPool(), "GlobalAveragePooling2D": GlobalPool(),
     "GlobalMaxPooling1D": GlobalPool(), "GlobalMaxPooling2D": GlobalPool(),
-    "BatchNormalization": BatchNorm(), "LSTM": Recurrent(), "GRU": Recurrent(),
+    "BatchNormalization": BatchNorm(), "LSTM": Recurrent(), "GRU": Recurrent(), "SimpleRNN": Recurrent(),
+    "LeakyReLU": Elementwise(), "ELU": Elementwise(), "ReLU": Elementwise(), "PReLU": PReLU(),
+    "Normalization": Normalization(), "LayerNormalization": LayerNorm(), "Embedding": Embedding(),
+    "DepthwiseConv2D": KerasConv(), "SeparableConv1D": KerasConv(), "SeparableConv2D": KerasConv(),
+    "Conv2DTranspose": KerasConv(),
 }
 
 
@@ -299,22 +479,22 @@ def _batch_norm(layer: Any, weights: list[Any], trainable: list[bool], arms: int
     moving_mean, moving_var = weights[names.index("moving_mean")], weights[names.index("moving_variance")]
     momentum, epsilon = float(config["momentum"]), float(config["epsilon"])
 
-    def shaped(v: Any, rank: int) -> Any:
-        return tf.reshape(v, [arms] + [1] * (rank - 2) + [v.shape[-1]])
-
     def norm(h: Any, training: bool) -> Any:
-        rank = len(h.shape)
-        if training:
-            mean, var = tf.nn.moments(h, axes=list(range(1, rank - 1)))  # per arm and channel
-            moving_mean.assign(moving_mean * momentum + mean * (1 - momentum))
-            moving_var.assign(moving_var * momentum + var * (1 - momentum))
-        else:
-            mean, var = moving_mean, moving_var
-        inv = tf.math.rsqrt(shaped(var, rank) + epsilon)
-        if gamma is not None:
-            inv = inv * shaped(gamma, rank)
-        out = h * inv - shaped(mean, rank) * inv
-        return out + shaped(beta, rank) if beta is not None else out
+        import keras
+
+        # Each arm through the ops its Keras layer calls, on its own tensor with its own (channels,) statistics:
+        # the same reductions, so the same numbers (its gradients' cancellations included), bit for bit.
+        outs = []
+        for a, x in enumerate(tf.unstack(h, arms)):
+            if training:  # Keras' moments (its variance stops the mean's gradient)
+                mean, var = keras.ops.moments(x, axes=list(range(len(x.shape) - 1)))
+                moving_mean[a].assign(moving_mean[a] * momentum + mean * (1.0 - momentum))
+                moving_var[a].assign(moving_var[a] * momentum + var * (1.0 - momentum))
+            else:
+                mean, var = moving_mean[a], moving_var[a]
+            outs.append(tf.nn.batch_normalization(x, mean, var, None if beta is None else beta[a],
+                                                  None if gamma is None else gamma[a], epsilon))
+        return tf.stack(outs)
 
     return Op(norm, weights, trainable)
 
@@ -324,7 +504,7 @@ def _recurrent(layer: Any, weights: list[Any], trainable: list[bool], arms: int)
 
     kind = type(layer).__name__
     cell = layer.cell
-    act, rec_act = cell.activation, cell.recurrent_activation
+    act, rec_act = cell.activation, getattr(cell, "recurrent_activation", None)
     kernel, recurrent, bias = weights
     units = int(cell.units)
     sequences = bool(layer.return_sequences)
@@ -336,7 +516,10 @@ def _recurrent(layer: Any, weights: list[Any], trainable: list[bool], arms: int)
         outputs = []
         for t in range(steps):
             x_t = h[:, :, t]
-            if kind == "LSTM":
+            if kind == "SimpleRNN":  # Keras' order: (x.W + b) + h.U, then the activation
+                state = act(tf.einsum("kbi,kio->kbo", x_t, kernel) + bias[:, None, :]
+                            + tf.einsum("kbu,kuo->kbo", state, recurrent))
+            elif kind == "LSTM":
                 z = (tf.einsum("kbi,kio->kbo", x_t, kernel) + tf.einsum("kbu,kuo->kbo", state, recurrent)
                      + bias[:, None, :])
                 i, f, c, o = tf.split(z, 4, axis=-1)
