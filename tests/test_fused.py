@@ -401,3 +401,26 @@ def test_mlflow_and_tensorboard_see_each_fused_job_as_an_ordinary_run(tmp_path):
                     if value.tag == "epoch_loss":
                         losses[event.step] = float(tf.make_ndarray(value.tensor))
         assert [losses[e] for e in sorted(losses)] == pytest.approx([r["loss"] for r in history(folder)], rel=1e-6)
+
+
+NEW_OPS = {
+    # Normalization (data.standardize, each arm with its own split's statistics) and LeakyReLU, on a CSV.
+    "csv": ["data=csv", "data.path=examples/byo_csv/measurements.csv", "data.target=species",
+            "activation=leaky_relu", "seed=0,1"],
+    # Separable, depthwise and transposed convolutions, PReLU, LayerNormalization.
+    "conv": ["layer=conv", "activation=prelu", "seed=0,1",
+             "+model.layers=[{type:separable_conv2d,filters:4,kernel_size:3,padding:same},"
+             "{type:depthwise_conv2d,kernel_size:3},{type:conv2d_transpose,filters:3,kernel_size:2,strides:2},"
+             "{type:flatten},{type:layer_normalization},{type:dense,units:16}]"],
+    # Embedding and SimpleRNN under RMSprop, the arms differing in their rates.
+    "tokens": ["data.layout=tokens", "optimizer=rmsprop", "optimizer.learning_rate=0.01,0.02",
+               "+model.layers=[{type:embedding,input_dim:17,output_dim:8},{type:simple_rnn,units:32},"
+               "{type:dense,units:16}]"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(NEW_OPS))
+def test_the_new_ops_match_the_basic_launcher(tmp_path, case):
+    args = [a.replace("examples/", f"{Path(__file__).resolve().parents[1]}/examples/") for a in NEW_OPS[case]]
+    matched_sweeps(tmp_path, 2, *args, "trainer.epochs=2")

@@ -24,6 +24,8 @@ class Op:
     variables: list[Any] = field(default_factory=list)
     trainable: list[bool] = field(default_factory=list)
     activation: Any = None  # the layer's activation, when it ends with one (a softmax head gives logits)
+    # (ids, output) of the op's last call, for an op whose gradient Keras takes per occurrence (an embedding)
+    taps: list[Any] = field(default_factory=list)
 
 
 class FusedOp:
@@ -356,7 +358,15 @@ class Embedding(FusedOp):
         import tensorflow as tf
 
         table = weights[0]
-        return Op(lambda h, training: tf.gather(table, tf.cast(h, tf.int32), batch_dims=1), weights, trainable)
+
+        def lookup(h: Any, training: bool) -> Any:
+            ids = tf.cast(h, tf.int32)
+            out = tf.gather(table, ids, batch_dims=1)
+            op.taps[:] = [(ids, out)]  # Keras squares an embedding's gradient per occurrence (IndexedSlices)
+            return out
+
+        op = Op(lookup, weights, trainable)
+        return op
 
     def example(self, kind: str) -> tuple[Any, tuple[int, ...]] | None:
         import keras

@@ -109,8 +109,13 @@ class FusedOptimizer:
             return [g * tf.reshape(scale, [-1] + [1] * (len(g.shape) - 1)) for g in grads]
         return list(grads)
 
-    def update(self, grads: Sequence[Any]) -> None:
-        """One step for every live arm, from the gradients of the summed loss (so each arm's own)."""
+    def update(self, grads: Sequence[Any], squares: Sequence[Any] | None = None) -> None:
+        """One step for every live arm, from the gradients of the summed loss (so each arm's own).
+
+        `squares[i]`, where given, replaces the square of gradient i in Adam's and RMSprop's second moments:
+        Keras gets an embedding's gradient as IndexedSlices and squares it per occurrence before summing the
+        rows, so the fused model passes the per-occurrence sum of squares for its embedding tables.
+        """
         import tensorflow as tf
 
         grads = self._clip(grads)  # Keras' order: clip, decay the weights, then the step
@@ -120,9 +125,11 @@ class FusedOptimizer:
         decaying = any(a["weight_decay"] for a in args)
         for i, (var, grad) in enumerate(zip(self.variables, grads, strict=True)):
             rank, slot = self.ranks[i], self.slots[i]
+            square = squares[i] if squares is not None and squares[i] is not None else None
             # A frozen arm's weights and slots stay as they are (tf.where: NaN times 0 would still be NaN).
             keep = tf.broadcast_to(tf.reshape(self.alive > 0, [-1] + [1] * (rank - 1)), var.shape)
             grad = tf.where(keep, grad, 0.0)
+            square = tf.square(grad) if square is None else tf.where(keep, square, 0.0)
             if decaying:
                 decay = per_arm([a["weight_decay"] for a in args], rank)
                 var.assign(tf.where(keep, var - var * decay * rates[i], var))
@@ -136,16 +143,16 @@ class FusedOptimizer:
                 rest_2 = per_arm([1 - a["beta_2"] for a in args], rank)
                 rate = rates[i] * tf.sqrt(1 - b2**steps) / (1 - b1**steps)
                 slot.assign(tf.where(keep, slot + (grad - slot) * rest_1, slot))
-                second.assign(tf.where(keep, second + (tf.square(grad) - second) * rest_2, second))
+                second.assign(tf.where(keep, second + (square - second) * rest_2, second))
                 var.assign(tf.where(keep, var - rate * slot / (tf.sqrt(second) + eps), var))
             elif self.name == "rmsprop":
-                self._rmsprop(i, var, grad, rates[i], keep)
+                self._rmsprop(i, var, grad, square, rates[i], keep)
             else:
                 momentum = per_arm([a["momentum"] for a in args], rank)
                 slot.assign(tf.where(keep, momentum * slot - rates[i] * grad, slot))
                 var.assign(tf.where(keep, var + slot, var))
 
-    def _rmsprop(self, i: int, var: Any, grad: Any, rate: Any, keep: Any) -> None:
+    def _rmsprop(self, i: int, var: Any, grad: Any, square: Any, rate: Any, keep: Any) -> None:
         """Keras' RMSprop step for variable i, each arm with its own rho, momentum and epsilon. With momentum 0
         the momentum slot holds the increment itself, which is Keras' update without momentum, exactly."""
         import tensorflow as tf
@@ -154,7 +161,7 @@ class FusedOptimizer:
         rho, eps = per_arm([a["rho"] for a in args], rank), per_arm([a["epsilon"] for a in args], rank)
         rest = per_arm([1 - a["rho"] for a in args], rank)  # in Python's doubles, as Keras computes it
         velocity, momentum_slot = self.second[i], self.slots[i]
-        velocity.assign(tf.where(keep, rho * velocity + rest * tf.square(grad), velocity))
+        velocity.assign(tf.where(keep, rho * velocity + rest * square, velocity))
         if self.centered:
             average = self.third[i]
             average.assign(tf.where(keep, rho * average + rest * grad, average))

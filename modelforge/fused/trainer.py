@@ -216,6 +216,21 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
                 metric.update_state(target, predicted)
         return tf.stack(found)
 
+    def gradients(tape: Any, total: Any) -> tuple[list[Any], list[Any] | None]:
+        """Each variable's gradient, and for embedding tables the per-occurrence sum of squares Keras' Adam and
+        RMSprop take from their IndexedSlices gradients (None elsewhere)."""
+        tapped = [op for op in ops if op.taps] if name != "sgd" else []
+        found = tape.gradient(total, [*variables, *(op.taps[0][1] for op in tapped)])
+        grads, squares = found[:len(variables)], [None] * len(variables)
+        for op, d_out in zip(tapped, found[len(variables):], strict=True):
+            (ids, _), table = op.taps[0], op.variables[0]
+            vocab, width = int(table.shape[1]), int(table.shape[-1])
+            offsets = tf.reshape(tf.range(k) * vocab, [k] + [1] * (len(ids.shape) - 1))
+            summed = tf.math.unsorted_segment_sum(tf.reshape(tf.square(d_out), [-1, width]),
+                                                  tf.reshape(ids + offsets, [-1]), k * vocab)
+            squares[next(j for j, v in enumerate(variables) if v is table)] = tf.reshape(summed, table.shape)
+        return list(grads), squares if tapped else None
+
     def train_step(idx: Any) -> tuple[Any, Any]:
         x = tf.gather(features, idx, batch_dims=1)
         y = tf.gather(targets, idx, batch_dims=1)
@@ -224,7 +239,7 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
             with tf.GradientTape() as tape:
                 batch_losses = keras_losses(forward(x, True), y, weights, train_metrics)
                 total = tf.reduce_sum(batch_losses)
-            optimizer.update(tape.gradient(total, variables))
+            optimizer.update(*gradients(tape, total))
             size = tf.cast(tf.shape(y)[1], tf.float32)
             return batch_losses * size, tf.zeros([k])  # the metrics are in their objects
         with tf.GradientTape() as tape:
@@ -232,7 +247,7 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
             if weighed:
                 losses = losses * weights
             total = tf.reduce_sum(tf.reduce_mean(losses, axis=1))  # each arm's mean loss, summed over arms
-        optimizer.update(tape.gradient(total, variables))
+        optimizer.update(*gradients(tape, total))
         return tf.reduce_sum(losses, axis=1), tf.reduce_sum(metric, axis=1)
 
     n, batch = len(first.dataset.x_train), trainer.batch_size
