@@ -514,7 +514,8 @@ def _recurrent(layer: Any, weights: list[Any], trainable: list[bool], arms: int)
 
     kind = type(layer).__name__
     cell = layer.cell
-    act, rec_act = cell.activation, getattr(cell, "recurrent_activation", None)
+    act: Any = cell.activation
+    rec_act: Any = getattr(cell, "recurrent_activation", None)  # SimpleRNN has none
     kernel, recurrent, bias = weights
     units = int(cell.units)
     sequences = bool(layer.return_sequences)

@@ -124,102 +124,173 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
         stop: polled after every epoch (and its checkpoint): a signal number ends the training with
             `GroupStopped`.
     """
-    import numpy as np
-    import tensorflow as tf
+    group = GroupTrainer(sessions)
+    first_epoch = restore(group, checkpoint) if checkpoint is not None else 0
+    return group.fit(first_epoch, on_epoch, checkpoint, stop)
 
-    first = sessions[0]
-    k, trainer, task = len(sessions), first.run.trainer, first.run.task
-    name = first.run.optimizer.name
-    arm_args = [{**ARM_SCALARS[name], **{key: v for key, v in s.run.optimizer.args.items() if v is not None}}
-                for s in sessions]
-    clipping = {key: float(v) for key, v in first.run.optimizer.args.items() if key in CLIPPING and v}
 
-    # The layers, read from the first arm's Keras model, and every arm's initial weights stacked.
-    from modelforge.fused.ops import make_op
+class GroupTrainer:
+    """A fused group: its ops over stacked variables, its optimizer and data, each arm's callbacks and history.
 
-    ops, by_path = [], {}
-    for index in range(len(first.model.layers)):
-        def stacked(j: int, index: int = index) -> Any:
-            found = tf.Variable(np.stack([s.model.layers[index].weights[j].numpy() for s in sessions]))
-            by_path[first.model.layers[index].weights[j].path] = found
-            return found
+    The pieces a reader holds one at a time: the forward pass and the losses (`forward`, `losses`), a
+    training step (`step`), an epoch in one graph call (`epoch`), the evaluation (`evaluate`), each arm's
+    end of epoch (`end_epoch`), and the group checkpoint (`save` and `restore`, below).
+    """
 
-        ops.append(make_op([s.model.layers[index] for s in sessions], stacked))
-    variables = [v for op in ops for v, trainable in zip(op.variables, op.trainable, strict=True) if trainable]
-    softmax_head = task == "classification" and getattr(ops[-1].activation, "__name__", "") == "softmax"
+    def __init__(self, sessions: Sequence[Session]) -> None:
+        self.sessions, self.first = list(sessions), sessions[0]
+        self.k, self.trainer, self.task = len(sessions), self.first.run.trainer, self.first.run.task
+        self.name = self.first.run.optimizer.name
+        self._build_ops()
+        self._build_optimizer()
+        self._build_data()
+        self._build_terms()
+        self._build_callbacks()
+        import tensorflow as tf
 
-    def forward(x: Any, training: bool) -> Any:
+        # No autograph: converting every function the step calls (the ops, Keras' activations) took ~2.4 s of
+        # each group's 3.4 s trace, measured; the one loop is written as a tf.while_loop instead.
+        # XLA (jit_compile) measured 5x slower at 1 arm and far worse at 9, with this loop.
+        self.train_epoch = tf.function(self.epoch, autograph=False)
+        self.evaluate = tf.function(self._evaluate, autograph=False)
+
+    def _build_ops(self) -> None:
+        """The layers, read from every arm's Keras model, with every arm's initial weights stacked."""
+        import numpy as np
+        import tensorflow as tf
+
+        from modelforge.fused.ops import make_op
+
+        sessions, first = self.sessions, self.first
+        self.ops: list[Any] = []
+        self.by_path: dict[str, Any] = {}
+        for index in range(len(first.model.layers)):
+            def stacked(j: int, index: int = index) -> Any:
+                found = tf.Variable(np.stack([s.model.layers[index].weights[j].numpy() for s in sessions]))
+                self.by_path[first.model.layers[index].weights[j].path] = found
+                return found
+
+            self.ops.append(make_op([s.model.layers[index] for s in sessions], stacked))
+        self.variables = [v for op in self.ops for v, trainable in zip(op.variables, op.trainable, strict=True)
+                          if trainable]
+        self.every = list(self.by_path.values())  # trainable or not (batch-norm statistics), in a fixed order
+        self.softmax_head = self.task == "classification" and \
+            getattr(self.ops[-1].activation, "__name__", "") == "softmax"
+
+    def _build_optimizer(self) -> None:
+        """Each arm's learning rate as its own optimizer is given it: a number, or its schedule (built by the
+        same function), which the fused optimizer calls on the step count as Keras does."""
+        from modelforge.data.batches import steps_per_epoch
+        from modelforge.run.fit import learning_rate
+
+        name, trainer = self.name, self.trainer
+        arm_args = [{**ARM_SCALARS[name], **{key: v for key, v in s.run.optimizer.args.items() if v is not None}}
+                    for s in self.sessions]
+        clipping = {key: float(v) for key, v in self.first.run.optimizer.args.items() if key in CLIPPING and v}
+        self.per_epoch = steps_per_epoch(len(self.first.dataset.x_train), trainer.batch_size)
+        self.optimizer = FusedOptimizer(name, self.variables, arm_args, clipping,
+                                        [learning_rate(s.run.optimizer, self.per_epoch, trainer.epochs)
+                                         for s in self.sessions])
+        self.alive = self.optimizer.alive
+
+    def _build_data(self) -> None:
+        """Every arm's split, stacked; `trainer.class_weight=balanced`: each arm's weights from its own split,
+        as its run's fit is given them (Keras weighs the training loss, not the metrics)."""
+        import numpy as np
+        import tensorflow as tf
+
+        from modelforge.run.fit import balanced_class_weight
+
+        sessions = self.sessions
+        self.features = tf.constant(np.stack([s.dataset.x_train for s in sessions]))
+        self.targets = tf.constant(np.stack([s.dataset.y_train for s in sessions]))
+        self.x_val = tf.constant(np.stack([s.dataset.x_val for s in sessions]))
+        self.y_val = tf.constant(np.stack([s.dataset.y_val for s in sessions]))
+        self.n, self.classes = len(self.first.dataset.x_train), self.first.dataset.info.num_outputs
+        self.weighed = self.trainer.class_weight == "balanced"
+        self.class_table = tf.constant([[w[c] for c in range(self.classes)] for w in (
+            balanced_class_weight(s.dataset.y_train, self.classes) for s in sessions)], tf.float32) \
+            if self.weighed else None
+
+    def _build_terms(self) -> None:
+        """trainer.loss and trainer.metrics other than the task's defaults: each arm's own Keras loss and
+        metric objects, made by the function its run compiles with."""
+        from modelforge.run import compiled
+
+        trainer, task = self.trainer, self.task
+        self.keras_terms = trainer.loss.name not in ("crossentropy", "mse") or \
+            tuple(trainer.metrics or ()) not in ((), ("accuracy",), ("mae",))
+        self.metric_name = "accuracy" if task == "classification" else "mae"
+        self.train_metrics: list[list[Any]] = []
+        self.val_metrics: list[list[Any]] = []
+        if self.keras_terms:
+            self.dense = compiled.one_hot(trainer, task)
+            self.loss_objects = [compiled.loss(s.run.trainer, task) for s in self.sessions]
+            self.train_metrics = [compiled.metrics(s.run.trainer, task) for s in self.sessions]
+            self.val_metrics = [compiled.metrics(s.run.trainer, task) for s in self.sessions]
+
+    def _build_callbacks(self) -> None:
+        """Keras' own EarlyStopping and ReduceLROnPlateau per arm, on views of that arm."""
+        import numpy as np
+
+        made = [_arm_callbacks(s.run, _ArmView(self.arm_weights(a), _ArmOptimizer(self.optimizer.rates, a)))
+                for a, s in enumerate(self.sessions)]
+        self.stoppers, self.plateaus = [m[0] for m in made], [m[1] for m in made]
+        self.final: dict[int, list[Any]] = {}  # the weights of arms that stopped early
+        self.histories: list[list[dict[str, float]]] = [[] for _ in self.sessions]
+        self.arm_steps = np.zeros(self.k)
+
+    def arm_weights(self, a: int) -> Callable[[], list[Any]]:
+        """Arm a's weights in the order of its Keras model's get_weights()."""
+        import numpy as np
+
+        return lambda: [np.asarray(self.by_path[w.path][a].numpy()) for w in self.first.model.weights]
+
+    def forward(self, x: Any, training: bool) -> Any:
         """(arms, batch, ...) inputs to (arms, batch, outputs): logits for a softmax head, else outputs."""
         h = x
-        for i, op in enumerate(ops):
+        for i, op in enumerate(self.ops):
             h = op.run(h, training)
-            if op.activation is not None and not (softmax_head and i == len(ops) - 1):
+            if op.activation is not None and not (self.softmax_head and i == len(self.ops) - 1):
                 h = op.activation(h)
         return h
 
-    def arm_losses(out: Any, y: Any) -> tuple[Any, Any]:
-        """Per arm and sample: the loss (Keras' reduction is the mean over the batch) and the metric."""
-        if softmax_head:
+    def losses(self, out: Any, y: Any) -> tuple[Any, Any]:
+        """Per arm and sample, with the task's default terms: the loss (Keras' reduction is the mean over the
+        batch) and the metric."""
+        import tensorflow as tf
+
+        if self.softmax_head:
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=out)
             # Keras' accuracy takes the argmax of the probabilities, where near-equal logits can round to a
             # tie that goes to the first class: the same argmax here keeps each arm's count its run's.
             predicted = tf.argmax(tf.nn.softmax(out), axis=-1, output_type=y.dtype)
-            metric = tf.cast(tf.equal(predicted, y), tf.float32)
-            return losses, metric
+            return losses, tf.cast(tf.equal(predicted, y), tf.float32)
         err = out - tf.cast(y, out.dtype)
         return tf.reduce_mean(err**2, axis=-1), tf.reduce_mean(tf.abs(err), axis=-1)
 
-    # Each arm's learning rate as its own optimizer is given it: a number, or its schedule (built by the same
-    # function), which the fused optimizer calls on the step count as Keras does.
-    from modelforge.data.batches import steps_per_epoch
-    from modelforge.run.fit import learning_rate
+    def keras_losses(self, out: Any, y: Any, weights: Any, metrics: list[list[Any]]) -> Any:
+        """Each arm's batch loss by its own Keras loss (the mean over the batch), its metrics updated."""
+        import tensorflow as tf
 
-    per_epoch = steps_per_epoch(len(first.dataset.x_train), trainer.batch_size)
-    optimizer = FusedOptimizer(name, variables, arm_args, clipping,
-                               [learning_rate(s.run.optimizer, per_epoch, trainer.epochs) for s in sessions])
-    alive = optimizer.alive
-
-    features = tf.constant(np.stack([s.dataset.x_train for s in sessions]))
-    targets = tf.constant(np.stack([s.dataset.y_train for s in sessions]))
-
-    # trainer.class_weight=balanced: each arm's weights from its own training split, as its run's fit is given
-    # them; Keras weighs the training loss (the mean over the batch of weight times loss), not the metrics.
-    from modelforge.run.fit import balanced_class_weight
-
-    classes = first.dataset.info.num_outputs
-    weighed = trainer.class_weight == "balanced"
-    if weighed:
-        table = tf.constant([[weights[c] for c in range(classes)] for weights in (
-            balanced_class_weight(s.dataset.y_train, classes) for s in sessions)], tf.float32)
-
-    # trainer.loss and trainer.metrics other than the task's defaults: each arm's own Keras loss and metric
-    # objects, made by the function its run compiles with, called on the arm's predictions as Keras calls them.
-    from modelforge.run import compiled
-
-    keras_terms = trainer.loss.name not in ("crossentropy", "mse") or \
-        tuple(trainer.metrics or ()) not in ((), ("accuracy",), ("mae",))
-    if keras_terms:
-        dense = compiled.one_hot(trainer, task)
-        loss_objects = [compiled.loss(s.run.trainer, task) for s in sessions]
-        train_metrics = [compiled.metrics(s.run.trainer, task) for s in sessions]
-        val_metrics = [compiled.metrics(s.run.trainer, task) for s in sessions]
-
-    def keras_losses(out: Any, y: Any, weights: Any, metrics: list[list[Any]]) -> Any:
-        """Each arm's batch loss (Keras' mean over the batch), its metrics updated with the batch."""
         found = []
-        for a in range(k):
+        for a in range(self.k):
             # Keras' softmax keeps its logits on the tensor, and its crossentropy then takes them.
-            predicted = ops[-1].activation(out[a]) if softmax_head else out[a]
-            target = tf.one_hot(y[a], classes) if dense else y[a]
-            found.append(loss_objects[a](target, predicted, sample_weight=None if weights is None else weights[a]))
+            predicted = self.ops[-1].activation(out[a]) if self.softmax_head else out[a]
+            target = tf.one_hot(y[a], self.classes) if self.dense else y[a]
+            found.append(self.loss_objects[a](target, predicted,
+                                              sample_weight=None if weights is None else weights[a]))
             for metric in metrics[a]:
                 metric.update_state(target, predicted)
         return tf.stack(found)
 
-    def gradients(tape: Any, total: Any) -> tuple[list[Any], list[Any] | None]:
+    def gradients(self, tape: Any, total: Any) -> tuple[list[Any], list[Any] | None]:
         """Each variable's gradient, and for embedding tables the per-occurrence sum of squares Keras' Adam and
         RMSprop take from their IndexedSlices gradients (None elsewhere)."""
-        tapped = [op for op in ops if op.taps] if name != "sgd" else []
+        import tensorflow as tf
+
+        k, variables = self.k, self.variables
+        tapped = [op for op in self.ops if op.taps] if self.name != "sgd" else []
         found = tape.gradient(total, [*variables, *(op.taps[0][1] for op in tapped)])
         grads, squares = found[:len(variables)], [None] * len(variables)
         for op, d_out in zip(tapped, found[len(variables):], strict=True):
@@ -231,166 +302,190 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
             squares[next(j for j, v in enumerate(variables) if v is table)] = tf.reshape(summed, table.shape)
         return list(grads), squares if tapped else None
 
-    def train_step(idx: Any) -> tuple[Any, Any]:
-        x = tf.gather(features, idx, batch_dims=1)
-        y = tf.gather(targets, idx, batch_dims=1)
-        weights = tf.gather(table, tf.cast(y, tf.int32), batch_dims=1) if weighed else None
-        if keras_terms:
-            with tf.GradientTape() as tape:
-                batch_losses = keras_losses(forward(x, True), y, weights, train_metrics)
-                total = tf.reduce_sum(batch_losses)
-            optimizer.update(*gradients(tape, total))
-            size = tf.cast(tf.shape(y)[1], tf.float32)
-            return batch_losses * size, tf.zeros([k])  # the metrics are in their objects
+    def step(self, idx: Any) -> tuple[Any, Any]:
+        """One batch for every arm (`idx`: each arm's sample indices): the update, and each arm's summed loss
+        and metric over the batch."""
+        import tensorflow as tf
+
+        x = tf.gather(self.features, idx, batch_dims=1)
+        y = tf.gather(self.targets, idx, batch_dims=1)
+        weights = tf.gather(self.class_table, tf.cast(y, tf.int32), batch_dims=1) if self.weighed else None
         with tf.GradientTape() as tape:
-            losses, metric = arm_losses(forward(x, True), y)
-            if weighed:
-                losses = losses * weights
-            total = tf.reduce_sum(tf.reduce_mean(losses, axis=1))  # each arm's mean loss, summed over arms
-        optimizer.update(*gradients(tape, total))
+            if self.keras_terms:
+                batch_losses = self.keras_losses(self.forward(x, True), y, weights, self.train_metrics)
+                total = tf.reduce_sum(batch_losses)
+            else:
+                losses, metric = self.losses(self.forward(x, True), y)
+                if weights is not None:
+                    losses = losses * weights
+                total = tf.reduce_sum(tf.reduce_mean(losses, axis=1))  # each arm's mean loss, summed over arms
+        self.optimizer.update(*self.gradients(tape, total))
+        if self.keras_terms:  # the metrics are in their objects
+            return batch_losses * tf.cast(tf.shape(y)[1], tf.float32), tf.zeros([self.k])
         return tf.reduce_sum(losses, axis=1), tf.reduce_sum(metric, axis=1)
 
-    n, batch = len(first.dataset.x_train), trainer.batch_size
-    full_batches, rest = divmod(n, batch)
+    def epoch(self, orders: Any) -> tuple[Any, Any]:
+        """One epoch in one graph call (`train_epoch`): the per-step cost of a Python loop is what fusing
+        saves. Returns each arm's summed loss and metric over the epoch."""
+        import tensorflow as tf
 
-    # No autograph: converting every function the step calls (the ops, Keras' activations) took ~2.4 s of
-    # each group's 3.4 s trace, measured; the one loop is written as a tf.while_loop instead.
-    # XLA (jit_compile) measured 5x slower at 1 arm and far worse at 9, with this loop.
-    @tf.function(autograph=False)
-    def train_epoch(orders: Any) -> tuple[Any, Any]:
-        """One epoch in one call: the per-step cost of a Python loop is what fusing saves."""
+        batch, k = self.trainer.batch_size, self.k
+        full_batches, rest = divmod(self.n, batch)
+
         def body(step: Any, loss_sum: Any, metric_sum: Any) -> tuple[Any, Any, Any]:
-            losses, metric = train_step(orders[:, step * batch:(step + 1) * batch])
+            losses, metric = self.step(orders[:, step * batch:(step + 1) * batch])
             return step + 1, loss_sum + losses, metric_sum + metric
 
         _, loss_sum, metric_sum = tf.while_loop(lambda step, *_: step < full_batches, body,
                                                 (tf.constant(0), tf.zeros([k]), tf.zeros([k])))
         if rest:  # the last, smaller batch, as Keras' fit takes it
-            losses, metric = train_step(orders[:, full_batches * batch:])
+            losses, metric = self.step(orders[:, full_batches * batch:])
             loss_sum, metric_sum = loss_sum + losses, metric_sum + metric
         return loss_sum, metric_sum
 
-    x_val = tf.constant(np.stack([s.dataset.x_val for s in sessions]))
-    y_val = tf.constant(np.stack([s.dataset.y_val for s in sessions]))
+    def _evaluate(self) -> tuple[Any, Any]:
+        """Each arm's validation loss and metric (`evaluate`, one graph call)."""
+        import tensorflow as tf
 
-    @tf.function(autograph=False)
-    def evaluate() -> tuple[Any, Any]:
-        if keras_terms:
-            return keras_losses(forward(x_val, False), y_val, None, val_metrics), tf.zeros([k])
-        losses, metric = arm_losses(forward(x_val, False), y_val)
+        if self.keras_terms:
+            out = self.keras_losses(self.forward(self.x_val, False), self.y_val, None, self.val_metrics)
+            return out, tf.zeros([self.k])
+        losses, metric = self.losses(self.forward(self.x_val, False), self.y_val)
         return tf.reduce_mean(losses, axis=1), tf.reduce_mean(metric, axis=1)
 
-    from modelforge.data.batches import epoch_order
+    def row(self, a: int, loss_sum: Any, metric_sum: Any, val_loss: Any, val_metric: Any) -> dict[str, float]:
+        """Arm a's history row for the epoch, under the names its run's Keras logs give."""
+        n, name = self.n, self.metric_name
+        if self.keras_terms:
+            return {"loss": float(loss_sum[a] / n), **{m.name: float(m.result()) for m in self.train_metrics[a]},
+                    "val_loss": float(val_loss[a]),
+                    **{f"val_{m.name}": float(m.result()) for m in self.val_metrics[a]}}
+        return {name: float(metric_sum[a] / n), "loss": float(loss_sum[a] / n), f"val_{name}": float(val_metric[a]),
+                "val_loss": float(val_loss[a])}
 
-    def arm_weights(a: int) -> Callable[[], list[Any]]:
-        """Arm a's weights in the order of its Keras model's get_weights()."""
-        return lambda: [np.asarray(by_path[w.path][a].numpy()) for w in first.model.weights]
+    def end_epoch(self, epoch: int, a: int, row: dict[str, float]) -> None:
+        """Arm a's epoch end, as its run's callbacks see it: its history row; a NaN freezes it (its run fails
+        with that epoch); its plateau, then its early stopping, decide on its own metrics."""
+        self.histories[a].append(row)
+        if not all(math.isfinite(v) for v in row.values()):
+            self.alive[a].assign(0.0)  # the others go on
+            return
+        if self.plateaus[a] is not None:  # before early stopping, as in a run's callbacks
+            self.plateaus[a].on_epoch_end(epoch, dict(row))
+        stopper = self.stoppers[a]
+        if stopper is not None:
+            stopper.on_epoch_end(epoch, dict(row))
+            if stopper.model.stop_training:
+                self.alive[a].assign(0.0)
+                keep_best = stopper.restore_best_weights and stopper.best_weights is not None
+                self.final[a] = stopper.best_weights if keep_best else stopper.model.get_weights()
 
-    made = [_arm_callbacks(s.run, _ArmView(arm_weights(a), _ArmOptimizer(optimizer.rates, a)))
-            for a, s in enumerate(sessions)]
-    stoppers, plateaus = [m[0] for m in made], [m[1] for m in made]
-    final: dict[int, list[Any]] = {}  # the weights of arms that stopped early
-    metric_name = "accuracy" if task == "classification" else "mae"
-    histories: list[list[dict[str, float]]] = [[] for _ in sessions]
-    arm_steps = np.zeros(k)
-    every = list(by_path.values())  # trainable or not (batch-norm statistics), in a fixed order
-    first_epoch = 0
-    # The group's checkpoint: every stacked variable and slot, the step counts, which arms live, each arm's
-    # history and early-stopping state. Batch order is a function of (seed, epoch), so a sweep killed while
-    # the group trains, once resumed, continues all its unfinished arms as the uninterrupted run would.
-    saved = read_arrays(checkpoint) if checkpoint is not None else None
-    if saved is not None and checkpoint is not None:  # a resumed sweep: the group goes on from its last epoch
-        arrays, state = saved
-        if state.get("format") != FORMAT:
-            raise ConfigError(f"{checkpoint} was written by an older modelforge, in a layout this one does not "
-                              f"read; the sweep in {checkpoint.parent.parent} cannot be resumed: run it again "
-                              "into a new hydra.sweep.dir")
-        for i, variable in enumerate(every):
-            variable.assign(arrays[f"var_{i}"])
-        for prefix, group in (("m", optimizer.slots), ("v", optimizer.second)):
-            for i, variable in enumerate(group):
-                variable.assign(arrays[f"{prefix}_{i}"])
-        optimizer.steps.assign(float(state["steps"]))
-        alive.assign(np.asarray(state["alive"], dtype=np.float32))
-        arm_steps = np.asarray(state["arm_steps"], dtype=np.float64)
-        histories = state["histories"]
-        first_epoch = int(state["epochs_done"])
-        for a, stopper in enumerate(stoppers):
-            if stopper is not None:
-                for key, value in state["stopping"][a].items():
-                    setattr(stopper, key, value)
-                count = int(state["best_counts"][a])
-                stopper.best_weights = [arrays[f"best_{a}_{j}"] for j in range(count)] if count else None
-        for a in state["final"]:
-            final[int(a)] = [arrays[f"final_{a}_{j}"] for j in range(len(first.model.weights))]
-        if "rates" in arrays:  # a checkpoint of this version (before it, rates were constants)
-            optimizer.rates.assign(arrays["rates"])
-        for plateau, counters in zip(plateaus, state.get("plateau") or [{}] * k, strict=True):
-            for key, value in counters.items():
-                setattr(plateau, key, value)
-    started = time.perf_counter()
-    for epoch in range(first_epoch, trainer.epochs):
-        orders = np.stack([epoch_order(n, s.run.seed, epoch, trainer.shuffle) for s in sessions])
-        arm_steps += alive.numpy() * per_epoch
-        for metric in [m for arm in (train_metrics + val_metrics if keras_terms else []) for m in arm]:
-            metric.reset_state()
-        loss_sum, metric_sum = (t.numpy().astype(np.float64) for t in train_epoch(tf.constant(orders)))
-        val_loss, val_metric = (t.numpy() for t in evaluate())
-        living = alive.numpy()
-        for a in range(k):
-            if living[a] == 0:
-                continue
-            if keras_terms:
-                row = {"loss": float(loss_sum[a] / n), **{m.name: float(m.result()) for m in train_metrics[a]},
-                       "val_loss": float(val_loss[a]), **{f"val_{m.name}": float(m.result()) for m in val_metrics[a]}}
-            else:
-                row = {metric_name: float(metric_sum[a] / n), "loss": float(loss_sum[a] / n),
-                       f"val_{metric_name}": float(val_metric[a]), "val_loss": float(val_loss[a])}
-            histories[a].append(row)
-            if not all(math.isfinite(v) for v in row.values()):
-                alive[a].assign(0.0)  # this arm's run fails with its NaN epoch; the others go on
-                continue
-            if plateaus[a] is not None:  # before early stopping, as in a run's callbacks
-                plateaus[a].on_epoch_end(epoch, dict(row))
-            if stoppers[a] is not None:
-                stopper = stoppers[a]
-                stopper.on_epoch_end(epoch, dict(row))
-                if stopper.model.stop_training:
-                    alive[a].assign(0.0)
-                    keep_best = stopper.restore_best_weights and stopper.best_weights is not None
-                    final[a] = stopper.best_weights if keep_best else stopper.model.get_weights()
-        if checkpoint is not None:
-            arrays = {f"var_{i}": v.numpy() for i, v in enumerate(every)}
-            arrays.update({f"m_{i}": v.numpy() for i, v in enumerate(optimizer.slots)})
-            arrays.update({f"v_{i}": v.numpy() for i, v in enumerate(optimizer.second)})
-            arrays["rates"] = optimizer.rates.numpy()
-            best_counts = []
-            for a, stopper in enumerate(stoppers):
-                best = list(getattr(stopper, "best_weights", None) or [])
-                best_counts.append(len(best))
-                arrays.update({f"best_{a}_{j}": w for j, w in enumerate(best)})
-            for a, weights in final.items():
-                arrays.update({f"final_{a}_{j}": w for j, w in enumerate(weights)})
-            write_arrays(RunFolder(checkpoint.parent), checkpoint.name, arrays, {
-                "epochs_done": epoch + 1, "steps": float(optimizer.steps.numpy()), "alive": alive.numpy().tolist(),
-                "arm_steps": arm_steps.tolist(), "histories": histories, "final": list(final),
-                "best_counts": best_counts,
-                "stopping": [stopping_state(s) if s is not None else {} for s in stoppers],
-                "plateau": [stopping_state(p, PLATEAU_STATE) if p is not None else {} for p in plateaus]})
-        if on_epoch is not None:
-            on_epoch(epoch + 1)
-        signum = stop() if stop is not None else None
-        if signum is not None and epoch + 1 < trainer.epochs:
-            raise GroupStopped(signum, epoch + 1)
-    fit_s = time.perf_counter() - started
+    def fit(self, first_epoch: int, on_epoch: Callable[[int], None] | None, checkpoint: Path | None,
+            stop: Callable[[], int | None] | None) -> list[Arm]:
+        """The epochs from `first_epoch` on, each arm's end of epoch, the checkpoint, the stop signal."""
+        import numpy as np
+        import tensorflow as tf
 
-    arms = []
-    for a in range(k):
-        # Keras' EarlyStopping restores the best weights when training ends, stopped early or not.
-        stopper = stoppers[a]
-        restored = stopper is not None and stopper.restore_best_weights and stopper.best_weights is not None
-        weights = final.get(a) or (list(stopper.best_weights) if restored else arm_weights(a)())
-        fused = {"size": k, "arm": a, "fit_s": round(fit_s, 4)}
-        arms.append(Arm(weights, histories[a], fused, int(arm_steps[a]), optimizer.keras_slots(a)))
-    return arms
+        from modelforge.data.batches import epoch_order
 
+        started = time.perf_counter()
+        for epoch in range(first_epoch, self.trainer.epochs):
+            orders = np.stack([epoch_order(self.n, s.run.seed, epoch, self.trainer.shuffle) for s in self.sessions])
+            self.arm_steps += self.alive.numpy() * self.per_epoch
+            for metric in [m for arm in self.train_metrics + self.val_metrics for m in arm]:
+                metric.reset_state()
+            loss_sum, metric_sum = (t.numpy().astype(np.float64) for t in self.train_epoch(tf.constant(orders)))
+            val_loss, val_metric = (t.numpy() for t in self.evaluate())
+            living = self.alive.numpy()
+            for a in range(self.k):
+                if living[a]:
+                    self.end_epoch(epoch, a, self.row(a, loss_sum, metric_sum, val_loss, val_metric))
+            if checkpoint is not None:
+                save(self, checkpoint, epoch + 1)
+            if on_epoch is not None:
+                on_epoch(epoch + 1)
+            signum = stop() if stop is not None else None
+            if signum is not None and epoch + 1 < self.trainer.epochs:
+                raise GroupStopped(signum, epoch + 1)
+        return self.arms(time.perf_counter() - started)
+
+    def arms(self, fit_s: float) -> list[Arm]:
+        """Each arm's outcome; Keras' EarlyStopping restores the best weights when training ends, stopped early
+        or not."""
+        found = []
+        for a, stopper in enumerate(self.stoppers):
+            restored = stopper is not None and stopper.restore_best_weights and stopper.best_weights is not None
+            weights = self.final.get(a) or (list(stopper.best_weights) if restored else self.arm_weights(a)())
+            fused = {"size": self.k, "arm": a, "fit_s": round(fit_s, 4)}
+            found.append(Arm(weights, self.histories[a], fused, int(self.arm_steps[a]),
+                             self.optimizer.keras_slots(a)))
+        return found
+
+
+# The group checkpoint: every stacked variable and slot, the step counts, which arms live, each arm's history,
+# early-stopping and plateau state. Batch order is a function of (seed, epoch), so a sweep killed while the
+# group trains, once resumed, continues all its unfinished arms as the uninterrupted run would.
+_SLOTS = (("m", "slots"), ("v", "second"), ("a", "third"))
+
+
+def save(group: GroupTrainer, checkpoint: Path, epochs_done: int) -> None:
+    """Writes the group's checkpoint after an epoch (two generations, atomically: `write_arrays`)."""
+    optimizer = group.optimizer
+    arrays = {f"var_{i}": v.numpy() for i, v in enumerate(group.every)}
+    for prefix, attribute in _SLOTS:
+        arrays.update({f"{prefix}_{i}": v.numpy() for i, v in enumerate(getattr(optimizer, attribute))})
+    arrays["rates"] = optimizer.rates.numpy()
+    best_counts = []
+    for a, stopper in enumerate(group.stoppers):
+        best = list(getattr(stopper, "best_weights", None) or [])
+        best_counts.append(len(best))
+        arrays.update({f"best_{a}_{j}": w for j, w in enumerate(best)})
+    for a, weights in group.final.items():
+        arrays.update({f"final_{a}_{j}": w for j, w in enumerate(weights)})
+    write_arrays(RunFolder(checkpoint.parent), checkpoint.name, arrays, {
+        "epochs_done": epochs_done, "steps": float(optimizer.steps.numpy()), "alive": group.alive.numpy().tolist(),
+        "arm_steps": group.arm_steps.tolist(), "histories": group.histories, "final": list(group.final),
+        "best_counts": best_counts,
+        "stopping": [stopping_state(s) if s is not None else {} for s in group.stoppers],
+        "plateau": [stopping_state(p, PLATEAU_STATE) if p is not None else {} for p in group.plateaus]})
+
+
+def restore(group: GroupTrainer, checkpoint: Path) -> int:
+    """Restores the group from its newest readable checkpoint generation; returns the epochs done (0: none).
+
+    Raises:
+        ConfigError: the checkpoint was written in an older layout.
+    """
+    import numpy as np
+
+    saved = read_arrays(checkpoint)
+    if saved is None:
+        return 0
+    arrays, state = saved
+    if state.get("format") != FORMAT:
+        raise ConfigError(f"{checkpoint} was written by an older modelforge, in a layout this one does not read; the "
+                          f"sweep in {checkpoint.parent.parent} cannot be resumed: run it again into a new "
+                          "hydra.sweep.dir")
+    optimizer = group.optimizer
+    for i, variable in enumerate(group.every):
+        variable.assign(arrays[f"var_{i}"])
+    for prefix, attribute in _SLOTS:
+        for i, variable in enumerate(getattr(optimizer, attribute)):
+            variable.assign(arrays[f"{prefix}_{i}"])
+    optimizer.steps.assign(float(state["steps"]))
+    optimizer.rates.assign(arrays["rates"])
+    group.alive.assign(np.asarray(state["alive"], dtype=np.float32))
+    group.arm_steps = np.asarray(state["arm_steps"], dtype=np.float64)
+    group.histories = state["histories"]
+    for a, stopper in enumerate(group.stoppers):
+        if stopper is not None:
+            for key, value in state["stopping"][a].items():
+                setattr(stopper, key, value)
+            count = int(state["best_counts"][a])
+            stopper.best_weights = [arrays[f"best_{a}_{j}"] for j in range(count)] if count else None
+    for a in state["final"]:
+        group.final[int(a)] = [arrays[f"final_{a}_{j}"] for j in range(len(group.first.model.weights))]
+    for plateau, counters in zip(group.plateaus, state["plateau"], strict=True):
+        for key, value in counters.items():
+            setattr(plateau, key, value)
+    return int(state["epochs_done"])
