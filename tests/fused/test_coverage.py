@@ -1,0 +1,40 @@
+"""What fuses is stated once, in the op registry and the optimizer table: the README's lines are checked against
+them, and a layer without an op is refused by name."""
+
+import re
+from pathlib import Path
+
+import keras
+import pytest
+
+from modelforge.fused.groups import FUSED_KEYS
+from modelforge.fused.ops import OPS, covered, make_op, why_not
+from modelforge.fused.optimizer import ARM_SCALARS
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def marked(name):
+    (found,) = re.findall(rf"<!-- {name} -->(.*?)<!-- /{name} -->", README, re.S)
+    return " ".join(found.split())
+
+
+def test_the_readme_lists_what_the_registry_and_the_optimizer_table_fuse():
+    assert marked("fused-layers") == "Layers: " + ", ".join(covered()) + "."
+    optimizers = "; ".join(f"{name} ({', '.join(scalars)})" for name, scalars in ARM_SCALARS.items())
+    assert marked("fused-optimizers") == f"Optimizers, with the arguments each arm may set: {optimizers}."
+
+
+def test_the_per_arm_keys_of_a_group_come_from_the_optimizer_table():
+    per_arm = {key.split(".", 1)[1] for key in FUSED_KEYS if key.startswith("optimizer.")}
+    assert per_arm == {key for scalars in ARM_SCALARS.values() for key in scalars}
+
+
+def test_a_layer_without_an_op_is_refused_by_name():
+    layer = keras.layers.Conv3D(2, 2, name="volume")
+    assert "Conv3D" not in OPS
+    reason = why_not(layer)
+    assert reason.startswith("its model has a Conv3D layer (volume)")
+    with pytest.raises(ValueError) as err:
+        make_op([layer], lambda j: None)
+    assert str(err.value) == reason
