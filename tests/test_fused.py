@@ -94,10 +94,14 @@ def test_an_initializer_and_seed_sweep_matches_the_basic_launcher(tmp_path):
         assert RUN_FILES | {".hydra"} <= {p.name for p in folder.iterdir()}
         record = json.loads((folder / "metrics.json").read_text())
         assert record["status"] == "completed" and record["fused"]["size"] == 6 and record["fused"]["arm"] == job
+        # Honest timings: the job's fit is its share of the group's; the group's fit is under `fused`.
+        assert record["timings"]["fit_s"] == pytest.approx(record["fused"]["fit_s"] / 6)
+        assert record["timings"]["replay_s"] < record["fused"]["fit_s"]
         # The same initial weights as the separate run: the plans are identical, seeds included.
         assert (folder / "init_plan.json").read_text() == (basic[job] / "init_plan.json").read_text()
     summary = (tmp_path / "fused" / "summary.csv").read_text()
     assert summary.count("completed") == 6
+    assert "its share of its group's fit" in (tmp_path / "fused" / "summary.md").read_text()
     # The saved models: the same weights and the same optimizer state (step count, Adam's slots) as the runs'.
     import keras
 
