@@ -154,8 +154,10 @@ def write_tensorboard_hparams(log_dir: Path, run: RunConfig, run_name: str) -> N
     from tensorboard.plugins.hparams import api as hp
 
     log_dir.mkdir(parents=True, exist_ok=True)
-    with tf.summary.create_file_writer(str(log_dir)).as_default():
+    writer = tf.summary.create_file_writer(str(log_dir))
+    with writer.as_default():
         hp.hparams(flatten(run.resolved), trial_id=run_name)
+    writer.close()  # on disk now: the command line's process ends without the interpreter's teardown
 
 
 # The package each logger needs beyond the core dependencies, and the extra that installs it.
