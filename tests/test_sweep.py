@@ -210,6 +210,12 @@ def test_mlflow_logs_params_metrics_and_artifacts(compose, tmp_path, monkeypatch
     assert [m.step for m in client.get_metric_history(run_id, "val_accuracy")] == [1, 2]
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"init_plan.json", "model.keras", "config.yaml", "history.csv", "metrics.json"} <= artifacts
+    # The objective (the saved model's) under its own name, beside the last epoch's final_* metrics.
+    logged = client.get_run(run_id).data.metrics
+    record = json.loads((tmp_path / f"run{runs.iloc[0]['params.seed']}" / "metrics.json").read_text())
+    assert logged["objective_val_accuracy"] == pytest.approx(record["objective"]["value"])
+    assert logged["objective_epoch"] == record["objective"]["epoch"] == 2
+    assert logged["final_val_accuracy"] == pytest.approx(record["final"]["val_accuracy"])
 
 
 def test_tensorboard_hparams_written(compose, tmp_path):

@@ -256,3 +256,18 @@ def test_an_unknown_status_exits_2_and_a_symlinked_lock_is_not_followed(tmp_path
     result = run_module(tmp_path, "trainer.epochs=1", "hydra.run.dir=linked")
     assert result.returncode == 2 and "is a symbolic link" in said(result)
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_resume_of_a_sweep_refuses_a_job_whose_config_changed(tmp_path):
+    proc = start(tmp_path, "-m", "seed=0,1", *RUN, "trainer.epochs=3", "hydra.sweep.dir=sweep")
+    wait_for(lambda: rows(tmp_path / "sweep" / "0") >= 1, timeout=300)
+    proc.kill()
+    proc.wait()
+    plan = json.loads((tmp_path / "sweep" / "jobs.json").read_text())
+    plan["task_overrides"] = [o.replace("model.units=16", "model.units=12") for o in plan["task_overrides"]]
+    (tmp_path / "sweep" / "jobs.json").write_text(json.dumps(plan))  # as a re-launch with other overrides sees it
+    before = snapshot(tmp_path / "sweep" / "0")
+    resumed = run_module(tmp_path, "resume", "sweep")
+    assert resumed.returncode != 0
+    assert "model.units: 16 -> 12" in said(resumed)
+    assert snapshot(tmp_path / "sweep" / "0") == before
