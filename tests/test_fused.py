@@ -415,10 +415,13 @@ NEW_OPS = {
              "+model.layers=[{type:separable_conv2d,filters:4,kernel_size:3,padding:same},"
              "{type:depthwise_conv2d,kernel_size:3},{type:conv2d_transpose,filters:3,kernel_size:2,strides:2},"
              "{type:flatten},{type:layer_normalization},{type:dense,units:16}]"],
-    # Embedding and SimpleRNN under RMSprop, the arms differing in their rates.
-    "tokens": ["data.layout=tokens", "optimizer=rmsprop", "optimizer.learning_rate=0.01,0.02",
-               "+model.layers=[{type:embedding,input_dim:17,output_dim:8},{type:simple_rnn,units:32},"
-               "{type:dense,units:16}]"],
+    # Embedding under RMSprop, the arms differing in their rates (Keras squares an embedding's gradient per
+    # occurrence: the fused model does too).
+    "tokens": ["data.layout=tokens", "optimizer=rmsprop", "optimizer.learning_rate=0.001,0.003",
+               "+model.layers=[{type:embedding,input_dim:17,output_dim:8},{type:flatten},{type:dense,units:16}]"],
+    # SimpleRNN over the digits' rows (a long tanh recurrence at a high rate is chaotic: float rounding alone
+    # would part any two implementations).
+    "simple_rnn": ["data.layout=sequence", "seed=0,1", "+model.layers=[{type:simple_rnn,units:16}]"],
 }
 
 

@@ -114,7 +114,9 @@ class FusedOptimizer:
 
         `squares[i]`, where given, replaces the square of gradient i in Adam's and RMSprop's second moments:
         Keras gets an embedding's gradient as IndexedSlices and squares it per occurrence before summing the
-        rows, so the fused model passes the per-occurrence sum of squares for its embedding tables.
+        rows, so the fused model passes the per-occurrence sum of squares for its embedding tables (for
+        RMSprop each occurrence already times `1 - rho`, as Keras multiplies before it sums:
+        `occurrence_scale`).
         """
         import tensorflow as tf
 
@@ -126,6 +128,7 @@ class FusedOptimizer:
         for i, (var, grad) in enumerate(zip(self.variables, grads, strict=True)):
             rank, slot = self.ranks[i], self.slots[i]
             square = squares[i] if squares is not None and squares[i] is not None else None
+            scaled = square is not None and self.name == "rmsprop"  # already times 1 - rho, per occurrence
             # A frozen arm's weights and slots stay as they are (tf.where: NaN times 0 would still be NaN).
             keep = tf.broadcast_to(tf.reshape(self.alive > 0, [-1] + [1] * (rank - 1)), var.shape)
             grad = tf.where(keep, grad, 0.0)
@@ -146,13 +149,19 @@ class FusedOptimizer:
                 second.assign(tf.where(keep, second + (square - second) * rest_2, second))
                 var.assign(tf.where(keep, var - rate * slot / (tf.sqrt(second) + eps), var))
             elif self.name == "rmsprop":
-                self._rmsprop(i, var, grad, square, rates[i], keep)
+                self._rmsprop(i, var, grad, square, rates[i], keep, scaled)
             else:
                 momentum = per_arm([a["momentum"] for a in args], rank)
                 slot.assign(tf.where(keep, momentum * slot - rates[i] * grad, slot))
                 var.assign(tf.where(keep, var + slot, var))
 
-    def _rmsprop(self, i: int, var: Any, grad: Any, square: Any, rate: Any, keep: Any) -> None:
+    def occurrence_scale(self) -> list[float] | None:
+        """What Keras multiplies each occurrence's squared embedding gradient by before summing the rows, per
+        arm: RMSprop's `1 - rho` (None: nothing, as in Adam)."""
+        return [1 - a["rho"] for a in self.args] if self.name == "rmsprop" else None
+
+    def _rmsprop(self, i: int, var: Any, grad: Any, square: Any, rate: Any, keep: Any,
+                 scaled: bool = False) -> None:
         """Keras' RMSprop step for variable i, each arm with its own rho, momentum and epsilon. With momentum 0
         the momentum slot holds the increment itself, which is Keras' update without momentum, exactly."""
         import tensorflow as tf
@@ -161,7 +170,7 @@ class FusedOptimizer:
         rho, eps = per_arm([a["rho"] for a in args], rank), per_arm([a["epsilon"] for a in args], rank)
         rest = per_arm([1 - a["rho"] for a in args], rank)  # in Python's doubles, as Keras computes it
         velocity, momentum_slot = self.second[i], self.slots[i]
-        velocity.assign(tf.where(keep, rho * velocity + rest * square, velocity))
+        velocity.assign(tf.where(keep, rho * velocity + (square if scaled else rest * square), velocity))
         if self.centered:
             average = self.third[i]
             average.assign(tf.where(keep, rho * average + rest * grad, average))

@@ -297,7 +297,12 @@ class GroupTrainer:
             (ids, _), table = op.taps[0], op.variables[0]
             vocab, width = int(table.shape[1]), int(table.shape[-1])
             offsets = tf.reshape(tf.range(k) * vocab, [k] + [1] * (len(ids.shape) - 1))
-            summed = tf.math.unsorted_segment_sum(tf.reshape(tf.square(d_out), [-1, width]),
+            occurrences = tf.square(d_out)
+            scale = self.optimizer.occurrence_scale()
+            if scale is not None:  # each occurrence scaled before the rows are summed, as Keras does it
+                shape = [k] + [1] * (len(d_out.shape) - 1)
+                occurrences = occurrences * tf.reshape(tf.constant(scale, tf.float32), shape)
+            summed = tf.math.unsorted_segment_sum(tf.reshape(occurrences, [-1, width]),
                                                   tf.reshape(ids + offsets, [-1]), k * vocab)
             squares[next(j for j, v in enumerate(variables) if v is table)] = tf.reshape(summed, table.shape)
         return list(grads), squares if tapped else None
