@@ -224,10 +224,15 @@ def test_resume_and_report_take_any_folder_path(tmp_path):
     assert list((tmp_path / "outputs" / "report").rglob("summary.md"))
 
 
-@pytest.mark.parametrize("launcher", ["basic", "parallel", "fused"])
+LAUNCHERS = {"basic": [], "parallel": ["hydra/launcher=parallel"], "fused": ["hydra/launcher=fused"],
+             "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+             "submitit_local": ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]}
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_job_folder_names_past_the_filesystems_limit_are_shortened(tmp_path, launcher):
     layers = "[" + ",".join(["{type:dense,units:4}"] * 12) + "]"
-    extra = [] if launcher == "basic" else [f"hydra/launcher={launcher}"]
+    extra = LAUNCHERS[launcher]
     result = run_module(tmp_path, "-m", f"model.layers={layers}", "seed=0,1", "trainer.epochs=1", "trainer.verbose=0",
                         "hydra.sweep.dir=sweep", "hydra.sweep.subdir=${hydra.job.override_dirname}", *extra)
     assert result.returncode == 0, result.stderr

@@ -2,9 +2,10 @@
 
 `hydra.sweep.subdir=${hydra.job.override_dirname}` with long values (a `model.layers` list) makes a name the
 filesystem refuses (OSError 36), which would end the whole sweep. Every launcher composes each job through
-Hydra's config loader (`load_sweep_config`), in the driver or in its workers, so modelforge wraps that one
-method: each part of the job's subdir over 255 bytes becomes a readable prefix and a hash (`core.names.
-fit_name`), the same in every process, and the long name is recorded in the sweep's jobs.json.
+Hydra's config loader (`load_sweep_config`), in the driver or in its workers, so modelforge's Hydra app makes
+its loader a subclass whose `load_sweep_config` fits the folder: each part of the job's subdir over 255 bytes
+becomes a readable prefix and a hash (`core.names.fit_name`), the same in every process, and the long name is
+recorded in the sweep's jobs.json.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
 from modelforge.analysis.summary import PLANNED
 from modelforge.core.names import fit_path
@@ -70,21 +73,24 @@ def record_shortened(sweep_dir: Path, full: str, short: str) -> None:
           f"(recorded in {folder.path / PLANNED})", flush=True)
 
 
+class FittingConfigLoader(ConfigLoaderImpl):  # type: ignore[misc]
+    """Hydra's config loader, each job's folder name made to fit as it composes the job (see the module's
+    docstring). Launchers pickle the loader to their workers (joblib, submitit, Ray, modelforge's parallel
+    launcher), and a pickle names this class, so the workers compose through it too."""
+
+    def load_sweep_config(self, master_config: Any, sweep_overrides: list[str]) -> Any:
+        return _fit_subdir(super().load_sweep_config(master_config, sweep_overrides))
+
+
 def fit_job_folders() -> bool:
-    """Wraps Hydra 1.3's `ConfigLoaderImpl.load_sweep_config` so each job's folder name fits (see the module's
-    docstring); True when applied, False when already applied or on a Hydra without that method. A subdir that
-    also names `${hydra.job.num}` is resolved only after composing, by the launcher: it is left as it is."""
+    """Makes the Hydra app of this process make its config loader a `FittingConfigLoader`; True when applied,
+    False when already applied or on a Hydra that makes its loader elsewhere. A subdir that also names
+    `${hydra.job.num}` is resolved only after composing, by the launcher: it is left as it is."""
     try:
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        import hydra._internal.hydra as hydra_module
     except ImportError:
         return False
-    original = ConfigLoaderImpl.load_sweep_config
-    if getattr(original, "modelforge_fits", False):
+    if getattr(hydra_module, "ConfigLoaderImpl", None) is not ConfigLoaderImpl:
         return False
-
-    def load_sweep_config(self: Any, master_config: Any, sweep_overrides: list[str]) -> Any:
-        return _fit_subdir(original(self, master_config, sweep_overrides))
-
-    load_sweep_config.modelforge_fits = True  # type: ignore[attr-defined]
-    ConfigLoaderImpl.load_sweep_config = load_sweep_config  # type: ignore[method-assign]
+    hydra_module.ConfigLoaderImpl = FittingConfigLoader  # type: ignore[misc]
     return True

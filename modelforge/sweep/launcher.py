@@ -45,9 +45,6 @@ def _work(conn: Connection, threads: int) -> None:
     from hydra.core.utils import run_job, setup_globals
     from omegaconf import open_dict
 
-    from modelforge.sweep.jobdirs import fit_job_folders
-
-    fit_job_folders()  # this worker composes its jobs: their folder names must fit here too
     # Ctrl-C reaches every process of the terminal: a job takes it while it fits (it checkpoints and stops),
     # and the launcher stops the sweep; an idle worker just waits to be closed.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
