@@ -24,3 +24,20 @@ def compose() -> Callable[..., DictConfig]:
         return modelforge.compose(list(overrides))
 
     return _compose
+
+
+@pytest.fixture(scope="session")
+def ray_python(tmp_path_factory):
+    """A venv with Ray, made once for the test session: it sees the dev venv's packages (TensorFlow, Hydra) and
+    this checkout through a .pth file, and gets hydra-ray-launcher (which brings Ray) on top. Its own venv,
+    since hydra-ray-launcher pins cloudpickle < 3, which the test extra's joblib cannot share."""
+    import subprocess
+    from pathlib import Path
+
+    from tests.helpers import overlay_venv
+
+    py = overlay_venv(tmp_path_factory.mktemp("ray") / "venv", Path(__file__).resolve().parents[1])
+    installed = subprocess.run([str(py), "-m", "pip", "install", "-q", "hydra-ray-launcher==1.2.*"],
+                               capture_output=True, text=True, timeout=900)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    return py

@@ -430,3 +430,30 @@ NEW_OPS = {
 def test_the_new_ops_match_the_basic_launcher(tmp_path, case):
     args = [a.replace("examples/", f"{Path(__file__).resolve().parents[1]}/examples/") for a in NEW_OPS[case]]
     matched_sweeps(tmp_path, 2, *args, "trainer.epochs=2")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["submitit", "ray"])
+def test_chunks_on_submitit_and_ray_equal_the_in_process_sweep(tmp_path, executor, request):
+    """Each chunk as a submitit job (its local executor) or a Ray task (a local Ray): the same folders, the
+    same numbers, bit for bit, as the in-process fused sweep; the driver writes the summaries."""
+    import subprocess
+    import sys
+
+    args = ["-m", *SWEEP, "trainer.epochs=2", "hydra/launcher=fused", "hydra.launcher.max_arms=2", "seed=0,1,2"]
+    _, here = sweep(tmp_path, "here", *args[1:])
+    python = request.getfixturevalue("ray_python") if executor == "ray" else sys.executable
+    (tmp_path / "work").mkdir()
+    elsewhere = subprocess.run([str(python), "-m", "modelforge", *args, f"hydra.launcher.executor={executor}",
+                                "hydra.launcher.cluster=local", f"hydra.sweep.dir={tmp_path / 'there'}"],
+                               cwd=tmp_path / "work", capture_output=True, text=True, timeout=900)
+    assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]
+    assert f"fused group 1, chunk 1: 2 arms as one model, sent to {executor}" in elsewhere.stdout
+    there = sorted((tmp_path / "there").glob("[0-9]*"), key=lambda p: int(p.name))
+    assert [p.name for p in there] == [p.name for p in here]
+    for a, b in zip(here, there, strict=True):
+        assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+        ma, mb = (json.loads((p / "metrics.json").read_text()) for p in (a, b))
+        assert ma["objective"] == mb["objective"] and ma["fused"]["size"] == mb["fused"]["size"]
+    assert "3 runs: 3 completed" in (tmp_path / "there" / "summary.md").read_text()
+    assert not (tmp_path / "there" / ".fused").exists()

@@ -13,7 +13,7 @@ import yaml
 
 import modelforge
 from modelforge.errors import ConfigError
-from tests.helpers import CLI_RUN_FILES, FAST, RUN_FILES, overlay_venv, run_dirs, run_module
+from tests.helpers import CLI_RUN_FILES, FAST, RUN_FILES, run_dirs, run_module
 
 TINY = ["trainer.epochs=1", "model.units=4", "model.depth=1", "trainer.verbose=0"]
 
@@ -235,20 +235,11 @@ def test_tensorboard_hparams_written(compose, tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_launcher_in_local_mode(tmp_path):
-    """Ray in its own venv: hydra-ray-launcher pins cloudpickle < 3, which the test extra's joblib cannot share.
-
-    The venv sees the dev venv's packages (TensorFlow, Hydra, modelforge) through a .pth file, and gets
-    hydra-ray-launcher and its own cloudpickle on top.
-    """
-    # The checkout too: modelforge's editable install is itself a .pth, which the overlay does not process.
-    py = overlay_venv(tmp_path / "ray-venv", Path(__file__).resolve().parents[1])
-    installed = subprocess.run([str(py), "-m", "pip", "install", "-q", "hydra-ray-launcher==1.2.*"],
-                               capture_output=True, text=True, timeout=900)
-    assert installed.returncode == 0, installed.stderr[-2000:]
+def test_ray_launcher_in_local_mode(tmp_path, ray_python):
+    """Ray in its own venv (the session's `ray_python`: hydra-ray-launcher pins cloudpickle < 3)."""
     (tmp_path / "run").mkdir()
-    result = subprocess.run([str(py), "-m", "modelforge", "-m", "seed=0,1", "hydra/launcher=ray_cluster", *TINY],
-                            cwd=tmp_path / "run", capture_output=True, text=True, timeout=600)
+    result = subprocess.run([str(ray_python), "-m", "modelforge", "-m", "seed=0,1", "hydra/launcher=ray_cluster",
+                             *TINY], cwd=tmp_path / "run", capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_csv(sweep_dir(tmp_path / "run") / "summary.csv")
     assert sorted(r["seed"] for r in rows) == ["0", "1"] and {r["status"] for r in rows} == {"completed"}

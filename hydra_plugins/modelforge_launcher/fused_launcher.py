@@ -6,7 +6,7 @@ Hydra imports every plugin at start-up, so this module imports nothing heavy; th
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -23,6 +23,17 @@ class FusedLauncherConf:
     _target_: str = "hydra_plugins.modelforge_launcher.fused_launcher.FusedLauncher"
     # Most arms trained as one model; null: as many as half the free memory holds, by the plan's estimate.
     max_arms: Any = None
+    # Where each chunk trains: local (this process), ray (a Ray task; `address` reaches a cluster, null starts a
+    # local one) or submitit (a submitit job: `cluster` slurm, local, or null for submitit's own choice). The
+    # sweep folder must be on a filesystem the workers share.
+    executor: str = "local"
+    address: Any = None
+    cluster: Any = None
+    timeout_min: int = 60
+    folder: str = "${hydra.sweep.dir}/.submitit/%j"
+    # Passed to submitit's update_parameters (e.g. slurm_partition), or Ray's CPUs per chunk (cpus_per_chunk).
+    parameters: Any = field(default_factory=dict)
+    cpus_per_chunk: Any = None
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="fused", node=FusedLauncherConf, provider="modelforge")
@@ -61,8 +72,8 @@ class RememberingLoader:
 
 
 class FusedLauncher(HeldSetup, Launcher):
-    def __init__(self, max_arms: int | None = None, **kwargs: Any) -> None:
-        self.max_arms = max_arms
+    def __init__(self, max_arms: int | None = None, executor: str = "local", **options: Any) -> None:
+        self.max_arms, self.executor, self.options = max_arms, executor, options
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         # The sweeper holds this same context: from here on its checks compose through the remembering loader.
@@ -75,7 +86,8 @@ class FusedLauncher(HeldSetup, Launcher):
 
         hydra_context, config, task_function = self.held()
         try:
-            return launch(hydra_context, config, task_function, job_overrides, initial_job_idx, self.max_arms)
+            return launch(hydra_context, config, task_function, job_overrides, initial_job_idx, self.max_arms,
+                          self.executor, self.options)
         finally:
             if isinstance(hydra_context.config_loader, RememberingLoader):
                 hydra_context.config_loader.forget()

@@ -17,6 +17,7 @@ import io
 import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -140,28 +141,38 @@ def _train_chunk(chunk: list[Job], label: str, sweep_dir: Path, stop: Callable[[
     return checkpoint
 
 
-def train_groups(jobs: list[Job], max_arms: int | None, sweep_dir: Path, stop: Callable[[], int | None]
-                 ) -> list[Path]:
-    """Trains every group of two or more jobs as fused chunks, attaching each arm to its job; returns the
-    chunks' checkpoints."""
+# A chunk: its label (`fused group 2, chunk 1`) and its jobs, trained as one model.
+Chunk = tuple[str, list[Job]]
+
+
+def plan_chunks(jobs: list[Job], max_arms: int | None) -> list[Chunk]:
+    """The chunks the jobs that may fuse train in (no TensorFlow: the chunk size comes from the plan's memory
+    estimate); a job alone in its group is marked to train on its own, and a resumed sweep's chunk whose jobs
+    were all written is left out."""
     from modelforge.run.setup import plan_for
 
-    checkpoints: list[Path] = []
+    chunks: list[Chunk] = []
     for number, members in enumerate(_groups(jobs), start=1):
         size = chunk_size(max_arms, plan_for(members[0].run), members[0].run)
         for start in range(0, len(members), size):
             chunk = members[start:start + size]
-            if all(job.done for job in chunk):  # a resumed sweep's chunk whose jobs were all written
-                continue
-            label = f"fused group {number}" + (f", chunk {start // size + 1}" if len(members) > size else "")
-            found = _train_chunk(chunk, label, sweep_dir, stop)
-            if found is not None:
-                checkpoints.append(found)
+            if not all(job.done for job in chunk):
+                label = f"fused group {number}" + (f", chunk {start // size + 1}" if len(members) > size else "")
+                chunks.append((label, chunk))
+    return chunks
+
+
+def train_chunks(chunks: list[Chunk], sweep_dir: Path, stop: Callable[[], int | None]) -> list[Path]:
+    """Trains each chunk as one model, attaching each arm to its job; returns the chunks' checkpoints."""
+    checkpoints: list[Path] = []
+    for label, chunk in chunks:
+        found = _train_chunk(chunk, label, sweep_dir, stop)
+        if found is not None:
+            checkpoints.append(found)
     return checkpoints
 
 
-def train_fused(jobs: list[Job], max_arms: int | None, sweep_dir: Path,
-                on_stop: Callable[[int], None]) -> list[Path]:
+def train_fused(chunks: list[Chunk], sweep_dir: Path, on_stop: Callable[[int], None]) -> list[Path]:
     """The fused groups' training, stopped cleanly by SIGTERM or Ctrl-C: the checkpoint of the last complete
     epoch stays, `on_stop` (the summaries) runs, and the process exits with the signal's status. A group
     checkpoint this modelforge cannot read ends it with exit 2, before anything is trained or written."""
@@ -169,10 +180,12 @@ def train_fused(jobs: list[Job], max_arms: int | None, sweep_dir: Path,
     from modelforge.fused.trainer import GroupStopped
 
     received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # a worker's thread: its host handles signals
+        return train_chunks(chunks, sweep_dir, stop=lambda: None)
     saved = {s: signal.signal(s, lambda signum, frame: received.append(signum))
              for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        checkpoints = train_groups(jobs, max_arms, sweep_dir, stop=lambda: received[0] if received else None)
+        checkpoints = train_chunks(chunks, sweep_dir, stop=lambda: received[0] if received else None)
         if received:
             raise GroupStopped(received[0], -1)
     except ConfigError as err:

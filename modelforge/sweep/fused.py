@@ -16,12 +16,15 @@ import contextlib
 import copy
 import functools
 import logging
+import os
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelforge.errors import ConfigError
-from modelforge.fused.groups import FUSED_DIR, Job, group_key, train_fused
+from modelforge.fused.groups import FUSED_DIR, Job, group_key, plan_chunks, train_fused
 from modelforge.run.checkpoint import previous
 from modelforge.run.folder import FolderState, RunFolder
 
@@ -73,8 +76,13 @@ def _describe(hydra_context: Any, config: Any, task_function: Any, overrides: Se
 
 
 def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: Sequence[Sequence[str]],
-           initial_job_idx: int, max_arms: int | None) -> list[Any]:
-    """Runs the sweep's jobs, fused where they can be; returns their JobReturns in the jobs' order."""
+           initial_job_idx: int, max_arms: int | None, executor: str = "local",
+           options: dict[str, Any] | None = None) -> list[Any]:
+    """Runs the sweep's jobs, fused where they can be; returns their JobReturns in the jobs' order.
+
+    `executor`: where the chunks run (`modelforge.fused.executors`): `local` (in this process), `ray` or
+    `submitit`, with its `options`.
+    """
     from hydra.core.utils import configure_log, setup_globals
 
     setup_globals()
@@ -84,19 +92,98 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
     jobs = [_describe(hydra_context, config, task_function, overrides, initial_job_idx + i)
             for i, overrides in enumerate(job_overrides)]
     sweep_dir = Path(str(config.hydra.sweep.dir))
+    if executor != "local":
+        return _launch_elsewhere(hydra_context, config, task_function, jobs, max_arms, executor, options or {})
     checkpoints: list[Path] = []
     if any(job.run is not None and job.alone is None and not job.done for job in jobs):
-        checkpoints = train_fused(jobs, max_arms, sweep_dir, on_stop=lambda signum: _summaries(sweep_dir))
+        checkpoints = train_fused(plan_chunks(jobs, max_arms), sweep_dir, on_stop=lambda signum: _summaries(sweep_dir))
     _say_alone(jobs)
     results = _run_jobs(hydra_context, config, task_function, jobs, sweep_dir)
-    for path in checkpoints:  # every job of the chunk is written now: the runs' folders hold the results
+    _clean(checkpoints, sweep_dir)
+    return results
+
+
+def _clean(checkpoints: Sequence[Path], sweep_dir: Path) -> None:
+    """Every job of these chunks is written now, and the runs' folders hold the results: their checkpoints go."""
+    for path in checkpoints:
         path.unlink(missing_ok=True)
         previous(path).unlink(missing_ok=True)
     if checkpoints and (sweep_dir / FUSED_DIR).is_dir():
         RunFolder(sweep_dir / FUSED_DIR).clean_temp_files()  # what a kill in the middle of a write left
     with contextlib.suppress(OSError):
         (sweep_dir / FUSED_DIR).rmdir()  # only when empty: another chunk's checkpoint is never removed here
-    return results
+
+
+@dataclass
+class ChunkTask:
+    """One chunk (or one job that trains alone) as a worker runs it, anywhere the sweep folder is shared: compose
+    its jobs, train them as one model, and write each job's folder through Hydra's `run_job`. Returns the jobs'
+    JobReturns. Picklable (Ray and submitit send it); submitit calls `checkpoint` on preemption or timeout and
+    requeues it, and the chunk then resumes from its group checkpoint."""
+
+    hydra_context: Any
+    config: Any
+    task_function: Any
+    jobs: list[tuple[int, list[str]]]
+    label: str | None  # None: the jobs train on their own
+    singleton: Any
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self) -> list[Any]:
+        from hydra.core.singleton import Singleton
+        from hydra.core.utils import setup_globals
+
+        setup_globals()
+        Singleton.set_state(self.singleton)
+        os.environ.update(self.env)
+        jobs = [_describe(self.hydra_context, self.config, self.task_function, overrides, idx)
+                for idx, overrides in self.jobs]
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        checkpoints: list[Path] = []
+        if self.label is not None and not all(job.done for job in jobs):
+            checkpoints = train_fused([(self.label, jobs)], sweep_dir, on_stop=lambda signum: None)
+        results = _run_jobs(self.hydra_context, self.config, self.task_function, jobs, sweep_dir)
+        _clean(checkpoints, sweep_dir)
+        return results
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """submitit's hook for a preempted or timed-out job: requeue this chunk, resuming (its group checkpoint,
+        its written jobs untouched)."""
+        import submitit
+
+        from modelforge.run.lifecycle import RESUME_ENV
+
+        self.env = {**self.env, RESUME_ENV: "1"}
+        return submitit.helpers.DelayedSubmission(self)
+
+
+def _launch_elsewhere(hydra_context: Any, config: Any, task_function: Any, jobs: list[Job], max_arms: int | None,
+                      executor: str, options: dict[str, Any]) -> list[Any]:
+    """Each chunk, and each job that trains alone, as a task of `executor`; the driver only plans and waits."""
+    from hydra.core.singleton import Singleton
+    from hydra.types import HydraContext
+
+    from modelforge.fused.executors import run_tasks
+    from modelforge.run.lifecycle import RESUME_ENV, sweep_resumed
+
+    chunks = plan_chunks(jobs, max_arms)
+    _say_alone(jobs)
+    # The loader without what the fused launcher's wrapper kept (the sweeper's configs, composed again there).
+    context = HydraContext(config_loader=getattr(hydra_context.config_loader, "_loader", hydra_context.config_loader),
+                           callbacks=hydra_context.callbacks)
+    env = {RESUME_ENV: "1"} if sweep_resumed() else {}
+    chunked = {job.idx for _, chunk in chunks for job in chunk}
+    units = [(label, chunk) for label, chunk in chunks] + [(None, [j]) for j in jobs if j.idx not in chunked]
+    tasks = [ChunkTask(context, config, task_function, [(j.idx, list(j.overrides)) for j in members], label,
+                       Singleton.get_state(), env) for label, members in units]
+    for label, members in chunks:
+        print(f"{label}: {len(members)} arms as one model, sent to {executor}", flush=True)
+    found: dict[int, Any] = {}
+    for (_, members), returned in zip(units, run_tasks(tasks, executor, options), strict=True):
+        found.update({job.idx: ret for job, ret in zip(members, returned, strict=True)})
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    _clean([], sweep_dir)
+    return [found[job.idx] for job in jobs]
 
 
 def _summaries(sweep_dir: Path) -> None:
@@ -151,6 +238,9 @@ def _stop_between_jobs(sweep_dir: Path) -> Any:
     import sys
 
     received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # a worker's thread: its host handles signals
+        yield received
+        return
     saved = {s: signal.signal(s, lambda signum, frame: received.append(signum))
              for s in (signal.SIGTERM, signal.SIGINT)}
     try:
