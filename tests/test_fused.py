@@ -457,3 +457,34 @@ def test_chunks_on_submitit_and_ray_equal_the_in_process_sweep(tmp_path, executo
         assert ma["objective"] == mb["objective"] and ma["fused"]["size"] == mb["fused"]["size"]
     assert "3 runs: 3 completed" in (tmp_path / "there" / "summary.md").read_text()
     assert not (tmp_path / "there" / ".fused").exists()
+
+
+@pytest.mark.slow
+def test_a_submitit_chunk_stopped_by_sigterm_resumes_to_the_same_folders(tmp_path):
+    """SIGTERM to the driver while a chunk trains on submitit's local executor: the chunk is cancelled at its
+    epoch's end, the summaries are written, exit 143; `resume` continues the chunk from its group checkpoint to
+    the in-process sweep's folders."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [*SWEEP, "trainer.epochs=6", "hydra/launcher=fused", "seed=0,1,2"]
+    _, here = sweep(tmp_path, "here", *args)
+    proc = subprocess.Popen([sys.executable, "-m", "modelforge", "-m", *args, "hydra.launcher.executor=submitit",
+                             "hydra.launcher.cluster=local", "hydra.sweep.dir=there"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 300
+    while not list((tmp_path / "there" / ".fused").glob("*.prev.npz")) and time.monotonic() < end:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr[-2000:]
+    assert "python -m modelforge resume" in stderr
+    assert not list((tmp_path / "there").glob("[0-9]*/model.keras"))  # stopped while the chunk trained
+    assert "not started" in (tmp_path / "there" / "summary.md").read_text()
+    resumed = run_module(tmp_path, "resume", "there")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    there = sorted((tmp_path / "there").glob("[0-9]*"), key=lambda p: int(p.name))
+    for a, b in zip(here, there, strict=True):
+        assert (a / "history.csv").read_text() == (b / "history.csv").read_text()

@@ -8,13 +8,46 @@ writes its jobs' folders there; the driver writes the summaries.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from modelforge.errors import invalid
 
 T = TypeVar("T")
 EXECUTORS = ("local", "ray", "submitit")
+# How long a stopped driver waits for its cancelled submitit jobs to end their epoch and exit.
+STOP_WAIT_S = 120.0
+
+
+class TasksStopped(Exception):  # noqa: N818 (how the wait for the tasks ends on a signal, not an error)
+    """SIGTERM or Ctrl-C reached the driver while it waited: the tasks not yet done were cancelled (each keeps
+    its group checkpoint, so `resume` continues it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """While the driver waits: SIGTERM or SIGINT ends the wait with `TasksStopped`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise TasksStopped(signum)
+
+    saved = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
 
 
 def run_tasks(tasks: Sequence[Callable[[], T]], executor: str, options: Mapping[str, Any]) -> list[T]:
@@ -28,6 +61,7 @@ def run_tasks(tasks: Sequence[Callable[[], T]], executor: str, options: Mapping[
 
     Raises:
         ConfigError: an unknown executor, naming the nearest.
+        TasksStopped: a signal arrived while the driver waited (Ray and submitit: the pending tasks cancelled).
     """
     if executor == "local":
         return [task() for task in tasks]
@@ -48,7 +82,15 @@ def _ray(tasks: Sequence[Callable[[], T]], options: Mapping[str, Any]) -> list[T
     if not ray.is_initialized():
         ray.init(address=options.get("address"), log_to_driver=True, include_dashboard=False)
     remote = ray.remote(num_cpus=options.get("cpus_per_chunk") or 1)(_call)
-    return list(ray.get([remote.remote(task) for task in tasks]))
+    refs = [remote.remote(task) for task in tasks]
+    try:
+        with _stop_on_signals():
+            return list(ray.get(refs))
+    except TasksStopped:
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise
 
 
 def _submitit(tasks: Sequence[Callable[[], T]], options: Mapping[str, Any]) -> list[T]:
@@ -58,4 +100,16 @@ def _submitit(tasks: Sequence[Callable[[], T]], options: Mapping[str, Any]) -> l
     executor.update_parameters(timeout_min=int(options.get("timeout_min") or 60), **dict(options.get("parameters")
                                                                                           or {}))
     jobs = [executor.submit(task) for task in tasks]
-    return [job.result() for job in jobs]
+    try:
+        with _stop_on_signals():
+            return [job.result() for job in jobs]
+    except TasksStopped:
+        for job in jobs:
+            if not job.done():
+                job.cancel(check=False)
+        # A cancelled chunk ends its epoch and writes its checkpoint before it exits: wait for that, so that a
+        # resume never finds a worker still writing.
+        deadline = time.monotonic() + STOP_WAIT_S
+        while time.monotonic() < deadline and not all(job.done() for job in jobs):
+            time.sleep(0.2)
+        raise

@@ -163,7 +163,7 @@ def _launch_elsewhere(hydra_context: Any, config: Any, task_function: Any, jobs:
     from hydra.core.singleton import Singleton
     from hydra.types import HydraContext
 
-    from modelforge.fused.executors import run_tasks
+    from modelforge.fused.executors import TasksStopped, run_tasks
     from modelforge.run.lifecycle import RESUME_ENV, sweep_resumed
 
     chunks = plan_chunks(jobs, max_arms)
@@ -178,10 +178,20 @@ def _launch_elsewhere(hydra_context: Any, config: Any, task_function: Any, jobs:
                        Singleton.get_state(), env) for label, members in units]
     for label, members in chunks:
         print(f"{label}: {len(members)} arms as one model, sent to {executor}", flush=True)
-    found: dict[int, Any] = {}
-    for (_, members), returned in zip(units, run_tasks(tasks, executor, options), strict=True):
-        found.update({job.idx: ret for job, ret in zip(members, returned, strict=True)})
     sweep_dir = Path(str(config.hydra.sweep.dir))
+    try:
+        returned = run_tasks(tasks, executor, options)
+    except TasksStopped as err:  # as in process: the summaries, the way to continue, the signal's status
+        import signal
+        import sys
+
+        _summaries(sweep_dir)
+        print(f"modelforge: sweep stopped by {signal.Signals(err.signum).name}; its chunks' checkpoints continue "
+              f"it: python -m modelforge resume {sweep_dir}", file=sys.stderr)
+        sys.exit(128 + err.signum)
+    found: dict[int, Any] = {}
+    for (_, members), results in zip(units, returned, strict=True):
+        found.update({job.idx: ret for job, ret in zip(members, results, strict=True)})
     _clean([], sweep_dir)
     return [found[job.idx] for job in jobs]
 
