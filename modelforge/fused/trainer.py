@@ -50,7 +50,11 @@ def why_not(session: Session) -> str | None:
             continue
         if key not in known or (key in SHARED_DEFAULTS[optimizer.name] and value != known[key]):
             return f"optimizer.{key}={value!r} is not fused"
+    clipped = [key for key in CLIPPING if optimizer.args.get(key)]
+    embedded = any(type(layer).__name__ == "Embedding" for layer in model.layers)
     checks = [
+        # Keras clips an embedding's IndexedSlices gradient by the norm of its occurrences, not of its rows.
+        (bool(clipped) and embedded, f"optimizer.{clipped[0] if clipped else ''} with an Embedding layer"),
         (trainer.precision != "float32", f"trainer.precision={trainer.precision}"),
         (trainer.strategy != "default", f"trainer.strategy={trainer.strategy}"),
         (session.dataset.decode is not None, f"data={run.data.name} streams from files"),

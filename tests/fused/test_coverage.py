@@ -38,3 +38,21 @@ def test_a_layer_without_an_op_is_refused_by_name():
     with pytest.raises(ValueError) as err:
         make_op([layer], lambda j: None)
     assert str(err.value) == reason
+
+
+def test_clipping_with_an_embedding_does_not_fuse(compose):
+    import contextlib
+    import io
+
+    import modelforge
+    from modelforge.fused.trainer import why_not as run_refused
+    from modelforge.run.setup import prepare
+
+    tokens = ["data.layout=tokens", "+model.layers=[{type:embedding,input_dim:17,output_dim:4},{type:flatten}]",
+              "model.units=4"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        clipped = prepare(modelforge.run_config(compose([*tokens, "+optimizer.clipnorm=1.0"])))
+        plain = prepare(modelforge.run_config(compose(tokens)))
+    assert run_refused(clipped) == ("optimizer.clipnorm with an Embedding layer, which the fused model does not "
+                                    "cover")
+    assert run_refused(plain) is None
