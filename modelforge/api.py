@@ -109,8 +109,14 @@ def plan(cfg: Any, input_shape: tuple[int, ...] | None = None) -> Plan:
     return plan_for(run_config(cfg), input_shape)
 
 
-def build_model(cfg: Any, input_shape: tuple[int, ...] | None = None) -> keras.Model:
+def build_model(cfg: Any, input_shape: tuple[int, ...] | None = None, sample: Any = None) -> keras.Model:
     """Builds the config's model, every kernel initialized as the plan says.
+
+    Args:
+        cfg: a composed config (or a `RunConfig`).
+        input_shape: one sample's shape, for data the config does not describe (None: the configured data's).
+        sample: training inputs for `initializer=lsuv` to measure on; None loads the config's data and draws
+            `initializer.samples` of them with the run's seed, as a run does (only when the plan needs them).
 
     Example:
         >>> model = build_model(compose(["model.depth=1"]), input_shape=(20,))
@@ -119,7 +125,13 @@ def build_model(cfg: Any, input_shape: tuple[int, ...] | None = None) -> keras.M
     """
     from modelforge.build import build
 
-    return build(plan(cfg, input_shape))
+    run = run_config(cfg)
+    found = plan(run, input_shape)
+    if sample is None and found.sample_size and input_shape is None:
+        from modelforge.data.arrays import load
+
+        sample = load(run.data, found.info, run.seed, run.trainer.batch_size).sample(found.sample_size, run.seed)
+    return build(found, sample=sample)
 
 
 def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool = False,

@@ -15,6 +15,7 @@ from modelforge.core.names import HEAD, INPUTS, STANDARDIZE, activation_layer_na
 from modelforge.core.policy import CUSTOM, load_class
 from modelforge.core.registry import INITIALIZER_CLASSES, get_activation
 from modelforge.errors import ConfigError, closest
+from modelforge.initializers import write_computed
 
 if TYPE_CHECKING:
     import keras
@@ -128,11 +129,15 @@ def check_layer_args(plan: Plan) -> None:
                 )
 
 
-def build(plan: Plan, standardize: tuple[Any, Any] | None = None) -> keras.Model:
+def build(plan: Plan, standardize: tuple[Any, Any] | None = None, sample: Any = None,
+          measure: bool = True) -> keras.Model:
     """Builds the functional model the plan describes; weights are created here, as the plan says.
 
     `standardize` is (mean, variance) per input feature: a `Normalization` layer with them comes first, so the
-    saved model takes raw inputs (`data.standardize`).
+    saved model takes raw inputs (`data.standardize`). `sample` is the training inputs LSUV measures on (see
+    `Plan.sample_size`); `measure=False` skips LSUV (a resumed run's weights come from its checkpoint).
+    Delta-orthogonal and LSUV kernels are made with their plain Keras base, then written, so model.keras
+    names only Keras initializers.
 
     Raises:
         ConfigError: a layer spec key that the Keras class does not take (checked before anything is made).
@@ -156,4 +161,6 @@ def build(plan: Plan, standardize: tuple[Any, Any] | None = None) -> keras.Model
     for spec in plan.specs:
         for layer in make_layers(spec, plan):
             x = layer(x)
-    return keras.Model(inputs, x, name="modelforge")
+    model = keras.Model(inputs, x, name="modelforge")
+    write_computed(model, plan, sample, measure)
+    return model

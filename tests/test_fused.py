@@ -490,3 +490,15 @@ def test_a_submitit_chunk_stopped_by_sigterm_resumes_to_the_same_folders(tmp_pat
     there = sorted((tmp_path / "there").glob("[0-9]*"), key=lambda p: int(p.name))
     for a, b in zip(here, there, strict=True):
         assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+
+
+@pytest.mark.slow
+def test_lsuv_and_delta_orthogonal_arms_are_their_separate_runs(tmp_path):
+    """Each fused arm runs its own LSUV on its own sample: the measured scales and every number are its run's."""
+    _, basic, fused = matched_sweeps(tmp_path, 2, "layer=conv", "initializer=lsuv,delta_orthogonal",
+                                     "trainer.epochs=2")
+    for b, f in zip(basic, fused, strict=True):
+        assert (f / "init_plan.json").read_text() == (b / "init_plan.json").read_text()
+    measured = [e for e in json.loads((fused[0] / "init_plan.json").read_text()) if "lsuv" in e]
+    assert [e["layer"] for e in measured] == ["block1_conv2d", "block2_conv2d"]
+    assert all(e["lsuv"]["converged"] for e in measured)

@@ -1,10 +1,12 @@
 """The init health report: does the signal survive the depth of the network before any training?
 
-Passes one probe batch of the configured data through the freshly initialized model and records, for every
-layer, the mean, std and second moment of its output, the fraction of dead units after rectifiers, and the
-gradient norm of each kernel for one batch of the loss. `python -m modelforge diagnose [overrides]` runs it
-alone; `trainer.diagnose=true` runs it before training (`hook`). Both write `init_report.json` and
-`init_report.png`.
+Passes one probe batch of the configured data through the freshly initialized model (`probe.py`) and records,
+for every layer, the mean, std and second moment of its output, the std before its activation, the std of the
+loss's gradient there (back-propagated), each kernel's gradient norm and std, the fraction of dead units after
+rectifiers and of saturated ones after tanh and sigmoids; then, across the hidden layers, each std's spread, the
+initial loss against its chance level, and flags with a config to try (`flags.py`).
+`python -m modelforge diagnose [overrides]` runs it alone; `trainer.diagnose=true` runs it before training
+(`hook`). Both write `init_report.json` and `init_report.png`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from modelforge.analysis.flags import flags
+from modelforge.analysis.probe import Step, jacobian_condition, run_probe
 from modelforge.core.config import RunConfig
 from modelforge.core.initplan import Plan
 from modelforge.core.names import HEAD, activation_layer_name
@@ -22,46 +26,33 @@ from modelforge.run.folder import RunFolder
 from modelforge.run.setup import Session
 
 PROBE_SIZE = 256
+JACOBIAN_SAMPLES = 4
+# Saturated: tanh and softsign beyond 0.99 of their asymptote; sigmoids within 0.01 of 0 or 1.
+SATURATION = {"tanh": "symmetric", "softsign": "symmetric", "sigmoid": "unit", "hard_sigmoid": "unit"}
 
 
-def _stats(values: Any, rectified: bool) -> dict[str, float | None]:
+def _std(values: Any) -> float | None:
+    import numpy as np
+
+    return None if values is None else float(np.std(np.asarray(values, dtype=np.float64)))
+
+
+def _stats(values: Any, rectified: bool, activation: str | None) -> dict[str, float | None]:
     import numpy as np
 
     x = np.asarray(values, dtype=np.float64)
     per_unit = x.reshape(x.shape[0], -1)
+    kind = SATURATION.get(activation or "")
+    saturated = (np.mean(np.abs(x) > 0.99) if kind == "symmetric" else
+                 np.mean((x < 0.01) | (x > 0.99)) if kind == "unit" else None)
     return {
         "mean": float(x.mean()),
         "std": float(x.std()),
         "second_moment": float(np.mean(x * x)),
         # A unit is dead when no sample of the batch makes it positive: it passes no gradient.
         "dead_fraction": float(np.mean(np.all(per_unit <= 0, axis=0))) if rectified else None,
+        "saturated_fraction": None if saturated is None else float(saturated),
     }
-
-
-def _loss_fn(task: str) -> Any:
-    import keras
-
-    if task == "classification":
-        return keras.losses.SparseCategoricalCrossentropy()
-    return keras.losses.MeanSquaredError()
-
-
-def _is_kernel(weight: Any) -> bool:
-    return "kernel" in weight.name or weight.name == "embeddings"
-
-
-def _kernel_gradients(model: Any, layers: list[Any], x: Any, y: Any, task: str) -> dict[str, dict[str, float]]:
-    """Layer name -> {kernel name: norm of d(loss)/d(kernel)} for one batch (TensorFlow's tape)."""
-    import tensorflow as tf
-
-    kernels = [(layer.name, w) for layer in layers for w in layer.trainable_weights if _is_kernel(w)]
-    with tf.GradientTape() as tape:
-        loss = _loss_fn(task)(y, model(x, training=False))
-    grads = tape.gradient(loss, [w for _, w in kernels])
-    found: dict[str, dict[str, float]] = {}
-    for (name, weight), grad in zip(kernels, grads):
-        found.setdefault(name, {})[weight.name] = 0.0 if grad is None else float(tf.norm(grad))
-    return found
 
 
 def verdict(second_moments: list[float], depth: int) -> tuple[str, float]:
@@ -79,7 +70,76 @@ def verdict(second_moments: list[float], depth: int) -> tuple[str, float]:
         return f"signal shrinks 10^{-exponent:.0f}x over {depth} layers: vanishing", exponent
     if exponent >= 2:
         return f"signal grows 10^{exponent:.0f}x over {depth} layers: exploding", exponent
+    if exponent <= -1:
+        return f"signal shrinks 10^{-exponent:.1f}x over {depth} layers: weakening", exponent
+    if exponent >= 1:
+        return f"signal grows 10^{exponent:.1f}x over {depth} layers: growing", exponent
     return f"signal stays within 10^{abs(exponent):.1f}x over {depth} layers: healthy", exponent
+
+
+def _records(steps: list[Step], applied: Mapping[str, str], activations: Mapping[str, str | None]) -> list[dict]:
+    import numpy as np
+
+    records = []
+    for depth, step in enumerate(steps, start=1):
+        name = step.layer.name
+        act = applied.get(name)
+        rectified = act is not None and get_activation(act).family == Family.RECTIFIER
+        grads = {k: np.asarray(g, dtype=np.float64) for k, g in step.kernel_grads.items()}
+        records.append({
+            "depth": depth, "layer": name, "class": type(step.layer).__name__, "activation": activations.get(name),
+            **_stats(step.out, rectified, act),
+            "pre_std": _std(step.pre), "grad_std": _std(step.pre_grad),
+            "kernel_grad_norms": {k: float(np.sqrt(np.sum(g * g))) for k, g in grads.items()},
+            "kernel_grad_std": {k: float(g.std()) for k, g in grads.items()},
+        })
+    return records
+
+
+def _hidden(by_name: Mapping[str, dict], activations: Mapping[str, str | None]) -> list[dict[str, Any]]:
+    """One row per hidden layer with a kernel: its pre-activation, its activation's output, their gradients."""
+    rows = []
+    for name, act in activations.items():
+        kernel = by_name.get(name)
+        if name == HEAD or kernel is None or not kernel["kernel_grad_norms"]:
+            continue
+        after = by_name.get(activation_layer_name(name, act or ""), kernel)
+        rows.append({
+            "layer": name, "activation": act,
+            "pre_std": kernel["pre_std"] if kernel["pre_std"] is not None else after["pre_std"],
+            "std": after["std"], "second_moment": after["second_moment"],
+            "grad_std": kernel["grad_std"] if kernel["grad_std"] is not None else after["grad_std"],
+            "kernel_grad_std": max(kernel["kernel_grad_std"].values()),
+            "dead_fraction": after["dead_fraction"], "saturated_fraction": after["saturated_fraction"],
+        })
+    return rows
+
+
+def _spread(values: list[float | None]) -> float | None:
+    """Largest over smallest (inf when the smallest is zero); None with fewer than two values."""
+    found = [v for v in values if v is not None]
+    if len(found) < 2:
+        return None
+    return max(found) / min(found) if min(found) > 0 else math.inf
+
+
+def ratios(hidden: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Across the hidden layers: each std's largest over smallest, and the activation std's last over first.
+
+    Example:
+        >>> ratios([{"std": 0.4, "pre_std": 1.0, "grad_std": 1e-3, "kernel_grad_std": 1.0},
+        ...         {"std": 0.04, "pre_std": 0.1, "grad_std": 1e-2, "kernel_grad_std": 2.0}])["gradient_std"]
+        10.0
+    """
+    first, last = (hidden[0]["std"], hidden[-1]["std"]) if hidden else (None, None)
+    return {
+        "activation_std": _spread([h["std"] for h in hidden]),
+        "pre_activation_std": _spread([h["pre_std"] for h in hidden]),
+        "gradient_std": _spread([h["grad_std"] for h in hidden]),
+        "kernel_gradient_std": _spread([h["kernel_grad_std"] for h in hidden]),
+        "last_over_first": None if not first else last / first,
+        "first_over_last": None if not last else first / last,
+    }
 
 
 def diagnose(model: Any, x: Any, y: Any, task: str, activations: Mapping[str, str | None]) -> dict[str, Any]:
@@ -92,84 +152,132 @@ def diagnose(model: Any, x: Any, y: Any, task: str, activations: Mapping[str, st
         activations: layer name -> the activation that follows its kernel (from the plan's specs).
 
     Returns:
-        The report: one record per layer, the verdict, and the gradient norms.
+        The report: one record per layer, one per hidden layer, the ratios across them, the initial loss, the
+        verdict and the flags (see `flags.py`).
     """
-    import keras
+    import numpy as np
 
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     # The activation applied at each layer's output: in the layer itself for plain ones, in a separate layer
     # (named by the convention) for parametric ones such as leaky_relu.
     applied: dict[str, str] = {}
     for name, act in activations.items():
         if act:
             applied[activation_layer_name(name, act) if get_activation(act).params else name] = act
-    outputs = keras.Model(model.input, [layer.output for layer in layers])(x, training=False)
-    grads = _kernel_gradients(model, layers, x, y, task)
-    by_name: dict[str, dict[str, Any]] = {}
-    records = []
-    for depth, (layer, out) in enumerate(zip(layers, outputs), start=1):
-        act = activations.get(layer.name)
-        rectified = layer.name in applied and get_activation(applied[layer.name]).family == Family.RECTIFIER
-        record = {"depth": depth, "layer": layer.name, "class": type(layer).__name__, "activation": act,
-                  **_stats(keras.ops.convert_to_numpy(out), rectified),
-                  "kernel_grad_norms": grads.get(layer.name, {})}
-        records.append(record)
-        by_name[layer.name] = record
-    # Each hidden layer with a kernel, read after its activation (a separate layer for parametric ones).
-    blocks = [by_name.get(activation_layer_name(name, act or ""), by_name[name]) for name, act in activations.items()
-              if name in grads and name != HEAD]
-    text, exponent = verdict([r["second_moment"] for r in blocks], len(blocks)) if blocks else ("no hidden layers", 0.0)
-    return {"probe_batch": int(len(x)), "verdict": text, "signal_log10_ratio": exponent,
-            "block_second_moments": [r["second_moment"] for r in blocks], "layers": records}
+    steps, loss = run_probe(model, x, y, task)
+    records = _records(steps, applied, activations)
+    hidden = _hidden({r["layer"]: r for r in records}, activations)
+    text, exponent = verdict([h["second_moment"] for h in hidden], len(hidden)) if hidden else ("no hidden layers", 0.0)
+    classes = int(model.output_shape[-1])
+    reference = math.log(classes) if task == "classification" else float(np.var(np.asarray(y, dtype=np.float64)))
+    report = {"probe_batch": int(len(x)), "verdict": text, "signal_log10_ratio": exponent,
+              "block_second_moments": [h["second_moment"] for h in hidden], "layers": records, "hidden": hidden,
+              "ratios": ratios(hidden), "initial_loss": loss, "reference_loss": reference,
+              "reference": f"ln({classes})" if task == "classification" else "the targets' variance",
+              "input_std": float(np.std(np.asarray(x, dtype=np.float64)))}
+    return report
 
 
 def plot(report: Mapping[str, Any], path: str, title: str = "") -> None:
-    """Activation second moment and kernel gradient norm against depth, log scale, side by side."""
+    """Glorot & Bengio 2010's Figures 6 and 7 in miniature, and the kernels' gradients, against depth (log scale).
+
+    Left: each hidden layer's activation std (after its activation; before it, dashed). Middle: the std of the
+    back-propagated gradient d(loss)/d(pre-activation). Right: each kernel's gradient norm, the head's last.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    moments = report["block_second_moments"]
+    hidden = report["hidden"]
+    depth = list(range(1, len(hidden) + 1))
     grads = [sum(r["kernel_grad_norms"].values()) for r in report["layers"] if r["kernel_grad_norms"]]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    # Floors keep log axes drawable when a signal or gradient is exactly zero.
-    left.semilogy(range(1, len(moments) + 1), [max(m, 1e-45) for m in moments], marker="o", ms=3)
-    left.set(xlabel="hidden layer", ylabel="activation second moment E[x^2]", title="forward signal")
-    right.semilogy(range(1, len(grads) + 1), [max(g, 1e-45) for g in grads], marker="o", ms=3, color="tab:red")
-    right.set(xlabel="layer with a kernel (head last)", ylabel="||dL/dW||", title="kernel gradient norm")
-    for ax, values in ((left, moments), (right, grads)):
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    panels = (
+        (axes[0], depth, [h["std"] for h in hidden], "activation std", "forward signal (Glorot 2010, Fig. 6)"),
+        (axes[1], depth, [h["grad_std"] for h in hidden], "std of dL/ds", "back-propagated gradient (Fig. 7)"),
+        (axes[2], list(range(1, len(grads) + 1)), grads, "||dL/dW||", "kernel gradient norm (head last)"),
+    )
+    for ax, xs, values, ylabel, name in panels:
+        shown = [max(v, 1e-45) if v is not None else float("nan") for v in values]  # log axes need > 0
+        ax.semilogy(xs, shown, marker="o", ms=3)
+        ax.set(xlabel="hidden layer" if ax is not axes[2] else "layer with a kernel", ylabel=ylabel, title=name)
         ax.grid(True, which="both", alpha=0.3)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # layers are whole numbers
         # At least four decades shown, so a healthy flat line looks flat next to a collapse.
-        top = max(max(values, default=1.0), 1e-45)
-        ax.set_ylim(min(min(values, default=top), top / 1e4) / 2 or 1e-45, top * 2)
-    fig.suptitle(f"{title}\n{report['verdict']}" if title else report["verdict"])
+        finite = [v for v in shown if v == v] or [1.0]
+        top = max(finite)
+        ax.set_ylim(min(min(finite), top / 1e4) / 2 or 1e-45, top * 2)
+    pre = [max(h["pre_std"], 1e-45) if h["pre_std"] is not None else float("nan") for h in hidden]
+    axes[0].semilogy(depth, pre, ls="--", marker=".", color="tab:gray", label="before the activation")
+    axes[0].legend(fontsize=8)
+    flagged = "; ".join(f["flag"] for f in report.get("flags", []))
+    heading = report["verdict"] + (f" [{flagged}]" if flagged else "")
+    fig.suptitle(f"{title}\n{heading}" if title else heading)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def run_diagnosis(model: Any, plan: Plan, dataset: Any, folder: RunFolder, title: str = "") -> dict[str, Any]:
+def _jacobian(model: Any, plan: Plan, x: Any) -> dict[str, Any] | None:
+    """The input-output Jacobian's conditioning (`trainer.diagnose_jacobian`), up to the output of the last hidden
+    layer with a kernel (after its activation)."""
+    import numpy as np
+
+    hidden = [spec for spec in plan.specs if spec.name != HEAD and spec.weights]
+    if not hidden:
+        return None
+    last = hidden[-1]
+    after = activation_layer_name(last.name, last.activation or "")
+    upto = after if after in {layer.name for layer in model.layers} else last.name
+    values = jacobian_condition(model, upto, np.asarray(x[:JACOBIAN_SAMPLES]))
+    return {"samples": len(values), "up_to": upto, "condition": values, "median": float(np.median(values))}
+
+
+def run_diagnosis(model: Any, plan: Plan, dataset: Any, folder: RunFolder, title: str = "",
+                  run: RunConfig | None = None) -> dict[str, Any]:
     """Diagnoses a built model on the first `PROBE_SIZE` training samples; writes the report and plot."""
     x, y = dataset.probe(PROBE_SIZE)
     activations = {spec.name: spec.activation for spec in plan.specs}
     report = diagnose(model, x, y, plan.info.task, activations)
+    families = [get_activation(h["activation"] or "linear").family.value for h in report["hidden"]]
+    family = max(set(families), key=families.count) if families else "linear"
+    current = getattr(run.initializer, "name", "auto") if run is not None else "auto"
+    report["flags"] = flags(report, family, run is not None and hasattr(run.data, "standardize"), str(current))
+    conv = any(spec.type.startswith(("conv", "separable", "depthwise")) for spec in plan.specs)
+    report["jacobian"] = _jacobian(model, plan, x) if run is not None and run.trainer.diagnose_jacobian and conv \
+        else None
     folder.write_json("init_report.json", report)
     folder.write_with("init_report.png", lambda p: plot(report, str(p), title))
     return report
 
 
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3e}"
+
+
 def format_report(report: Mapping[str, Any]) -> str:
-    """A short table of the report and its verdict."""
-    lines = [f"{'depth':>5}  {'layer':<28} {'E[x^2]':>10} {'std':>10} {'dead':>6} {'grad norm':>10}"]
+    """The report as a table, one row per layer, then the ratios, the initial loss, the verdict and the flags."""
+    lines = [f"{'depth':>5}  {'layer':<28} {'pre std':>10} {'std':>10} {'dL/ds std':>10} {'grad norm':>10} "
+             f"{'dead':>5} {'sat':>5}"]
     for r in report["layers"]:
         dead = "-" if r["dead_fraction"] is None else f"{r['dead_fraction']:.2f}"
+        sat = "-" if r["saturated_fraction"] is None else f"{r['saturated_fraction']:.2f}"
         grad = sum(r["kernel_grad_norms"].values()) if r["kernel_grad_norms"] else None
-        lines.append(f"{r['depth']:>5}  {r['layer']:<28} {r['second_moment']:>10.3e} {r['std']:>10.3e} {dead:>6} "
-                     f"{'-' if grad is None else f'{grad:.3e}':>10}")
+        lines.append(f"{r['depth']:>5}  {r['layer']:<28} {_number(r['pre_std']):>10} {r['std']:>10.3e} "
+                     f"{_number(r['grad_std']):>10} {_number(grad):>10} {dead:>5} {sat:>5}")
+    spread = report["ratios"]
+    lines.append("across hidden layers (largest / smallest): " + ", ".join(
+        f"{key.replace('_', ' ')} {value:.3g}" for key, value in spread.items()
+        if value is not None and key not in ("last_over_first", "first_over_last")))
+    lines.append(f"initial loss {report['initial_loss']:.4f} against {report['reference']} = "
+                 f"{report['reference_loss']:.4f}")
+    if report.get("jacobian"):
+        jac = report["jacobian"]
+        lines.append(f"input-output Jacobian up to {jac['up_to']}: largest / smallest singular value, median of "
+                     f"{jac['samples']} samples: {jac['median']:.4g}")
     lines.append(f"verdict: {report['verdict']}")
+    lines.extend(f"flag: {f['flag']}: {f['detail']}; try {f['try']}" for f in report.get("flags", []))
     return "\n".join(lines)
 
 
@@ -185,7 +293,8 @@ def title(session: Session) -> str:
 def diagnose_session(session: Session, folder: RunFolder) -> dict[str, Any]:
     """Runs the report on a prepared run, prints it, and returns it."""
     tick = time.perf_counter()
-    report = run_diagnosis(session.model, session.plan, session.dataset, folder, title=title(session))
+    report = run_diagnosis(session.model, session.plan, session.dataset, folder, title=title(session),
+                           run=session.run)
     print(format_report(report), flush=True)
     session.timings["diagnose_s"] = time.perf_counter() - tick
     return report

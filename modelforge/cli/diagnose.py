@@ -9,7 +9,7 @@ from modelforge.analysis.diagnose import diagnose_session
 from modelforge.api import run_config
 from modelforge.cli.app import run_hydra, write_hydra_files
 from modelforge.run.folder import RunFolder
-from modelforge.run.lifecycle import claim, save_plan
+from modelforge.run.lifecycle import claim, record_measured, save_plan
 from modelforge.run.setup import prepare
 
 
@@ -20,6 +20,7 @@ def diagnose_in(cfg: Any, run_dir: Path) -> None:
     write_hydra_files(cfg, folder)
     run = run_config(cfg)
     session = prepare(run, save_plan(run, folder))
+    record_measured(session.plan, folder)
     diagnose_session(session, folder)
     folder.unlock()
     print(f"report saved: {folder.path / 'init_report.json'} and init_report.png")

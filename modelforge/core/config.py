@@ -99,6 +99,7 @@ class Trainer:
     verbose: Any  # auto, 0, 1 or 2, as Keras' fit takes it
     deterministic: bool
     diagnose: bool
+    diagnose_jacobian: bool
     objective: str
     metrics: tuple[str, ...] | None  # None: the task's default
     loss: Any  # auto, a loss name, or a mapping {name: ..., <parameter>: ...}; a Loss once checked
@@ -651,8 +652,8 @@ def example_config() -> dict[str, Any]:
         "data": {"name": "digits", "validation_split": 0.2, "layout": "auto"},
         "optimizer": {"name": "adam", "learning_rate": 0.001},
         "trainer": {"epochs": 1, "batch_size": 32, "shuffle": True, "verbose": 0, "deterministic": True,
-                    "diagnose": False, "objective": "auto", "metrics": None, "loss": "auto", "class_weight": None,
-                    "precision": "float32", "strategy": "default",
+                    "diagnose": False, "diagnose_jacobian": False, "objective": "auto", "metrics": None,
+                    "loss": "auto", "class_weight": None, "precision": "float32", "strategy": "default",
                     "early_stopping": {"enabled": False, "monitor": "val_loss", "patience": 5, "min_delta": 0.0,
                                        "restore_best_weights": True},
                     "reduce_on_plateau": {"enabled": False, "monitor": "val_loss", "factor": 0.1, "patience": 10,

@@ -14,13 +14,14 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from modelforge.core.computed import Resolved, resolve
 from modelforge.core.config import RunConfig
 from modelforge.core.datasets import DataInfo
 from modelforge.core.fans import fan_for_mode, keras_fans
 from modelforge.core.layer_types import Weight
 from modelforge.core.names import activation_layer_name
 from modelforge.core.policy import CUSTOM, InitChoice, kernel_choice, role_choice, target_std
-from modelforge.core.registry import SEEDED, VARIANCE_SCALING_PRESETS, get_activation
+from modelforge.core.registry import INITIALIZER_CLASSES, SEEDED, VARIANCE_SCALING_PRESETS, get_activation
 from modelforge.core.specs import LayerSpec, layer_specs
 
 
@@ -63,6 +64,12 @@ class PlanEntry:
     shape: tuple[int, ...]
     seed: int | None
     init_arg: str
+    computed: dict[str, Any] | None = None
+
+    @property
+    def path(self) -> str:
+        """`block1_dense/kernel`: the weight's name in seeds and in `Plan.measured`."""
+        return f"{self.layer}/{self.weight}"
 
     def as_dict(self) -> dict[str, Any]:
         found = {
@@ -83,22 +90,44 @@ class PlanEntry:
         }
         if self.build != (self.choice.name, self.choice.params):
             found["keras_initializer"] = {"name": self.build[0], **self.build[1]}
+        if self.computed is not None:
+            found["computed"] = self.computed
         return found
 
 
 @dataclass
 class Plan:
-    """Specs, the data they were shaped for, and one entry per weight."""
+    """Specs, the data they were shaped for, and one entry per weight.
+
+    `measured` is filled when the model is built: weight path -> what LSUV measured (scale, iterations, final
+    variance, converged, and the std the values ended with).
+    """
 
     specs: list[LayerSpec]
     info: DataInfo
     entries: list[PlanEntry] = field(default_factory=list)
+    measured: dict[str, dict[str, Any]] = field(default_factory=dict)
+    measured_s: float = 0.0
 
     def for_layer(self, name: str) -> list[PlanEntry]:
         return [e for e in self.entries if e.layer == name]
 
+    def computed(self, kind: str) -> list[PlanEntry]:
+        """The entries whose values the builder computes as `kind` (`lsuv`, `delta_orthogonal`)."""
+        return [e for e in self.entries if e.computed is not None and e.computed["kind"] == kind]
+
+    @property
+    def sample_size(self) -> int:
+        """How many training inputs the build needs (LSUV's `samples`; 0 when nothing is measured on data)."""
+        return max((int((e.computed or {})["samples"]) for e in self.computed("lsuv")), default=0)
+
     def as_json(self) -> list[dict[str, Any]]:
-        return [e.as_dict() for e in self.entries]
+        found = [e.as_dict() for e in self.entries]
+        for record, entry in zip(found, self.entries):
+            if entry.path in self.measured:
+                record["lsuv"] = self.measured[entry.path]
+                record["target_std"] = self.measured[entry.path]["std"]
+        return found
 
 
 def _vs_params(choice: InitChoice) -> tuple[float, str, str] | None:
@@ -118,7 +147,7 @@ def keras_build(
     makes the drawn variance scale / true fan, while the initializer stays a plain `VarianceScaling`.
     """
     vs = _vs_params(choice)
-    if vs is None or tuple(true_fans) == tuple(guess):
+    if vs is None or (tuple(true_fans) == tuple(guess) and choice.name in INITIALIZER_CLASSES):
         return choice.name, choice.params
     scale, mode, distribution = vs
     corrected = scale * fan_for_mode(*guess, mode) / fan_for_mode(*true_fans, mode)
@@ -126,20 +155,24 @@ def keras_build(
 
 
 def _entry(layer: str, type_: str, activation: str | None, weight: Weight, choice: InitChoice,
-           seed: int) -> PlanEntry:
+           seed: int, resolved: Resolved | None = None) -> PlanEntry:
+    resolved = resolved or Resolved(choice, choice, None)
+    base = resolved.base
     guess = keras_fans(weight.shape)
     true = weight.fans
     std_fans = true or guess
-    build = keras_build(choice, true, guess) if true else (choice.name, choice.params)
+    build = keras_build(base, true, guess) if true else (base.name, base.params)
+    std = target_std(base, weight.shape, *std_fans) if resolved.computed is None else resolved.target_std
     return PlanEntry(
-        layer=layer, weight=weight.name, type=type_, activation=activation, choice=choice, build=build,
+        layer=layer, weight=weight.name, type=type_, activation=activation, choice=resolved.shown, build=build,
         fan_in=true[0] if true else None, fan_out=true[1] if true else None,
         keras_fans=guess if true and tuple(true) != guess else None,
-        target_std=target_std(choice, weight.shape, *std_fans),
+        target_std=std,
         shape=weight.shape,
         # A user's class gets a derived seed too (when it takes one), so its draws repeat like the presets'.
-        seed=derive_seed(seed, f"{layer}/{weight.name}") if choice.name in SEEDED or choice.name == CUSTOM else None,
+        seed=derive_seed(seed, f"{layer}/{weight.name}") if base.name in SEEDED or base.name == CUSTOM else None,
         init_arg=weight.init_arg,
+        computed=resolved.computed,
     )
 
 
@@ -171,14 +204,16 @@ def make_plan(run: RunConfig, input_shape: tuple[int, ...] | None = None, info: 
     plan = Plan(specs, info)
     for spec in specs:
         for weight in spec.weights:
+            resolved = None
             if weight.role == "kernel":
                 choice = kernel_choice(spec.activation or "linear", spec.activation_params, spec.initializer,
                                        init_cfg, spec.name, spec.activation_policy)
+                resolved = resolve(choice, weight, spec.name, spec.type, spec.activation, spec.activation_params)
             else:
                 choice = role_choice(weight.role, spec.args.get(weight.init_arg), spec.name)
                 if spec.type == "lstm" and weight.role == "bias" and spec.args.get("unit_forget_bias", True):
                     choice = replace(choice, note="Keras' unit_forget_bias sets the forget gate's quarter to ones")
-            plan.entries.append(_entry(spec.name, spec.type, spec.activation, weight, choice, seed))
+            plan.entries.append(_entry(spec.name, spec.type, spec.activation, weight, choice, seed, resolved))
         if spec.activation and not get_activation(spec.activation).has_string:
             plan.entries.append(_prelu_entry(spec, seed))
     return plan
@@ -209,6 +244,13 @@ def _fan(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
 
 
+def _std(entry: PlanEntry, plan: Plan) -> str:
+    std = plan.measured[entry.path]["std"] if entry.path in plan.measured else entry.target_std
+    if std is None:
+        return "at build" if entry.computed else "?"
+    return f"{std:.4f}" if std else "0"
+
+
 def format_table(plan: Plan) -> str:
     """The plan as an aligned text table, one row per weight; `*` marks fans that differ from Keras' guess."""
     header = ("layer", "weight", "shape", "activation", "initializer", "source", "fan_in", "fan_out", "target_std")
@@ -218,7 +260,7 @@ def format_table(plan: Plan) -> str:
         rows.append((
             e.layer, e.weight, "x".join(map(str, e.shape)), e.activation or "-", e.choice.label, e.choice.source,
             _fan(e.fan_in) + mark, _fan(e.fan_out) + mark,
-            "?" if e.target_std is None else (f"{e.target_std:.4f}" if e.target_std else "0"),
+            _std(e, plan),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -227,7 +269,33 @@ def format_table(plan: Plan) -> str:
     lines.append(f"{len(plan.entries)} weights, {total:,} values; input {list(plan.info.input_shape)} "
                  f"from {plan.info.name}, {plan.info.task} with {plan.info.num_outputs} outputs")
     lines.extend(_fan_notes([e for e in plan.entries if e.keras_fans]))
+    lines.extend(_computed_notes(plan))
     return "\n".join(lines)
+
+
+def _computed_notes(plan: Plan) -> list[str]:
+    """The table's footnote for kernels whose values the builder computes (LSUV, delta-orthogonal)."""
+    notes = []
+    lsuv = plan.computed("lsuv")
+    if lsuv:
+        p = lsuv[0].computed or {}
+        how = (f"rescaled in layer order until its pre-activation variance on {p['samples']} training samples is "
+               f"{p['target_variance']:g} +- {p['tolerance']:g} (at most {p['max_iter']} rounds)")
+        if plan.measured:
+            done = [plan.measured[e.path] for e in lsuv if e.path in plan.measured]
+            notes.append(f"lsuv: {len(done)} kernels {how}; {sum(m['converged'] for m in done)} converged "
+                         "(scales in init_plan.json)")
+        else:
+            notes.append(f"lsuv: the scales are measured at build, not here: each kernel is {how}")
+    delta = plan.computed("delta_orthogonal")
+    flat = [e.path for e in plan.entries if e.choice.name == "delta_orthogonal" and e.computed is None]
+    if delta or flat:
+        odd = [f"{e.path} ({e.choice.note})" for e in delta if not e.choice.note.startswith("orthogonal at")]
+        notes.append("delta_orthogonal: an orthogonal matrix at each convolution kernel's centre tap, zeros elsewhere"
+                     + ("; instead: " + ", ".join(odd) if odd else ""))
+        if flat:
+            notes.append("  not convolutions, so orthogonal with the same gain: " + ", ".join(flat))
+    return notes
 
 
 def _fan_notes(differ: list[PlanEntry]) -> list[str]:
@@ -237,6 +305,7 @@ def _fan_notes(differ: list[PlanEntry]) -> list[str]:
     names: dict[str, list[str]] = {"corrected": [], "given": [], "unused": []}
     for e in differ:
         kind = ("given" if e.choice.name == CUSTOM else
+                "unused" if e.build[0] == "orthogonal" else
                 "corrected" if e.build != (e.choice.name, e.choice.params) else "unused")
         names[kind].append(f"{e.layer}/{e.weight}")
     notes = ["* true fans of the layer's computation; Keras would guess "

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from modelforge.core.checks import number
+from modelforge.core.checks import number, positive_int
 from modelforge.core.fans import fan_for_mode
 from modelforge.core.registry import (
     DISTRIBUTIONS,
+    FAMILY_PRESETS,
     INITIALIZERS,
     MODES,
     VARIANCE_SCALING_PRESETS,
@@ -63,6 +64,8 @@ class InitChoice:
         """A short human-readable form: `he_normal`, `variance_scaling(scale=1.92, ...)`."""
         if self.name == CUSTOM:
             return str(self.params["_target_"]).rpartition(".")[2]
+        if self.name == "lsuv":  # its keys are in init_plan.json; the table names the base it rescales
+            return f"lsuv({self.params.get('base', 'orthogonal')})"
         if not self.params:
             return self.name
         if self.name == "variance_scaling":
@@ -113,6 +116,8 @@ def parse_initializer(value: Any, where: str) -> tuple[str, dict[str, Any]]:
     params = {**allowed, **given}
     if name == "variance_scaling":
         _check_variance_scaling(params, where)
+    if name == "lsuv":
+        check_lsuv(params, where)
     return name, params
 
 
@@ -170,15 +175,33 @@ def _check_variance_scaling(params: dict[str, Any], where: str) -> None:
     params["scale"] = float(number(params["scale"], f"{where}.scale", minimum=0, open_min=True))
 
 
+def check_lsuv(params: dict[str, Any], where: str) -> None:
+    """Checks LSUV's keys (see `registry.LSUV_DEFAULTS`) in place.
+
+    Example:
+        >>> check_lsuv({"samples": 0, "tolerance": 0.1, "max_iter": 10, "target_variance": 1.0,
+        ...             "include_head": False}, "initializer")
+        Traceback (most recent call last):
+        ...
+        modelforge.errors.ConfigError: initializer.samples=0 must be an integer >= 2
+    """
+    positive_int(params["samples"], f"{where}.samples", minimum=2)  # a variance needs two values
+    number(params["tolerance"], f"{where}.tolerance", minimum=0, open_min=True)
+    positive_int(params["max_iter"], f"{where}.max_iter", minimum=0)
+    number(params["target_variance"], f"{where}.target_variance", minimum=0, open_min=True)
+    if not isinstance(params["include_head"], bool):
+        raise ConfigError(f"{where}.include_head={params['include_head']!r} must be true or false")
+
+
 _VARIANT = {"normal": "_normal", "uniform": "_uniform"}
 
 
 def _variant(name: str, distribution: str) -> str:
     """Swaps a preset for its normal or uniform twin: he_normal -> he_uniform."""
-    if distribution == "auto" or name not in VARIANCE_SCALING_PRESETS:
-        return name
-    family = name.rsplit("_", 1)[0]
-    return family + _VARIANT[distribution]
+    twin = name.rsplit("_", 1)[0] + _VARIANT.get(distribution, "")
+    # standard_uniform has no normal twin: Glorot & Bengio 2010 defined it uniform.
+    return twin if distribution != "auto" and name in VARIANCE_SCALING_PRESETS and twin in VARIANCE_SCALING_PRESETS \
+        else name
 
 
 @dataclass(frozen=True)
@@ -276,6 +299,35 @@ def policy_choice(activation: str, params: Mapping[str, Any], policy: InitPolicy
             note=f"{name} with scale 2/(1+a^2), a={slope}",
         )
     return InitChoice(name, init_params, source)
+
+
+STOCK_POLICY = InitPolicy("auto", {}, {family.value: preset for family, preset in FAMILY_PRESETS.items()},
+                          FAMILY_PRESETS[Family.LINEAR])
+
+
+def stock_choice(activation: str, params: Mapping[str, Any], note: str) -> InitChoice:
+    """What the stock policy (the activation family's preset) gives a kernel that `initializer=<name>` leaves to it.
+
+    Example:
+        >>> stock_choice("relu", {}, "LSUV leaves embeddings to the policy").name
+        'he_normal'
+    """
+    return replace(policy_choice(activation, params, STOCK_POLICY), note=note)
+
+
+def activation_gain(activation: str, params: Mapping[str, Any]) -> float:
+    """The gain an orthogonal kernel needs before `activation`: sqrt of its variance-scaling rule's scale.
+
+    sqrt(2) for the rectifiers (He), sqrt(2 / (1 + a^2)) for leaky ones with slope a, 1 for the rest (Glorot,
+    LeCun); the rule is the stock policy's, whatever `initializer` says.
+
+    Example:
+        >>> round(activation_gain("relu", {}), 4), activation_gain("tanh", {})
+        (1.4142, 1.0)
+    """
+    choice = policy_choice(activation, params, STOCK_POLICY)
+    scale = choice.params["scale"] if choice.name == "variance_scaling" else VARIANCE_SCALING_PRESETS[choice.name][0]
+    return math.sqrt(float(scale))
 
 
 def kernel_choice(

@@ -76,7 +76,8 @@ def get_activation(name: Any) -> Activation:
     return ACTIVATIONS[key]
 
 
-# Variance-scaling presets as (scale, mode, distribution), exactly as Keras defines them.
+# Variance-scaling presets as (scale, mode, distribution), exactly as Keras defines them, plus Glorot &
+# Bengio 2010's "standard" init U[-1/sqrt(n), 1/sqrt(n)]: variance 1/(3n), which Keras has no name for.
 VARIANCE_SCALING_PRESETS: dict[str, tuple[float, str, str]] = {
     "glorot_uniform": (1.0, "fan_avg", "uniform"),
     "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
@@ -84,13 +85,43 @@ VARIANCE_SCALING_PRESETS: dict[str, tuple[float, str, str]] = {
     "he_normal": (2.0, "fan_in", "truncated_normal"),
     "lecun_uniform": (1.0, "fan_in", "uniform"),
     "lecun_normal": (1.0, "fan_in", "truncated_normal"),
+    "standard_uniform": (1.0 / 3.0, "fan_in", "uniform"),
 }
+
+# The preset each activation family's derivation gives, as conf/initializer/auto.yaml's `families` has it (a test
+# holds the two equal). Kernels whose initializer takes its gain from the activation (delta_orthogonal) and LSUV's
+# depthwise kernels read it even when `initializer=<name>` has replaced the policy.
+FAMILY_PRESETS: dict[Family, str] = {
+    Family.RECTIFIER: "he_normal",
+    Family.SATURATING: "glorot_uniform",
+    Family.SELF_NORMALIZING: "lecun_normal",
+    Family.LINEAR: "glorot_uniform",
+}
+
+# LSUV (Mishkin & Matas 2016), with defaults measured on deep digits MLPs: the sample's size, the accepted
+# distance of each layer's pre-activation variance from the target, the rescaling rounds, and whether the
+# output layer is rescaled too (its softmax wants small logits, so by default it keeps the policy's init).
+LSUV_DEFAULTS: dict[str, Any] = {
+    "samples": 256,
+    "tolerance": 0.1,
+    "max_iter": 10,
+    "target_variance": 1.0,
+    "include_head": False,
+}
+
+# Initializers whose values modelforge computes itself, after Keras has made the layer with a plain base
+# initializer (so model.keras names only Keras classes): by formula (delta_orthogonal) or from data (lsuv).
+COMPUTED = frozenset({"delta_orthogonal", "lsuv"})
 
 # Every initializer name a config may use, with the parameters each accepts and their defaults.
 INITIALIZERS: dict[str, dict[str, Any]] = {
     **{name: {} for name in VARIANCE_SCALING_PRESETS},
     "variance_scaling": {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"},
     "orthogonal": {"gain": 1.0},
+    # Xiao et al. 2018: an orthogonal matrix at a convolution kernel's centre tap, zeros elsewhere; the gain is
+    # that of the activation's variance-scaling rule (sqrt 2 after rectifiers, 1 otherwise).
+    "delta_orthogonal": {},
+    "lsuv": dict(LSUV_DEFAULTS),
     "random_normal": {"mean": 0.0, "stddev": 0.05},
     "random_uniform": {"minval": -0.05, "maxval": 0.05},
     "truncated_normal": {"mean": 0.0, "stddev": 0.05},

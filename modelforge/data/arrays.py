@@ -44,12 +44,23 @@ class Dataset:
 
     def probe(self, n: int) -> tuple[Any, Any]:
         """The first `n` training samples as arrays (decoded, for image folders)."""
-        x, y = self.x_train[:n], self.y_train[:n]
-        if self.decode is None:
-            return x, y
+        return self._decoded(self.x_train[:n]), self.y_train[:n]
+
+    def sample(self, n: int, seed: int) -> Any:
+        """`n` training inputs drawn with `seed` (all of them when there are fewer), in their stored order: what
+        LSUV measures on, the same in a separate run and in a fused arm of the same seed."""
         import numpy as np
 
-        return np.stack([self.decode(path).numpy() for path in x]), y
+        count = len(self.x_train)
+        picked = np.sort(np.random.default_rng(seed).choice(count, size=min(n, count), replace=False))
+        return self._decoded(self.x_train[picked])
+
+    def _decoded(self, x: Any) -> Any:
+        if self.decode is None:
+            return x
+        import numpy as np
+
+        return np.stack([self.decode(path).numpy() for path in x])
 
 
 def split_indices(n: int, validation_split: float, seed: int) -> tuple[Any, Any]:

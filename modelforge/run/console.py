@@ -41,7 +41,7 @@ _label = ""
 
 
 def say(text: str) -> None:
-    """Prints `text` (each line with the job's label in a sweep) and logs it to the run's log."""
+    """Prints `text`, each line with the job's label in a sweep (what the log gets is `log`'s to say)."""
     prefix = f"{_label} " if _label else ""
     # One write per call: jobs side by side share the terminal, and a line must not be split between them.
     sys.stdout.write("".join(f"{prefix}{line}\n" for line in text.splitlines()))

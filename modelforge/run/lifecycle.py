@@ -321,11 +321,12 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
     return TrainResult(record, trained["model"], history, folder.path)
 
 
-def save_plan(run: RunConfig, folder: RunFolder, job: Job | None = None) -> Plan:
-    """Works out the plan, writes init_plan.json, and prints the table (in a sweep, once per distinct plan;
-    the other jobs print one line) with the memory the run needs."""
+def save_plan(run: RunConfig, folder: RunFolder, job: Job | None = None, write: bool = True) -> Plan:
+    """Works out the plan, writes init_plan.json (unless `write` is False), and prints the table (in a sweep, once
+    per distinct plan; the other jobs print one line) with the memory the run needs."""
     plan = plan_for(run)
-    folder.write_json("init_plan.json", plan.as_json())
+    if write:
+        folder.write_json("init_plan.json", plan.as_json())
     digest = plan_digest(plan)
     memory = f"memory: {estimate(plan, run.trainer.batch_size, run.optimizer.name).describe()}"
     if job is not None and job.compact:
@@ -338,6 +339,29 @@ def save_plan(run: RunConfig, folder: RunFolder, job: Job | None = None) -> Plan
         say(memory)
     log.info("plan %s: %d weights; init_plan.json", digest, len(plan.entries))
     return plan
+
+
+def record_measured(plan: Plan, folder: RunFolder, job: Job | None = None) -> None:
+    """After LSUV measured its scales: init_plan.json is rewritten once with them, the log gets one line per
+    kernel, the terminal one summary line and one warning line for each kernel that did not converge."""
+    if not plan.measured:
+        return
+    folder.write_json("init_plan.json", plan.as_json())
+    for path, m in plan.measured.items():
+        log.info("lsuv %s: scale %.4g after %d rounds, pre-activation variance %.4f, %s", path, m["scale"],
+                 m["iterations"], m["variance"], "converged" if m["converged"] else "NOT converged")
+    done = sum(bool(m["converged"]) for m in plan.measured.values())
+    line = (f"lsuv: {len(plan.measured)} kernels rescaled on the sample in {plan.measured_s:.2f} s, {done} within "
+            "the tolerance (scales in init_plan.json)")
+    (log.info if job is not None and job.compact else say)(line)
+    target = {e.path: e.computed or {} for e in plan.computed("lsuv")}
+    for path, m in plan.measured.items():
+        if not m["converged"]:
+            want = target[path]
+            warning = (f"warning: lsuv did not converge for {path}: pre-activation variance {m['variance']:.4g} after "
+                       f"{m['iterations']} rounds, target {want['target_variance']:g} +- {want['tolerance']:g}")
+            say(warning)
+            log.warning(warning)
 
 
 def early_stopping_note(run: RunConfig, progress: Progress) -> str:
@@ -356,12 +380,15 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
     from modelforge.run.tracking import make_tracker
 
     tick = time.perf_counter()
-    plan = save_plan(run, folder, job)
+    restoring = resuming and checkpoint.exists(folder)
+    # A resume from a checkpoint keeps init_plan.json as it is: LSUV's scales were measured by the first start.
+    plan = save_plan(run, folder, job, write=not restoring)
     timings["plan_s"] = time.perf_counter() - tick
     # A fused arm brings the session the launcher set up for it (its model as first built, its data).
-    session = arm.session if arm is not None and arm.session is not None else prepare(run, plan)
+    session = arm.session if arm is not None and arm.session is not None else prepare(run, plan, fresh=not restoring)
+    record_measured(session.plan, folder, job)
     progress, best_weights = Progress(), None
-    if resuming and checkpoint.exists(folder):
+    if restoring:
         progress, best_weights = checkpoint.load(folder, session.model)
     tracker = make_tracker(run, folder)
     if tracker is not None:

@@ -135,11 +135,12 @@ def _verify_images(data: ImagesData, decode: Any) -> None:
             "the next run skips them)")
 
 
-def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
+def prepare(run: RunConfig, plan: Plan | None = None, fresh: bool = True) -> Session:
     """Seeds, loads the data, builds and compiles the model the plan describes.
 
     Refuses a model that cannot fit in memory before TensorFlow is imported; every check that needs Keras
-    (layer and optimizer arguments) runs before any layer is made.
+    (layer and optimizer arguments) runs before any layer is made. `fresh=False` (a resume whose checkpoint
+    holds the weights) skips LSUV's measurements.
     """
     from modelforge.run.fit import compile_model, make_optimizer, optimizer_class
 
@@ -176,7 +177,11 @@ def prepare(run: RunConfig, plan: Plan | None = None) -> Session:
     with strategy_scope(run.trainer.strategy):
         optimizer = make_optimizer(run.optimizer, steps_per_epoch(len(dataset.x_train), run.trainer.batch_size),
                                    run.trainer.epochs)
-        model = build(plan, feature_statistics(dataset.x_train) if getattr(run.data, "standardize", False) else None)
+        sample = dataset.sample(plan.sample_size, run.seed) if plan.sample_size and fresh else None
+        model = build(plan, feature_statistics(dataset.x_train) if getattr(run.data, "standardize", False) else None,
+                      sample, measure=fresh)
         compile_model(model, optimizer, run)
     timings["build_s"] = time.perf_counter() - tick
+    if plan.measured:
+        timings["lsuv_s"] = plan.measured_s
     return Session(run, plan, dataset, model, timings)

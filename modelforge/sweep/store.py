@@ -28,9 +28,10 @@ _KEY_SCHEMAS: dict[str, tuple[type, ...]] = {
     "data": tuple(cls for name, cls in SCHEMAS.items() if name not in ("trainer", "model")),
 }
 # Keys under these are open tables: a new key is added without Hydra's `+`. The policy's rules are open by
-# design; layer, activation and optimizer keys go to Keras, which modelforge checks them against (with a
-# did-you-mean) before any model is built.
-OPEN_TABLES = ("initializer.rules.", "initializer.families.", "layer.", "activation.", "optimizer.", "data.kwargs.")
+# design; each initializer option takes its own keys, which modelforge checks (naming the valid ones); layer,
+# activation and optimizer keys go to Keras, which modelforge checks them against (with a did-you-mean) before
+# any model is built.
+OPEN_TABLES = ("initializer.", "layer.", "activation.", "optimizer.", "data.kwargs.")
 _SIMPLE = (int, float, bool, str)
 
 

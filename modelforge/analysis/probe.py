@@ -1,0 +1,109 @@
+"""One probe batch through a freshly built model, layer by layer, with the loss's gradients at every step.
+
+The report (`diagnose`) reads what this measures: each layer's pre-activation s and output, d(loss)/ds (the
+back-propagated gradient of Glorot & Bengio 2010's Figure 7), and d(loss)/dW for every kernel. Layers that
+apply their activation inside (Dense, Conv) are run with it swapped out for a moment, so s is seen; a
+separate activation layer (LeakyReLU, PReLU) takes s as its input. TensorFlow's tape does the gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Keras activation layers: their input is the pre-activation of the layer before them.
+ACTIVATION_LAYERS = ("LeakyReLU", "PReLU", "ELU", "ReLU", "Activation", "Softmax")
+
+
+@dataclass
+class Step:
+    """One layer of the probe: its pre-activation (None where it has none), its output, and the gradients."""
+
+    layer: Any
+    pre: Any
+    out: Any
+    pre_grad: Any = None
+    kernel_grads: dict[str, Any] = field(default_factory=dict)
+
+
+def _pre_and_out(layer: Any, h: Any) -> tuple[Any, Any]:
+    """The layer's pre-activation and output for input h (the recurrent cells' activations stay inside)."""
+    import keras
+
+    if type(layer).__name__ in ACTIVATION_LAYERS:
+        return h, layer(h, training=False)
+    activation = getattr(layer, "activation", None)
+    if activation is None or hasattr(layer, "cell") or activation is keras.activations.linear:
+        return None, layer(h, training=False)
+    layer.activation = keras.activations.linear
+    try:
+        pre = layer(h, training=False)
+    finally:
+        layer.activation = activation
+    return pre, activation(pre)
+
+
+def is_kernel(weight: Any) -> bool:
+    """Whether a variable is a kernel (the policy's concern) rather than a bias or a statistic."""
+    return "kernel" in weight.name or weight.name == "embeddings"
+
+
+def loss_function(task: str) -> Any:
+    import keras
+
+    if task == "classification":
+        return keras.losses.SparseCategoricalCrossentropy()
+    return keras.losses.MeanSquaredError()
+
+
+def run_probe(model: Any, x: Any, y: Any, task: str) -> tuple[list[Step], float]:
+    """Every non-input layer of `model` (a chain, as `build` makes it) on the batch, with the gradients.
+
+    Returns:
+        One `Step` per layer, in order, and the loss of the batch.
+    """
+    import keras
+    import tensorflow as tf
+
+    steps: list[Step] = []
+    with tf.GradientTape() as tape:
+        h = tf.convert_to_tensor(x)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            pre, h = _pre_and_out(layer, h)
+            steps.append(Step(layer, pre, h))
+        loss = loss_function(task)(y, h)
+    kernels = [(step, w) for step in steps for w in step.layer.trainable_weights if is_kernel(w)]
+    watched = [s.pre for s in steps if s.pre is not None]
+    grads = tape.gradient(loss, watched + [w for _, w in kernels])
+    pre_grads = iter(grads[:len(watched)])
+    for step in steps:
+        if step.pre is not None:
+            step.pre_grad = next(pre_grads)
+    for (step, weight), grad in zip(kernels, grads[len(watched):]):
+        step.kernel_grads[weight.name] = tf.zeros_like(weight) if grad is None else grad
+    return steps, float(loss)
+
+
+def jacobian_condition(model: Any, upto: str, x: Any) -> list[float]:
+    """For each sample of `x`: the largest over the smallest singular value of d(layer `upto`'s output)/d(input).
+
+    Infinite where the smallest is zero (the map loses a direction entirely).
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    inner = keras.Model(model.input, model.get_layer(upto).output)
+    x = tf.convert_to_tensor(np.asarray(x, dtype=np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = inner(x, training=False)
+        flat = tf.reshape(out, (tf.shape(out)[0], -1))
+    jac = tape.batch_jacobian(flat, x).numpy().reshape(len(x), flat.shape[-1], -1)
+    found = []
+    for matrix in jac:
+        values = np.linalg.svd(matrix.astype(np.float64), compute_uv=False)
+        found.append(float(values[0] / values[-1]) if values[-1] > 0 else float("inf"))
+    return found

@@ -1,0 +1,90 @@
+"""LSUV, layer-sequential unit-variance initialization (Mishkin & Matas 2016, "All you need is a good init").
+
+Kernels start orthogonal (the plan's base); then, in layer order, each kernel is rescaled until its layer's
+pre-activation output on a sample of training inputs has the target variance. Measured before the activation:
+measuring after it (as one public Keras implementation does) cannot converge for tanh, whose output variance
+stays below 1 whatever the scale. A recurrent layer is measured on x.W, its input kernel applied to every time
+step of the sample; its recurrent kernel keeps its orthogonal default.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from modelforge.core.initplan import Plan, PlanEntry
+
+
+def layer_weight(layer: Any, name: str) -> Any:
+    """The variable called `name` (`kernel`, `pointwise_kernel`) of a Keras layer, a recurrent cell's included."""
+    for weight in layer.weights:
+        if weight.name == name:
+            return weight
+    raise KeyError(f"{layer.name} has no weight {name!r}")
+
+
+def _pre_activation(layer: Any, kernel: Any, x: Any) -> Any:
+    """The layer's output before its activation (x.W for a recurrent layer's input kernel)."""
+    import keras
+
+    if hasattr(layer, "cell"):
+        return keras.ops.matmul(x, kernel)
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return layer(x, training=False)
+    layer.activation = keras.activations.linear
+    try:
+        return layer(x, training=False)
+    finally:
+        layer.activation = activation
+
+
+def _variance(layer: Any, kernel: Any, x: Any) -> float:
+    import keras
+
+    pre = keras.ops.cast(_pre_activation(layer, kernel, x), "float32")
+    return float(keras.ops.convert_to_numpy(keras.ops.var(pre)))
+
+
+def rescale(layer: Any, entry: PlanEntry, x: Any) -> dict[str, Any]:
+    """Rescales one kernel until its layer's pre-activation variance on `x` is within the tolerance.
+
+    Returns:
+        What was measured: the total `scale` applied, the rounds (`iterations`), the final `variance`,
+        whether it `converged`, and the `std` the kernel's values ended with.
+    """
+    import keras
+
+    params = entry.computed or {}
+    target, tolerance = float(params["target_variance"]), float(params["tolerance"])
+    kernel = layer_weight(layer, entry.weight)
+    variance, scale, rounds = _variance(layer, kernel, x), 1.0, 0
+    # A zero or non-finite variance cannot be scaled to the target: the layer is reported as not converged.
+    while abs(variance - target) > tolerance and rounds < int(params["max_iter"]) and 0 < variance < math.inf:
+        factor = math.sqrt(target / variance)
+        kernel.assign(kernel * factor)
+        scale, rounds = scale * factor, rounds + 1
+        variance = _variance(layer, kernel, x)
+    std = float(keras.ops.convert_to_numpy(keras.ops.std(kernel)))
+    return {"scale": scale, "iterations": rounds, "variance": variance,
+            "converged": abs(variance - target) <= tolerance, "std": std}
+
+
+def lsuv(model: Any, plan: Plan, sample: Any) -> dict[str, dict[str, Any]]:
+    """Runs LSUV over a freshly built model, in layer order; returns weight path -> what `rescale` measured.
+
+    Each layer is measured on the sample as the layers before it, already rescaled, transform it.
+    """
+    import keras
+
+    targets = {entry.layer: entry for entry in plan.computed("lsuv")}
+    x = keras.ops.convert_to_tensor(sample)
+    measured: dict[str, dict[str, Any]] = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        entry = targets.get(layer.name)
+        if entry is not None:
+            measured[entry.path] = rescale(layer, entry, x)
+        x = layer(x, training=False)
+    return measured
