@@ -6,14 +6,17 @@
 (d) a 6-initializer sweep of the default model for 3 epochs against one TensorFlow import plus six
     hand-written fits in one process: the overhead per job, in seconds                target < 0.5 s
 (e) the same sweep with hydra/launcher=parallel (2 worker processes) over the basic launcher
-(f) the 27-job sweep `initializer=glob(*) seed=0,1,2` (20 epochs) with hydra/launcher=fused over one run  target <= 3
+(f) the 36-job sweep `initializer=glob(*) seed=0,1,2` (12 initializers, 20 epochs) with hydra/launcher=fused
+    over one run                                                                   target <= 3
 (g) the same sweep, basic launcher over fused                                     target >= 9
 (h) a 9-job `layer=conv` sweep (3 epochs), basic over fused                        target >= 2.5
     and in process: nine separate Keras fits of those conv jobs over their fused fit  target >= 8
 (i) the fused fit's FLOP/s over a large matmul's FLOP/s on this machine, as a fraction
-(k) the marginal cost of one more arm, (sweep wall - one run's wall) / (jobs - 1), fused over basic, at 27 arms
+(k) the marginal cost of one more arm, (sweep wall - one run's wall) / (jobs - 1), fused over basic, at 36 arms
     and at 243 arms (9 initializers x 3 seeds x 9 learning rates, the default model, 20 epochs), with the
     243-arm sweep's peak memory                                                    target <= 1/25
+(l) what LSUV adds to building `experiment=lsuv_depth` (30 Dense(64) ReLU layers): its seconds, and the build
+    with LSUV over the build with he_normal                                        target: adds < 1 s
 Each figure is the median of several interleaved repeats; pass --repeats N to change how many.
 """
 
@@ -129,6 +132,8 @@ def sweeps(repeats: int, cwd: str) -> None:
 
 
 FUSED_SWEEP = ["-m", "initializer=glob(*)", "seed=0,1,2", "trainer.verbose=0"]
+# Every option of the initializer group, three seeds each: the jobs FUSED_SWEEP makes.
+GLOB_JOBS = 3 * len(list((Path(__file__).resolve().parents[1] / "conf" / "initializer").glob("*.yaml")))
 
 
 def _fused_fit(cwd: str) -> tuple[float, int, float]:
@@ -166,10 +171,10 @@ def fused(repeats: int, cwd: str) -> None:
         "one run": [PY, "-m", "modelforge", "trainer.verbose=0"],
         "fused": [PY, "-m", "modelforge", *FUSED_SWEEP, "hydra/launcher=fused", "hydra.sweep.dir=fused"],
     }, repeats, cwd)
-    line("(f) 27-job fused sweep / one run", t["fused"] / t["one run"], "<= 3",
+    line(f"(f) {GLOB_JOBS}-job fused sweep / one run", t["fused"] / t["one run"], "<= 3",
          f"{t['fused']:.2f}s vs {t['one run']:.2f}s")
     basic = medians({"basic": [PY, "-m", "modelforge", *FUSED_SWEEP]}, 1, cwd)["basic"]
-    line("(g) 27-job sweep, basic / fused", basic / t["fused"], ">= 9", f"{basic:.2f}s vs {t['fused']:.2f}s")
+    line(f"(g) {GLOB_JOBS}-job sweep, basic / fused", basic / t["fused"], ">= 9", f"{basic:.2f}s vs {t['fused']:.2f}s")
     conv = ["-m", "layer=conv", "initializer=he_normal,glorot_uniform,lecun_normal", "seed=0,1,2", "trainer.epochs=3",
             "trainer.verbose=0"]
     c = medians({"basic": [PY, "-m", "modelforge", *conv], "fused": [PY, "-m", "modelforge", *conv,
@@ -198,16 +203,38 @@ def _peak(args: list[str], cwd: str) -> tuple[float, float]:
     return seconds, megabytes
 
 
-def marginal(one: float, basic27: float, fused27: float, cwd: str) -> None:
-    """(k): what one more arm costs. Basic's extra job is measured at 27 jobs: its jobs run one after another in
-    one process, so an extra job costs the same at any count (243 basic jobs would take ~30 min)."""
-    basic_job = (basic27 - one) / 26
+def marginal(one: float, basic_glob: float, fused_glob: float, cwd: str) -> None:
+    """(k): what one more arm costs. Basic's extra job is measured at GLOB_JOBS jobs: its jobs run one after
+    another in one process, so an extra job costs the same at any count (243 basic jobs would take ~30 min)."""
+    basic_job = (basic_glob - one) / (GLOB_JOBS - 1)
     fused243, peak = _peak([PY, "-m", "modelforge", *BIG_SWEEP, "hydra/launcher=fused", "hydra.sweep.dir=big"], cwd)
-    for arms, wall_s in ((27, fused27), (243, fused243)):
+    for arms, wall_s in ((GLOB_JOBS, fused_glob), (243, fused243)):
         extra = (wall_s - one) / (arms - 1)
         line(f"(k) one more arm at {arms}, fused / basic", extra / basic_job, "<= 0.04",
              f"{extra:.3f}s vs {basic_job:.3f}s a job; sweep {wall_s:.1f}s"
              + (f", peak memory {peak:.0f} MB" if arms == 243 else ""))
+
+
+def lsuv_build() -> None:
+    """(l): the seconds LSUV adds to building the lsuv_depth model (after a warm-up build), and the build's ratio."""
+    import contextlib
+    import io
+
+    import modelforge
+    from modelforge.run.setup import prepare
+
+    def build(init: str) -> tuple[float, float]:
+        run = modelforge.run_config(modelforge.compose(["experiment=lsuv_depth", f"initializer={init}"]))
+        with contextlib.redirect_stdout(io.StringIO()):
+            session = prepare(run)
+        return session.timings["build_s"], session.timings.get("lsuv_s", 0.0)
+
+    build("lsuv")  # the first eager calls pay for tracing; every run after pays the steady cost
+    he = statistics.median(build("he_normal")[0] for _ in range(3))
+    timed = [build("lsuv") for _ in range(3)]
+    lsuv, measured = statistics.median(t[0] for t in timed), statistics.median(t[1] for t in timed)
+    line("(l) lsuv_depth build, lsuv / he_normal", lsuv / he, "-",
+         f"LSUV adds {lsuv - he:.2f}s (target < 1 s; its measuring {measured:.2f}s); build {lsuv:.2f}s vs {he:.2f}s")
 
 
 def conv_in_process() -> None:
@@ -241,7 +268,7 @@ def conv_in_process() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=["fused"], help="run one section only")
+    parser.add_argument("--only", choices=["fused", "lsuv"], help="run one section only")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from modelforge.cli.quiet import quiet_stderr, wanted
@@ -253,11 +280,15 @@ def main() -> None:
         if args.only == "fused":
             fused(args.repeats, cwd)
             return
+        if args.only == "lsuv":
+            lsuv_build()
+            return
         startup(args.repeats, cwd)
         whole_run(args.repeats, cwd)
         fit_overhead(args.repeats, cwd)
         sweeps(args.repeats, cwd)
         fused(args.repeats, cwd)
+        lsuv_build()
 
 
 if __name__ == "__main__":

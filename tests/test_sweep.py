@@ -65,7 +65,7 @@ def test_glob_sweeps_every_initializer(tmp_path):
     options = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "initializer").glob("*.yaml"))
     rows = read_csv(sweep_dir(tmp_path) / "summary.csv")
     assert sorted(r["initializer"] for r in rows) == options
-    assert len(options) == 9
+    assert len(options) == 12
 
 
 @pytest.mark.slow

@@ -1,0 +1,128 @@
+"""The richer init health report: gradients checked by hand, saturation, flags with suggestions, the Jacobian,
+and Glorot & Bengio 2010's Figures 6-7 in miniature."""
+
+import json
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+import modelforge
+from modelforge.analysis.diagnose import run_diagnosis
+from modelforge.analysis.probe import run_probe
+from modelforge.core.registry import FAMILY_PRESETS
+from modelforge.run.folder import RunFolder
+from modelforge.run.setup import prepare
+from tests.helpers import FAST
+
+
+def report_for(compose, tmp_path, overrides, seed=0):
+    session = prepare(modelforge.run_config(compose([*overrides, f"seed={seed}"])))
+    folder = RunFolder(tmp_path / f"r{seed}")
+    folder.path.mkdir(parents=True, exist_ok=True)
+    return run_diagnosis(session.model, session.plan, session.dataset, folder, run=session.run), session
+
+
+def test_the_back_propagated_gradient_is_the_chain_rule(compose):
+    """d(loss)/ds at the head is (softmax - onehot) / batch; one layer down it is that times W^T times tanh'."""
+    session = prepare(modelforge.run_config(compose([*FAST, "model.depth=2", "activation=tanh"])))
+    x, y = session.dataset.probe(64)
+    steps, loss = run_probe(session.model, x, y, "classification")
+    by_name = {s.layer.name: s for s in steps}
+    head, block2 = by_name["head"], by_name["block2_dense"]
+    probs = keras.ops.convert_to_numpy(head.out).astype(np.float64)
+    onehot = np.eye(10)[np.asarray(y)]
+    np.testing.assert_allclose(np.asarray(head.pre_grad), (probs - onehot) / len(x), atol=1e-7)
+    assert loss == pytest.approx(float(-np.mean(np.log(probs[np.arange(len(x)), np.asarray(y)]))), rel=1e-5)
+    w_head = head.layer.kernel.numpy().astype(np.float64)
+    s2 = np.asarray(block2.pre, dtype=np.float64)
+    by_hand = (np.asarray(head.pre_grad, dtype=np.float64) @ w_head.T) * (1 - np.tanh(s2) ** 2)
+    np.testing.assert_allclose(np.asarray(block2.pre_grad), by_hand, atol=1e-7)
+    w2_grad = np.asarray(by_name["block1_dense"].out, dtype=np.float64).T @ np.asarray(block2.pre_grad)
+    np.testing.assert_allclose(np.asarray(block2.kernel_grads["kernel"]), w2_grad, atol=1e-6)
+
+
+def test_report_keys_ratios_and_initial_loss(compose, tmp_path):
+    report, session = report_for(compose, tmp_path, [*FAST, "model.depth=3"])
+    on_disk = json.loads((tmp_path / "r0" / "init_report.json").read_text())
+    assert on_disk["verdict"] == report["verdict"] and on_disk["block_second_moments"] == report["block_second_moments"]
+    hidden = report["hidden"]
+    assert [h["layer"] for h in hidden] == ["block1_dense", "block2_dense", "block3_dense"]
+    stds = [h["std"] for h in hidden]
+    assert report["ratios"]["activation_std"] == pytest.approx(max(stds) / min(stds))
+    assert report["ratios"]["first_over_last"] == pytest.approx(stds[0] / stds[-1])
+    grads = [h["grad_std"] for h in hidden]
+    assert report["ratios"]["gradient_std"] == pytest.approx(max(grads) / min(grads))
+    assert report["reference_loss"] == pytest.approx(math.log(10)) and report["reference"] == "ln(10)"
+    assert 0.5 * math.log(10) < report["initial_loss"] < 2 * math.log(10)
+    assert all(r["kernel_grad_std"]["kernel"] > 0 for r in report["layers"] if r["kernel_grad_norms"])
+    assert report["flags"] == [] and report["jacobian"] is None
+
+
+def test_saturated_units_raise_a_flag_with_a_suggestion(compose, tmp_path):
+    big = "{name:random_normal,stddev:3.0}"
+    layers = f"[{{type:dense,units:16,activation:tanh,initializer:{big}}},{{type:dense,units:16,activation:tanh}}]"
+    report, _ = report_for(compose, tmp_path, [*FAST, f"+model.layers={layers}"])
+    first = report["hidden"][0]
+    assert first["saturated_fraction"] > 0.5 and first["dead_fraction"] is None
+    (flag,) = [f for f in report["flags"] if f["flag"] == "saturated"]
+    assert "layer1_dense" in flag["detail"] and "initializer=glorot_uniform" in flag["try"]
+
+
+def test_a_deep_gelu_net_is_told_what_to_try(compose, tmp_path):
+    report, _ = report_for(compose, tmp_path, ["activation=gelu", "model.depth=30", "model.units=32"])
+    flags = {f["flag"]: f for f in report["flags"]}
+    assert "vanishing" in flags and report["ratios"]["last_over_first"] < 0.01
+    assert flags["vanishing"]["try"].startswith("initializer=lsuv")
+    lsuv, _ = report_for(compose, tmp_path / "lsuv", ["activation=gelu", "model.depth=30", "model.units=32",
+                                                       "initializer=lsuv"])
+    assert "vanishing" not in {f["flag"] for f in lsuv["flags"]}
+
+
+def test_the_jacobian_of_a_linear_delta_orthogonal_conv_stack_is_an_isometry(compose, tmp_path):
+    layers = ",".join(["{type:conv2d,filters:16,kernel_size:3,padding:same,activation:linear}"] * 6)
+    report, _ = report_for(compose, tmp_path, ["initializer=delta_orthogonal", "trainer.diagnose_jacobian=true",
+                                               f"+model.layers=[{layers},{{type:flatten}}]"])
+    jac = report["jacobian"]
+    assert jac["samples"] == 4 and jac["up_to"] == "layer6_conv2d"
+    assert all(c == pytest.approx(1.0, abs=1e-3) for c in jac["condition"])
+    he, _ = report_for(compose, tmp_path / "he", ["initializer=he_normal", "trainer.diagnose_jacobian=true",
+                                                  f"+model.layers=[{layers},{{type:flatten}}]"])
+    assert he["jacobian"]["median"] > 3
+
+
+# Hand-written Keras on digits as modelforge loads them (5 seeds): the first hidden layer's post-activation std
+# over the last's, for the 5-layer tanh net of width 256.
+GLOROT_2010 = {"standard_uniform": 9.35, "glorot_uniform": 1.27}
+
+
+@pytest.mark.parametrize("initializer", list(GLOROT_2010))
+def test_glorot_2010_figures_6_and_7_in_miniature(compose, tmp_path, initializer):
+    ratios = []
+    for seed in range(5):
+        report, _ = report_for(compose, tmp_path, ["experiment=glorot2010", f"initializer={initializer}"], seed)
+        ratios.append(report["ratios"]["first_over_last"])
+        assert len(report["hidden"]) == 5 and all(h["grad_std"] > 0 for h in report["hidden"])
+    expected = GLOROT_2010[initializer]
+    assert expected / 2 <= float(np.mean(ratios)) <= expected * 2, ratios
+    assert all(expected / 2 <= r <= expected * 2 for r in ratios), ratios
+    assert (tmp_path / "r4" / "init_report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_standard_uniform_is_keras_variance_scaling_a_third_fan_in_uniform(compose):
+    cfg = compose([*FAST, "initializer=standard_uniform"])
+    plan, model = modelforge.plan(cfg), modelforge.build_model(cfg)
+    for entry in (e for e in plan.entries if e.weight == "kernel"):
+        expected = keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform", seed=entry.seed)(entry.shape)
+        kernel = model.get_layer(entry.layer).kernel.numpy()
+        np.testing.assert_array_equal(kernel, keras.ops.convert_to_numpy(expected))
+        assert np.abs(kernel).max() <= 1 / math.sqrt(entry.shape[0])  # U[-1/sqrt(n), 1/sqrt(n)]
+        assert entry.target_std == pytest.approx(1 / math.sqrt(3 * entry.shape[0]))
+
+
+def test_the_family_presets_are_the_auto_policys_families():
+    conf = yaml.safe_load((Path(modelforge.__file__).parent / "conf" / "initializer" / "auto.yaml").read_text())
+    assert conf["families"] == {family.value: preset for family, preset in FAMILY_PRESETS.items()}
