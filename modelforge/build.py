@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from modelforge.core.fans import keras_fans
 from modelforge.core.names import HEAD, INPUTS, STANDARDIZE, activation_layer_name
 from modelforge.core.policy import CUSTOM, load_class
+from modelforge.core.quiet import before_tensorflow
 from modelforge.core.registry import INITIALIZER_CLASSES, get_activation
 from modelforge.errors import ConfigError, closest
 from modelforge.initializers import write_computed
@@ -148,6 +149,7 @@ def build(plan: Plan, standardize: tuple[Any, Any] | None = None, sample: Any = 
         >>> [layer.name for layer in model.layers]
         ['inputs', 'block1_dense', 'head']
     """
+    before_tensorflow()
     import keras
 
     check_layer_args(plan)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from modelforge.cli.quiet import NOISE
+from modelforge.core.quiet import NOISE
 from tests.helpers import run_module
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ SAMPLES = [
 
 def quiet_python(code, **env):
     """Runs `code` after routing stderr through modelforge's filter, as the CLI does."""
-    prelude = "from modelforge.cli.quiet import quiet_stderr; quiet_stderr()\n"
+    prelude = "from modelforge.core.quiet import quiet_stderr; quiet_stderr()\n"
     return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, **env})
 
@@ -74,3 +74,25 @@ def test_tf_logs_on_request(tmp_path):
                             env={**__import__("os").environ, "MODELFORGE_TF_LOGS": "1"})
     assert result.returncode == 0, result.stderr
     assert "oneDNN custom operations are on" in result.stderr
+
+
+def test_a_script_that_trains_through_the_api_prints_nothing_on_stderr(tmp_path):
+    """No filter installed by hand: modelforge sets TensorFlow's logging up before it imports TensorFlow."""
+    script = ("import modelforge\n"
+              "cfg = modelforge.compose(['trainer.epochs=1', 'model.units=8', 'trainer.verbose=0'])\n"
+              "result = modelforge.train(cfg, 'run')\n"
+              "print('objective', result['objective']['value'])\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MODELFORGE_TF_LOGS")}
+    quiet = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                           env=env)
+    assert quiet.returncode == 0 and "objective" in quiet.stdout, quiet.stderr
+    assert quiet.stderr == ""
+    # A TensorFlow error raised while running still shows, and the logs show when asked for.
+    failing = script.replace("trainer.verbose=0", "trainer.verbose=0', 'data=npz', 'data.path=/nonexistent.npz")
+    failing = failing.replace("'run'", "'run3'")
+    broken = subprocess.run([sys.executable, "-c", failing], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert broken.returncode == 1 and "Traceback" in broken.stderr and "nonexistent.npz" in broken.stderr
+    loud = subprocess.run([sys.executable, "-c", script.replace("'run'", "'run2'")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, env={**env, "MODELFORGE_TF_LOGS": "1"})
+    assert loud.returncode == 0 and "oneDNN custom operations are on" in loud.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -17,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resume": ("modelforge.cli.resume", "continue an unfinished run, or a stopped sweep, in FOLDER"),
 }
 DEFAULT = "train"
-# Commands that import TensorFlow, whose start-up noise the terminal is spared (see modelforge.cli.quiet).
+# Commands that import TensorFlow, whose start-up noise the terminal is spared (see modelforge.core.quiet).
 QUIET = ("train", "diagnose", "resume")
 
 
@@ -77,10 +78,12 @@ def main(argv: list[str] | None = None) -> None:
     if command == DEFAULT and any(a in ("--help", "-h") for a in argv):
         print(usage())
     if command in QUIET:
-        from modelforge.cli.quiet import quiet_stderr, wanted
+        from modelforge.core.quiet import ENV, quiet_stderr, wanted
 
         if wanted(argv):
             quiet_stderr()
+        else:  # asked for (hydra.verbose): every later import of TensorFlow, here or in a worker, shows its logs
+            os.environ[ENV] = "1"
     module = importlib.import_module(COMMANDS[command][0])
     try:
         status = module.main(argv) or 0
@@ -102,7 +105,6 @@ def finish(status: int) -> None:
     if "tensorflow" not in sys.modules or any(name in sys.modules for name in _NEEDS_TEARDOWN):
         sys.exit(status)
     import logging
-    import os
 
     sys.stdout.flush()
     sys.stderr.flush()

@@ -38,8 +38,10 @@ def delta_orthogonal(shape: tuple[int, ...], gain: float, seed: int | None, dept
     Example:
         >>> import numpy as np
         >>> k = delta_orthogonal((3, 3, 4, 4), 2.0, seed=0)
-        >>> bool(np.allclose(k[1, 1] @ k[1, 1].T, 4 * np.eye(4), atol=1e-5)), float(np.abs(k).sum() - np.abs(k[1, 1]).sum())
-        (True, 0.0)
+        >>> bool(np.allclose(k[1, 1] @ k[1, 1].T, 4 * np.eye(4), atol=1e-5))
+        True
+        >>> float(np.abs(k).sum() - np.abs(k[1, 1]).sum())
+        0.0
     """
     import numpy as np
 

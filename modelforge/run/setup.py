@@ -15,6 +15,7 @@ from modelforge.core.config import ImagesData, RunConfig
 from modelforge.core.datasets import check_split
 from modelforge.core.initplan import Plan, make_plan
 from modelforge.core.memory import MemoryEstimate, estimate, human
+from modelforge.core.quiet import before_tensorflow
 from modelforge.data.arrays import Dataset
 from modelforge.errors import ConfigError
 from modelforge.run.console import say
@@ -151,7 +152,7 @@ def prepare(run: RunConfig, plan: Plan | None = None, fresh: bool = True) -> Ses
         timings["plan_s"] = time.perf_counter() - tick
     check_memory(run, plan)
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    before_tensorflow()
     tick = time.perf_counter()
     import keras
 

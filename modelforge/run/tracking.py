@@ -9,6 +9,7 @@ event files, so TensorBoard's HParams tab compares the runs of a folder.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -182,4 +183,29 @@ def make_tracker(run: RunConfig, folder: RunFolder) -> MlflowTracker | None:
     if not isinstance(run.logger, MlflowLogger):
         return None
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    quiet_libraries()
     return MlflowTracker(run, run.logger, folder)
+
+
+# Libraries whose INFO lines (a new store's table creation, a study's start) are not the user's business; their
+# warnings and errors still show. MODELFORGE_TF_LOGS=1 or hydra.verbose keeps them all.
+CHATTY = ("mlflow", "alembic", "optuna")
+
+
+def quiet_libraries(optuna: bool = False) -> None:
+    """Raises MLflow's, Alembic's and Optuna's loggers to WARNING, unless the user asked for every log.
+
+    Optuna sets its own logger's level when it is first imported, so with `optuna` it is imported here and told.
+    """
+    import logging
+
+    from modelforge.core.quiet import wanted
+
+    if not wanted([]) or logging.getLogger().isEnabledFor(logging.DEBUG):
+        return
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if optuna and importlib.util.find_spec("optuna") is not None:
+        import optuna as library
+
+        library.logging.set_verbosity(library.logging.WARNING)

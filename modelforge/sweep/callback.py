@@ -18,6 +18,7 @@ from modelforge.core.metrics import objective_for, objective_text
 from modelforge.core.names import Status
 from modelforge.errors import ConfigError
 from modelforge.run.folder import RunFolder, writable
+from modelforge.run.tracking import quiet_libraries
 
 log = logging.getLogger("modelforge")
 
@@ -152,6 +153,7 @@ class SweepSummary(Callback):
         _check_writable(config.hydra.run.dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        quiet_libraries(optuna="optuna" in str(config.hydra.sweeper.get("_target_", "")))
         check_direction(config)
         _check_writable(config.hydra.sweep.dir, "hydra.sweep.dir")
         root = RunFolder(config.hydra.sweep.dir)

@@ -5,6 +5,12 @@ TensorFlow prints absl, oneDNN and CUDA lines to fd 2 before absl is initialised
 hard (a segfault, `os._exit`), so fd 2 goes through a pipe to a small filter process instead: it drops the
 known noise line by line, forwards everything else at once and in order, and reads to the end whatever
 happens to this process. `MODELFORGE_TF_LOGS=1` (or `hydra.verbose`) shows everything, unfiltered.
+
+The command line installs the filter first thing; any other process (a script using the Python API, a sweep's
+worker) gets it from `before_tensorflow`, which modelforge calls right before it imports TensorFlow itself. A
+process that imported TensorFlow before modelforge has printed the noise already: set
+`TF_CPP_MIN_LOG_LEVEL=2` there, which quiets all but the absl lines printed before absl starts.
+Standard library only: every layer may call it.
 """
 
 from __future__ import annotations
@@ -45,8 +51,22 @@ def wanted(argv: list[str]) -> bool:
     return os.environ.get(ENV) != "1" and not any(a.startswith(("hydra.verbose", "--hydra-help")) for a in argv)
 
 
+_installed: list[subprocess.Popen[bytes]] = []
+
+
+def before_tensorflow() -> None:
+    """Called by modelforge right before it imports TensorFlow: unless TensorFlow is loaded already or the user
+    asked for its logs, sets `TF_CPP_MIN_LOG_LEVEL=2` (where unset) and filters fd 2, once per process."""
+    if "tensorflow" in sys.modules or _installed or not wanted([]):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_stderr()
+
+
 def quiet_stderr() -> subprocess.Popen[bytes]:
     """Routes this process's fd 2 (and its children's) through the filter process; returns that process."""
+    if _installed:
+        return _installed[0]
     sys.stderr.flush()
     read, write = os.pipe()
     original = os.dup(2)
@@ -68,4 +88,5 @@ def quiet_stderr() -> subprocess.Popen[bytes]:
             pass
 
     atexit.register(restore)
+    _installed.append(proc)
     return proc
