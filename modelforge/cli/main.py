@@ -18,6 +18,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resume": ("modelforge.cli.resume", "continue an unfinished run, or a stopped sweep, in FOLDER"),
 }
 DEFAULT = "train"
+# Each command's own help: what it takes, what that is, and two examples.
+USAGE: dict[str, tuple[str, str, tuple[str, str]]] = {
+    "train": ("[overrides]", "group=option and group.key=value pairs; -m sweeps over comma-separated values",
+              ("python -m modelforge layer=conv initializer=he_normal trainer.epochs=5",
+               "python -m modelforge -m 'initializer=glob(*)' seed=0,1,2")),
+    "plan": ("[overrides]", "the config, as for train: the plan is the one that config's run would follow",
+             ("python -m modelforge plan layer=lstm",
+              "python -m modelforge plan initializer=lsuv model.depth=30")),
+    "diagnose": ("[overrides]", "the config, as for train: the model diagnosed is the one that run would build",
+                 ("python -m modelforge diagnose experiment=he2015 initializer=glorot_uniform",
+                  "python -m modelforge diagnose experiment=glorot2010 initializer=standard_uniform")),
+    "report": ("FOLDER", "a sweep folder (rebuilt in place), a run folder, or any folder holding run folders "
+               "(summaries under outputs/report/)",
+               ("python -m modelforge report outputs/multirun/2026-11-30/12-00-00-000000-4242",
+                "python -m modelforge report outputs")),
+    "resume": ("FOLDER", "an unfinished run folder (continued from its checkpoint) or a stopped sweep folder "
+               "(completed jobs kept, the others continued or started)",
+               ("python -m modelforge resume outputs/2026-11-30/12-00-00-000000-4242",
+                "python -m modelforge resume outputs/multirun/2026-11-30/12-00-00-000000-4242")),
+}
 # Commands that import TensorFlow, whose start-up noise the terminal is spared (see modelforge.core.quiet).
 QUIET = ("train", "diagnose", "resume")
 
@@ -64,19 +84,37 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def command_help(command: str) -> str:
+    """`python -m modelforge COMMAND --help`: what the command does, its arguments and two examples (the commands
+    that take overrides then get Hydra's list of config groups below).
+
+    Example:
+        >>> command_help("plan").splitlines()[0]
+        'usage: python -m modelforge plan [overrides]'
+    """
+    takes, meaning, examples = USAGE[command]
+    lines = [f"usage: python -m modelforge {command} {takes}", "", f"{command}: {COMMANDS[command][1]}", "",
+             "arguments:", f"  {takes}  {meaning}", "", "examples:", *(f"  {e}" for e in examples), ""]
+    if takes == "[overrides]":
+        lines += ["The config groups and their options (pick one with group=option):", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Dispatches to the subcommand named first in `argv` (default: `sys.argv[1:]`)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = DEFAULT
+    command, explicit = DEFAULT, False
     if argv and argv[0] in COMMANDS:
-        command, argv = argv[0], argv[1:]
+        command, argv, explicit = argv[0], argv[1:], True
     elif argv and not argv[0].startswith("-") and "=" not in argv[0]:
         near = closest(argv[0], COMMANDS)
         print(f"modelforge: error: unknown command {argv[0]!r}" + (f" (did you mean {near!r}?)" if near else "")
               + f"; commands: {', '.join(COMMANDS)}; overrides look like key=value", file=sys.stderr)
         sys.exit(2)
-    if command == DEFAULT and any(a in ("--help", "-h") for a in argv):
-        print(usage())
+    if any(a in ("--help", "-h") for a in argv):
+        print(usage() if command == DEFAULT and not explicit else command_help(command))
+        if USAGE[command][0] == "FOLDER":
+            sys.exit(0)
     if command in QUIET:
         from modelforge.core.quiet import ENV, quiet_stderr, wanted
 

@@ -1,0 +1,27 @@
+"""Each command's own help: what it does, its arguments, two examples; then, for commands that take overrides,
+the config groups."""
+
+import pytest
+
+from modelforge.cli.main import COMMANDS, USAGE
+from tests.helpers import run_module
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_each_command_has_its_own_help(tmp_path, command):
+    result = run_module(tmp_path, command, "--help")
+    assert result.returncode == 0, result.stderr
+    takes, _, examples = USAGE[command]
+    assert result.stdout.startswith(f"usage: python -m modelforge {command} {takes}\n")
+    assert COMMANDS[command][1] in result.stdout
+    assert all(example in result.stdout for example in examples) and len(examples) == 2
+    groups = "initializer: auto, delta_orthogonal" in result.stdout
+    assert groups == (takes == "[overrides]")
+    assert not list(tmp_path.rglob("metrics.json"))  # help runs nothing
+
+
+def test_plan_help_differs_from_train_help_and_the_bare_help_lists_commands(tmp_path):
+    helps = {c: run_module(tmp_path, *c.split(), "--help").stdout for c in ("plan", "train", "")}
+    assert helps["plan"] != helps["train"]
+    assert helps[""].startswith("usage: python -m modelforge [COMMAND] [overrides]")
+    assert all(f"  {c}" in helps[""] for c in COMMANDS)
