@@ -103,10 +103,37 @@ def test_bad_npz_files_are_refused(compose, tmp_path, arrays, overrides, words):
         assert word in str(err.value)
 
 
-def test_a_file_that_is_not_an_npz_is_refused(compose, tmp_path):
-    (tmp_path / "d.npz").write_text("not a zip")
-    with pytest.raises(ConfigError, match="is not a readable .npz file"):
-        modelforge.plan(compose(["data=npz", f"data.path={tmp_path}/d.npz"]))
+@pytest.mark.parametrize("content, looks", [
+    ("not a zip", "a text file whose first line is 'not a zip'"),
+    ("a,b,label\n1,2,0\n", "(a CSV table?): use data=csv data.path=... data.target=<column>"),
+    (b"\x93NUMPY\x01\x00", "a single .npy array, not an .npz archive: save x and y together with numpy.savez"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image: for a folder of images use data=images"),
+])
+def test_a_file_that_is_not_an_npz_says_what_it_looks_like(compose, tmp_path, content, looks):
+    path = tmp_path / "d.npz"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ConfigError, match="is not an .npz archive numpy can read") as err:
+        modelforge.plan(compose(["data=npz", f"data.path={path}"]))
+    assert looks in str(err.value)
+
+
+def test_conv_on_a_table_suggests_what_works_with_a_table(compose, tmp_path):
+    write_csv(tmp_path / "t.csv", rows=60)
+    with pytest.raises(ConfigError) as err:
+        modelforge.plan(compose(["layer=conv", "data=csv", f"data.path={tmp_path}/t.csv", "data.target=label"]))
+    said = str(err.value)
+    assert "the data is a table of 3 features per sample, which conv2d cannot read" in said
+    assert "layer=dense" in said and "data=digits" not in said
+
+
+def test_callable_kwargs_take_new_keys_without_a_plus(compose, tmp_path, monkeypatch):
+    (tmp_path / "mydata.py").write_text("import numpy as np\n\ndef load(n=100):\n"
+                                        "    x = np.random.default_rng(0).standard_normal((n, 4)).astype('float32')\n"
+                                        "    return x, (x[:, 0] > 0).astype('int64')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = compose(["data=callable", "data._target_=mydata.load", "data.kwargs.n=60"])
+    assert cfg.data.kwargs.n == 60
+    assert modelforge.plan(cfg).info.samples == 60
 
 
 def test_images_are_listed_by_class_streamed_and_decoded_to_their_pixels(compose, tmp_path):

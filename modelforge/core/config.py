@@ -575,6 +575,10 @@ def _layer_spec(spec: Any, index: int) -> dict[str, Any]:
     return dict(spec)
 
 
+# The option a user's own config of a group extends to get every key it does not set itself.
+EXTENDS = {"model": "mlp", "trainer": "default"}
+
+
 def _check_keys(given: Mapping[str, Any], names: list[str], where: str, required: bool) -> None:
     for key in given:
         if "trust" in str(key).lower():  # the config is what is not trusted: it cannot widen the allowlist
@@ -588,7 +592,11 @@ def _check_keys(given: Mapping[str, Any], names: list[str], where: str, required
     if required:
         missing = [n for n in names if n not in given]
         if missing:
-            raise ConfigError(f"the config has no {where}{missing[0]}; it is needed (keys there: {', '.join(names)})")
+            # A group option of the user's own that sets only what it changes (model.layers) lacks the rest.
+            extend = (f"; a {where[:-1]} config of your own takes the others from one of modelforge's when its "
+                      f"first lines are `defaults: [{EXTENDS[where[:-1]]}, _self_]`" if where[:-1] in EXTENDS else "")
+            raise ConfigError(f"the config has no {where}{missing[0]}; it is needed (keys there: {', '.join(names)})"
+                              + extend)
 
 
 def typed(cls: type[T], given: Mapping[str, Any], where: str) -> T:

@@ -150,12 +150,30 @@ def _head(info: DataInfo) -> dict[str, Any]:
     return {"type": "dense", "name": HEAD, "units": info.num_outputs, "activation": activation}
 
 
-def _shape_error(spec: Mapping[str, Any], kind: LayerType, shape: tuple[int, ...], first: bool) -> ConfigError:
+# The user's own data sets, which modelforge cannot reshape: a hint for them names what works with what they have.
+USER_DATA = ("csv", "npz", "callable", "images")
+
+
+def _table_hint(shape: tuple[int, ...], kind: LayerType) -> str:
+    """For the user's table (one row of features per sample) under a layer that needs images or sequences."""
+    features = shape[0]
+    square = int(features ** 0.5)
+    grid = (f", or, if each row is a {square}x{square} image flattened, reshape it yourself into an npz "
+            f"(x of shape [n, {square}, {square}, 1]) and use data=npz" if square * square == features > 1 else "")
+    return (f"the data is a table of {features} features per sample, which {kind.name} cannot read; for a table "
+            "use dense layers: layer=dense (the default), or model.layers of dense, dropout and normalization "
+            "layers" + grid)
+
+
+def _shape_error(spec: Mapping[str, Any], kind: LayerType, shape: tuple[int, ...], first: bool,
+                 info: DataInfo) -> ConfigError:
     needs = _RANK_NAMES.get(kind.input_rank or 0, f"rank {kind.input_rank}")
     message = (
         f"layer {spec['name']!r} ({kind.name}) needs inputs of shape {needs}, but gets shape {list(shape)}"
     )
-    if first and kind.layout in _LAYOUT_HINT:
+    if first and len(shape) == 1 and info.name in USER_DATA:
+        message += f": {_table_hint(shape, kind)}"
+    elif first and kind.layout in _LAYOUT_HINT:
         message += f": the data cannot be shaped that way; {_LAYOUT_HINT[kind.layout]}"
     else:
         message += "; add a layer that reshapes, or reorder model.layers"
@@ -181,7 +199,7 @@ def _resolve(spec: dict[str, Any], shape: tuple[int, ...], default_act: Activati
     kind = get_layer_type(spec["type"])
     name = spec["name"]
     if kind.input_rank is not None and len(shape) != kind.input_rank:
-        raise _shape_error(spec, kind, shape, first)
+        raise _shape_error(spec, kind, shape, first, info)
     if kind.layout == "tokens":
         _check_tokens(spec, info, first)
     elif first and info.vocab_size is not None:

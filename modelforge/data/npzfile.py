@@ -10,7 +10,7 @@ from typing import Any
 
 from modelforge.core.config import NpzData
 from modelforge.data.finite import check_finite
-from modelforge.data.paths import user_path
+from modelforge.data.paths import looks_like, user_path
 from modelforge.errors import ConfigError, closest
 
 
@@ -37,8 +37,7 @@ def read_npz(data: NpzData) -> dict[str, Any]:
                 if key is not None and key in names:
                     found[role] = arrays[key]
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise ConfigError(f"data.path: {path} is not a readable .npz file ({err}); write it with numpy.savez, "
-                          "without object arrays") from None
+        raise _not_npz(path, err) from None
     for role, key in keys.items():
         if key is not None and role not in found:
             near = closest(key, names)
@@ -75,6 +74,12 @@ def _available_memory() -> int:
         return 1 << 62
 
 
+def _not_npz(path: Path, err: Exception) -> ConfigError:
+    """The message for a file numpy cannot read as an .npz: what the file looks like, and what reads that."""
+    return ConfigError(f"data.path: {path} is not an .npz archive numpy can read ({err}); it looks like "
+                       f"{looks_like(path)}")
+
+
 def _check_sizes(path: Path, keys: list[str]) -> None:
     """Reads each wanted member's .npy header (not its data) and refuses one whose declared shape needs more
     bytes than the member holds, or than the memory free now: such a file would fail inside numpy's reader
@@ -84,8 +89,7 @@ def _check_sizes(path: Path, keys: list[str]) -> None:
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as err:
-        raise ConfigError(f"data.path: {path} is not a readable .npz file ({err}); write it with numpy.savez, "
-                          "without object arrays") from None
+        raise _not_npz(path, err) from None
     with archive:
         for key in keys:
             try:

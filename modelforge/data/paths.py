@@ -33,3 +33,47 @@ def user_path(given: str, kind: str, key: str = "data.path") -> Path:
     if kind == "file" and where.is_dir():
         raise ConfigError(f"{key}={given!r}: {where} is a folder; give the file itself")
     return where.resolve()
+
+
+# The first bytes of file kinds a user may hand to the wrong data option, and the option that reads them.
+_SIGNATURES = (
+    (b"\x93NUMPY", "a single .npy array, not an .npz archive: save x and y together with "
+                   "numpy.savez(path, x=x, y=y)"),
+    (b"\x89PNG", "a PNG image: for a folder of images use data=images data.path=<folder with one subfolder per "
+                 "class>"),
+    (b"\xff\xd8\xff", "a JPEG image: for a folder of images use data=images data.path=<folder with one subfolder "
+                      "per class>"),
+    (b"\x89HDF", "an HDF5 file (a Keras .h5 model or an h5py file); convert the arrays to an .npz"),
+    (b"\x80", "a Python pickle, which modelforge never loads; save the arrays with numpy.savez"),
+    (b"PK", "a zip archive without .npy members; write it with numpy.savez"),
+)
+
+
+def looks_like(path: Path) -> str:
+    """What a data file seems to be, from its first bytes, for messages about a file an option cannot read.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile("w", suffix=".npz", delete=False) as f:
+        ...     _ = f.write("a,b,label\\n1,2,0\\n")
+        >>> looks_like(Path(f.name)).split(":")[0]
+        "a text file whose first line is 'a,b,label' (a CSV table?)"
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return "unreadable"
+    for magic, what in _SIGNATURES:
+        if head.startswith(magic):
+            return what
+    try:
+        first = head.decode("utf-8").splitlines()[0] if head.strip() else ""
+    except UnicodeDecodeError:
+        return "a binary file of an unknown kind"
+    if not first:
+        return "an empty file"
+    if "," in first or "\t" in first or ";" in first:
+        return (f"a text file whose first line is {first[:60]!r} (a CSV table?): use data=csv data.path=... "
+                "data.target=<column>")
+    return f"a text file whose first line is {first[:60]!r}"

@@ -144,7 +144,7 @@ def check_override_keys(overrides: Sequence[str]) -> None:
     match is left to Hydra, which may know it from a user's config pack.
 
     Example:
-        >>> check_override_keys(["trainer.epochs=3", "layer=conv"])
+        >>> check_override_keys(["trainer.epochs=3", "layer=conv", "data.kwargs.n=10"])
         >>> check_override_keys(["trainer.epoch=3"])
         Traceback (most recent call last):
         ...
@@ -153,7 +153,8 @@ def check_override_keys(overrides: Sequence[str]) -> None:
     keys = known_keys()
     for override in overrides:
         match = _OVERRIDE.match(override)
-        if not match or match["prefix"] or match["key"].split(".")[0] not in _KEY_SCHEMAS or match["key"] in keys:
+        if (not match or match["prefix"] or match["key"].split(".")[0] not in _KEY_SCHEMAS or match["key"] in keys
+                or match["key"].startswith(OPEN_TABLES)):  # an open table's new key (data.kwargs.n) is no typo
             continue
         near = closest(match["key"], keys, cutoff=0.8)
         if near:
