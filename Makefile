@@ -38,12 +38,14 @@ browser:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } || \
 	  { echo "make: the browser test needs chromium (Debian: apt-get install chromium)"; exit 1; }
 
-# The test suite (with the doctests of the package) after the linters.
+# The test suite (with the doctests of the package) after the linters, on both cores, the slowest 15 listed.
+PYTEST := $(VPY) -m pytest -n 2 --dist loadgroup --durations=15
 test: lint browser
-	$(VPY) -m pytest $(ARGS)
+	$(PYTEST) $(ARGS)
 
+# No subprocess runs and no browser: what a change to the core needs first.
 test-fast: lint
-	$(VPY) -m pytest -m "not slow" $(ARGS)
+	$(PYTEST) -m "not slow and not browser" $(ARGS)
 
 # Optional extras into the same venv, e.g. `make extras EXTRAS=ray`; the editable install stays a plain .pth.
 extras: $(STAMP)

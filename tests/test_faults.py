@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import run_dirs, run_module
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("timing")]
 
 # Small enough to be quick, with epochs long enough (many small batches) to be caught in the middle.
 RUN = ["model.units=16", "trainer.verbose=0", "trainer.batch_size=8"]

@@ -275,6 +275,7 @@ class TestFusedLauncherIntegration(IntegrationTestSuite):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("timing")
 def test_a_fused_group_killed_mid_training_resumes_from_its_checkpoint(tmp_path):
     import subprocess
     import sys
@@ -305,6 +306,7 @@ def test_a_fused_group_killed_mid_training_resumes_from_its_checkpoint(tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("timing")
 def test_a_sweep_killed_while_writing_its_jobs_resumes_to_the_same_folders(tmp_path):
     import subprocess
     import sys
@@ -335,6 +337,7 @@ def test_a_sweep_killed_while_writing_its_jobs_resumes_to_the_same_folders(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("timing")
 def test_sigterm_while_a_group_trains_stops_the_sweep_with_its_summary(tmp_path):
     import signal
     import subprocess
@@ -462,6 +465,7 @@ def test_chunks_on_submitit_and_ray_equal_the_in_process_sweep(tmp_path, executo
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("timing")
 def test_a_submitit_chunk_stopped_by_sigterm_resumes_to_the_same_folders(tmp_path):
     """SIGTERM to the driver while a chunk trains on submitit's local executor: the chunk is cancelled at its
     epoch's end, the summaries are written, exit 143; `resume` continues the chunk from its group checkpoint to

@@ -155,6 +155,7 @@ def test_summary_opens_with_the_verdict_and_groups_by_what_changes_results(tmp_p
     assert "0.0012345678" not in text  # constant keys do not group; floats would be rounded if they did
 
 
+@pytest.mark.browser
 def test_summary_html_renders_in_a_real_browser(tmp_path):
     import shutil
     import subprocess

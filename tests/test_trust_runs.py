@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import run_module
 from tests.test_faults import RUN, assert_same_result, rows, said, start, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("timing")]
 
 ODD = "runs é ✓ 日本 (a)=b [c],d"
 

@@ -142,6 +142,7 @@ def test_unknown_or_bad_keys_exit_2_naming_them(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("timing")
 def test_a_resumed_run_takes_its_weights_from_the_checkpoint_and_measures_nothing(tmp_path):
     from tests.test_faults import assert_same_result, start, wait_for
 
