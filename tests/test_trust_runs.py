@@ -68,11 +68,16 @@ def killed(tmp_path_factory):
     root = tmp_path_factory.mktemp("killed")
     full = run_module(root, *RUN, "trainer.epochs=4", "hydra.run.dir=full")
     assert full.returncode == 0, full.stderr
-    proc = start(root, *RUN, "trainer.epochs=4", "hydra.run.dir=run")
-    wait_for(lambda: (root / "run" / "checkpoint.prev.npz").exists() and rows(root / "run") >= 2)
-    proc.kill()
-    proc.wait()
-    return root
+    generations = [root / "run" / "checkpoint.npz", root / "run" / "checkpoint.prev.npz"]
+    for _ in range(3):  # a kill that lands between the two renames of a rotation leaves one generation: again
+        shutil.rmtree(root / "run", ignore_errors=True)
+        proc = start(root, *RUN, "trainer.epochs=4", "hydra.run.dir=run")
+        wait_for(lambda: all(p.exists() for p in generations) and rows(root / "run") >= 2)
+        proc.kill()
+        proc.wait()
+        if all(p.exists() for p in generations):
+            return root
+    raise AssertionError("three kills in a row landed inside a checkpoint rotation")
 
 
 def copy_of(killed, tmp_path, name="run"):
