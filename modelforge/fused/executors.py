@@ -9,12 +9,11 @@ writes its jobs' folders there; the driver writes the summaries.
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from modelforge.core.signals import handled
 from modelforge.errors import invalid
 
 T = TypeVar("T")
@@ -35,19 +34,11 @@ class TasksStopped(Exception):  # noqa: N818 (how the wait for the tasks ends on
 @contextlib.contextmanager
 def _stop_on_signals() -> Iterator[None]:
     """While the driver waits: SIGTERM or SIGINT ends the wait with `TasksStopped`."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
     def stop(signum: int, frame: Any) -> None:
         raise TasksStopped(signum)
 
-    saved = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with handled(stop):
         yield
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
 
 
 def run_tasks(tasks: Sequence[Callable[[], T]], executor: str, options: Mapping[str, Any]) -> list[T]:

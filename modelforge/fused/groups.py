@@ -17,13 +17,13 @@ import io
 import json
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelforge.core.signals import handled
 from modelforge.fused.handoff import Arm
 from modelforge.fused.optimizer import ARM_SCALARS
 
@@ -180,23 +180,19 @@ def train_fused(chunks: list[Chunk], sweep_dir: Path, on_stop: Callable[[int], N
     from modelforge.fused.trainer import GroupStopped
 
     received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():  # a worker's thread: its host handles signals
-        return train_chunks(chunks, sweep_dir, stop=lambda: None)
-    saved = {s: signal.signal(s, lambda signum, frame: received.append(signum))
-             for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        checkpoints = train_chunks(chunks, sweep_dir, stop=lambda: received[0] if received else None)
-        if received:
-            raise GroupStopped(received[0], -1)
-    except ConfigError as err:
-        print(f"modelforge: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except GroupStopped as err:
-        on_stop(err.signum)
-        print(f"modelforge: sweep stopped by {signal.Signals(err.signum).name} while a fused group trained; its "
-              f"checkpoint continues it: python -m modelforge resume {sweep_dir}", file=sys.stderr)
-        sys.exit(128 + err.signum)
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
+    with handled(lambda signum, frame: received.append(signum)) as saved:
+        if saved is None:  # a worker's thread: its host handles signals
+            return train_chunks(chunks, sweep_dir, stop=lambda: None)
+        try:
+            checkpoints = train_chunks(chunks, sweep_dir, stop=lambda: received[0] if received else None)
+            if received:
+                raise GroupStopped(received[0], -1)
+        except ConfigError as err:
+            print(f"modelforge: error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except GroupStopped as err:
+            on_stop(err.signum)
+            print(f"modelforge: sweep stopped by {signal.Signals(err.signum).name} while a fused group trained; "
+                  f"its checkpoint continues it: python -m modelforge resume {sweep_dir}", file=sys.stderr)
+            sys.exit(128 + err.signum)
     return checkpoints

@@ -15,7 +15,6 @@ import contextlib
 import math
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from modelforge.core.initplan import Plan, format_table, plan_digest, plan_line
 from modelforge.core.memory import estimate
 from modelforge.core.metrics import lower_is_better
 from modelforge.core.names import Status
+from modelforge.core.signals import handled
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run import checkpoint
 from modelforge.run.checkpoint import Progress
@@ -184,20 +184,12 @@ def stop_on_signals(stop: Any, forward: bool = False) -> Iterator[None]:
     raised again once the handlers are back, for the launcher's own handler: the run is finished and written,
     and the launcher stops after it.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread; the launcher's handling applies
-        return
-
     def mark(signum: int, frame: Any) -> None:
         stop.signum = signum
 
-    saved = {s: signal.signal(s, mark) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with handled(mark) as saved:  # off the main thread nothing is set: the launcher's handling applies
         yield
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
-    if forward and stop.signum is not None and callable(saved.get(stop.signum)):
+    if forward and saved is not None and stop.signum is not None and callable(saved.get(stop.signum)):
         signal.raise_signal(stop.signum)
 
 

@@ -17,12 +17,12 @@ import copy
 import functools
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelforge.core.signals import handled
 from modelforge.errors import ConfigError
 from modelforge.fused.groups import FUSED_DIR, Job, group_key, plan_chunks, train_fused
 from modelforge.run.checkpoint import previous
@@ -248,16 +248,8 @@ def _stop_between_jobs(sweep_dir: Path) -> Any:
     import sys
 
     received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():  # a worker's thread: its host handles signals
+    with handled(lambda signum, frame: received.append(signum)):  # off the main thread: nothing is set
         yield received
-        return
-    saved = {s: signal.signal(s, lambda signum, frame: received.append(signum))
-             for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield received
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
     if received:
         _summaries(sweep_dir)
         print(f"modelforge: sweep stopped by {signal.Signals(received[0]).name} while its jobs' folders were "
