@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 # Small and fast: a 1-epoch run of a narrow model still exercises every code path.
@@ -18,6 +19,25 @@ def run_module(cwd, *args, timeout=600):
     """
     return subprocess.run([sys.executable, "-m", "modelforge", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def start(cwd, *args, output=subprocess.PIPE):
+    """Starts `python -m modelforge args` in `cwd` and returns at once (the Popen), for a test that stops it.
+
+    `output=subprocess.DEVNULL` for a chatty run whose output the test never reads (a full pipe would block it).
+    """
+    return subprocess.Popen([sys.executable, "-m", "modelforge", *args], cwd=cwd, stdout=output, stderr=output,
+                            text=True)
+
+
+def wait_for(condition, timeout=120.0, poll=0.002):
+    """Polls `condition` until it holds; fails the test when `timeout` seconds pass first."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(poll)
+    raise AssertionError("timed out waiting")
 
 
 def overlay_venv(path, *extra_paths):

@@ -15,26 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import run_dirs, run_module
+from tests.helpers import run_dirs, run_module, start, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("timing")]
 
 # Small enough to be quick, with epochs long enough (many small batches) to be caught in the middle.
 RUN = ["model.units=16", "trainer.verbose=0", "trainer.batch_size=8"]
-
-
-def start(cwd, *args):
-    return subprocess.Popen([sys.executable, "-m", "modelforge", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition, timeout=120.0, poll=0.002):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(poll)
-    raise AssertionError("timed out waiting")
 
 
 def said(result):

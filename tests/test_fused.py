@@ -11,7 +11,7 @@ import pytest
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
 from modelforge.fused.groups import group_key
-from tests.helpers import RUN_FILES, run_dirs, run_module
+from tests.helpers import RUN_FILES, run_dirs, run_module, start, wait_for
 
 SWEEP = ["trainer.epochs=3", "trainer.verbose=0", "model.units=16"]
 
@@ -278,8 +278,6 @@ class TestFusedLauncherIntegration(IntegrationTestSuite):
 @pytest.mark.xdist_group("timing")
 def test_a_fused_group_killed_mid_training_resumes_from_its_checkpoint(tmp_path):
     import subprocess
-    import sys
-    import time
 
     # With per-arm plateaus, whose counters and rates the checkpoint must carry for the same reductions.
     plateau = ["trainer.reduce_on_plateau.enabled=true", "trainer.reduce_on_plateau.patience=1",
@@ -288,11 +286,8 @@ def test_a_fused_group_killed_mid_training_resumes_from_its_checkpoint(tmp_path)
     args = [*SWEEP, "trainer.epochs=6", "hydra/launcher=fused", "seed=0,1,2", *plateau]
     _, whole = sweep(tmp_path, "whole", *args[len(SWEEP):])
     assert len({row["learning_rate"] for row in history(whole[0])}) > 1  # a rate was lowered
-    proc = subprocess.Popen([sys.executable, "-m", "modelforge", "-m", *args, "hydra.sweep.dir=killed"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    end = time.monotonic() + 120
-    while not list((tmp_path / "killed" / ".fused").glob("*.npz")) and time.monotonic() < end:
-        time.sleep(0.01)
+    proc = start(tmp_path, "-m", *args, "hydra.sweep.dir=killed", output=subprocess.DEVNULL)
+    wait_for(lambda: list((tmp_path / "killed" / ".fused").glob("*.npz")), poll=0.01)
     proc.kill()
     proc.wait()
     assert list((tmp_path / "killed" / ".fused").glob("*.npz")), "the group's checkpoint was never written"
@@ -309,16 +304,11 @@ def test_a_fused_group_killed_mid_training_resumes_from_its_checkpoint(tmp_path)
 @pytest.mark.xdist_group("timing")
 def test_a_sweep_killed_while_writing_its_jobs_resumes_to_the_same_folders(tmp_path):
     import subprocess
-    import sys
-    import time
 
     args = [*SWEEP, "hydra/launcher=fused", "seed=0,1,2,3"]
     _, whole = sweep(tmp_path, "whole", *args[len(SWEEP):])
-    proc = subprocess.Popen([sys.executable, "-m", "modelforge", "-m", *args, "hydra.sweep.dir=killed"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    end = time.monotonic() + 120
-    while not (tmp_path / "killed" / "1" / "metrics.json").exists() and time.monotonic() < end:
-        time.sleep(0.005)
+    proc = start(tmp_path, "-m", *args, "hydra.sweep.dir=killed", output=subprocess.DEVNULL)
+    wait_for(lambda: (tmp_path / "killed" / "1" / "metrics.json").exists(), poll=0.005)
     proc.kill()  # the group has trained; job 0 is written, job 1 is being written
     proc.wait()
     written = json.loads((tmp_path / "killed" / "0" / "metrics.json").read_text())
@@ -340,16 +330,9 @@ def test_a_sweep_killed_while_writing_its_jobs_resumes_to_the_same_folders(tmp_p
 @pytest.mark.xdist_group("timing")
 def test_sigterm_while_a_group_trains_stops_the_sweep_with_its_summary(tmp_path):
     import signal
-    import subprocess
-    import sys
-    import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "modelforge", "-m", *SWEEP, "trainer.epochs=30",
-                             "hydra/launcher=fused", "seed=0,1", "hydra.sweep.dir=s"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    end = time.monotonic() + 120
-    while not list((tmp_path / "s" / ".fused").glob("*.npz")) and time.monotonic() < end:
-        time.sleep(0.01)
+    proc = start(tmp_path, "-m", *SWEEP, "trainer.epochs=30", "hydra/launcher=fused", "seed=0,1", "hydra.sweep.dir=s")
+    wait_for(lambda: list((tmp_path / "s" / ".fused").glob("*.npz")), poll=0.01)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
@@ -471,18 +454,12 @@ def test_a_submitit_chunk_stopped_by_sigterm_resumes_to_the_same_folders(tmp_pat
     epoch's end, the summaries are written, exit 143; `resume` continues the chunk from its group checkpoint to
     the in-process sweep's folders."""
     import signal
-    import subprocess
-    import sys
-    import time
 
     args = [*SWEEP, "trainer.epochs=6", "hydra/launcher=fused", "seed=0,1,2"]
     _, here = sweep(tmp_path, "here", *args)
-    proc = subprocess.Popen([sys.executable, "-m", "modelforge", "-m", *args, "hydra.launcher.executor=submitit",
-                             "hydra.launcher.cluster=local", "hydra.sweep.dir=there"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    end = time.monotonic() + 300
-    while not list((tmp_path / "there" / ".fused").glob("*.prev.npz")) and time.monotonic() < end:
-        time.sleep(0.01)
+    proc = start(tmp_path, "-m", *args, "hydra.launcher.executor=submitit", "hydra.launcher.cluster=local",
+                 "hydra.sweep.dir=there")
+    wait_for(lambda: list((tmp_path / "there" / ".fused").glob("*.prev.npz")), timeout=300, poll=0.01)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 143, stderr[-2000:]

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import run_module
-from tests.test_faults import RUN, assert_same_result, rows, said, start, wait_for
+from tests.helpers import run_module, start, wait_for
+from tests.test_faults import RUN, assert_same_result, rows, said
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("timing")]
 
