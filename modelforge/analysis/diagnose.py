@@ -152,8 +152,8 @@ def diagnose(model: Any, x: Any, y: Any, task: str, activations: Mapping[str, st
         activations: layer name -> the activation that follows its kernel (from the plan's specs).
 
     Returns:
-        The report: one record per layer, one per hidden layer, the ratios across them, the initial loss, the
-        verdict and the flags (see `flags.py`).
+        The report: one record per layer, one per hidden layer, the ratios across them, the initial loss and the
+        verdict (`run_diagnosis` adds the flags and the Jacobian).
     """
     import numpy as np
 

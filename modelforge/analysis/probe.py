@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelforge.initializers.lsuv import pre_activation
+
 # Keras activation layers: their input is the pre-activation of the layer before them.
 ACTIVATION_LAYERS = ("LeakyReLU", "PReLU", "ELU", "ReLU", "Activation", "Softmax")
 
@@ -35,11 +37,7 @@ def _pre_and_out(layer: Any, h: Any) -> tuple[Any, Any]:
     activation = getattr(layer, "activation", None)
     if activation is None or hasattr(layer, "cell") or activation is keras.activations.linear:
         return None, layer(h, training=False)
-    layer.activation = keras.activations.linear
-    try:
-        pre = layer(h, training=False)
-    finally:
-        layer.activation = activation
+    pre = pre_activation(layer, h)
     return pre, activation(pre)
 
 

@@ -121,12 +121,16 @@ class Plan:
         """How many training inputs the build needs (LSUV's `samples`; 0 when nothing is measured on data)."""
         return max((int((e.computed or {})["samples"]) for e in self.computed("lsuv")), default=0)
 
+    def target_std(self, entry: PlanEntry) -> float | None:
+        """The std the entry's values get: measured at build where LSUV set it, else the plan's."""
+        return self.measured[entry.path]["std"] if entry.path in self.measured else entry.target_std
+
     def as_json(self) -> list[dict[str, Any]]:
         found = [e.as_dict() for e in self.entries]
         for record, entry in zip(found, self.entries):
             if entry.path in self.measured:
                 record["lsuv"] = self.measured[entry.path]
-                record["target_std"] = self.measured[entry.path]["std"]
+                record["target_std"] = self.target_std(entry)
         return found
 
 
@@ -245,7 +249,7 @@ def _fan(value: float | None) -> str:
 
 
 def _std(entry: PlanEntry, plan: Plan) -> str:
-    std = plan.measured[entry.path]["std"] if entry.path in plan.measured else entry.target_std
+    std = plan.target_std(entry)
     if std is None:
         return "at build" if entry.computed else "?"
     return f"{std:.4f}" if std else "0"

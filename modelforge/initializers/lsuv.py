@@ -23,12 +23,11 @@ def layer_weight(layer: Any, name: str) -> Any:
     raise KeyError(f"{layer.name} has no weight {name!r}")
 
 
-def _pre_activation(layer: Any, kernel: Any, x: Any) -> Any:
-    """The layer's output before its activation (x.W for a recurrent layer's input kernel)."""
+def pre_activation(layer: Any, x: Any) -> Any:
+    """A layer's output before its own activation (Dense, Conv and the like apply it inside): the layer called
+    with its activation swapped for linear for that one call. The init health report reads it the same way."""
     import keras
 
-    if hasattr(layer, "cell"):
-        return keras.ops.matmul(x, kernel)
     activation = getattr(layer, "activation", None)
     if activation is None:
         return layer(x, training=False)
@@ -42,7 +41,9 @@ def _pre_activation(layer: Any, kernel: Any, x: Any) -> Any:
 def _variance(layer: Any, kernel: Any, x: Any) -> float:
     import keras
 
-    pre = keras.ops.cast(_pre_activation(layer, kernel, x), "float32")
+    # A recurrent layer's input kernel: x.W over every time step (its activations act inside the recurrence).
+    pre = keras.ops.matmul(x, kernel) if hasattr(layer, "cell") else pre_activation(layer, x)
+    pre = keras.ops.cast(pre, "float32")
     return float(keras.ops.convert_to_numpy(keras.ops.var(pre)))
 
 
