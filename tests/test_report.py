@@ -139,6 +139,43 @@ def test_curves_legend_fits_for_twelve_long_groups(tmp_path):
     assert x0 > 0.5 * width  # beside the plot, not over it
 
 
+SINGLE_RUNS = [  # 12 single runs as `report outputs` finds them: each set a few keys, most left at their default
+    ["initializer=he_normal"], ["initializer=lecun_normal", "model.units=128"], ["activation=tanh"],
+    ["activation=tanh", "initializer=glorot_uniform", "optimizer.learning_rate=0.01"], ["layer=conv"],
+    ["layer=conv", "model.depth=3", "optimizer=sgd"], ["optimizer=sgd", "optimizer.learning_rate=0.05"],
+    ["model.depth=4", "model.units=128", "activation=gelu"], ["data.validation_split=0.3"], ["initializer=lsuv"],
+    ["initializer=delta_orthogonal", "layer=conv", "trainer.batch_size=64"], [],
+]
+
+
+def test_single_runs_are_labelled_by_what_each_set_and_the_curves_stay_narrow(tmp_path):
+    import matplotlib.image
+
+    from modelforge.analysis.summary import collect, group_jobs, plot_curves
+
+    for i, overrides in enumerate(SINGLE_RUNS):
+        run = tmp_path / f"run{i:02d}"
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+        curve = [0.5 + 0.02 * i + 0.05 * e for e in range(5)]
+        (run / "history.csv").write_text("epoch,val_accuracy\n" + "".join(f"{e + 1},{v}\n" for e, v in enumerate(curve)))
+        (run / "metrics.json").write_text(json.dumps({
+            "status": "completed", "objective": {"name": "val_accuracy", "value": curve[-1]}, "epochs_run": 5}))
+    jobs = collect(tmp_path)
+    groups = group_jobs(jobs, swept_keys(jobs))
+    labels = sorted(g.label for g in groups)
+    assert len(groups) == 12 and not any("(default)" in label for label in labels)
+    assert "initializer=glorot_uniform, activation=tanh, optimizer.learning_rate=0.01" in labels  # keys first-seen
+    assert "defaults" in labels and "layer=conv" in labels  # the run that set nothing, and one that set one key
+    drawn = plot_curves(tmp_path / "curves.png", groups, "val_accuracy", title="outputs")
+    height, width = matplotlib.image.imread(tmp_path / "curves.png").shape[:2]
+    assert width <= 1400 and abs(width - drawn["size"][0]) <= 2, width
+    x0, y0, x1, y1 = drawn["legend"]
+    assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height and x0 > 0.5 * width
+    summarize(tmp_path)
+    assert "(default)" not in (tmp_path / "summary.md").read_text().split("\n\n")[0]
+
+
 def test_summary_opens_with_the_verdict_and_groups_by_what_changes_results(tmp_path):
     twelve_groups(tmp_path)
     for run in tmp_path.iterdir():  # an output-only key differs too; it must not split the groups

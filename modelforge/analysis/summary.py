@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import statistics
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +175,13 @@ class Group:
 
     @property
     def label(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.key) or "all runs"
+        """The values this group set: a key the group left at its default is not named.
+
+        Single runs gathered by `report` differ in a few keys each; naming every swept key in every label
+        would bury the one that tells a group apart under `(default)`s.
+        """
+        shown = [f"{k}={v}" for k, v in self.key if v != DEFAULT]
+        return ", ".join(shown) or ("defaults" if self.key else "all runs")
 
     @property
     def completed(self) -> list[Job]:
@@ -287,6 +294,8 @@ def markdown(root: Path, jobs: Sequence[Job], groups: Sequence[Group], keys: Seq
 
 
 CURVES_DPI = 100
+# Characters per legend line: a label is wrapped there, so the picture stays within 1,400 px at any length.
+LEGEND_WIDTH = 44
 
 
 def plot_curves(path: Path, groups: Sequence[Group], objective: str, title: str = "") -> dict[str, Any]:
@@ -316,7 +325,8 @@ def plot_curves(path: Path, groups: Sequence[Group], objective: str, title: str 
         std = np.array([np.std([c[i] for c in curves if len(c) > i], ddof=1) if sum(len(c) > i for c in curves) > 1
                         else 0.0 for i in range(length)])
         epochs = np.arange(1, length + 1)
-        (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=f"{group.label} (n={len(curves)})")
+        label = textwrap.fill(f"{group.label} (n={len(curves)})", LEGEND_WIDTH, subsequent_indent="  ")
+        (line,) = ax.plot(epochs, mean, marker="o", ms=3, label=label)
         ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
     ax.set(xlabel="epoch", ylabel=objective)
     ax.set_title(f"{title}\n{objective} per epoch, mean ± std over seeds" if title else
