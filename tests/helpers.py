@@ -1,5 +1,6 @@
 """Helpers the tests share: small run settings, the run-folder contract, and running the CLI as a user would."""
 
+import functools
 import subprocess
 import sys
 import time
@@ -10,6 +11,16 @@ FAST = ["trainer.epochs=1", "model.units=8", "trainer.verbose=0"]
 # The run-folder contract: every completed run has these (the CLI adds Hydra's modelforge.log).
 RUN_FILES = {"config.yaml", "init_plan.json", "model_summary.txt", "history.csv", "metrics.json", "model.keras"}
 CLI_RUN_FILES = RUN_FILES | {"modelforge.log"}
+
+
+@functools.cache
+def composed_plain() -> dict:
+    """modelforge's config as Hydra composes it (a small model, one epoch), as plain containers: for tests and
+    doctests that type a config without a command line. Composed, so conf/ stays the one home of the defaults."""
+    import modelforge
+    from modelforge.sweep.store import to_plain
+
+    return to_plain(modelforge.compose(FAST[:2] + ["model.depth=1", "trainer.verbose=0"]))
 
 
 def run_module(cwd, *args, timeout=600):

@@ -3,16 +3,17 @@
 import numpy as np
 import pytest
 
-from modelforge.core.config import RunConfig, example_config
+from modelforge.core.config import RunConfig
 from modelforge.data import arrays as data
 from modelforge.errors import ConfigError
+from tests.helpers import composed_plain
 
 DIGITS = {"name": "digits", "validation_split": 0.2, "layout": "auto"}
 
 
 def typed(cfg):
     """The typed data config, checked as the front door checks it."""
-    return RunConfig.from_mapping({**example_config(), "data": cfg}).data
+    return RunConfig.from_mapping({**composed_plain(), "data": cfg}).data
 
 
 def describe(cfg, layout):

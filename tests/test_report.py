@@ -158,7 +158,8 @@ def test_single_runs_are_labelled_by_what_each_set_and_the_curves_stay_narrow(tm
         (run / ".hydra").mkdir(parents=True)
         (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
         curve = [0.5 + 0.02 * i + 0.05 * e for e in range(5)]
-        (run / "history.csv").write_text("epoch,val_accuracy\n" + "".join(f"{e + 1},{v}\n" for e, v in enumerate(curve)))
+        rows = "".join(f"{e + 1},{v}\n" for e, v in enumerate(curve))
+        (run / "history.csv").write_text("epoch,val_accuracy\n" + rows)
         (run / "metrics.json").write_text(json.dumps({
             "status": "completed", "objective": {"name": "val_accuracy", "value": curve[-1]}, "epochs_run": 5}))
     jobs = collect(tmp_path)

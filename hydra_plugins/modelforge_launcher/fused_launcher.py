@@ -72,7 +72,8 @@ class RememberingLoader:
 
 
 class FusedLauncher(HeldSetup, Launcher):
-    def __init__(self, max_arms: int | None = None, executor: str = "local", **options: Any) -> None:
+    def __init__(self, max_arms: int | None, executor: str, **options: Any) -> None:
+        # No defaults here: FusedLauncherConf above is their one home, and Hydra always passes them.
         self.max_arms, self.executor, self.options = max_arms, executor, options
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:

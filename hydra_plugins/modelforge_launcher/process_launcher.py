@@ -16,7 +16,8 @@ from hydra_plugins.modelforge_launcher.held import HeldSetup
 
 
 class ProcessLauncher(HeldSetup, Launcher):
-    def __init__(self, n_jobs: int = 2, **kwargs: Any) -> None:
+    def __init__(self, n_jobs: int, **kwargs: Any) -> None:
+        # No default here: conf/hydra/launcher/parallel.yaml is n_jobs' one home, and Hydra always passes it.
         self.n_jobs = n_jobs
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:

@@ -495,8 +495,8 @@ class RunConfig:
         Raises:
             ConfigError: the first bad key or value, named, with the nearest valid one.
 
-        Example:
-            >>> run = RunConfig.from_mapping(example_config())
+        Example (`composed`: modelforge's config as Hydra composes it, from the doctests' namespace):
+            >>> run = RunConfig.from_mapping(composed)
             >>> run.trainer.objective, run.trainer.early_stopping.mode, run.task
             ('val_accuracy', 'min', 'classification')
         """
@@ -644,27 +644,3 @@ def _value(hint: Any, value: Any, key: str) -> Any:
     if hint is str and not isinstance(value, str):
         raise ConfigError(f"{key}={value!r} must be a string")
     return value
-
-
-def example_config() -> dict[str, Any]:
-    """A small complete config as plain containers, for doctests and tests that need no composition."""
-    return {
-        "seed": 0,
-        "model": {"depth": 1, "units": 8, "layers": None},
-        "layer": {"type": "dense"},
-        "activation": {"name": "auto"},
-        "initializer": {"name": "auto", "distribution": "auto", "rules": {},
-                        "families": {"rectifier": "he_normal", "saturating": "glorot_uniform",
-                                     "self_normalizing": "lecun_normal", "linear": "glorot_uniform"},
-                        "default": "glorot_uniform"},
-        "data": {"name": "digits", "validation_split": 0.2, "layout": "auto"},
-        "optimizer": {"name": "adam", "learning_rate": 0.001},
-        "trainer": {"epochs": 1, "batch_size": 32, "shuffle": True, "verbose": 0, "deterministic": True,
-                    "diagnose": False, "diagnose_jacobian": False, "objective": "auto", "metrics": None,
-                    "loss": "auto", "class_weight": None, "precision": "float32", "strategy": "default",
-                    "early_stopping": {"enabled": False, "monitor": "val_loss", "patience": 5, "min_delta": 0.0,
-                                       "restore_best_weights": True},
-                    "reduce_on_plateau": {"enabled": False, "monitor": "val_loss", "factor": 0.1, "patience": 10,
-                                          "min_delta": 0.0001, "cooldown": 0, "min_lr": 0.0}},
-        "logger": {"name": "csv"},
-    }

@@ -198,8 +198,7 @@ def make_plan(run: RunConfig, input_shape: tuple[int, ...] | None = None, info: 
         ConfigError: anything in the model or data config that cannot be used.
 
     Example:
-        >>> from modelforge.core.config import example_config
-        >>> plan = make_plan(RunConfig.from_mapping(example_config()))
+        >>> plan = make_plan(RunConfig.from_mapping(composed))
         >>> [(e.layer, e.weight, e.choice.name, e.choice.source) for e in plan.entries][0]
         ('block1_dense', 'kernel', 'he_normal', 'policy:relu')
     """
@@ -227,8 +226,8 @@ def plan_digest(plan: Plan) -> str:
     """A short name for what the plan decides (seeds left out, so a sweep's seeds share one).
 
     Example:
-        >>> from modelforge.core.config import RunConfig, example_config
-        >>> len(plan_digest(make_plan(RunConfig.from_mapping(example_config()))))
+        >>> from modelforge.core.config import RunConfig
+        >>> len(plan_digest(make_plan(RunConfig.from_mapping(composed))))
         8
     """
     entries = [{k: v for k, v in e.as_dict().items() if k != "seed"} for e in plan.entries]

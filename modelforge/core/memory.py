@@ -56,9 +56,9 @@ def estimate(plan: Plan, batch_size: int, optimizer: str) -> MemoryEstimate:
     """The memory a run of `plan` needs with `batch_size` and `optimizer` (a name in the registry).
 
     Example:
-        >>> from modelforge.core.config import RunConfig, example_config
+        >>> from modelforge.core.config import RunConfig
         >>> from modelforge.core.initplan import make_plan
-        >>> plan = make_plan(RunConfig.from_mapping(example_config()))
+        >>> plan = make_plan(RunConfig.from_mapping(composed))
         >>> estimate(plan, 32, "adam").weights == 4 * sum(math.prod(e.shape) for e in plan.entries)
         True
     """

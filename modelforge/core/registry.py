@@ -32,8 +32,9 @@ class Activation:
 
     `family` is what the policy and the init health report read; `layer` names the Keras layer used when
     parameters are given (a plain string activation cannot carry them); `params` holds each parameter with
-    its default; `has_string` says whether Keras also knows the name as a plain activation string (PReLU,
-    with its learned slope, is a layer only).
+    its default (conf/activation/<name>.yaml carries the same, checked by tests/core/test_defaults.py);
+    `has_string` says whether Keras also knows the name as a plain activation string (PReLU, with its learned
+    slope, is a layer only).
     """
 
     name: str
@@ -113,7 +114,9 @@ LSUV_DEFAULTS: dict[str, Any] = {
 # initializer (so model.keras names only Keras classes): by formula (delta_orthogonal) or from data (lsuv).
 COMPUTED = frozenset({"delta_orthogonal", "lsuv"})
 
-# Every initializer name a config may use, with the parameters each accepts and their defaults.
+# Every initializer name a config may use, with the parameters each accepts and their defaults. For Keras' classes
+# these mirror Keras' constructor defaults; conf/initializer/*.yaml carries the same values. tests/core/test_defaults.py
+# checks both.
 INITIALIZERS: dict[str, dict[str, Any]] = {
     **{name: {} for name in VARIANCE_SCALING_PRESETS},
     "variance_scaling": {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"},

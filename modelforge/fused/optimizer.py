@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# The optimizer arguments that may differ between arms, with Keras' defaults.
+# The optimizer arguments that may differ between arms, with Keras' constructor defaults: a mirror of Keras', not
+# modelforge's own (weight_decay None is 0.0 here), checked against Keras' signatures in tests/core/test_defaults.py.
 _ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": 0.0}
 ARM_SCALARS = {"adam": _ADAM, "adamw": {**_ADAM, "weight_decay": 0.004},
                "sgd": {"learning_rate": 0.01, "momentum": 0.0, "weight_decay": 0.0},

@@ -22,8 +22,8 @@ def one_hot(trainer: Trainer, task: str) -> bool:
     """Whether the run's labels are fed as one-hot rows.
 
     Example:
-        >>> from modelforge.core.config import RunConfig, example_config
-        >>> one_hot(RunConfig.from_mapping(example_config()).trainer, "classification")
+        >>> from modelforge.core.config import RunConfig
+        >>> one_hot(RunConfig.from_mapping(composed).trainer, "classification")
         False
     """
     names = trainer.metrics or ()
