@@ -14,13 +14,22 @@ CLI_RUN_FILES = RUN_FILES | {"modelforge.log"}
 
 
 @functools.cache
-def composed_plain() -> dict:
-    """modelforge's config as Hydra composes it (a small model, one epoch), as plain containers: for tests and
-    doctests that type a config without a command line. Composed, so conf/ stays the one home of the defaults."""
+def composed_plain(*overrides: str) -> dict:
+    """modelforge's config as Hydra composes it (a small model, one epoch, then `overrides`), as plain
+    containers: for tests and doctests that type a config without a command line. Composed, so conf/ stays the
+    one home of the defaults. Cached: copy it before changing it."""
     import modelforge
     from modelforge.sweep.store import to_plain
 
-    return to_plain(modelforge.compose(FAST[:2] + ["model.depth=1", "trainer.verbose=0"]))
+    return to_plain(modelforge.compose(FAST[:2] + ["model.depth=1", "trainer.verbose=0", *overrides]))
+
+
+def history(folder) -> list[dict[str, float]]:
+    """A run folder's history.csv: one dict per epoch, every column a number (an empty cell is NaN)."""
+    import csv
+
+    with open(Path(folder) / "history.csv") as f:
+        return [{k: float(v) if v else float("nan") for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def run_module(cwd, *args, timeout=600):

@@ -209,7 +209,6 @@ def test_build_model_for_an_explicit_input_shape(compose):
 
 
 def csv_rows(folder):
-    import csv
+    from tests.helpers import history
 
-    with open(folder / "history.csv") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return history(folder)

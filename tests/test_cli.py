@@ -1,6 +1,5 @@
 """The command line, end to end in subprocesses, as a user types it."""
 
-import csv
 import json
 import subprocess
 import sys
@@ -8,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CLI_RUN_FILES, run_dirs
+from tests.helpers import CLI_RUN_FILES, history, run_dirs
 from tests.helpers import run_module as run
 
 # Prints whether TensorFlow got imported, whatever way the entry point exits.
@@ -49,8 +48,7 @@ def test_conv_he_normal_run_end_to_end_and_repeats(tmp_path):
         assert line in story, line
     # Two processes, one config: the same numbers.
     assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
-    with open(a / "history.csv") as f:
-        assert list(csv.DictReader(f))[0].keys() >= {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
+    assert history(a)[0].keys() >= {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
 
 
 @pytest.mark.slow

@@ -1,6 +1,5 @@
 """The init health report: per-layer statistics, the verdict, and He et al. 2015 reproduced."""
 
-import csv
 import json
 import math
 
@@ -11,7 +10,7 @@ import modelforge
 from modelforge.analysis.diagnose import run_diagnosis, verdict
 from modelforge.run.folder import RunFolder
 from modelforge.run.setup import prepare
-from tests.helpers import FAST
+from tests.helpers import FAST, history
 
 
 def diagnosed(compose, tmp_path, overrides):
@@ -65,8 +64,7 @@ def test_trainer_diagnose_runs_before_training(compose, tmp_path):
 
 
 def losses(path):
-    with open(path / "history.csv") as f:
-        return [float(row["loss"]) for row in csv.DictReader(f)]
+    return [row["loss"] for row in history(path)]
 
 
 @pytest.mark.slow

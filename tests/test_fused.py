@@ -1,7 +1,6 @@
 """hydra/launcher=fused (issue 12): K arms trained as one model, each job's folder as from its own run, its
 numbers those of the basic launcher's separate run."""
 
-import csv
 import json
 import warnings
 from pathlib import Path
@@ -11,14 +10,9 @@ import pytest
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
 from modelforge.fused.groups import group_key
-from tests.helpers import RUN_FILES, run_dirs, run_module, start, wait_for
+from tests.helpers import RUN_FILES, history, run_dirs, run_module, start, wait_for
 
 SWEEP = ["trainer.epochs=3", "trainer.verbose=0", "model.units=16"]
-
-
-def history(folder):
-    with open(Path(folder) / "history.csv") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def sweep(tmp_path, name, *args):

@@ -1,13 +1,12 @@
 """Learning-rate schedules: each epoch's rate in history.csv, against the schedule's formula."""
 
-import csv
 import math
 
 import pytest
 
 import modelforge
 from modelforge.errors import ConfigError
-from tests.helpers import FAST
+from tests.helpers import FAST, history
 
 LR = 0.01
 EPOCHS = 4
@@ -16,8 +15,7 @@ EPOCHS = 4
 def rates(compose, tmp_path, *overrides):
     modelforge.train(compose([*FAST, f"trainer.epochs={EPOCHS}", f"optimizer.learning_rate={LR}", *overrides]),
                      run_dir=tmp_path)
-    with open(tmp_path / "history.csv") as f:
-        return [float(row["learning_rate"]) for row in csv.DictReader(f)]
+    return [row["learning_rate"] for row in history(tmp_path)]
 
 
 def cosine(fraction, alpha):

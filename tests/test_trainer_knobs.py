@@ -1,7 +1,6 @@
 """The trainer's knobs (issue 11, points 2 to 4): metrics and losses by name, class weights, ReduceLROnPlateau
 and mixed precision, each checked against numbers computed by hand from the trained model."""
 
-import csv
 import json
 import math
 
@@ -15,7 +14,7 @@ from modelforge.data.arrays import load
 from modelforge.errors import ConfigError
 from modelforge.run import compiled
 from modelforge.run.fit import balanced_class_weight
-from tests.helpers import FAST
+from tests.helpers import FAST, history
 
 
 def trained(compose, tmp_path, *overrides):
@@ -25,9 +24,7 @@ def trained(compose, tmp_path, *overrides):
     run = modelforge.run_config(cfg)
     plan = modelforge.plan(cfg)
     data = load(run.data, plan.info, run.seed, run.trainer.batch_size)
-    with open(tmp_path / "run" / "history.csv") as f:
-        rows = list(csv.DictReader(f))
-    return result, rows, data
+    return result, history(tmp_path / "run"), data
 
 
 def test_every_metric_name_is_a_keras_metric_of_that_name(compose):

@@ -1,6 +1,5 @@
 """Training in-process: the run folder's files, determinism, regression, TensorBoard, NaN handling."""
 
-import csv
 import json
 
 import keras
@@ -9,12 +8,7 @@ import pytest
 
 import modelforge
 from modelforge.errors import RunFailed
-from tests.helpers import FAST, RUN_FILES
-
-
-def read_history(path):
-    with open(path / "history.csv") as f:
-        return list(csv.DictReader(f))
+from tests.helpers import FAST, RUN_FILES, history
 
 
 def test_run_folder_is_complete(compose, tmp_path):
@@ -29,7 +23,7 @@ def test_run_folder_is_complete(compose, tmp_path):
     assert on_disk["objective"] == {"name": "val_accuracy", "value": on_disk["final"]["val_accuracy"], "epoch": 2}
     assert on_disk["versions"]["tensorflow"] != "not installed"
     assert on_disk["timings"]["fit_s"] > 0
-    rows = read_history(tmp_path)
+    rows = history(tmp_path)
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert float(rows[-1]["val_accuracy"]) == pytest.approx(on_disk["final"]["val_accuracy"])
     plan = json.loads((tmp_path / "init_plan.json").read_text())
@@ -55,7 +49,7 @@ def test_same_config_same_numbers(compose, tmp_path):
     first = modelforge.train(cfg, run_dir=tmp_path / "a")
     second = modelforge.train(cfg, run_dir=tmp_path / "b")
     assert first["final"] == second["final"]
-    assert read_history(tmp_path / "a") == read_history(tmp_path / "b")
+    assert history(tmp_path / "a") == history(tmp_path / "b")
     other = modelforge.train(compose([*FAST, "trainer.epochs=2", "seed=8"]), run_dir=tmp_path / "c")
     assert other["final"] != first["final"]
 
@@ -65,7 +59,7 @@ def test_regression_on_synthetic_data(compose, tmp_path):
     metrics = modelforge.train(cfg, run_dir=tmp_path)
     assert metrics["objective"]["name"] == "val_loss"
     assert set(metrics["final"]) == {"loss", "mae", "val_loss", "val_mae", "learning_rate"}
-    rows = read_history(tmp_path)
+    rows = history(tmp_path)
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
     assert json.loads((tmp_path / "init_plan.json").read_text())[-2]["activation"] == "linear"
 
@@ -81,7 +75,7 @@ def test_early_stopping_stops(compose, tmp_path):
                    "trainer.early_stopping.patience=1", "trainer.early_stopping.min_delta=10"])
     metrics = modelforge.train(cfg, run_dir=tmp_path)
     assert metrics["epochs_run"] == 2
-    assert len(read_history(tmp_path)) == 2
+    assert len(history(tmp_path)) == 2
     assert metrics["stopped_early"] == ("early stopping at epoch 2: val_loss has not improved for 1 epochs; "
                                         "best epoch 1 restored")
 
@@ -135,4 +129,4 @@ def test_job_repeats_after_other_jobs_in_the_same_process(compose, tmp_path):
     modelforge.train(compose([*FAST, "layer=conv", "optimizer=sgd"]), run_dir=tmp_path / "other")
     after = modelforge.train(cfg, run_dir=tmp_path / "after")
     assert after["final"] == alone["final"]
-    assert read_history(tmp_path / "after") == read_history(tmp_path / "alone")
+    assert history(tmp_path / "after") == history(tmp_path / "alone")

@@ -1,5 +1,5 @@
-"""What fuses is stated once, in the op registry and the optimizer table: the README's lines are checked against
-them, and a layer without an op is refused by name."""
+"""What fuses is stated once, in the op registry and the optimizer table: docs/sweeps.md's lines are checked
+against them, and a layer without an op is refused by name."""
 
 import re
 from pathlib import Path
@@ -11,15 +11,15 @@ from modelforge.fused.groups import FUSED_KEYS
 from modelforge.fused.ops import OPS, covered, make_op, why_not
 from modelforge.fused.optimizer import ARM_SCALARS
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+PAGE = (Path(__file__).resolve().parents[2] / "docs" / "sweeps.md").read_text()
 
 
 def marked(name):
-    (found,) = re.findall(rf"<!-- {name} -->(.*?)<!-- /{name} -->", README, re.S)
+    (found,) = re.findall(rf"<!-- {name} -->(.*?)<!-- /{name} -->", PAGE, re.S)
     return " ".join(found.split())
 
 
-def test_the_readme_lists_what_the_registry_and_the_optimizer_table_fuse():
+def test_the_sweeps_page_lists_what_the_registry_and_the_optimizer_table_fuse():
     assert marked("fused-layers") == "Layers: " + ", ".join(covered()) + "."
     optimizers = "; ".join(f"{name} ({', '.join(scalars)})" for name, scalars in ARM_SCALARS.items())
     assert marked("fused-optimizers") == f"Optimizers, with the arguments each arm may set: {optimizers}."

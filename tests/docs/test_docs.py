@@ -1,0 +1,107 @@
+"""The docs run (issue 20): every block of README.md and docs/*.md is run as its page gives it, or says why not.
+
+Each page runs in a fresh temporary folder holding a copy of examples/, its blocks in order, so a file one block
+writes is there for the next. The marks are listed in docs/architecture.md ("The docs test").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.docs.pages import KINDS, LANGUAGES, PAGES, ROOT, Block, anchors, blocks, links, script, slug
+
+ALL = [b for page in PAGES for b in blocks(page)]
+
+
+def test_the_readme_is_a_front_page() -> None:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines"
+    long = [f"{i}: {len(line)}" for i, line in enumerate(lines, 1) if len(line) > 120]
+    assert not long, f"README.md lines over 120 characters: {long}"
+    for page in PAGES[1:]:  # the table of contents names every page
+        assert f"(docs/{page.name})" in (ROOT / "README.md").read_text(), page.name
+
+
+@pytest.mark.parametrize("block", ALL, ids=[b.where for b in ALL])
+def test_every_block_runs_or_says_why(block: Block) -> None:
+    assert block.lang in LANGUAGES, f"{block.where}: a block's language is one of {sorted(LANGUAGES)}"
+    assert {kind for kind, _ in block.marks} <= KINDS, f"{block.where}: marks are {sorted(KINDS)}"
+    for reason in block.mark("skip"):
+        assert len(reason.split()) >= 3, f"{block.where}: a skip says why"
+    if block.lang == "yaml":
+        assert block.path, f"{block.where}: a yaml block's first line names its file (# path/to/file.yaml)"
+        yaml.safe_load(block.text)
+        if not block.mark("skip"):
+            later = [b for b in blocks(block.page) if b.lang == "bash" and b.line > block.line and not b.mark("skip")]
+            assert any(block.path.split("/")[0] in b.text for b in later), f"{block.where}: no command composes it"
+    if block.lang == "python" and block.mark("write"):
+        compile(block.text, block.where, "exec")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_links_resolve_and_figures_have_commands(page: Path) -> None:
+    for target in links(page):
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        assert file.exists(), f"{page.name}: {target} does not exist"
+        if anchor:
+            assert anchor in anchors(file), f"{page.name}: {target}: no heading {anchor} in {file.name}"
+    commands = " ".join(b.text for b in blocks(page) if b.lang == "bash" and not b.mark("skip"))
+    for figure in re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", page.read_text()):
+        name = Path(figure).stem.removesuffix("_curves")
+        made = re.search(rf"outputs/{re.escape(name)}(?![\w/])", commands)
+        assert made, f"{page.name}: no command of the page makes {figure} (a run or sweep folder outputs/{name})"
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELFORGE_", "HYDRA_"))}
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", MPLBACKEND="Agg",
+               KERAS_HOME=str(tmp / ".keras"))
+    return env
+
+
+def _run(block: Block, tmp: Path, number: int) -> None:
+    if block.lang == "yaml":
+        assert block.path
+        (tmp / block.path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / block.path).write_text(block.text + "\n")
+        return
+    if block.lang == "python" and block.path:
+        (tmp / block.path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / block.path).write_text(block.text + "\n")
+        return
+    if block.lang == "python":
+        file, command = tmp / f"_docs_block_{number}.py", [sys.executable, f"_docs_block_{number}.py"]
+        file.write_text(block.text + "\n")
+    else:
+        command = ["bash", "-e", "-c", script(block)]
+    done = subprocess.run(command, cwd=tmp, env=_env(tmp), capture_output=True, text=True, timeout=900)
+    expected = int(block.mark("exit")[0]) if block.mark("exit") else 0
+    assert done.returncode == expected, (f"{block.where} exited {done.returncode}, not {expected}:\n"
+                                         f"{script(block)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_every_block_of_the_page_runs(page: Path, tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "examples", tmp_path / "examples",
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "outputs", "__pycache__"))
+    ran = 0
+    for number, block in enumerate(blocks(page)):
+        if block.lang != "text" and not block.mark("skip"):
+            _run(block, tmp_path, number)
+            ran += 1
+    assert ran or page.name == "benchmarks.md", f"{page.name} ran no block"
+
+
+def test_the_anchor_rule_is_githubs() -> None:
+    assert slug("He et al. 2015: depth and ReLU") == "he-et-al-2015-depth-and-relu"
+    assert slug("`make bench` lines") == "make-bench-lines"
