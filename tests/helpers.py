@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+# The checkout's root, for tests that read conf/, docs/ or examples/.
+REPO = Path(__file__).resolve().parents[1]
 # Small and fast: a 1-epoch run of a narrow model still exercises every code path.
 FAST = ["trainer.epochs=1", "model.units=8", "trainer.verbose=0"]
 # The run-folder contract: every completed run has these (the CLI adds Hydra's modelforge.log).
@@ -141,3 +143,39 @@ def load_arrays(n=60, split=False, dataset=False, fail=False):
     if split:
         return (x[:40], y[:40]), (x[40:], y[40:])
     return x, y
+
+
+# A run to kill: small enough to be quick, with epochs long enough (many small batches) to be caught in the middle.
+KILLABLE = ["model.units=16", "trainer.verbose=0", "trainer.batch_size=8"]
+
+
+def said(result):
+    """stderr with the 100-column wrapping undone."""
+    return " ".join(result.stderr.split())
+
+
+def rows(folder):
+    """How many epochs a run folder's history.csv holds (0 before it exists)."""
+    path = Path(folder) / "history.csv"
+    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
+
+
+def weights(folder):
+    """The weights of a run folder's model.keras, loaded in safe mode."""
+    import keras
+
+    model = keras.models.load_model(Path(folder) / "model.keras", safe_mode=True)
+    return model.get_weights()
+
+
+def assert_same_result(a, b):
+    """Bit for bit: history, final metrics and every weight."""
+    import json
+
+    import numpy as np
+
+    assert (Path(a) / "history.csv").read_text() == (Path(b) / "history.csv").read_text()
+    ma, mb = (json.loads((Path(f) / "metrics.json").read_text()) for f in (a, b))
+    assert ma["final"] == mb["final"] and ma["best"] == mb["best"] and ma["epochs_run"] == mb["epochs_run"]
+    for x, y in zip(weights(a), weights(b), strict=True):
+        np.testing.assert_array_equal(x, y)

@@ -3,15 +3,15 @@ checked against it here; tables that mirror Keras' constructor defaults are chec
 
 import inspect
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
 from modelforge.core import registry
+from tests.helpers import REPO
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+CONF = REPO / "conf"
+DOCS = REPO / "docs"
 
 
 def option(group: str, name: str) -> dict:

@@ -102,6 +102,16 @@ def test_every_block_of_the_page_runs(page: Path, tmp_path: Path) -> None:
     assert ran or page.name == "benchmarks.md", f"{page.name} ran no block"
 
 
+def test_the_tests_a_page_names_exist() -> None:
+    for page in PAGES:
+        for path, pattern in re.findall(r"`(\w+/test_\w+\.py)::(test_[\w*]+)`", page.read_text()):
+            file = ROOT / "tests" / path
+            assert file.is_file(), f"{page.name}: tests/{path}"
+            names = re.findall(r"^def (test_\w+)", file.read_text(), re.M)
+            regex = re.compile(pattern.replace("*", r"\w*"))
+            assert any(regex.fullmatch(name) for name in names), f"{page.name}: tests/{path}::{pattern}"
+
+
 def test_the_anchor_rule_is_githubs() -> None:
     assert slug("He et al. 2015: depth and ReLU") == "he-et-al-2015-depth-and-relu"
     assert slug("`make bench` lines") == "make-bench-lines"

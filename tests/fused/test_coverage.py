@@ -2,7 +2,6 @@
 against them, and a layer without an op is refused by name."""
 
 import re
-from pathlib import Path
 
 import keras
 import pytest
@@ -10,8 +9,9 @@ import pytest
 from modelforge.fused.groups import FUSED_KEYS
 from modelforge.fused.ops import OPS, covered, make_op, why_not
 from modelforge.fused.optimizer import ARM_SCALARS
+from tests.helpers import REPO
 
-PAGE = (Path(__file__).resolve().parents[2] / "docs" / "sweeps.md").read_text()
+PAGE = (REPO / "docs" / "sweeps.md").read_text()
 
 
 def marked(name):

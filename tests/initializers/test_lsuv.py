@@ -144,8 +144,7 @@ def test_unknown_or_bad_keys_exit_2_naming_them(tmp_path):
 @pytest.mark.slow
 @pytest.mark.xdist_group("timing")
 def test_a_resumed_run_takes_its_weights_from_the_checkpoint_and_measures_nothing(tmp_path):
-    from tests.helpers import start, wait_for
-    from tests.test_faults import assert_same_result
+    from tests.helpers import assert_same_result, start, wait_for
 
     args = ["initializer=lsuv", "model.units=16", "trainer.verbose=0", "trainer.batch_size=8", "trainer.epochs=3"]
     full = run_module(tmp_path, *args, "hydra.run.dir=full")

@@ -10,54 +10,22 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tests.helpers import run_dirs, run_module, start, wait_for
+from tests.helpers import KILLABLE, assert_same_result, rows, run_dirs, run_module, said, start, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("timing")]
-
-# Small enough to be quick, with epochs long enough (many small batches) to be caught in the middle.
-RUN = ["model.units=16", "trainer.verbose=0", "trainer.batch_size=8"]
-
-
-def said(result):
-    """stderr with the 100-column wrapping undone."""
-    return " ".join(result.stderr.split())
-
-
-def rows(folder):
-    path = Path(folder) / "history.csv"
-    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
-
-
-def weights(folder):
-    import keras
-
-    model = keras.models.load_model(Path(folder) / "model.keras", safe_mode=True)
-    return model.get_weights()
-
-
-def assert_same_result(a, b):
-    """Bit for bit: history, final metrics and every weight."""
-    assert (Path(a) / "history.csv").read_text() == (Path(b) / "history.csv").read_text()
-    ma, mb = (json.loads((Path(f) / "metrics.json").read_text()) for f in (a, b))
-    assert ma["final"] == mb["final"] and ma["best"] == mb["best"] and ma["epochs_run"] == mb["epochs_run"]
-    for x, y in zip(weights(a), weights(b), strict=True):
-        np.testing.assert_array_equal(x, y)
-
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("full")
-    done = run_module(cwd, *RUN, "trainer.epochs=4", "hydra.run.dir=full")
+    done = run_module(cwd, *KILLABLE, "trainer.epochs=4", "hydra.run.dir=full")
     assert done.returncode == 0, done.stderr
     return cwd / "full"
 
 
-def kill_and_resume(tmp_path, uninterrupted, when, args=(*RUN, "trainer.epochs=4")):
+def kill_and_resume(tmp_path, uninterrupted, when, args=(*KILLABLE, "trainer.epochs=4")):
     proc = start(tmp_path, *args, "hydra.run.dir=run")
     folder = tmp_path / "run"
     when(folder)
@@ -110,7 +78,7 @@ def test_kill_during_the_model_save_then_resume_is_bit_identical(tmp_path):
 
 
 def test_sigterm_checkpoints_and_exits_143(tmp_path, uninterrupted):
-    proc = start(tmp_path, *RUN, "trainer.epochs=4", "hydra.run.dir=run")
+    proc = start(tmp_path, *KILLABLE, "trainer.epochs=4", "hydra.run.dir=run")
     folder = tmp_path / "run"
     wait_for(lambda: rows(folder) >= 2)
     sent = time.monotonic()
@@ -128,11 +96,11 @@ def test_sigterm_checkpoints_and_exits_143(tmp_path, uninterrupted):
 
 
 def test_a_live_run_holds_its_folder(tmp_path):
-    first = start(tmp_path, *RUN, "trainer.epochs=3", "hydra.run.dir=run")
+    first = start(tmp_path, *KILLABLE, "trainer.epochs=3", "hydra.run.dir=run")
     folder = tmp_path / "run"
     wait_for(lambda: (folder / "metrics.json").exists())
     snapshot = {p.name: p.read_bytes() for p in (folder / ".hydra").iterdir()}
-    second = run_module(tmp_path, *RUN, "trainer.epochs=1", "seed=5", "hydra.run.dir=run")
+    second = run_module(tmp_path, *KILLABLE, "trainer.epochs=1", "seed=5", "hydra.run.dir=run")
     assert second.returncode == 2
     message = said(second)
     assert "belongs to a live run" in message and f"pid {first.pid}" in message and str(folder) in message
@@ -144,17 +112,17 @@ def test_a_live_run_holds_its_folder(tmp_path):
 
 
 def test_a_completed_folder_refuses_a_rerun_with_other_overrides(tmp_path):
-    done = run_module(tmp_path, *RUN, "trainer.epochs=1", "hydra.run.dir=run")
+    done = run_module(tmp_path, *KILLABLE, "trainer.epochs=1", "hydra.run.dir=run")
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "run"
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
-    again = run_module(tmp_path, *RUN, "trainer.epochs=1", "initializer=lecun_normal", "hydra.run.dir=run")
+    again = run_module(tmp_path, *KILLABLE, "trainer.epochs=1", "initializer=lecun_normal", "hydra.run.dir=run")
     assert again.returncode == 2 and "already holds a completed run" in said(again)
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()} == before
 
 
 def test_sweep_killed_midway_then_resumed(tmp_path):
-    args = ["-m", "seed=0,1,2", *RUN, "trainer.epochs=2", "hydra.sweep.dir=sweep"]
+    args = ["-m", "seed=0,1,2", *KILLABLE, "trainer.epochs=2", "hydra.sweep.dir=sweep"]
     proc = start(tmp_path, *args)
     sweep = tmp_path / "sweep"
     wait_for(lambda: (sweep / "1" / "checkpoint.npz").exists(), timeout=300)  # job 0 done, job 1 under way
@@ -174,7 +142,7 @@ def test_sweep_killed_midway_then_resumed(tmp_path):
 
 
 def test_sigterm_stops_a_sweep_with_its_summary(tmp_path):
-    proc = start(tmp_path, "-m", "seed=0,1,2", *RUN, "trainer.epochs=3", "hydra.sweep.dir=sweep")
+    proc = start(tmp_path, "-m", "seed=0,1,2", *KILLABLE, "trainer.epochs=3", "hydra.sweep.dir=sweep")
     sweep = tmp_path / "sweep"
     wait_for(lambda: rows(sweep / "0") >= 1, timeout=300)
     proc.send_signal(signal.SIGTERM)
@@ -185,7 +153,7 @@ def test_sigterm_stops_a_sweep_with_its_summary(tmp_path):
 
 
 def test_a_dead_parallel_worker_fails_only_its_job(tmp_path):
-    proc = start(tmp_path, "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *RUN,
+    proc = start(tmp_path, "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *KILLABLE,
                  "trainer.epochs=3", "hydra.sweep.dir=sweep")
     sweep = tmp_path / "sweep"
     wait_for(lambda: rows(sweep / "0") >= 1, timeout=300)
@@ -261,7 +229,7 @@ def test_a_sweep_rerun_with_other_overrides_into_the_same_folder(tmp_path):
 def test_a_requeued_job_continues_from_its_checkpoint(tmp_path, uninterrupted):
     # What hydra/launcher=slurm does on preemption: SIGTERM, then the same job launched again in the same folder
     # in resume mode (the launcher's `setup` exports MODELFORGE_RESUME=1; submitit's checkpoint hook requeues).
-    args = ["-m", "seed=0", *RUN, "trainer.epochs=4", "hydra.sweep.dir=sweep", "hydra.sweep.subdir=job"]
+    args = ["-m", "seed=0", *KILLABLE, "trainer.epochs=4", "hydra.sweep.dir=sweep", "hydra.sweep.subdir=job"]
     proc = start(tmp_path, *args)
     job = tmp_path / "sweep" / "job"
     wait_for(lambda: rows(job) >= 2)
@@ -279,8 +247,9 @@ def test_a_requeued_job_continues_from_its_checkpoint(tmp_path, uninterrupted):
 def test_kill_then_resume_with_reduce_on_plateau_is_bit_identical(tmp_path):
     # The plateau's counters travel in the checkpoint, and the rate with the optimizer's variables: killed after
     # epoch 2 (the rate already cut once), the resumed run cuts again exactly when the uninterrupted one did.
-    args = (*RUN, "trainer.epochs=4", "trainer.reduce_on_plateau.enabled=true", "trainer.reduce_on_plateau.patience=1",
-            "trainer.reduce_on_plateau.factor=0.5", "trainer.reduce_on_plateau.min_delta=10")
+    args = (*KILLABLE, "trainer.epochs=4", "trainer.reduce_on_plateau.enabled=true",
+            "trainer.reduce_on_plateau.patience=1", "trainer.reduce_on_plateau.factor=0.5",
+            "trainer.reduce_on_plateau.min_delta=10")
     full = tmp_path / "full"
     full.mkdir()
     done = run_module(full, *args, "hydra.run.dir=run")

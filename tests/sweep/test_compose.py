@@ -1,14 +1,13 @@
 """Config composition: the whole default config, group interplay, and every shipped option."""
 
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 import modelforge
-from tests.helpers import write_csv, write_images, write_npz
+from tests.helpers import REPO, write_csv, write_images, write_npz
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = REPO / "conf"
 
 
 def plain(cfg):

@@ -2,14 +2,13 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_module
+from tests.helpers import REPO, run_module
 
 pytestmark = pytest.mark.slow
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "byo_csv"
+EXAMPLE = REPO / "examples" / "byo_csv"
 
 
 @pytest.mark.parametrize("args", [

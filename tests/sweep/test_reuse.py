@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 import modelforge
-from tests.helpers import FAST, overlay_venv, run_dirs, run_module
+from tests.helpers import FAST, REPO, overlay_venv, run_dirs, run_module
 
-REPO = Path(__file__).resolve().parents[1]
 PACK_CONF = REPO / "examples" / "config_pack" / "mf_extra_pack" / "conf"
 
 

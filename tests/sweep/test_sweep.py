@@ -13,7 +13,7 @@ import yaml
 
 import modelforge
 from modelforge.errors import ConfigError
-from tests.helpers import CLI_RUN_FILES, FAST, RUN_FILES, run_dirs, run_module
+from tests.helpers import CLI_RUN_FILES, FAST, REPO, RUN_FILES, run_dirs, run_module
 
 TINY = ["trainer.epochs=1", "model.units=4", "model.depth=1", "trainer.verbose=0"]
 
@@ -62,7 +62,7 @@ def test_three_by_three_sweep(tmp_path):
 def test_glob_sweeps_every_initializer(tmp_path):
     result = run_module(tmp_path, "-m", "initializer=glob(*)", *TINY)
     assert result.returncode == 0, result.stderr
-    options = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "initializer").glob("*.yaml"))
+    options = sorted(p.stem for p in (REPO / "conf" / "initializer").glob("*.yaml"))
     rows = read_csv(sweep_dir(tmp_path) / "summary.csv")
     assert sorted(r["initializer"] for r in rows) == options
     assert len(options) == 12
@@ -150,7 +150,7 @@ def test_submitit_local_launcher(tmp_path):
 
 
 def test_cluster_launcher_configs_compose(compose):
-    conf = Path(__file__).resolve().parents[1] / "conf" / "hydra" / "launcher"
+    conf = REPO / "conf" / "hydra" / "launcher"
     slurm = yaml.safe_load((conf / "slurm.yaml").read_text())
     assert slurm["defaults"] == ["submitit_slurm"] and slurm["timeout_min"] == 60
     ray = yaml.safe_load((conf / "ray_cluster.yaml").read_text())

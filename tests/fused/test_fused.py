@@ -3,14 +3,13 @@ numbers those of the basic launcher's separate run."""
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
 from modelforge.fused.groups import group_key
-from tests.helpers import RUN_FILES, history, run_dirs, run_module, start, wait_for
+from tests.helpers import REPO, RUN_FILES, history, run_dirs, run_module, start, wait_for
 
 SWEEP = ["trainer.epochs=3", "trainer.verbose=0", "model.units=16"]
 
@@ -410,7 +409,7 @@ NEW_OPS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(NEW_OPS))
 def test_the_new_ops_match_the_basic_launcher(tmp_path, case):
-    args = [a.replace("examples/", f"{Path(__file__).resolve().parents[1]}/examples/") for a in NEW_OPS[case]]
+    args = [a.replace("examples/", f"{REPO}/examples/") for a in NEW_OPS[case]]
     matched_sweeps(tmp_path, 2, *args, "trainer.epochs=2")
 
 

@@ -1,14 +1,14 @@
 """The initializer policy: the table, the knobs, and the precedence layer > override > policy."""
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from modelforge.core.policy import InitPolicy, kernel_choice, parse_initializer_config, policy_choice, role_choice
 from modelforge.core.registry import ACTIVATIONS, Family
 from modelforge.errors import ConfigError
+from tests.helpers import REPO
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = REPO / "conf"
 # design.md's table, written out independently of conf/initializer/auto.yaml.
 EXPECTED = {
     "relu": "he_normal", "relu6": "he_normal", "elu": "he_normal", "gelu": "he_normal", "silu": "he_normal",

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import run_module, start, wait_for
-from tests.test_faults import RUN, assert_same_result, rows, said
+from tests.helpers import KILLABLE, assert_same_result, rows, run_module, said, start, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("timing")]
 
@@ -66,12 +65,12 @@ def test_the_objective_is_what_the_saved_model_scores(tmp_path, launcher):
 def killed(tmp_path_factory):
     """An uninterrupted run, and the same run killed after two epochs (two checkpoint generations on disk)."""
     root = tmp_path_factory.mktemp("killed")
-    full = run_module(root, *RUN, "trainer.epochs=4", "hydra.run.dir=full")
+    full = run_module(root, *KILLABLE, "trainer.epochs=4", "hydra.run.dir=full")
     assert full.returncode == 0, full.stderr
     generations = [root / "run" / "checkpoint.npz", root / "run" / "checkpoint.prev.npz"]
     for _ in range(3):  # a kill that lands between the two renames of a rotation leaves one generation: again
         shutil.rmtree(root / "run", ignore_errors=True)
-        proc = start(root, *RUN, "trainer.epochs=4", "hydra.run.dir=run")
+        proc = start(root, *KILLABLE, "trainer.epochs=4", "hydra.run.dir=run")
         wait_for(lambda: all(p.exists() for p in generations) and rows(root / "run") >= 2)
         proc.kill()
         proc.wait()
@@ -269,7 +268,7 @@ def test_an_unknown_status_exits_2_and_a_symlinked_lock_is_not_followed(tmp_path
 
 
 def test_resume_of_a_sweep_refuses_a_job_whose_config_changed(tmp_path):
-    proc = start(tmp_path, "-m", "seed=0,1", *RUN, "trainer.epochs=3", "hydra.sweep.dir=sweep")
+    proc = start(tmp_path, "-m", "seed=0,1", *KILLABLE, "trainer.epochs=3", "hydra.sweep.dir=sweep")
     wait_for(lambda: rows(tmp_path / "sweep" / "0") >= 1, timeout=300)
     proc.kill()
     proc.wait()
