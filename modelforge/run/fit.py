@@ -26,6 +26,9 @@ def learning_rate(config: Optimizer, steps_per_epoch: int, epochs: int) -> Any:
         >>> from modelforge.core.config import Schedule
         >>> learning_rate(Optimizer("sgd", {"learning_rate": 0.1}, Schedule("constant", {})), 10, 5)
         0.1
+        >>> step = Schedule("step", {"decay_rate": 0.1, "decay_epochs": 10})  # its first step after the run's end
+        >>> learning_rate(Optimizer("sgd", {"learning_rate": 0.1}, step), 10, 5)
+        0.1
     """
     rate = config.args["learning_rate"]
     schedule, p = config.schedule.name, config.schedule.params
@@ -45,6 +48,8 @@ def learning_rate(config: Optimizer, steps_per_epoch: int, epochs: int) -> Any:
         return schedules.ExponentialDecay(rate, decay_steps=steps_per_epoch, decay_rate=p["decay_rate"])
     every = int(p["decay_epochs"]) * steps_per_epoch
     boundaries = list(range(every, total, every))
+    if not boundaries:  # the first step comes after the run ends (Keras' PiecewiseConstantDecay needs one)
+        return rate
     values = [rate * p["decay_rate"] ** k for k in range(len(boundaries) + 1)]
     return schedules.PiecewiseConstantDecay(boundaries, values)
 

