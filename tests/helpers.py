@@ -34,6 +34,26 @@ def history(folder) -> list[dict[str, float]]:
         return [{k: float(v) if v else float("nan") for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def baseline(folder, *overrides) -> list[Path]:
+    """The basic launcher's sweep of `overrides`, trained in this process: the jobs expanded as Hydra's basic
+    sweeper expands them (a product of the swept values, the first key slowest), each composed and trained into
+    `folder/<job number>`. A test comparing another launcher with the basic one pays no second process for it.
+    """
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    import modelforge
+
+    choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+               else [o.input_line] for o in OverridesParser.create().parse_overrides(list(overrides))]
+    folders = []
+    for number, job in enumerate(itertools.product(*choices)):
+        folders.append(Path(folder) / str(number))
+        modelforge.train(modelforge.compose(list(job)), run_dir=folders[-1])
+    return folders
+
+
 def run_module(cwd, *args, timeout=600):
     """Runs `python -m modelforge args` in `cwd` as a user would; returns the CompletedProcess.
 

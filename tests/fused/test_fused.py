@@ -9,7 +9,7 @@ import pytest
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
 from modelforge.fused.groups import group_key
-from tests.helpers import REPO, RUN_FILES, history, run_dirs, run_module, start, wait_for
+from tests.helpers import REPO, RUN_FILES, baseline, history, run_dirs, run_module, start, wait_for
 
 SWEEP = ["trainer.epochs=3", "trainer.verbose=0", "model.units=16"]
 
@@ -31,12 +31,18 @@ def assert_same_numbers(basic, fused):
             assert abs(hf[-1][key] - hb[-1][key]) < 0.01, (f, key)
 
 
-def matched_sweeps(tmp_path, arms, *args):
-    """The sweep under both launchers: the fused one trains one group of `arms` arms, and every job's numbers
-    are its basic twin's (`assert_same_numbers`). Returns the fused sweep's output and both sweeps' jobs."""
-    _, basic = sweep(tmp_path, "basic", *args)
+def basic_sweep(tmp_path, name, *args):
+    """The basic launcher's jobs of the sweep, trained in this process (tests.helpers.baseline)."""
+    return baseline(tmp_path / name, *SWEEP, *args)
+
+
+def matched_sweeps(tmp_path, arms, *args, groups=1):
+    """The sweep under both launchers: the fused one trains `groups` groups of `arms` arms each, and every job's
+    numbers are its basic twin's (`assert_same_numbers`). Returns the fused sweep's output and both sweeps' jobs."""
+    basic = basic_sweep(tmp_path, "basic", *args)
     said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
-    assert f"fused group 1: {arms} arms as one model" in said.stdout
+    for group in range(1, groups + 1):
+        assert f"fused group {group}: {arms} arms as one model" in said.stdout
     assert_same_numbers(basic, fused)
     return said, basic, fused
 
@@ -108,10 +114,10 @@ def test_an_initializer_and_seed_sweep_matches_the_basic_launcher(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layer", ["conv", "conv1d", "lstm", "gru"])
-def test_conv_and_recurrent_sweeps_match_the_basic_launcher(tmp_path, layer):
-    args = [f"layer={layer}", "initializer=he_normal,glorot_uniform", "trainer.epochs=2"]
-    matched_sweeps(tmp_path, 2, *args)
+def test_conv_and_recurrent_sweeps_match_the_basic_launcher(tmp_path):
+    # One sweep, four groups (a layer type each) of two arms.
+    args = ["layer=conv,conv1d,lstm,gru", "initializer=he_normal,glorot_uniform", "trainer.epochs=2"]
+    matched_sweeps(tmp_path, 2, *args, groups=4)
 
 
 @pytest.mark.slow
@@ -177,7 +183,7 @@ def test_batch_norm_and_pooling_keep_each_arms_statistics(tmp_path):
 def test_each_arm_stops_early_on_its_own(tmp_path):
     args = ["optimizer.learning_rate=0.001,0.03", "trainer.early_stopping.enabled=true",
             "trainer.early_stopping.patience=1", "trainer.early_stopping.min_delta=0.02", "trainer.epochs=10"]
-    _, basic = sweep(tmp_path, "basic", *args)
+    basic = basic_sweep(tmp_path, "basic", *args)
     _, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
     records = [[json.loads((f / "metrics.json").read_text()) for f in run] for run in (basic, fused)]
     assert [r["epochs_run"] for r in records[1]] == [r["epochs_run"] for r in records[0]]
@@ -211,7 +217,7 @@ def test_standalone_models_predict_what_their_arm_did(tmp_path):
 @pytest.mark.slow
 def test_per_arm_learning_rates_and_momentum_are_each_arms_own(tmp_path):
     args = ["optimizer=sgd", "optimizer.learning_rate=0.01,0.1", "optimizer.momentum=0.0,0.9"]
-    _, basic = sweep(tmp_path, "basic", *args)
+    basic = basic_sweep(tmp_path, "basic", *args)
     _, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
     assert_same_numbers(basic, fused)
     finals = {history(f)[-1]["val_loss"] for f in fused}
@@ -448,7 +454,9 @@ def test_a_submitit_chunk_stopped_by_sigterm_resumes_to_the_same_folders(tmp_pat
     the in-process sweep's folders."""
     import signal
 
-    args = [*SWEEP, "trainer.epochs=6", "hydra/launcher=fused", "seed=0,1,2"]
+    # 20 epochs: the driver's SIGTERM reaches the chunk with epochs to spare on a loaded machine (at 6, the
+    # chunk once finished first).
+    args = [*SWEEP, "trainer.epochs=20", "hydra/launcher=fused", "seed=0,1,2"]
     _, here = sweep(tmp_path, "here", *args)
     proc = start(tmp_path, "-m", *args, "hydra.launcher.executor=submitit", "hydra.launcher.cluster=local",
                  "hydra.sweep.dir=there")

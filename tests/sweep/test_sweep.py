@@ -13,7 +13,7 @@ import yaml
 
 import modelforge
 from modelforge.errors import ConfigError
-from tests.helpers import CLI_RUN_FILES, FAST, REPO, RUN_FILES, run_dirs, run_module
+from tests.helpers import CLI_RUN_FILES, FAST, REPO, RUN_FILES, baseline, run_dirs, run_module
 
 TINY = ["trainer.epochs=1", "model.units=4", "model.depth=1", "trainer.verbose=0"]
 
@@ -121,19 +121,19 @@ def test_two_processes_started_together_get_two_folders(tmp_path):
 
 @pytest.mark.slow
 def test_parallel_and_joblib_launchers_match_the_basic_launcher(tmp_path):
-    args = ["-m", "seed=0,1", "initializer=he_normal,lecun_uniform", *TINY]
-    found = {}
-    launchers = [("basic", [], ""),
-                 ("parallel", ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"], "on 2 worker processes"),
+    args = ["seed=0,1", "initializer=he_normal,lecun_uniform", *TINY]
+    objective = [json.loads((job / "metrics.json").read_text())["objective"]["value"] for job in
+                 baseline(tmp_path / "basic", *args)]  # the basic launcher's jobs, in this process
+    launchers = [("parallel", ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"], "on 2 worker processes"),
                  ("joblib", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], "n_jobs=2")]
     for name, extra, says in launchers:
         (tmp_path / name).mkdir()
-        result = run_module(tmp_path / name, *args, *extra)
+        result = run_module(tmp_path / name, "-m", *args, *extra)
         assert result.returncode == 0, result.stderr
         assert says in result.stdout + result.stderr
-        found[name] = {r["overrides"]: r["objective_value"]
-                       for r in read_csv(sweep_dir(tmp_path / name) / "summary.csv")}
-    assert len(found["basic"]) == 4 and found["basic"] == found["parallel"] == found["joblib"]
+        jobs = sorted(run_dirs(sweep_dir(tmp_path / name)), key=lambda p: int(p.name))
+        found = [json.loads((job / "metrics.json").read_text())["objective"]["value"] for job in jobs]
+        assert len(found) == 4 and found == objective, name
 
 
 @pytest.mark.slow
