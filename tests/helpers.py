@@ -54,13 +54,16 @@ def baseline(folder, *overrides) -> list[Path]:
     return folders
 
 
-def run_module(cwd, *args, timeout=600):
+def run_module(cwd, *args, timeout=600, env=None):
     """Runs `python -m modelforge args` in `cwd` as a user would; returns the CompletedProcess.
 
-    A subcommand, when wanted, is the first of `args` (`run_module(tmp, "plan", "layer=conv")`).
+    A subcommand, when wanted, is the first of `args` (`run_module(tmp, "plan", "layer=conv")`); `env` adds
+    variables to the environment.
     """
+    import os
+
     return subprocess.run([sys.executable, "-m", "modelforge", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def start(cwd, *args, output=subprocess.PIPE):

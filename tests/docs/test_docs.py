@@ -63,8 +63,9 @@ def test_links_resolve_and_figures_have_commands(page: Path) -> None:
 
 def _env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELFORGE_", "HYDRA_"))}
+    # A user's environment: the venv's python first; Keras' and modelforge's caches inside the page's folder.
     env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", MPLBACKEND="Agg",
-               KERAS_HOME=str(tmp / ".keras"))
+               KERAS_HOME=str(tmp / ".keras"), MODELFORGE_CACHE=str(tmp / ".cache"))
     return env
 
 
@@ -107,6 +108,13 @@ def test_the_tests_a_page_names_exist() -> None:
             names = re.findall(r"^def (test_\w+)", file.read_text(), re.M)
             regex = re.compile(pattern.replace("*", r"\w*"))
             assert any(regex.fullmatch(name) for name in names), f"{page.name}: tests/{path}::{pattern}"
+
+
+def test_the_module_map_names_every_module() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    for module in (ROOT / "modelforge").rglob("*.py"):
+        if module.name != "__init__.py" and "conf" not in module.parts:
+            assert module.stem in text, f"docs/architecture.md's module map leaves out {module.relative_to(ROOT)}"
 
 
 def test_the_anchor_rule_is_githubs() -> None:

@@ -420,7 +420,7 @@ def test_the_new_ops_match_the_basic_launcher(tmp_path, case):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("executor", ["submitit", "ray"])
+@pytest.mark.parametrize("executor", ["submitit", pytest.param("ray", marks=pytest.mark.xdist_group("ray"))])
 def test_chunks_on_submitit_and_ray_equal_the_in_process_sweep(tmp_path, executor, request):
     """Each chunk as a submitit job (its local executor) or a Ray task (a local Ray): the same folders, the
     same numbers, bit for bit, as the in-process fused sweep; the driver writes the summaries."""
@@ -454,9 +454,10 @@ def test_a_submitit_chunk_stopped_by_sigterm_resumes_to_the_same_folders(tmp_pat
     the in-process sweep's folders."""
     import signal
 
-    # 20 epochs: the driver's SIGTERM reaches the chunk with epochs to spare on a loaded machine (at 6, the
-    # chunk once finished first).
-    args = [*SWEEP, "trainer.epochs=20", "hydra/launcher=fused", "seed=0,1,2"]
+    # 60 epochs (about 7 s of training): the SIGTERM, the driver's cancel and submitit's SIGINT must land while
+    # the chunk trains, also on a loaded machine. At 6 and at 20 epochs (2.3 s), a busy test run once saw them
+    # land after the training, while the jobs' folders were written.
+    args = [*SWEEP, "trainer.epochs=60", "hydra/launcher=fused", "seed=0,1,2"]
     _, here = sweep(tmp_path, "here", *args)
     proc = start(tmp_path, "-m", *args, "hydra.launcher.executor=submitit", "hydra.launcher.cluster=local",
                  "hydra.sweep.dir=there")
@@ -465,7 +466,8 @@ def test_a_submitit_chunk_stopped_by_sigterm_resumes_to_the_same_folders(tmp_pat
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 143, stderr[-2000:]
     assert "python -m modelforge resume" in stderr
-    assert not list((tmp_path / "there").glob("[0-9]*/model.keras"))  # stopped while the chunk trained
+    logs = "".join(p.read_text() for p in (tmp_path / "there" / ".submitit").rglob("*_log.out"))
+    assert not list((tmp_path / "there").glob("[0-9]*/model.keras")), logs  # stopped while the chunk trained
     assert "not started" in (tmp_path / "there" / "summary.md").read_text()
     resumed = run_module(tmp_path, "resume", "there")
     assert resumed.returncode == 0, resumed.stderr[-2000:]

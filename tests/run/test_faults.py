@@ -6,6 +6,7 @@ Each run is a real `python -m modelforge` process; the resumed runs are compared
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,9 +16,11 @@ import pytest
 
 from tests.helpers import KILLABLE, assert_same_result, rows, run_dirs, run_module, said, start, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("timing")]
+pytestmark = pytest.mark.slow
+# Tests whose kill or signal must land at a moment share one xdist worker, so the other's load cannot move it.
+TIMING = pytest.mark.xdist_group("timing")
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not "module": the timing group interleaves modules on its worker
 def uninterrupted(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("full")
     done = run_module(cwd, *KILLABLE, "trainer.epochs=4", "hydra.run.dir=full")
@@ -43,6 +46,7 @@ def kill_and_resume(tmp_path, uninterrupted, when, args=(*KILLABLE, "trainer.epo
     return json.loads((folder / "metrics.json").read_text())
 
 
+@TIMING
 def test_kill_mid_epoch_then_resume_is_bit_identical(tmp_path, uninterrupted):
     def mid_second_epoch(folder):
         wait_for(lambda: rows(folder) >= 1)
@@ -52,6 +56,7 @@ def test_kill_mid_epoch_then_resume_is_bit_identical(tmp_path, uninterrupted):
     assert record["resumed"][0]["from"] == "dead"
 
 
+@TIMING
 def test_kill_right_after_an_epoch_then_resume_is_bit_identical(tmp_path, uninterrupted):
     def after_checkpoint(folder):
         wait_for(lambda: (folder / "checkpoint.npz").exists())
@@ -59,6 +64,7 @@ def test_kill_right_after_an_epoch_then_resume_is_bit_identical(tmp_path, uninte
     kill_and_resume(tmp_path, uninterrupted, after_checkpoint)
 
 
+@TIMING
 def test_kill_during_the_model_save_then_resume_is_bit_identical(tmp_path):
     # A wide model, so that writing model.keras takes long enough to be caught in the middle.
     args = ["model.units=1024", "trainer.verbose=0", "trainer.epochs=1", "trainer.batch_size=64"]
@@ -77,6 +83,7 @@ def test_kill_during_the_model_save_then_resume_is_bit_identical(tmp_path):
     assert record["resumed"][0]["cleaned"] == [seen[0]]  # the half-written model, removed on resume
 
 
+@TIMING
 def test_sigterm_checkpoints_and_exits_143(tmp_path, uninterrupted):
     proc = start(tmp_path, *KILLABLE, "trainer.epochs=4", "hydra.run.dir=run")
     folder = tmp_path / "run"
@@ -95,6 +102,7 @@ def test_sigterm_checkpoints_and_exits_143(tmp_path, uninterrupted):
     assert_same_result(uninterrupted, folder)
 
 
+@TIMING
 def test_a_live_run_holds_its_folder(tmp_path):
     first = start(tmp_path, *KILLABLE, "trainer.epochs=3", "hydra.run.dir=run")
     folder = tmp_path / "run"
@@ -121,6 +129,7 @@ def test_a_completed_folder_refuses_a_rerun_with_other_overrides(tmp_path):
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()} == before
 
 
+@TIMING
 def test_sweep_killed_midway_then_resumed(tmp_path):
     args = ["-m", "seed=0,1,2", *KILLABLE, "trainer.epochs=2", "hydra.sweep.dir=sweep"]
     proc = start(tmp_path, *args)
@@ -141,6 +150,7 @@ def test_sweep_killed_midway_then_resumed(tmp_path):
     assert "3 runs: 3 completed" in summary
 
 
+@TIMING
 def test_sigterm_stops_a_sweep_with_its_summary(tmp_path):
     proc = start(tmp_path, "-m", "seed=0,1,2", *KILLABLE, "trainer.epochs=3", "hydra.sweep.dir=sweep")
     sweep = tmp_path / "sweep"
@@ -152,6 +162,7 @@ def test_sigterm_stops_a_sweep_with_its_summary(tmp_path):
     assert "3 runs: 1 interrupted, 2 not started" in summary
 
 
+@TIMING
 def test_a_dead_parallel_worker_fails_only_its_job(tmp_path):
     proc = start(tmp_path, "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1,2,3", *KILLABLE,
                  "trainer.epochs=3", "hydra.sweep.dir=sweep")
@@ -185,6 +196,10 @@ def test_mlflow_with_two_workers_on_a_fresh_store_records_every_job(tmp_path):
     # Each job's run is named by its overrides.
     assert sorted(jobs["tags.mlflow.runName"]) == [
         f"seed={i},logger=mlflow,model.units=8,trainer.epochs=1,trainer.verbose=0" for i in range(4)]
+    # Quiet (issue 20): a fresh store's migrations (Alembic) and MLflow's INFO lines stay off the terminal, in the
+    # workers too.
+    noise = [line for line in result.stderr.splitlines() if re.search(r"\bINFO\b.*(mlflow|alembic)|alembic\.", line)]
+    assert not noise, noise
 
 
 def test_a_popen_target_runs_nothing(tmp_path):
@@ -226,6 +241,7 @@ def test_a_sweep_rerun_with_other_overrides_into_the_same_folder(tmp_path):
     assert "he_normal" in summary and "lecun_normal" in summary and "glorot_uniform" not in summary
 
 
+@TIMING
 def test_a_requeued_job_continues_from_its_checkpoint(tmp_path, uninterrupted):
     # What hydra/launcher=slurm does on preemption: SIGTERM, then the same job launched again in the same folder
     # in resume mode (the launcher's `setup` exports MODELFORGE_RESUME=1; submitit's checkpoint hook requeues).
@@ -244,6 +260,7 @@ def test_a_requeued_job_continues_from_its_checkpoint(tmp_path, uninterrupted):
     assert_same_result(uninterrupted, job)
 
 
+@TIMING
 def test_kill_then_resume_with_reduce_on_plateau_is_bit_identical(tmp_path):
     # The plateau's counters travel in the checkpoint, and the rate with the optimizer's variables: killed after
     # epoch 2 (the rate already cut once), the resumed run cuts again exactly when the uninterrupted one did.

@@ -24,7 +24,7 @@ def test_run_folder_is_complete(compose, tmp_path):
     assert on_disk["versions"]["tensorflow"] != "not installed"
     assert on_disk["timings"]["fit_s"] > 0
     rows = history(tmp_path)
-    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert [r["epoch"] for r in rows] == [1, 2]
     assert float(rows[-1]["val_accuracy"]) == pytest.approx(on_disk["final"]["val_accuracy"])
     plan = json.loads((tmp_path / "init_plan.json").read_text())
     assert {"layer", "weight", "type", "activation", "initializer", "source", "fan_in", "fan_out",

@@ -15,7 +15,9 @@ import pytest
 
 from tests.helpers import KILLABLE, assert_same_result, rows, run_module, said, start, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("timing")]
+pytestmark = pytest.mark.slow
+# Tests whose kill or signal must land at a moment share one xdist worker, so the other's load cannot move it.
+TIMING = pytest.mark.xdist_group("timing")
 
 ODD = "runs é ✓ 日本 (a)=b [c],d"
 
@@ -61,7 +63,7 @@ def test_the_objective_is_what_the_saved_model_scores(tmp_path, launcher):
 
 
 # Points 3 and 4: resume never mixes, and no fault ends a run for good.
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not "module": the timing group interleaves modules on its worker
 def killed(tmp_path_factory):
     """An uninterrupted run, and the same run killed after two epochs (two checkpoint generations on disk)."""
     root = tmp_path_factory.mktemp("killed")
@@ -87,6 +89,7 @@ def copy_of(killed, tmp_path, name="run"):
 
 @pytest.mark.parametrize(("key", "old", "new"), [("seed", "0", "5"), ("learning_rate", "0.001", "0.05"),
                                                   ("units", "16", "32")])
+@TIMING
 def test_resume_refuses_an_edited_config_and_changes_nothing(killed, tmp_path, key, old, new):
     folder = copy_of(killed, tmp_path)
     text = (folder / "config.yaml").read_text()
@@ -99,6 +102,7 @@ def test_resume_refuses_an_edited_config_and_changes_nothing(killed, tmp_path, k
     assert snapshot(folder) == before
 
 
+@TIMING
 def test_resume_takes_result_neutral_edits_and_old_folders(killed, tmp_path):
     quieter = copy_of(killed, tmp_path, "quieter")
     text = (quieter / "config.yaml").read_text()
@@ -115,6 +119,7 @@ def test_resume_takes_result_neutral_edits_and_old_folders(killed, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "both"])
+@TIMING
 def test_a_damaged_checkpoint_resumes_to_the_uninterrupted_result(killed, tmp_path, damage):
     folder = copy_of(killed, tmp_path / ODD)  # and from a path Hydra's grammar would choke on, unquoted
     latest = folder / "checkpoint.npz"
@@ -132,6 +137,7 @@ def test_a_damaged_checkpoint_resumes_to_the_uninterrupted_result(killed, tmp_pa
     assert not (folder / "checkpoint.prev.npz").exists()
 
 
+@TIMING
 def test_a_run_marked_failed_with_its_checkpoint_still_resumes(killed, tmp_path):
     folder = copy_of(killed, tmp_path)  # as an older modelforge left a run whose checkpoint it could not read
     record = json.loads((folder / "metrics.json").read_text())
@@ -159,6 +165,7 @@ def jobs_of(sweep):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "older format"])
+@TIMING
 def test_a_damaged_or_old_group_checkpoint(tmp_path, damage):
     whole = run_module(tmp_path, "-m", *FUSED, "hydra.sweep.dir=whole")
     assert whole.returncode == 0, whole.stderr
@@ -192,6 +199,7 @@ def test_a_damaged_or_old_group_checkpoint(tmp_path, damage):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@TIMING
 def test_a_signal_while_fused_jobs_are_written_stops_after_that_job(tmp_path, signum):
     args = ["trainer.verbose=0", "model.units=8", "trainer.epochs=1", "hydra/launcher=fused",
             "seed=" + ",".join(map(str, range(12))), "hydra.sweep.dir=sweep"]
@@ -267,6 +275,7 @@ def test_an_unknown_status_exits_2_and_a_symlinked_lock_is_not_followed(tmp_path
     assert not (tmp_path / "elsewhere").exists()
 
 
+@TIMING
 def test_resume_of_a_sweep_refuses_a_job_whose_config_changed(tmp_path):
     proc = start(tmp_path, "-m", "seed=0,1", *KILLABLE, "trainer.epochs=3", "hydra.sweep.dir=sweep")
     wait_for(lambda: rows(tmp_path / "sweep" / "0") >= 1, timeout=300)
