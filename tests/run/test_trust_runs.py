@@ -164,38 +164,41 @@ def jobs_of(sweep):
     return sorted((p for p in Path(sweep).glob("[0-9]*")), key=lambda p: int(p.name))
 
 
-@pytest.mark.parametrize("damage", ["truncated", "older format"])
 @TIMING
-def test_a_damaged_or_old_group_checkpoint(tmp_path, damage):
+def test_a_damaged_or_old_group_checkpoint(tmp_path):
+    """A fused sweep killed while its group trains, twice: its latest group checkpoint truncated resumes from the
+    previous generation to the uninterrupted sweep's numbers; checkpoints of an older format are refused, naming
+    the folder, before any job folder is made."""
     whole = run_module(tmp_path, "-m", *FUSED, "hydra.sweep.dir=whole")
     assert whole.returncode == 0, whole.stderr
-    proc = start(tmp_path, "-m", *FUSED, "hydra.sweep.dir=killed")
-    wait_for(lambda: list((tmp_path / "killed" / ".fused").glob("*.prev.npz")))
-    proc.kill()
-    proc.wait()
+    for name in ("truncated", "older"):
+        proc = start(tmp_path, "-m", *FUSED, f"hydra.sweep.dir={name}")
+        wait_for(lambda: list((tmp_path / name / ".fused").glob("*.prev.npz")))  # noqa: B023 (used at once)
+        proc.kill()
+        proc.wait()
     # The generations (a kill between the rotation and the write leaves the previous one alone; a temporary
     # file's name starts with a dot).
-    found = sorted(p for p in (tmp_path / "killed" / ".fused").glob("*.npz") if not p.name.startswith("."))
-    if damage == "truncated":
-        found[0].write_bytes(found[0].read_bytes()[:2000])  # the latest (sorted before its .prev twin)
-    else:
-        for path in found:
-            with np.load(path) as found:
-                arrays = {k: found[k] for k in found.files}
-            state = json.loads(arrays["state"].tobytes())
-            del state["format"], state["digest"]
-            arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
-            np.savez(path, **arrays)
-    resumed = run_module(tmp_path, "resume", "killed")
-    if damage == "older format":
-        assert resumed.returncode == 2 and "written by an older modelforge" in said(resumed)
-        assert str(tmp_path / "killed") in said(resumed) and not jobs_of(tmp_path / "killed")
-        return
+    def generations(name):
+        return sorted(p for p in (tmp_path / name / ".fused").glob("*.npz") if not p.name.startswith("."))
+
+    latest = generations("truncated")[0]  # the latest (sorted before its .prev twin)
+    latest.write_bytes(latest.read_bytes()[:2000])
+    for path in generations("older"):
+        with np.load(path) as found:
+            arrays = {k: found[k] for k in found.files}
+        state = json.loads(arrays["state"].tobytes())
+        del state["format"], state["digest"]
+        arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+        np.savez(path, **arrays)
+    refused = run_module(tmp_path, "resume", "older")
+    assert refused.returncode == 2 and "written by an older modelforge" in said(refused)
+    assert str(tmp_path / "older") in said(refused) and not jobs_of(tmp_path / "older")
+    resumed = run_module(tmp_path, "resume", "truncated")
     assert resumed.returncode == 0, resumed.stderr
     assert "continuing from" in resumed.stdout or "starts again" in resumed.stdout
-    for a, b in zip(jobs_of(tmp_path / "whole"), jobs_of(tmp_path / "killed"), strict=True):
+    for a, b in zip(jobs_of(tmp_path / "whole"), jobs_of(tmp_path / "truncated"), strict=True):
         assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
-    assert not (tmp_path / "killed" / ".fused").exists()
+    assert not (tmp_path / "truncated" / ".fused").exists()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
