@@ -66,13 +66,19 @@ def run_module(cwd, *args, timeout=600, env=None):
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def start(cwd, *args, output=subprocess.PIPE):
+def start(cwd, *args, output=subprocess.PIPE, ignore_ctrl_c=False):
     """Starts `python -m modelforge args` in `cwd` and returns at once (the Popen), for a test that stops it.
 
     `output=subprocess.DEVNULL` for a chatty run whose output the test never reads (a full pipe would block it).
+    `ignore_ctrl_c`: the process starts with SIGINT ignored, as a shell script's background job (`cmd &`) does.
     """
+    import signal
+
+    def ignored() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     return subprocess.Popen([sys.executable, "-m", "modelforge", *args], cwd=cwd, stdout=output, stderr=output,
-                            text=True)
+                            text=True, preexec_fn=ignored if ignore_ctrl_c else None)
 
 
 def wait_for(condition, timeout=120.0, poll=0.002):

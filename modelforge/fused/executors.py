@@ -90,9 +90,14 @@ def _submitit(tasks: Sequence[Callable[[], T]], options: Mapping[str, Any]) -> l
     executor = submitit.AutoExecutor(folder=str(options["folder"]), cluster=options.get("cluster"))
     executor.update_parameters(timeout_min=int(options.get("timeout_min") or 60), **dict(options.get("parameters")
                                                                                           or {}))
-    jobs = [executor.submit(task) for task in tasks]
+    jobs: list[Any] = []
     try:
+        # Submitted inside the handler: a signal while submitting cancels what was sent, and the jobs' processes
+        # start with Ctrl-C's default action even when this process ignores it (a script's background job):
+        # submitit's local cancel is a SIGINT, which an inherited SIG_IGN would swallow, the chunk training on.
         with _stop_on_signals():
+            for task in tasks:
+                jobs.append(executor.submit(task))
             return [job.result() for job in jobs]
     except TasksStopped:
         for job in jobs:

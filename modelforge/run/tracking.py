@@ -87,6 +87,7 @@ def prepare_store(tracking_uri: str | None, experiment_name: str, artifact_locat
 
     import mlflow
 
+    quiet_libraries()  # after the import: MLflow sets its logger's level to INFO when it is first imported
     mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
     attempts = 6
     for attempt in range(attempts):
@@ -195,7 +196,8 @@ CHATTY = ("mlflow", "alembic", "optuna")
 def quiet_libraries(optuna: bool = False) -> None:
     """Raises MLflow's, Alembic's and Optuna's loggers to WARNING, unless the user asked for every log.
 
-    Optuna sets its own logger's level when it is first imported, so with `optuna` it is imported here and told.
+    Optuna and MLflow set their own loggers' levels when they are first imported: with `optuna` Optuna is imported
+    here and told; MLflow's store calls this again once it has imported MLflow (`prepare_store`).
     """
     import logging
 

@@ -454,13 +454,13 @@ def test_a_submitit_chunk_stopped_by_sigterm_resumes_to_the_same_folders(tmp_pat
     the in-process sweep's folders."""
     import signal
 
-    # 60 epochs (about 7 s of training): the SIGTERM, the driver's cancel and submitit's SIGINT must land while
-    # the chunk trains, also on a loaded machine. At 6 and at 20 epochs (2.3 s), a busy test run once saw them
-    # land after the training, while the jobs' folders were written.
-    args = [*SWEEP, "trainer.epochs=60", "hydra/launcher=fused", "seed=0,1,2"]
+    # 20 epochs: the SIGTERM, the driver's cancel and submitit's SIGINT land while the chunk trains.
+    args = [*SWEEP, "trainer.epochs=20", "hydra/launcher=fused", "seed=0,1,2"]
     _, here = sweep(tmp_path, "here", *args)
+    # Started as a script's background job (Ctrl-C ignored): submitit's local cancel is a SIGINT, which the chunk's
+    # processes must not inherit as ignored (before the fix, under a busy test run, the chunk trained on).
     proc = start(tmp_path, "-m", *args, "hydra.launcher.executor=submitit", "hydra.launcher.cluster=local",
-                 "hydra.sweep.dir=there")
+                 "hydra.sweep.dir=there", ignore_ctrl_c=True)
     wait_for(lambda: list((tmp_path / "there" / ".fused").glob("*.prev.npz")), timeout=300, poll=0.01)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=300)

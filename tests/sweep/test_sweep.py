@@ -175,7 +175,7 @@ def test_optuna_and_the_summary_agree_on_the_best_trial(tmp_path, objective, pic
     result = run_module(tmp_path, "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3",
                         f"trainer.objective={objective}", *TINY, env={"MODELFORGE_TF_LOGS": "1"} if asked else {})
     assert result.returncode == 0, result.stderr
-    optuna_info = [line for line in result.stderr.splitlines() if re.match(r"\[I \d{4}-", line)]
+    optuna_info = [line for line in result.stderr.splitlines() if re.search(r"\[I \d{4}-\d\d-\d\d ", line)]
     assert bool(optuna_info) == asked, result.stderr[-2000:]
     root = sweep_dir(tmp_path)
     rows = read_csv(root / "summary.csv")
