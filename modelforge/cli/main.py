@@ -84,6 +84,11 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+# Hydra's help template for a command's help: its list of config groups (the app's header, the whole config
+# and the footer belong to the bare `--help`).
+GROUPS_ONLY = "$APP_CONFIG_GROUPS"
+
+
 def command_help(command: str) -> str:
     """`python -m modelforge COMMAND --help`: what the command does, its arguments and two examples (the commands
     that take overrides then get Hydra's list of config groups below).
@@ -115,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         print(usage() if command == DEFAULT and not explicit else command_help(command))
         if USAGE[command][0] == "FOLDER":
             sys.exit(0)
+        if explicit:  # the command's own help says the rest: Hydra adds the group list alone, not its app help
+            argv = [*argv, f"hydra.help.template='{GROUPS_ONLY}'"]
     if command in QUIET:
         from modelforge.core.quiet import ENV, quiet_stderr, wanted
 

@@ -17,6 +17,8 @@ def test_each_command_has_its_own_help(tmp_path, command):
     assert all(example in result.stdout for example in examples) and len(examples) == 2
     groups = "initializer: auto, delta_orthogonal" in result.stdout
     assert groups == (takes == "[overrides]")
+    # The command's own help, then the groups alone: not the app's header, the whole config or the footer.
+    assert "== Config ==" not in result.stdout and "modelforge: Keras models from config" not in result.stdout
     assert not list(tmp_path.rglob("metrics.json"))  # help runs nothing
 
 
@@ -25,3 +27,4 @@ def test_plan_help_differs_from_train_help_and_the_bare_help_lists_commands(tmp_
     assert helps["plan"] != helps["train"]
     assert helps[""].startswith("usage: python -m modelforge [COMMAND] [overrides]")
     assert all(f"  {c}" in helps[""] for c in COMMANDS)
+    assert "== Config ==" in helps[""] and "modelforge: Keras models from config" in helps[""]  # the whole help
