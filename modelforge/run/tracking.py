@@ -184,8 +184,7 @@ def make_tracker(run: RunConfig, folder: RunFolder) -> MlflowTracker | None:
     if not isinstance(run.logger, MlflowLogger):
         return None
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
-    quiet_libraries()
-    return MlflowTracker(run, run.logger, folder)
+    return MlflowTracker(run, run.logger, folder)  # its store quiets MLflow's loggers once MLflow is imported
 
 
 # Libraries whose INFO lines (a new store's table creation, a study's start) are not the user's business; their

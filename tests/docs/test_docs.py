@@ -70,12 +70,8 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 def _run(block: Block, tmp: Path, number: int) -> None:
-    if block.lang == "yaml":
-        assert block.path
-        (tmp / block.path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / block.path).write_text(block.text + "\n")
-        return
-    if block.lang == "python" and block.path:
+    if block.lang == "yaml" or (block.lang == "python" and block.path):  # a file a later command reads
+        assert block.path, f"{block.where}: a yaml block's first line names its file"
         (tmp / block.path).parent.mkdir(parents=True, exist_ok=True)
         (tmp / block.path).write_text(block.text + "\n")
         return
