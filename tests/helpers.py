@@ -54,25 +54,46 @@ def baseline(folder, *overrides) -> list[Path]:
     return folders
 
 
-def run_module(cwd, *args, timeout=600, env=None):
+def run_module(cwd, *args, timeout=600, env=None, cold=False):
     """Runs `python -m modelforge args` in `cwd` as a user would; returns the CompletedProcess.
 
     A subcommand, when wanted, is the first of `args` (`run_module(tmp, "plan", "layer=conv")`); `env` adds
-    variables to the environment.
+    variables to the environment. The command runs warm (a fork of a process that imported TensorFlow already,
+    see tests/warm.py) unless `cold`: a test of start-up, import or quiet behaviour asks for a cold interpreter.
     """
     import os
 
+    from tests import warm
+
+    environment = {**os.environ, **(env or {})}
+    if not cold:
+        try:
+            return warm.run(cwd, list(args), environment, timeout=timeout)
+        except warm.Cold:
+            pass
     return subprocess.run([sys.executable, "-m", "modelforge", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+                          timeout=timeout, env=environment)
 
 
-def start(cwd, *args, output=subprocess.PIPE, ignore_ctrl_c=False):
-    """Starts `python -m modelforge args` in `cwd` and returns at once (the Popen), for a test that stops it.
+def start(cwd, *args, output=subprocess.PIPE, ignore_ctrl_c=False, cold=False):
+    """Starts `python -m modelforge args` in `cwd` and returns at once (a Popen, or its warm twin), for a test
+    that stops it.
 
     `output=subprocess.DEVNULL` for a chatty run whose output the test never reads (a full pipe would block it).
     `ignore_ctrl_c`: the process starts with SIGINT ignored, as a shell script's background job (`cmd &`) does.
+    `cold`: as for `run_module`.
     """
+    import os
     import signal
+
+    from tests import warm
+
+    if not cold:
+        try:
+            return warm.WarmProcess(cwd, list(args), dict(os.environ), stdout=output, stderr=output,
+                                    ignore_ctrl_c=ignore_ctrl_c)
+        except warm.Cold:
+            pass
 
     def ignored() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -143,11 +143,18 @@ def main(argv: list[str] | None = None) -> None:
 _NEEDS_TEARDOWN = ("ray",)
 
 
+def _workers() -> bool:
+    """Whether this process has live multiprocessing (or loky) worker processes."""
+    return "multiprocessing" in sys.modules and bool(sys.modules["multiprocessing"].active_children())
+
+
 def finish(status: int) -> None:
     """Ends the command with `status`. With TensorFlow loaded, the interpreter's teardown takes 1-1.5 s
     (measured), so once every stream and log handler is flushed and closed (runs close their own files and
-    trackers before they return) the process exits at once."""
-    if "tensorflow" not in sys.modules or any(name in sys.modules for name in _NEEDS_TEARDOWN):
+    trackers before they return) the process exits at once. Not while worker processes live (joblib's loky
+    keeps its workers for 300 s): the interpreter's exit stops them; they would otherwise outlive it, holding
+    its output pipes open."""
+    if "tensorflow" not in sys.modules or any(name in sys.modules for name in _NEEDS_TEARDOWN) or _workers():
         sys.exit(status)
     import logging
 

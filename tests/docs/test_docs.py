@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import warm
 from tests.docs.pages import KINDS, LANGUAGES, PAGES, ROOT, Block, anchors, blocks, links, script, slug
 
 ALL = [b for page in PAGES for b in blocks(page)]
@@ -64,7 +65,9 @@ def test_links_resolve_and_figures_have_commands(page: Path) -> None:
 def _env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELFORGE_", "HYDRA_"))}
     # A user's environment: the venv's python first; Keras' and modelforge's caches inside the page's folder.
-    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", MPLBACKEND="Agg",
+    # `python -m modelforge` runs warm (tests/warm.py): the page's commands, without TensorFlow's import each.
+    path = os.pathsep.join([str(warm.shim_folder()), str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(PATH=path, MPLBACKEND="Agg",
                KERAS_HOME=str(tmp / ".keras"), MODELFORGE_CACHE=str(tmp / ".cache"))
     return env
 
