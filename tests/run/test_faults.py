@@ -253,8 +253,7 @@ def test_a_requeued_job_continues_from_its_checkpoint(tmp_path, uninterrupted):
     proc.communicate(timeout=60)
     assert proc.returncode == 143
     assert json.loads((job / "metrics.json").read_text())["status"] == "interrupted"
-    requeued = subprocess.run([sys.executable, "-m", "modelforge", *args], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=300, env={**os.environ, "MODELFORGE_RESUME": "1"})
+    requeued = run_module(tmp_path, *args, timeout=300, env={"MODELFORGE_RESUME": "1"})
     assert requeued.returncode == 0, requeued.stderr
     assert json.loads((job / "metrics.json").read_text())["resumed"][0]["from"] == "interrupted"
     assert_same_result(uninterrupted, job)
