@@ -262,11 +262,6 @@ class WarmProcess:
                 theirs.append(os.open(os.devnull, os.O_WRONLY) if wanted == subprocess.DEVNULL else os.dup(own))
         return mine, theirs
 
-    def poll(self) -> int | None:
-        if self.returncode is None and select.select([self._conn], [], [], 0)[0]:
-            self.wait()
-        return self.returncode
-
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
             if timeout is not None and not select.select([self._conn], [], [], timeout)[0]:
@@ -303,18 +298,6 @@ class WarmProcess:
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def __enter__(self) -> WarmProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for f in (self.stdout, self.stderr):
-            if f is not None and not f.closed:
-                f.close()
-        self.wait()
-
 
 def run(cwd: str | Path, args: list[str], env: dict[str, str], timeout: float | None = None
         ) -> subprocess.CompletedProcess[str]:
@@ -333,13 +316,14 @@ def run(cwd: str | Path, args: list[str], env: dict[str, str], timeout: float | 
 def shim_folder() -> Path:
     """A folder holding a `python` that runs `python -m modelforge ...` warm through this process's server, and
     anything else as the venv's python: put first on a script's PATH."""
-    folder = Path(_Server.address()).with_name("bin")
+    address = _Server.address()
+    folder = Path(address).with_name("bin")
     if not folder.exists():
         folder.mkdir()
         python = folder / "python"
         python.write_text(f"""#!/bin/sh
 if [ "$1" = "-m" ] && [ "$2" = "modelforge" ]; then
-  exec "{sys.executable}" -S -E "{__file__}" --shim "{_Server.address()}" "{sys.executable}" "$@"
+  exec "{sys.executable}" -S -E "{__file__}" --shim "{address}" "{sys.executable}" "$@"
 fi
 exec "{sys.executable}" "$@"
 """)
