@@ -1,12 +1,13 @@
 """The work of modelforge's process launcher (`hydra/launcher=parallel`): `n_jobs` worker processes.
 
-Each worker is a process of its own (the `spawn` start method: a clean interpreter) that runs one job at a
-time and then the next, so TensorFlow is imported once per worker, not once per job; each job starts with a
-fresh Keras session and its own seeds. A worker that dies takes only the job it was running with it: that job
-is recorded in its folder as `failed` with the cause (e.g. "worker process died: signal 9") and returns NaN
-to the sweeper, a new worker takes its place, and the other jobs run on (joblib's loky pool instead fails the
-whole batch). SIGTERM or Ctrl-C stops the sweep: the running jobs get the signal, checkpoint and stop, no new
-job starts, and the summaries are written before the launcher exits with the signal's status.
+Each worker is a process of its own that runs one job at a time and then the next, with a fresh Keras session
+and its own seeds per job. Workers are forked from one server process (the `forkserver` start method) that
+imported TensorFlow once and ran nothing, so a sweep pays TensorFlow's import once, not once per worker.
+A worker that dies takes only the job it was running with it: that job is recorded in its folder as `failed`
+with the cause (e.g. "worker process died: signal 9") and returns NaN to the sweeper, a new worker takes its
+place, and the other jobs run on (joblib's loky pool instead fails the whole batch). SIGTERM or Ctrl-C stops
+the sweep: the running jobs get the signal, checkpoint and stop, no new job starts, and the summaries are
+written before the launcher exits with the signal's status.
 """
 
 from __future__ import annotations
@@ -26,16 +27,29 @@ from modelforge.core.names import Status
 from modelforge.run.folder import RunFolder
 
 log = logging.getLogger("modelforge")
+# What the fork server imports before it forks the first worker (see its docstring).
+PRELOAD = "modelforge.sweep.preload"
 
 
-def _work(conn: Connection, threads: int) -> None:
+def _context() -> Any:
+    """The fork server's context, with TensorFlow preloaded; `spawn` where there is no fork server (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([PRELOAD])
+    return context
+
+
+def _work(conn: Connection, threads: int, cwd: str) -> None:
     """A worker's body: run the jobs it is sent, one after another, as Hydra's own launchers run a job.
 
     `threads`: the worker's share of the machine's cores. TensorFlow and oneDNN would each take every core,
-    and workers side by side would fight over them (as loky limits its workers, for the same reason).
+    and workers side by side would fight over them (as loky limits its workers, for the same reason). TensorFlow
+    reads them when it makes its thread pools, at the first op, so the preloaded import does not fix them.
+    `cwd`: the launcher's folder now; the fork server's is the one it started in, a sweep ago in a long-lived
+    process that changed folder since.
     """
-    import os
-
+    os.chdir(cwd)
     for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(name, str(threads))
     os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
@@ -111,7 +125,7 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
              len(job_overrides), n_jobs, sweep_dir)
     for i, overrides in enumerate(job_overrides):
         log.info("\t#%d : %s", initial_job_idx + i, " ".join(filter_overrides(overrides)))
-    context = multiprocessing.get_context("spawn")
+    context = _context()
     threads = max(1, (os.cpu_count() or 1) // max(1, min(n_jobs, len(job_overrides))))
     singleton_state = Singleton.get_state()
     pending = list(enumerate(job_overrides))
@@ -127,7 +141,8 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
 
     def spawn() -> None:
         ours, theirs = context.Pipe(duplex=True)
-        proc = context.Process(target=_work, args=(theirs, threads), name=f"modelforge-worker-{len(workers)}")
+        proc = context.Process(target=_work, args=(theirs, threads, os.getcwd()),
+                               name=f"modelforge-worker-{len(workers)}")
         proc.start()
         theirs.close()
         workers[proc] = (ours, None)

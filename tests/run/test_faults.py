@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -169,6 +170,10 @@ def test_a_dead_parallel_worker_fails_only_its_job(tmp_path):
     sweep = tmp_path / "sweep"
     wait_for(lambda: rows(sweep / "0") >= 1, timeout=300)
     pid = json.loads((sweep / "0" / "metrics.json").read_text())["pid"]
+    # The worker is a fork of a server that imported TensorFlow once (the driver did not import it).
+    server = parent(pid)
+    assert server != proc.pid and b"forkserver" in Path(f"/proc/{server}/cmdline").read_bytes()
+    assert "libtensorflow_framework" in Path(f"/proc/{server}/maps").read_text()
     os.kill(pid, signal.SIGKILL)
     proc.communicate(timeout=600)
     assert proc.returncode == 1  # the sweep ran to its end and says a job did not complete
@@ -179,6 +184,37 @@ def test_a_dead_parallel_worker_fails_only_its_job(tmp_path):
     resumed = run_module(tmp_path, "resume", "sweep")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((sweep / "0" / "metrics.json").read_text())["status"] == "completed"
+
+
+@TIMING
+def test_sigterm_stops_a_parallel_sweep_and_leaves_no_process_behind(tmp_path):
+    proc = start(tmp_path, "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1,2", *KILLABLE,
+                 "trainer.epochs=3", "hydra.sweep.dir=sweep")
+    sweep = tmp_path / "sweep"
+    wait_for(lambda: rows(sweep / "0") >= 1 and rows(sweep / "1") >= 1, timeout=300)
+    workers = [json.loads((sweep / str(i) / "metrics.json").read_text())["pid"] for i in (0, 1)]
+    server = parent(workers[0])
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    records = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in (0, 1)]
+    assert [r["status"] for r in records] == ["interrupted"] * 2 and all("SIGTERM" in r["error"] for r in records)
+    assert "3 runs: 2 interrupted, 1 not started" in (sweep / "summary.md").read_text()
+    wait_for(lambda: all(gone(p) for p in (*workers, server)), timeout=30)  # the workers and their fork server
+
+
+def parent(pid):
+    """The parent process id of `pid`, from /proc."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def gone(pid):
+    """Whether process `pid` has ended (a zombie that nobody reaps has ended too)."""
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def test_mlflow_with_two_workers_on_a_fresh_store_records_every_job(tmp_path):
