@@ -37,9 +37,11 @@ class Dataset:
             return self.x_val, self.y_val
         import tensorflow as tf
 
+        from modelforge.data.batches import plain
+
         decode = self.decode
         pairs = tf.data.Dataset.from_tensor_slices((self.x_val, self.y_val))
-        return pairs.map(lambda path, y: (decode(path), y), num_parallel_calls=tf.data.AUTOTUNE).batch(
+        return pairs.map(plain(lambda path, y: (decode(path), y)), num_parallel_calls=tf.data.AUTOTUNE).batch(
             batch_size).prefetch(tf.data.AUTOTUNE)
 
     def probe(self, n: int) -> tuple[Any, Any]:

@@ -233,7 +233,7 @@ def fit_model(model: Any, dataset: Any, run: RunConfig, callbacks: list[Any], pr
 
     `quiet` drops Keras' per-step bars (at `trainer.verbose=auto`) where jobs print one line per epoch.
     """
-    from modelforge.data.batches import steps_per_epoch, train_batches
+    from modelforge.data.batches import plain, steps_per_epoch, train_batches
     from modelforge.run.compiled import one_hot
 
     trainer = run.trainer
@@ -245,11 +245,11 @@ def fit_model(model: Any, dataset: Any, run: RunConfig, callbacks: list[Any], pr
         import numpy as np
 
         classes = dataset.info.num_outputs
-        batches = batches.map(lambda x, y: (x, _one_hot(y, classes)))
+        batches = batches.map(plain(lambda x, y: (x, _one_hot(y, classes))))
         if isinstance(validation, tuple):
             validation = (validation[0], np.eye(classes, dtype=np.float32)[validation[1]])
         else:
-            validation = validation.map(lambda x, y: (x, _one_hot(y, classes)))
+            validation = validation.map(plain(lambda x, y: (x, _one_hot(y, classes))))
     class_weight = None
     if trainer.class_weight == "balanced":
         class_weight = balanced_class_weight(dataset.y_train, dataset.info.num_outputs)
