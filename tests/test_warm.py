@@ -61,3 +61,24 @@ def test_kill_9_of_the_shim_ends_its_command_before_the_next_starts(tmp_path):
     assert done.stdout.strip().endswith(sys.executable)  # anything else runs as the venv's python
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["status"] == "completed" and record["epochs_run"] == 3 and record["resumed"]
+
+
+def test_a_script_runs_warm_as_python_would_run_it(tmp_path):
+    """`python SCRIPT.py ARGS` through the shim (the docs' scripts and Python blocks): the same argv, name,
+    import path, streams and exit status as the venv's python gives it."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "helper.py").write_text("WHERE = 'beside the script'\n")
+    (tmp_path / "lib" / "app.py").write_text(
+        "import os, sys\nimport helper\n"
+        "print(sys.argv, __name__, helper.WHERE, os.getcwd(), 'keras' in sys.modules)\n"
+        "print('to stderr', file=sys.stderr)\n"
+        "raise SystemExit(int(sys.argv[1]))\n")
+    shim = str(warm.shim_folder() / "python")
+    done = {python: subprocess.run([python, "lib/app.py", "3", "x=1"], cwd=tmp_path, capture_output=True, text=True,
+                                   timeout=60) for python in (sys.executable, shim)}
+    cold, hot = done[sys.executable], done[shim]
+    assert cold.returncode == hot.returncode == 3
+    assert cold.stderr == hot.stderr == "to stderr\n"
+    # The same line but for the modules loaded before the script ran: the warm one has Keras already.
+    assert cold.stdout.replace("False", "True") == hot.stdout
+    assert hot.stdout.startswith("['lib/app.py', '3', 'x=1'] __main__ beside the script") and "True" in hot.stdout

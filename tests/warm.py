@@ -2,7 +2,7 @@
 
 Importing TensorFlow and Keras costs 4-7 s of CPU per process here, more than a test's one-epoch run itself, and
 the suite starts a few hundred commands. A server process imports them once (per pytest worker); each command is
-then a fork of it that runs `python -m modelforge ARGS` as the interpreter would (`runpy`, `sys.argv`, the
+then a fork of it that runs `python -m modelforge ARGS` (or a script) as the interpreter would (`runpy`, `sys.argv`, the
 caller's folder, environment and stdin/stdout/stderr, fresh signal handlers) and ends with the command's own exit.
 It is a real process with its own pid: a test kills it, signals it and waits for it as it would a cold one.
 
@@ -139,11 +139,16 @@ def _child(request: dict, fds: list[int], inherited: list[int]) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN if request["ignore_ctrl_c"] else signal.default_int_handler)
         for name in ("SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGCHLD", "SIGPIPE"):
             signal.signal(getattr(signal, name), signal.SIG_IGN if name == "SIGPIPE" else signal.SIG_DFL)
-        sys.argv = ["-m", *request["args"]]
-        sys.path[0] = request["cwd"]  # as `python -m` puts the working folder first
         import runpy
 
-        runpy.run_module("modelforge", run_name="__main__", alter_sys=True)
+        if request.get("script"):  # `python SCRIPT ARGS`: the script's folder first on the path
+            sys.argv = [request["script"], *request["args"]]
+            sys.path[0] = os.path.dirname(os.path.realpath(request["script"]))
+            runpy.run_path(request["script"], run_name="__main__")
+        else:
+            sys.argv = ["-m", *request["args"]]
+            sys.path[0] = request["cwd"]  # as `python -m` puts the working folder first
+            runpy.run_module("modelforge", run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
@@ -224,18 +229,20 @@ class Cold(Exception):
 
 
 class WarmProcess:
-    """A forked `python -m modelforge ARGS`, with the parts of `subprocess.Popen` the tests use."""
+    """A forked `python -m modelforge ARGS` (or `python SCRIPT ARGS`), with the parts of `subprocess.Popen` the
+    tests use."""
 
     def __init__(self, cwd: str | Path, args: list[str], env: dict[str, str], stdout: int | None = None,
                  stderr: int | None = None, text: bool = True, ignore_ctrl_c: bool = False,
-                 address: str | None = None, inherit_stdin: bool = False, tied: bool = False) -> None:
-        self.args = [sys.executable, "-m", "modelforge", *args]
+                 address: str | None = None, inherit_stdin: bool = False, tied: bool = False,
+                 script: str | None = None) -> None:
+        self.args = [sys.executable, *([script] if script else ["-m", "modelforge"]), *args]
         self.returncode: int | None = None
         mine, theirs = self._streams(stdout, stderr, text, inherit_stdin)
         self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._conn.connect(address or _Server.address())
         body = json.dumps({"cwd": str(Path(cwd).resolve()), "env": env, "args": list(args),
-                           "ignore_ctrl_c": ignore_ctrl_c, "tied": tied}).encode()
+                           "ignore_ctrl_c": ignore_ctrl_c, "tied": tied, "script": script}).encode()
         socket.send_fds(self._conn, [_LENGTH.pack(len(body)) + body], theirs)
         for fd in theirs[1:]:
             os.close(fd)
@@ -314,8 +321,8 @@ def run(cwd: str | Path, args: list[str], env: dict[str, str], timeout: float | 
 
 
 def shim_folder() -> Path:
-    """A folder holding a `python` that runs `python -m modelforge ...` warm through this process's server, and
-    anything else as the venv's python: put first on a script's PATH."""
+    """A folder holding a `python` that runs `python -m modelforge ...` and `python SCRIPT.py ...` warm through
+    this process's server, and anything else as the venv's python: put first on a script's PATH."""
     address = _Server.address()
     folder = Path(address).with_name("bin")
     if not folder.exists():
@@ -325,19 +332,25 @@ def shim_folder() -> Path:
 if [ "$1" = "-m" ] && [ "$2" = "modelforge" ]; then
   exec "{sys.executable}" -S -E "{__file__}" --shim "{address}" "{sys.executable}" "$@"
 fi
+case "$1" in
+  *.py) [ -f "$1" ] && exec "{sys.executable}" -S -E "{__file__}" --shim "{address}" "{sys.executable}" "$@" ;;
+esac
 exec "{sys.executable}" "$@"
 """)
         python.chmod(0o755)
     return folder
 
 
-def shim(address: str, python: str, args: list[str]) -> int:
-    """The docs test's `python -m modelforge ARGS`: warm, in this process's folder, environment and streams; the
-    exit status is the command's, and SIGINT/SIGTERM reach the command. Cold (`python`) when the server declines."""
+def shim(address: str, python: str, argv: list[str]) -> int:
+    """The docs test's `python -m modelforge ARGS` or `python SCRIPT ARGS`: warm, in this process's folder,
+    environment and streams; the exit status is the command's, and SIGINT/SIGTERM reach the command. Cold
+    (`python`) when the server declines."""
+    script, args = (None, argv[2:]) if argv[0] == "-m" else (argv[0], argv[1:])
     try:
-        proc = WarmProcess(os.getcwd(), args, dict(os.environ), address=address, inherit_stdin=True, tied=True)
+        proc = WarmProcess(os.getcwd(), args, dict(os.environ), address=address, inherit_stdin=True, tied=True,
+                           script=script)
     except Cold:
-        os.execv(python, [python, "-m", "modelforge", *args])
+        os.execv(python, [python, *argv])
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda number, _frame: proc.send_signal(number))
     code = proc.wait()
@@ -345,6 +358,6 @@ def shim(address: str, python: str, args: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--shim":  # python -S -E warm.py --shim SOCKET PYTHON -m modelforge ARGS
-        raise SystemExit(shim(sys.argv[2], sys.argv[3], sys.argv[6:]))
+    if sys.argv[1] == "--shim":  # python -S -E warm.py --shim SOCKET PYTHON (-m modelforge | SCRIPT.py) ARGS
+        raise SystemExit(shim(sys.argv[2], sys.argv[3], sys.argv[4:]))
     serve(sys.argv[1])

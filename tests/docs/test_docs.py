@@ -79,7 +79,9 @@ def _run(block: Block, tmp: Path, number: int) -> None:
         (tmp / block.path).write_text(block.text + "\n")
         return
     if block.lang == "python":
-        file, command = tmp / f"_docs_block_{number}.py", [sys.executable, f"_docs_block_{number}.py"]
+        # The page's `python`, as its shell blocks have it: warm (tests/warm.py), since the exit status is checked.
+        file = tmp / f"_docs_block_{number}.py"
+        command = [str(warm.shim_folder() / "python"), file.name]
         file.write_text(block.text + "\n")
     else:
         command = ["bash", "-e", "-c", script(block)]
