@@ -117,10 +117,12 @@ def overlay_venv(path, *extra_paths):
 
     Only the listed paths are added, and .pth files inside them are not processed there, so this venv's
     editable modelforge stays out unless the checkout itself is among `extra_paths`. Returns its python.
+    Made without pip of its own (4 s less): `python -m pip` there is this venv's pip, which installs into the
+    venv that runs it.
     """
     import sysconfig
 
-    subprocess.run([sys._base_executable, "-m", "venv", str(path)], check=True, timeout=300)
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=300)
     python = Path(path) / "bin" / "python"
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
