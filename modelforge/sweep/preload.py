@@ -1,9 +1,9 @@
 """What the parallel launcher's fork server imports once, so that every worker forks with it loaded.
 
 TensorFlow and Keras take 5-8 s to import; a worker forked from a process that imported them starts in
-milliseconds. The import is quiet (`before_tensorflow`: the filter the workers then share), and nothing runs:
-no op, no session, no thread pool, so a fork is as clean as a fresh interpreter. Importing this module has
-no other effect.
+milliseconds. The import is quiet (`before_tensorflow`: this process's stderr filter, which the workers then
+share), and nothing runs: no op, no session, no thread pool, so a fork is as clean as a fresh interpreter.
+Only the fork server imports it (`modelforge.sweep.launcher.PRELOAD`).
 """
 
 from modelforge.core.quiet import before_tensorflow
