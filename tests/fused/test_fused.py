@@ -161,12 +161,21 @@ def test_losses_and_metrics_by_name_are_keras_own_per_arm(tmp_path, terms):
     matched_sweeps(tmp_path, 4, *args)
 
 
+# The plain fused sweep of seeds 0 and 1, which two tests read (and neither changes): made once, on one worker.
+SEEDS = pytest.mark.xdist_group("fused_seeds")
+
+
+@pytest.fixture(scope="module")
+def seeds_sweep(tmp_path_factory):
+    return sweep(tmp_path_factory.mktemp("seeds"), "fused", "hydra/launcher=fused", "seed=0,1")[1]
+
+
 @pytest.mark.slow
-def test_balanced_class_weights_are_each_arms_own(tmp_path):
+@SEEDS
+def test_balanced_class_weights_are_each_arms_own(tmp_path, seeds_sweep):
     args = ["trainer.class_weight=balanced", "seed=0,1"]
     _, _, fused = matched_sweeps(tmp_path, 2, *args)
-    _, plain = sweep(tmp_path, "plain", "hydra/launcher=fused", "seed=0,1")
-    for f, p in zip(fused, plain, strict=True):  # the weights did weigh: the training loss moved
+    for f, p in zip(fused, seeds_sweep, strict=True):  # the weights did weigh: the training loss moved
         assert abs(history(f)[0]["loss"] - history(p)[0]["loss"]) > 1e-4
 
 
@@ -193,14 +202,14 @@ def test_each_arm_stops_early_on_its_own(tmp_path):
 
 
 @pytest.mark.slow
-def test_standalone_models_predict_what_their_arm_did(tmp_path):
+@SEEDS
+def test_standalone_models_predict_what_their_arm_did(seeds_sweep):
     import keras
 
     import modelforge
     from modelforge.data.arrays import load
 
-    _, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", "seed=0,1")
-    for folder in fused:
+    for folder in seeds_sweep:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # e.g. "Skipping variable loading for optimizer": it must be whole
             model = keras.models.load_model(folder / "model.keras")  # plain Keras
