@@ -2,8 +2,9 @@
 
 Importing TensorFlow and Keras costs 4-7 s of CPU per process here, more than a test's one-epoch run itself, and
 the suite starts a few hundred commands. A server process imports them once (per pytest worker); each command is
-then a fork of it that runs `python -m modelforge ARGS` (or a script) as the interpreter would (`runpy`, `sys.argv`, the
-caller's folder, environment and stdin/stdout/stderr, fresh signal handlers) and ends with the command's own exit.
+then a fork of it that runs `python -m modelforge ARGS` (or a script) as the interpreter would (`runpy`,
+`sys.argv`, the caller's folder, environment and stdin/stdout/stderr, fresh signal handlers) and ends with the
+command's own exit.
 It is a real process with its own pid: a test kills it, signals it and waits for it as it would a cold one.
 
 What a warm command cannot show is what happens before and during the import: TensorFlow's start-up lines, how
@@ -329,12 +330,12 @@ def shim_folder() -> Path:
         folder.mkdir()
         python = folder / "python"
         python.write_text(f"""#!/bin/sh
-if [ "$1" = "-m" ] && [ "$2" = "modelforge" ]; then
-  exec "{sys.executable}" -S -E "{__file__}" --shim "{address}" "{sys.executable}" "$@"
-fi
+warm=no
 case "$1" in
-  *.py) [ -f "$1" ] && exec "{sys.executable}" -S -E "{__file__}" --shim "{address}" "{sys.executable}" "$@" ;;
+  -m) [ "$2" = "modelforge" ] && warm=yes ;;
+  *.py) [ -f "$1" ] && warm=yes ;;
 esac
+[ $warm = yes ] && exec "{sys.executable}" -S -E "{__file__}" --shim "{address}" "{sys.executable}" "$@"
 exec "{sys.executable}" "$@"
 """)
         python.chmod(0o755)

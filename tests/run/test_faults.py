@@ -203,18 +203,21 @@ def test_sigterm_stops_a_parallel_sweep_and_leaves_no_process_behind(tmp_path):
     wait_for(lambda: all(gone(p) for p in (*workers, server)), timeout=30)  # the workers and their fork server
 
 
+def stat(pid):
+    """The fields of /proc/PID/stat after the command name: state, parent pid, ... (empty once it is reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return []
+
+
 def parent(pid):
-    """The parent process id of `pid`, from /proc."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return int(stat(pid)[1])
 
 
 def gone(pid):
     """Whether process `pid` has ended (a zombie that nobody reaps has ended too)."""
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    return stat(pid)[:1] in ([], ["Z"])
 
 
 def test_mlflow_with_two_workers_on_a_fresh_store_records_every_job(tmp_path):
