@@ -134,7 +134,7 @@ def test_job_repeats_after_other_jobs_in_the_same_process(compose, tmp_path):
 
 def test_the_train_step_is_traced_once(compose, tmp_path, monkeypatch):
     """The optimizer's variables are made before the fit: made inside the first trace, they would make TensorFlow
-    trace the train step a second time (about 0.5 s of every run)."""
+    trace the train step a second time (about 0.4 s of every run)."""
     traced = []
     step = keras.Model.train_step
     monkeypatch.setattr(keras.Model, "train_step", lambda self, data: traced.append(data) or step(self, data))
