@@ -99,19 +99,28 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
         checkpoints = train_fused(plan_chunks(jobs, max_arms), sweep_dir, on_stop=lambda signum: _summaries(sweep_dir))
     _say_alone(jobs)
     results = _run_jobs(hydra_context, config, task_function, jobs, sweep_dir)
-    _clean(checkpoints, sweep_dir)
+    drop_checkpoints(checkpoints)
+    clear_fused_dir(sweep_dir)
     return results
 
 
-def _clean(checkpoints: Sequence[Path], sweep_dir: Path) -> None:
-    """Every job of these chunks is written now, and the runs' folders hold the results: their checkpoints go."""
+def drop_checkpoints(checkpoints: Sequence[Path]) -> None:
+    """Every job of these chunks is written now, and the runs' folders hold the results: their checkpoints go.
+    Nothing else in `.fused/` is touched: a chunk running elsewhere may be writing its own there, or be about
+    to make the folder's first file."""
     for path in checkpoints:
         path.unlink(missing_ok=True)
         previous(path).unlink(missing_ok=True)
-    if checkpoints and (sweep_dir / FUSED_DIR).is_dir():
-        RunFolder(sweep_dir / FUSED_DIR).clean_temp_files()  # what a kill in the middle of a write left
+
+
+def clear_fused_dir(sweep_dir: Path) -> None:
+    """What a kill in the middle of a write left in `.fused/`, then the folder when it is empty. Only the process
+    that knows every chunk has finished calls this (the in-process launcher, or the driver once every task
+    returned): a chunk's temporary file is otherwise a write in flight. A stopped chunk's checkpoint stays."""
+    if (sweep_dir / FUSED_DIR).is_dir():
+        RunFolder(sweep_dir / FUSED_DIR).clean_temp_files()
     with contextlib.suppress(OSError):
-        (sweep_dir / FUSED_DIR).rmdir()  # only when empty: another chunk's checkpoint is never removed here
+        (sweep_dir / FUSED_DIR).rmdir()  # only when empty
 
 
 @dataclass
@@ -143,7 +152,7 @@ class ChunkTask:
         if self.label is not None and not all(job.done for job in jobs):
             checkpoints = train_fused([(self.label, jobs)], sweep_dir, on_stop=lambda signum: None)
         results = _run_jobs(self.hydra_context, self.config, self.task_function, jobs, sweep_dir)
-        _clean(checkpoints, sweep_dir)
+        drop_checkpoints(checkpoints)  # the folder is shared with chunks still running: the driver clears it
         return results
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
@@ -192,7 +201,7 @@ def _launch_elsewhere(hydra_context: Any, config: Any, task_function: Any, jobs:
     found: dict[int, Any] = {}
     for (_, members), results in zip(units, returned, strict=True):
         found.update({job.idx: ret for job, ret in zip(members, results, strict=True)})
-    _clean([], sweep_dir)
+    clear_fused_dir(sweep_dir)  # every task has returned: no chunk writes there any more
     return [found[job.idx] for job in jobs]
 
 

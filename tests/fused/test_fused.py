@@ -455,6 +455,35 @@ def test_chunks_on_submitit_and_ray_equal_the_in_process_sweep(tmp_path, executo
     assert not (tmp_path / "there" / ".fused").exists()
 
 
+def test_a_chunk_elsewhere_leaves_the_shared_fused_folder_to_the_driver(tmp_path):
+    """A chunk that finishes on Ray or submitit removes its own checkpoint and nothing else: another chunk may be
+    writing its checkpoint's temporary file, or be about to make the folder's first file (CI saw that chunk's
+    write fail when the folder went). The driver clears the folder once every chunk has returned."""
+    from modelforge.fused.groups import FUSED_DIR
+    from modelforge.run.checkpoint import previous
+    from modelforge.sweep.fused import clear_fused_dir, drop_checkpoints
+
+    fused = tmp_path / FUSED_DIR
+    fused.mkdir()
+    mine, stopped = fused / "0123456789abcdef.npz", fused / "fedcba9876543210.npz"
+    in_flight = fused / ".fedcba9876543210.k2j4h5g6.tmp.npz"  # named as RunFolder's mkstemp names it
+    for path in (mine, previous(mine), stopped, in_flight):
+        path.write_bytes(b"npz")
+    drop_checkpoints([mine])
+    assert sorted(p.name for p in fused.iterdir()) == sorted([stopped.name, in_flight.name])
+    stopped.unlink()
+    in_flight.unlink()
+    drop_checkpoints([])  # the other chunk has not written yet: its folder must stay
+    assert fused.is_dir()
+    in_flight.write_bytes(b"half")  # a kill mid-write, found by the driver after every chunk returned
+    stopped.write_bytes(b"npz")
+    clear_fused_dir(tmp_path)
+    assert [p.name for p in fused.iterdir()] == [stopped.name]  # a stopped chunk's checkpoint continues it
+    stopped.unlink()
+    clear_fused_dir(tmp_path)
+    assert not fused.exists()
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("timing")
 def test_a_submitit_chunk_stopped_by_sigterm_resumes_to_the_same_folders(tmp_path):
