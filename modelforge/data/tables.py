@@ -35,6 +35,69 @@ def _column(name: str, header: list[str], key: str, shown: str) -> int:
     return header.index(name)
 
 
+def _columns(header: list[str], data: CsvData, shown: str) -> tuple[int, list[str], list[int]]:
+    """The target's index, the feature names and their indices, from the header row."""
+    if not any(header):
+        raise ConfigError(f"data.path: {shown} is empty; a CSV for modelforge starts with a header row naming "
+                          "the columns, then one row per sample")
+    doubled = sorted({h for h in header if header.count(h) > 1})
+    if doubled:
+        raise ConfigError(f"data.path: {shown} names the column {doubled[0]!r} twice; give each column its own "
+                          "name in the header row")
+    target = _column(data.target, header, "data.target", shown)
+    names = data.features if data.features is not None else [h for h in header if h != data.target]
+    columns = [_column(n, header, "data.features", shown) for n in names]
+    if not columns:
+        raise ConfigError(f"data.features: {shown} has no column besides the target {data.target!r} to learn from")
+    return target, list(names), columns
+
+
+def _features(row: list[str], line: int, header: list[str], columns: list[int], data: CsvData, shown: str
+              ) -> list[float]:
+    """One row's feature cells as numbers, or an error naming the line and column."""
+    if len(row) != len(header):
+        raise ConfigError(f"data.path: {shown}, line {line} has {len(row)} cells but the header has {len(header)}: "
+                          f"the file is ragged. Fix that row (a missing or extra {data.delimiter!r}, or a quote), "
+                          f"or set data.delimiter if it is not {data.delimiter!r}")
+    values = []
+    for i in columns:
+        cell = row[i].strip()
+        if cell.lower() in MISSING:
+            raise ConfigError(f"data.path: {shown}, line {line}, column {header[i]!r} has a missing value "
+                              f"({cell!r}); fill or drop such rows first, or leave the column out with data.features")
+        try:
+            values.append(float(cell))
+        except ValueError:
+            raise ConfigError(f"data.path: {shown}, line {line}, column {header[i]!r} holds {cell!r}, which is not "
+                              "a number; feature columns must be numeric (encode categories as numbers first, or "
+                              "leave the column out with data.features)") from None
+    return values
+
+
+def _rows(text: str, data: CsvData, shown: str) -> tuple[list[str], list[list[float]], list[str], list[int]]:
+    """The feature names, each row's features and target, and the file's line number of each row kept."""
+    rows: list[list[float]] = []
+    targets: list[str] = []
+    lines: list[int] = []
+    with io.StringIO(text, newline="") as f:
+        reader = csv.reader(f, delimiter=data.delimiter)
+        header = [h.strip() for h in next(reader, [])]
+        target, names, columns = _columns(header, data, shown)
+        for row in reader:
+            if not row or not any(c.strip() for c in row):
+                continue  # blank lines
+            rows.append(_features(row, reader.line_num, header, columns, data, shown))
+            label = row[target].strip()
+            if label.lower() in MISSING:
+                raise ConfigError(f"data.path: {shown}, line {reader.line_num}, target column {data.target!r} is "
+                                  "missing; every row needs a target")
+            targets.append(label)
+            lines.append(reader.line_num)
+    if not rows:
+        raise ConfigError(f"data.path: {shown} has a header but no rows of data")
+    return names, rows, targets, lines
+
+
 def read_table(data: CsvData) -> Table:
     """Reads `data.path`: a header row, then one row per sample.
 
@@ -46,57 +109,7 @@ def read_table(data: CsvData) -> Table:
 
     path = user_path(data.path, "file")
     shown = str(path)
-    text = _decoded(path.read_bytes(), data.encoding, shown)
-    lines: list[int] = []  # the file's line number of each row kept
-    with io.StringIO(text, newline="") as f:
-        reader = csv.reader(f, delimiter=data.delimiter)
-        header = [h.strip() for h in next(reader, [])]
-        if not any(header):
-            raise ConfigError(f"data.path: {shown} is empty; a CSV for modelforge starts with a header row naming "
-                              "the columns, then one row per sample")
-        doubled = sorted({h for h in header if header.count(h) > 1})
-        if doubled:
-            raise ConfigError(f"data.path: {shown} names the column {doubled[0]!r} twice; give each column its own "
-                              "name in the header row")
-        target = _column(data.target, header, "data.target", shown)
-        names = data.features if data.features is not None else [h for h in header if h != data.target]
-        columns = [_column(n, header, "data.features", shown) for n in names]
-        if not columns:
-            raise ConfigError(f"data.features: {shown} has no column besides the target {data.target!r} to learn "
-                              "from")
-        rows: list[list[float]] = []
-        targets: list[Any] = []
-        for row in reader:
-            if not row or not any(c.strip() for c in row):
-                continue  # blank lines
-            line = reader.line_num
-            if len(row) != len(header):
-                raise ConfigError(f"data.path: {shown}, line {line} has {len(row)} cells but the header has "
-                                  f"{len(header)}: the file is ragged. Fix that row (a missing or extra "
-                                  f"{data.delimiter!r}, or a quote), or set data.delimiter if it is not "
-                                  f"{data.delimiter!r}")
-            values = []
-            for i in columns:
-                cell = row[i].strip()
-                if cell.lower() in MISSING:
-                    raise ConfigError(f"data.path: {shown}, line {line}, column {header[i]!r} has a missing value "
-                                      f"({cell!r}); fill or drop such rows first, or leave the column out with "
-                                      "data.features")
-                try:
-                    values.append(float(cell))
-                except ValueError:
-                    raise ConfigError(f"data.path: {shown}, line {line}, column {header[i]!r} holds {cell!r}, which "
-                                      "is not a number; feature columns must be numeric (encode categories as "
-                                      "numbers first, or leave the column out with data.features)") from None
-            label = row[target].strip()
-            if label.lower() in MISSING:
-                raise ConfigError(f"data.path: {shown}, line {line}, target column {data.target!r} is missing; every "
-                                  "row needs a target")
-            rows.append(values)
-            targets.append(label)
-            lines.append(line)
-    if not rows:
-        raise ConfigError(f"data.path: {shown} has a header but no rows of data")
+    names, rows, targets, lines = _rows(_decoded(path.read_bytes(), data.encoding, shown), data, shown)
     check_finite(rows, f"data.path: {shown}", lambda at: f"line {lines[at[0]]}, column {names[at[1]]!r}")
     where = f"data.target: {shown}, column {data.target!r}"
     if data.task == "classification":
