@@ -135,14 +135,8 @@ def plateau_args(run: RunConfig) -> dict[str, Any]:
             "min_delta": config.min_delta, "cooldown": config.cooldown, "min_lr": config.min_lr, "verbose": 0}
 
 
-def make_callbacks(run: RunConfig, folder: RunFolder, progress: Progress, best_weights: list[Any] | None,
-                   stop: StopSignal, on_epoch: Callable[[Progress], None], tracker: Any = None,
-                   checkpoints: bool = True) -> list[Any]:
-    """modelforge's callbacks, in the order they must see each epoch's end (checkpoint last).
-
-    Without `checkpoints`, no checkpoint is written (a fused arm's epochs played back: the run is trained, and
-    a checkpoint of its final weights at an earlier epoch would resume wrongly).
-    """
+def _per_epoch(folder: RunFolder, progress: Progress, stop: StopSignal) -> list[Any]:
+    """The stop between batches, the learning rate in each epoch's logs, history.csv after each epoch."""
     import keras
 
     class StopAtBatch(keras.callbacks.Callback):
@@ -164,51 +158,61 @@ def make_callbacks(run: RunConfig, folder: RunFolder, progress: Progress, best_w
             if logs is not None:
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
-    callbacks: list[Any] = [StopAtBatch(), LearningRate(), HistoryWriter(), keras.callbacks.TerminateOnNaN()]
+    return [StopAtBatch(), LearningRate(), HistoryWriter(), keras.callbacks.TerminateOnNaN()]
+
+
+def _resumable(base: type, saved: Mapping[str, Any], best_weights: list[Any] | None = None) -> type:
+    """`base` (Keras' EarlyStopping or ReduceLROnPlateau) starting from the counters (and best weights) a
+    checkpoint holds; ReduceLROnPlateau's rate is restored with the optimizer's variables."""
+
+    class Resumable(base):  # type: ignore[valid-type, misc]
+        def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+            super().on_train_begin(logs)
+            for key, value in saved.items():
+                if value is not None:
+                    setattr(self, key, value)
+            if best_weights is not None:
+                self.best_weights = best_weights
+
+    Resumable.__name__ = Resumable.__qualname__ = f"Resumable{base.__name__}"
+    return Resumable
+
+
+def _tensorboard(run: RunConfig, folder: RunFolder) -> Any:
+    import keras
+
+    from modelforge.run.tracking import write_tensorboard_hparams
+
+    assert isinstance(run.logger, TensorBoardLogger)
+    # A run folder per job name, so TensorBoard's runs say which job they are.
+    log_dir = folder.path / run.logger.log_dir / folder.job_name()
+    write_tensorboard_hparams(log_dir, run, folder.path.name)
+    return keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=run.logger.histogram_freq)
+
+
+def make_callbacks(run: RunConfig, folder: RunFolder, progress: Progress, best_weights: list[Any] | None,
+                   stop: StopSignal, on_epoch: Callable[[Progress], None], tracker: Any = None,
+                   checkpoints: bool = True) -> list[Any]:
+    """modelforge's callbacks, in the order they must see each epoch's end (checkpoint last).
+
+    Without `checkpoints`, no checkpoint is written (a fused arm's epochs played back: the run is trained, and
+    a checkpoint of its final weights at an earlier epoch would resume wrongly).
+    """
+    import keras
+
+    callbacks = _per_epoch(folder, progress, stop)
     if tracker is not None:
         callbacks.append(tracker.callback())
-    stopping = run.trainer.early_stopping
     early: Any = None
-    if stopping.enabled:
-        saved = dict(progress.stopping)
-
-        class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-            """Keras' EarlyStopping, starting from the counters and best weights a checkpoint holds."""
-
-            def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-                super().on_train_begin(logs)
-                for key, value in saved.items():
-                    if value is not None:
-                        setattr(self, key, value)
-                if best_weights is not None:
-                    self.best_weights = best_weights
-
-        early = ResumableEarlyStopping(**early_stopping_args(run))
+    if run.trainer.early_stopping.enabled:
+        early = _resumable(keras.callbacks.EarlyStopping, dict(progress.stopping), best_weights)(
+            **early_stopping_args(run))
         callbacks.append(early)
     if isinstance(run.logger, TensorBoardLogger):
-        from modelforge.run.tracking import write_tensorboard_hparams
-
-        # A run folder per job name, so TensorBoard's runs say which job they are.
-        log_dir = folder.path / run.logger.log_dir / folder.job_name()
-        write_tensorboard_hparams(log_dir, run, folder.path.name)
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=run.logger.histogram_freq))
-
-    plateau_cfg = run.trainer.reduce_on_plateau
+        callbacks.append(_tensorboard(run, folder))
     plateau: Any = None
-    if plateau_cfg.enabled:
-        saved_plateau = dict(progress.plateau)
-
-        class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
-            """Keras' ReduceLROnPlateau, starting from the counters a checkpoint holds (the rate is restored with
-            the optimizer's variables)."""
-
-            def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-                super().on_train_begin(logs)
-                for key, value in saved_plateau.items():
-                    if value is not None:
-                        setattr(self, key, value)
-
-        plateau = ResumableReduceLROnPlateau(**plateau_args(run))
+    if run.trainer.reduce_on_plateau.enabled:
+        plateau = _resumable(keras.callbacks.ReduceLROnPlateau, dict(progress.plateau))(**plateau_args(run))
         # Before LearningRate and the history: the rate an epoch ends with is the one the callback set.
         callbacks.insert(1, plateau)
 
