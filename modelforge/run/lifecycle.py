@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from modelforge.core import digest
 from modelforge.core.config import RunConfig
@@ -33,6 +33,9 @@ from modelforge.run.checkpoint import Progress
 from modelforge.run.console import Job, log, run_log, say
 from modelforge.run.folder import FolderState, FolderTaken, RunFolder, identity, now, versions
 from modelforge.run.setup import Session, plan_for, prepare
+
+if TYPE_CHECKING:
+    from modelforge.run.fit import StopSignal
 
 
 class TrainResult(dict[str, Any]):
@@ -365,10 +368,11 @@ def early_stopping_note(run: RunConfig, progress: Progress) -> str:
     return text
 
 
-def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: dict[str, float],
-           trackers: list[Any], hooks: Sequence[Hook], resuming: bool, job: Job,
-           trained: dict[str, Any], arm: Trained | None) -> dict[str, Any]:
-    from modelforge.run.fit import Interrupted, StopSignal, fit_model, make_callbacks
+def _set_up(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: dict[str, float],
+            trackers: list[Any], hooks: Sequence[Hook], resuming: bool, job: Job, arm: Trained | None
+            ) -> tuple[Session, Progress, list[Any] | None, Any]:
+    """The run's session (its plan, model and data), where training starts (a checkpoint's progress and best
+    weights on a resume) and its tracker; the hooks (LSUV, diagnose) run before the first epoch only."""
     from modelforge.run.tracking import make_tracker
 
     tick = time.perf_counter()
@@ -384,15 +388,20 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
         progress, best_weights = checkpoint.load(folder, session.model)
     tracker = make_tracker(run, folder)
     if tracker is not None:
-        trackers.append(tracker)
+        trackers.append(tracker)  # before the hooks: a run that fails in one is ended as failed in the store
     folder.write_text("model_summary.txt", _summary_text(session.model))
     record.setdefault("diagnosis", None)
     if progress.epochs_done == 0:
         for hook in hooks:
             record.update(hook(session, folder))
     timings.update(session.timings)
+    return session, progress, best_weights, tracker
 
-    def heartbeat(done: Progress) -> None:
+
+def _heartbeat(run: RunConfig, folder: RunFolder, record: dict[str, Any], job: Job) -> Callable[[Progress], None]:
+    """After each epoch: metrics.json's heartbeat, the log's line, and the terminal's where the job shows them."""
+
+    def beat(done: Progress) -> None:
         record.update(heartbeat=now(), epochs_run=done.epochs_done)
         folder.write_json("metrics.json", record)
         row = done.history[-1]
@@ -401,11 +410,15 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
         if job.epoch_lines and not job.compact:
             say(f"epoch {row['epoch']}/{run.trainer.epochs}: {metrics}")
 
-    stop = StopSignal()
-    callbacks = make_callbacks(run, folder, progress, best_weights, stop, heartbeat, tracker,
-                               checkpoints=arm is None)
-    tick = time.perf_counter()
-    trained["fitting"] = True
+    return beat
+
+
+def _fit(run: RunConfig, folder: RunFolder, session: Session, progress: Progress, record: dict[str, Any],
+         stop: StopSignal, callbacks: list[Any], job: Job, arm: Trained | None) -> None:
+    """Trains (a fused arm: plays its epochs back) until done, or until a signal stops it: the run is then
+    interrupted, and the message says how to continue it."""
+    from modelforge.run.fit import Interrupted, fit_model
+
     try:
         with stop_on_signals(stop, forward=arm is not None):
             if arm is not None:  # trained in a fused group: its epochs are played through this run's callbacks
@@ -417,20 +430,16 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
         name = signal.Signals(err.signum).name
         raise RunInterrupted(err.signum, f"stopped by {name} after {progress.epochs_done} epochs; the checkpoint "
                                          f"continues it: python -m modelforge resume {folder.path}") from None
-    timings["fit_s"] = time.perf_counter() - tick
-    if arm is not None:  # its share of the group's fit; the playback itself is bookkeeping, kept apart
-        timings["replay_s"] = timings["fit_s"]
-        timings["fit_s"] = float(arm.fused.get("fit_s", 0.0)) / max(int(arm.fused.get("size", 1)), 1)
-    if progress.stopped:
-        record["stopped_early"] = stopped = early_stopping_note(run, progress)
-        (log.info if job.compact else say)(stopped)  # a compact job's result line carries it
 
+
+def _saved(run: RunConfig, folder: RunFolder, session: Session, progress: Progress, timings: dict[str, float],
+           trained: dict[str, Any]) -> dict[str, Any]:
+    """The run's numbers, once they are known to be finite, and its model saved (the checkpoint then goes)."""
     rows = progress.history
     trained.update(model=session.model, history=rows)
     numbers = outcome(run, progress)
-    epochs_run = len(rows)
     if any(math.isnan(v) or math.isinf(v) for v in numbers["final"].values()):
-        raise RunFailed(f"the loss became NaN or infinite at epoch {epochs_run}; lower optimizer.learning_rate "
+        raise RunFailed(f"the loss became NaN or infinite at epoch {len(rows)}; lower optimizer.learning_rate "
                         "or choose a smaller initializer scale")
     tick = time.perf_counter()
     folder.write_with("model.keras", lambda path: session.model.save(path))
@@ -438,6 +447,29 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
     timings["save_s"] = time.perf_counter() - tick
     return {
         **numbers,
-        "epochs_run": epochs_run,
+        "epochs_run": len(rows),
         "samples": {"train": len(session.dataset.x_train), "validation": len(session.dataset.x_val)},
     }
+
+
+def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: dict[str, float],
+           trackers: list[Any], hooks: Sequence[Hook], resuming: bool, job: Job,
+           trained: dict[str, Any], arm: Trained | None) -> dict[str, Any]:
+    from modelforge.run.fit import StopSignal, make_callbacks
+
+    session, progress, best_weights, tracker = _set_up(run, folder, record, timings, trackers, hooks, resuming,
+                                                       job, arm)
+    stop = StopSignal()
+    callbacks = make_callbacks(run, folder, progress, best_weights, stop, _heartbeat(run, folder, record, job),
+                               tracker, checkpoints=arm is None)
+    tick = time.perf_counter()
+    trained["fitting"] = True
+    _fit(run, folder, session, progress, record, stop, callbacks, job, arm)
+    timings["fit_s"] = time.perf_counter() - tick
+    if arm is not None:  # its share of the group's fit; the playback itself is bookkeeping, kept apart
+        timings["replay_s"] = timings["fit_s"]
+        timings["fit_s"] = float(arm.fused.get("fit_s", 0.0)) / max(int(arm.fused.get("size", 1)), 1)
+    if progress.stopped:
+        record["stopped_early"] = stopped = early_stopping_note(run, progress)
+        (log.info if job.compact else say)(stopped)  # a compact job's result line carries it
+    return _saved(run, folder, session, progress, timings, trained)
