@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,84 @@ def _died(job_dir: Path, overrides: Sequence[str], exitcode: int | None, sweep_c
     return ret
 
 
+class _Pool:
+    """The worker processes, the job each is running (None: idle), the results by job position, and the signal
+    that stopped the sweep, if one did."""
+
+    def __init__(self, context: Any, threads: int) -> None:
+        self.context = context
+        self.threads = threads
+        self.workers: dict[Any, tuple[Connection, int | None]] = {}  # process -> (its pipe, the job it runs)
+        self.results: dict[int, Any] = {}
+        self.stop: list[int] = []
+
+    def forward(self, signum: int, frame: Any) -> None:
+        """The launcher's SIGTERM and SIGINT handler: the sweep stops, and the running jobs get the signal."""
+        self.stop.append(signum)
+        for proc in self.workers:
+            if proc.is_alive():
+                proc.terminate() if signum == signal.SIGTERM else proc.send_signal(signum)  # type: ignore[attr-defined]
+
+    def spawn(self) -> None:
+        ours, theirs = self.context.Pipe(duplex=True)
+        proc = self.context.Process(target=_work, args=(theirs, self.threads, os.getcwd()),
+                                    name=f"modelforge-worker-{len(self.workers)}")
+        proc.start()
+        theirs.close()
+        self.workers[proc] = (ours, None)
+
+    def run(self, pending: list[int], n_jobs: int, payload: Callable[[int], bytes],
+            died: Callable[[int, int | None], Any]) -> None:
+        """Runs the `pending` jobs (positions) until each has a result or the sweep is stopped. `payload`: what a
+        worker is sent for a job; `died`: the result of a job whose worker died (given its exit code)."""
+        for _ in range(min(max(1, n_jobs), len(pending))):
+            self.spawn()
+        while pending or any(job is not None for _, job in self.workers.values()):
+            for proc, (conn, job) in list(self.workers.items()):
+                if job is None and pending and not self.stop:
+                    i = pending.pop(0)
+                    conn.send_bytes(payload(i))
+                    self.workers[proc] = (conn, i)
+            busy = {proc: (conn, job) for proc, (conn, job) in self.workers.items() if job is not None}
+            if not busy:
+                break
+            wait([conn for conn, _ in busy.values()] + [proc.sentinel for proc in busy], 1.0)
+            for proc, (conn, job) in busy.items():
+                assert job is not None
+                if not self._returned(proc, conn, job) and not proc.is_alive():
+                    self._bury(proc, conn, job, died)
+                    if pending and not self.stop:
+                        self.spawn()  # a new worker takes the dead one's place
+
+    def _returned(self, proc: Any, conn: Connection, job: int) -> bool:
+        import cloudpickle
+
+        if conn.poll():
+            try:
+                self.results[job] = cloudpickle.loads(conn.recv_bytes())
+                self.workers[proc] = (conn, None)
+                return True
+            except EOFError:
+                pass
+        return False
+
+    def _bury(self, proc: Any, conn: Connection, job: int, died: Callable[[int, int | None], Any]) -> None:
+        """A worker that ended without returning its job: a signal's status stops the sweep (the job was stopped,
+        and checkpointed), anything else fails that job only."""
+        proc.join()
+        conn.close()
+        del self.workers[proc]
+        if proc.exitcode in (128 + signal.SIGTERM, 128 + signal.SIGINT):
+            self.stop.append(proc.exitcode - 128)
+        else:
+            self.results[job] = died(job, proc.exitcode)
+
+    def close(self) -> None:
+        for proc, (conn, _) in self.workers.items():
+            conn.close()  # idle workers read EOF and end
+            proc.join(timeout=10)
+
+
 def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: Sequence[Sequence[str]],
            initial_job_idx: int, n_jobs: int) -> list[Any]:
     """Runs the jobs on `n_jobs` worker processes; returns their JobReturns in the jobs' order."""
@@ -125,75 +203,29 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
              len(job_overrides), n_jobs, sweep_dir)
     for i, overrides in enumerate(job_overrides):
         log.info("\t#%d : %s", initial_job_idx + i, " ".join(filter_overrides(overrides)))
-    context = _context()
-    threads = max(1, (os.cpu_count() or 1) // max(1, min(n_jobs, len(job_overrides))))
     singleton_state = Singleton.get_state()
-    pending = list(enumerate(job_overrides))
-    workers: dict[Any, tuple[Connection, int | None]] = {}  # process -> (its pipe, the job it runs)
-    results: dict[int, Any] = {}
-    stop: list[int] = []
 
-    def forward(signum: int, frame: Any) -> None:
-        stop.append(signum)
-        for proc in workers:
-            if proc.is_alive():
-                proc.terminate() if signum == signal.SIGTERM else proc.send_signal(signum)  # type: ignore[attr-defined]
+    def payload(i: int) -> bytes:
+        return cloudpickle.dumps((initial_job_idx + i, job_overrides[i], hydra_context, config, task_function,
+                                  singleton_state))
 
-    def spawn() -> None:
-        ours, theirs = context.Pipe(duplex=True)
-        proc = context.Process(target=_work, args=(theirs, threads, os.getcwd()),
-                               name=f"modelforge-worker-{len(workers)}")
-        proc.start()
-        theirs.close()
-        workers[proc] = (ours, None)
+    def died(i: int, exitcode: int | None) -> Any:
+        job_dir, sweep_config = _job_dir(hydra_context, config, job_overrides[i], initial_job_idx + i)
+        return _died(job_dir, job_overrides[i], exitcode, sweep_config)
 
-    saved = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    pool = _Pool(_context(), max(1, (os.cpu_count() or 1) // max(1, min(n_jobs, len(job_overrides)))))
+    saved = {s: signal.signal(s, pool.forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        for _ in range(min(max(1, n_jobs), len(pending))):
-            spawn()
-        while pending or any(job is not None for _, job in workers.values()):
-            for proc, (conn, job) in list(workers.items()):
-                if job is None and pending and not stop:
-                    i, overrides = pending.pop(0)
-                    conn.send_bytes(cloudpickle.dumps((initial_job_idx + i, overrides, hydra_context, config,
-                                                       task_function, singleton_state)))
-                    workers[proc] = (conn, i)
-            busy = {proc: (conn, job) for proc, (conn, job) in workers.items() if job is not None}
-            if not busy:
-                break
-            wait([conn for conn, _ in busy.values()] + [proc.sentinel for proc in busy], 1.0)
-            for proc, (conn, job) in busy.items():
-                assert job is not None
-                if conn.poll():
-                    try:
-                        results[job] = cloudpickle.loads(conn.recv_bytes())
-                        workers[proc] = (conn, None)
-                        continue
-                    except EOFError:
-                        pass
-                if proc.is_alive():
-                    continue
-                proc.join()
-                conn.close()
-                del workers[proc]
-                if proc.exitcode in (128 + signal.SIGTERM, 128 + signal.SIGINT):
-                    stop.append(proc.exitcode - 128)  # the job was stopped by a signal: so is the sweep
-                    continue
-                job_dir, sweep_config = _job_dir(hydra_context, config, job_overrides[job], initial_job_idx + job)
-                results[job] = _died(job_dir, job_overrides[job], proc.exitcode, sweep_config)
-                if pending and not stop:
-                    spawn()  # a new worker takes the dead one's place
+        pool.run(list(range(len(job_overrides))), n_jobs, payload, died)
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
-        for proc, (conn, _) in workers.items():
-            conn.close()  # idle workers read EOF and end
-            proc.join(timeout=10)
-    if stop:
+        pool.close()
+    if pool.stop:
         from modelforge.sweep.callback import write_summaries
 
         write_summaries(sweep_dir, interrupted=True)
-        print(f"modelforge: sweep stopped by {signal.Signals(stop[0]).name}; continue it with: "
+        print(f"modelforge: sweep stopped by {signal.Signals(pool.stop[0]).name}; continue it with: "
               f"python -m modelforge resume {sweep_dir}", file=sys.stderr)
-        sys.exit(128 + stop[0])
-    return [results[i] for i in range(len(job_overrides))]
+        sys.exit(128 + pool.stop[0])
+    return [pool.results[i] for i in range(len(job_overrides))]
