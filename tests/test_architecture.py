@@ -52,6 +52,24 @@ def test_every_module_imports_and_the_api_still_answers(compose, tmp_path):
         modelforge.run_config(compose(["trainer.objective=val_acc"]))
 
 
+# The guide's bar for a function one can hold in one's head.
+MAX_FUNCTION_LINES = 60
+
+
+def test_every_function_is_short_enough_to_read_at_once():
+    """No function or method of the package or its Hydra plugins is longer than the bar (docstring included)."""
+    import ast
+
+    long = []
+    for path in sorted([*(REPO / "modelforge").rglob("*.py"), *(REPO / "hydra_plugins").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, long
+
+
 def test_run_config_dataclasses_hold_no_defaults():
     # Defaults live in conf/ only; the typed config and Hydra's schemas made from it have none.
     for cls in [*config.SCHEMAS.values(), config.EarlyStopping, *config.LOGGER_CLASSES.values()]:
