@@ -110,7 +110,11 @@ def plan(cfg: Any, input_shape: tuple[int, ...] | None = None) -> Plan:
 
 
 def build_model(cfg: Any, input_shape: tuple[int, ...] | None = None, sample: Any = None) -> keras.Model:
-    """Builds the config's model, every kernel initialized as the plan says.
+    """Builds the config's model as a run builds it, every kernel initialized as the plan says.
+
+    With `data.standardize` (CSV and npz data), the `Normalization` layer comes first with the config's training
+    split's statistics, as in the run's saved model; given an `input_shape` (data the config does not describe)
+    there are no statistics to give it, and the model starts at its first planned layer.
 
     Args:
         cfg: a composed config (or a `RunConfig`).
@@ -124,14 +128,20 @@ def build_model(cfg: Any, input_shape: tuple[int, ...] | None = None, sample: An
         ((None, 20), (None, 10))
     """
     from modelforge.build import build
+    from modelforge.run.setup import feature_statistics
 
     run = run_config(cfg)
     found = plan(run, input_shape)
-    if sample is None and found.sample_size and input_shape is None:
+    standardize = bool(getattr(run.data, "standardize", False)) and input_shape is None
+    statistics = None
+    if standardize or (sample is None and found.sample_size and input_shape is None):
         from modelforge.data.arrays import load
 
-        sample = load(run.data, found.info, run.seed, run.trainer.batch_size).sample(found.sample_size, run.seed)
-    return build(found, sample=sample)
+        data = load(run.data, found.info, run.seed, run.trainer.batch_size)
+        statistics = feature_statistics(data.x_train) if standardize else None
+        if sample is None and found.sample_size:
+            sample = data.sample(found.sample_size, run.seed)
+    return build(found, statistics, sample=sample)
 
 
 def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool = False,

@@ -241,6 +241,13 @@ def test_standardize_puts_the_training_statistics_in_the_saved_model(compose, tm
                                atol=1e-6)
     off = modelforge.train(compose([*csv_run(tmp_path), "data.standardize=false"]), run_dir=tmp_path / "off")
     assert "Normalization" not in {type(layer).__name__ for layer in off.model.layers}
+    # build_model builds what the run built: the same layers, the standardize layer with the same statistics.
+    built = modelforge.build_model(compose(csv_run(tmp_path)))
+    assert [w.path for w in built.weights] == [w.path for w in result.model.weights]
+    np.testing.assert_allclose(np.asarray(built.layers[1].mean), np.asarray(layer.mean), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(built.layers[1].variance), np.asarray(layer.variance), rtol=1e-6)
+    other = modelforge.build_model(compose(csv_run(tmp_path)), input_shape=(3,))  # no split to take them from
+    assert "Normalization" not in {type(layer).__name__ for layer in other.layers}
 
 
 def csv_run(tmp_path):
