@@ -54,10 +54,10 @@ def compose(
     from omegaconf.errors import OmegaConfBaseException
 
     from modelforge.errors import ConfigError
-    from modelforge.sweep.store import check_override_keys, normalize_overrides, register
+    from modelforge.sweep.store import check_overrides, normalize_overrides, register
 
     register()
-    check_override_keys(overrides)
+    check_overrides(overrides)
     # Inside another Hydra app, GlobalHydra holds that app's search path: compose from ours, then put it back.
     global_hydra = GlobalHydra.instance()
     outer = global_hydra.hydra if global_hydra.is_initialized() else None

@@ -146,16 +146,17 @@ def folder_kind(argv: list[str], kind: str | None) -> list[str]:
 def before_hydra(argv: list[str]) -> list[str]:
     """What every modelforge command line does before Hydra starts; returns the overrides Hydra should read.
 
-    Catches misspelled config keys (Hydra's own error has no suggestion), lets open tables take new keys
+    Catches misspelled config keys and values of the wrong type (Hydra's own errors exit 1 with no
+    suggestion), lets open tables take new keys
     without `+`, stores the typed schemas, and applies the Hydra backport that keeps `--help` and
     composition from copying the whole ConfigStore on every lookup.
     """
     from modelforge.cli.hydra_compat import share_config_store
     from modelforge.sweep.jobdirs import fit_job_folders
-    from modelforge.sweep.store import check_override_keys, normalize_overrides, register
+    from modelforge.sweep.store import check_overrides, normalize_overrides, register
 
     try:
-        check_override_keys([a for a in argv if not a.startswith("-")])
+        check_overrides([a for a in argv if not a.startswith("-")])
     except ConfigError as err:
         exit_with(err)
     check_plugins(argv)

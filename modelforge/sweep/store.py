@@ -1,9 +1,11 @@
-"""modelforge's entries in Hydra's ConfigStore and the checks of override keys before Hydra starts.
+"""modelforge's entries in Hydra's ConfigStore and the checks of override keys and values before Hydra starts.
 
 The typed schemas are made from the run config's own dataclasses (`modelforge.core.config`), so a key is typed
 in one place and its default in one other (the YAML). They sit at the ConfigStore's root as
 `modelforge_schema_<name>`, out of `--help`'s group list; each YAML option extends its schema
-(`defaults: [/modelforge_schema_model@_here_, _self_]`), so `model.units=abc` fails while Hydra composes.
+(`defaults: [/modelforge_schema_model@_here_, _self_]`), so a YAML file's `units: abc` fails while Hydra
+composes. On the command line, the same value is refused before that (`check_override_values`), with exit 2 and the
+nearest value the key takes, as every other bad input is.
 """
 
 from __future__ import annotations
@@ -163,6 +165,111 @@ def check_override_keys(overrides: Sequence[str]) -> None:
                 f"unknown config key {match['key']!r} (did you mean {near!r}?) in the override {override!r}; "
                 f"keys there: {', '.join(siblings)}"
             )
+
+
+# How a value check names what a schema field takes: one value, and a list's items.
+_TAKES = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+_ITEMS = {int: "whole numbers", float: "numbers", bool: "true or false values", str: "strings"}
+
+
+def _homes(key: str) -> list[tuple[type, str]]:
+    """The schema classes (and field name) that hold `key` as a value, not a nested schema: one for trainer and
+    model keys, one per data option that has it for data keys."""
+    top, *path = key.split(".")
+    homes = []
+    for cls in _KEY_SCHEMAS.get(top, ()):
+        node: Any = schema_class(cls)
+        for name in path[:-1]:
+            node = typing.get_type_hints(node).get(name)
+            if not dataclasses.is_dataclass(node):
+                break
+        hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
+        if path and path[-1] in hints and not dataclasses.is_dataclass(hints[path[-1]]):
+            homes.append((node, path[-1]))
+    return homes
+
+
+def _nearest(value: Any, hint: Any) -> Any:
+    """The value of the field's type closest to a value it cannot hold (None: no such thing)."""
+    if hint is int and not isinstance(value, bool):
+        try:
+            near = round(float(value))
+        except (TypeError, ValueError, OverflowError):
+            return None
+        return near if near > 0 or float(value) <= 0 else 1
+    if hint is bool:
+        return closest(str(value).lower(), ["true", "false"])
+    return None
+
+
+def _misfit(key: str, value: Any) -> tuple[str, Any] | None:
+    """Why no schema field that holds `key` takes `value` (what it takes) and the nearest value it takes; None
+    when one takes it, or no schema knows the key (Hydra then says what it makes of it)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    misfits = []
+    for cls, name in _homes(key):
+        try:
+            OmegaConf.update(OmegaConf.structured(cls), name, value, merge=True)
+            return None
+        except OmegaConfBaseException:
+            hint = typing.get_type_hints(cls)[name]
+            inner = [a for a in typing.get_args(hint) if a is not type(None)]
+            base = inner[0] if typing.get_origin(hint) is typing.Union and len(inner) == 1 else hint
+            items = typing.get_args(base)
+            takes = _TAKES.get(base) or (f"a list of {_ITEMS[items[0]]}" if items and items[0] in _ITEMS else "a value"
+                                         f" of type {base}")
+            misfits.append((takes + (" or null" if base is not hint else ""), _nearest(value, base)))
+    return misfits[0] if misfits else None
+
+
+def check_override_values(overrides: Sequence[str]) -> None:
+    """Refuses, before Hydra composes, a value the schema's type cannot hold (`model.units=abc`,
+    `trainer.epochs=1.5`, one value of a sweep), naming it, what the key takes and the nearest value it takes.
+    Interpolations, ranges and the sweepers' intervals are left to Hydra and OmegaConf, as are keys no schema
+    types (an open table's, a user's own).
+
+    Example:
+        >>> check_override_values(["trainer.epochs=3", "trainer.epochs=range(1,4)", "model.units=${oc.env:U}"])
+        >>> check_override_values(["trainer.epochs=1,2.5"])
+        Traceback (most recent call last):
+        ...
+        modelforge.errors.ConfigError: trainer.epochs=2.5, one value of the sweep ...: trainer.epochs takes a whole...
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        match = _OVERRIDE.match(override)
+        if (not match or "~" in match["prefix"] or match["key"].startswith(OPEN_TABLES)
+                or match["key"].split(".")[0] not in _KEY_SCHEMAS):
+            continue
+        try:
+            parsed = parser.parse_override(override)
+        except HydraException:
+            continue  # Hydra's grammar error, which Hydra reports with the position
+        values: list[Any] = []
+        if parsed.is_choice_sweep() or parsed.is_range_sweep():
+            values = list(parsed.sweep_iterator())
+        elif not parsed.is_sweep_override():
+            values = [parsed.value()]
+        for value in values:
+            misfit = _misfit(match["key"], value)
+            if misfit is not None:
+                takes, near = misfit
+                key = match["key"]
+                where = (f"{key}={'null' if value is None else value}, one value of the sweep {override!r}"
+                         if parsed.is_sweep_override() else override)
+                suggestion = f" (did you mean {key}={near}?)" if near is not None else ""
+                raise ConfigError(f"{where}: {key} takes {takes}{suggestion}")
+
+
+def check_overrides(overrides: Sequence[str]) -> None:
+    """What the command line and `compose` check before Hydra composes: the keys, then the values."""
+    check_override_keys(overrides)
+    check_override_values(overrides)
 
 
 def normalize_overrides(overrides: Sequence[str]) -> list[str]:

@@ -1,15 +1,16 @@
-"""Typed schemas: wrong types and misspelled keys fail at composition, with the key named."""
+"""Typed schemas: wrong types and misspelled keys are refused before Hydra composes (and, in a YAML file, while it
+composes), with the key named."""
 
 import pytest
 
 import modelforge
 from modelforge.errors import ConfigError
-from modelforge.sweep.store import check_override_keys, known_keys
-from tests.helpers import run_module
+from modelforge.sweep.store import check_override_keys, check_override_values, known_keys
+from tests.helpers import run_module, said
 
 
 @pytest.mark.parametrize(("override", "words"), [
-    ("model.units=abc", ["model.units", "abc", "Integer"]),
+    ("model.units=abc", ["model.units=abc", "model.units takes a whole number"]),
     ("trainer.epochs=many", ["trainer.epochs", "many"]),
     ("trainer.shuffle=perhaps", ["trainer.shuffle", "perhaps"]),
     ("data.validation_split=lots", ["data.validation_split", "lots"]),
@@ -41,13 +42,41 @@ def test_key_check_leaves_other_keys_to_hydra():
                          "trainer.zzz_unrelated=1"])
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("trainer.epochs=1.5", "trainer.epochs=1.5: trainer.epochs takes a whole number (did you mean trainer.epochs=2?)"),
+    ("model.units=0.4", "model.units=0.4: model.units takes a whole number (did you mean model.units=1?)"),
+    ("trainer.epochs=ten", "trainer.epochs=ten: trainer.epochs takes a whole number"),
+    ("trainer.deterministic=ture", "takes true or false (did you mean trainer.deterministic=true?)"),
+    ("trainer.early_stopping.patience=x", "trainer.early_stopping.patience=x: trainer.early_stopping.patience takes"),
+    ("data.shape=[28,x]", "data.shape=[28,x]: data.shape takes a list of whole numbers"),
+    ("trainer.epochs=null", "trainer.epochs=null: trainer.epochs takes a whole number"),
+    ("+trainer.batch_size=big", "+trainer.batch_size=big: trainer.batch_size takes a whole number"),
+    ("trainer.epochs=1,2,x", "trainer.epochs=x, one value of the sweep 'trainer.epochs=1,2,x': trainer.epochs takes"),
+])
+def test_a_value_of_the_wrong_type_is_refused_with_the_nearest_that_fits(override, message):
+    with pytest.raises(ConfigError) as err:
+        check_override_values([override])
+    assert message in str(err.value)
+
+
+def test_the_value_check_leaves_what_it_cannot_judge_to_hydra(compose):
+    # Interpolations, ranges, intervals, deletions, open tables, other groups, Optional nulls, quoted numbers.
+    fine = ["trainer.epochs=${oc.env:EPOCHS,3}", "trainer.epochs=range(1,4)", "trainer.batch_size=interval(8,64)",
+            "~trainer.epochs", "optimizer.learning_rate=fast", "data.kwargs.n=ten", "hydra.verbose=true",
+            "data.features=null", "model.depth='4'", "trainer.deterministic=yes", "trainer.epochs=3",
+            "data.validation_split=0.25", "data.shape=[28,28]", "trainer.epochs=1,2", "model.units=([8,16])"]
+    check_override_values(fine)
+    assert compose(["model.depth='4'", "trainer.deterministic=yes"]).model.depth == 4  # as OmegaConf takes them
+
+
 @pytest.mark.slow
 def test_cli_typo_fails_before_any_work(tmp_path):
     result = run_module(tmp_path, "trainer.epoch=3")
     assert result.returncode == 2
     assert "did you mean 'trainer.epochs'" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "outputs").exists()
-    result = run_module(tmp_path, "model.units=abc")
-    assert result.returncode == 1
-    assert "model.units" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "outputs").exists()
+    result = run_module(tmp_path, "-m", "model.units=abc,8")  # a sweep's bad value: refused before any job runs
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("model.units=abc, one value of the sweep 'model.units=abc,8': model.units takes a whole number"
+            in said(result))
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
