@@ -53,6 +53,7 @@ def compose(
     from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
+    from modelforge.core.names import CONFIG_MODULE
     from modelforge.errors import ConfigError
     from modelforge.sweep.store import check_overrides, normalize_overrides, register
 
@@ -63,7 +64,7 @@ def compose(
     outer = global_hydra.hydra if global_hydra.is_initialized() else None
     global_hydra.clear()
     try:
-        with initialize_config_module("modelforge.conf", version_base="1.3"):
+        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
             cfg = hydra_compose(config_name=config_name, overrides=normalize_overrides(overrides))
     except (HydraException, OmegaConfBaseException) as err:
         detail = " ".join(f"{err}: {err.__cause__ or ''}".split())

@@ -13,12 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from modelforge.core.names import CONFIG_MODULE
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run.folder import FolderTaken, RunFolder
 
 log = logging.getLogger("modelforge")
-# Where modelforge's own primary config lives (the wheel's modelforge.conf is conf/).
-CONFIG_MODULE = "modelforge.conf"
 # Hydra's own record of a job, written by modelforge once the job holds its folder (conf/config.yaml sets
 # hydra.output_subdir to null, so Hydra never writes into a folder that another run holds).
 HYDRA_SUBDIR = ".hydra"

@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+from modelforge.core.names import CONFIG_MODULE
 from modelforge.errors import closest
 
 # Each subcommand: its module (with a `main(argv)`) and what it does, as `--help` lists them.
@@ -47,7 +48,7 @@ def _options(group: str) -> list[str]:
     ConfigStore (as Hydra's own launchers store theirs: `hydra/launcher=fused`)."""
     from importlib import resources
 
-    folder = resources.files("modelforge.conf").joinpath(group)
+    folder = resources.files(CONFIG_MODULE).joinpath(group)
     return sorted({p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")} | set(_stored(group)))
 
 

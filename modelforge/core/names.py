@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# The package that holds modelforge's config tree (conf/): Hydra's app, `compose` and the help's group lists.
+CONFIG_MODULE = "modelforge.conf"
 # The output layer every model ends with (softmax over the classes, or linear for regression).
 HEAD = "head"
 # The input layer's name in every built model.

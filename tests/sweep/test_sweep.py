@@ -160,7 +160,9 @@ def test_cluster_launcher_configs_compose(compose):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    with initialize_config_module("modelforge.conf", version_base="1.3"):
+    from modelforge.core.names import CONFIG_MODULE
+
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         cfg = hydra_compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
@@ -268,6 +270,6 @@ def test_a_sweep_reads_like_a_report(tmp_path):
                           "trainer.epochs=2")
     assert parallel.returncode == 0, parallel.stderr
     # Jobs side by side: one labelled line per epoch per job instead of Keras' bars.
-    for i in (1, 2):
-        assert re.search(rf"^\[{i}/2\] epoch 2/2: .*val_accuracy=", parallel.stdout, re.M)
+    for i in (1, 2):  # the whole output on failure: CI once saw this fail, and its cut repr did not say why
+        assert re.search(rf"^\[{i}/2\] epoch 2/2: .*val_accuracy=", parallel.stdout, re.M), (i, parallel.stdout)
     assert "━" not in parallel.stdout
