@@ -146,9 +146,8 @@ def before_hydra(argv: list[str]) -> list[str]:
     """What every modelforge command line does before Hydra starts; returns the overrides Hydra should read.
 
     Catches misspelled config keys and values of the wrong type (Hydra's own errors exit 1 with no
-    suggestion), lets open tables take new keys
-    without `+`, stores the typed schemas, and applies the Hydra backport that keeps `--help` and
-    composition from copying the whole ConfigStore on every lookup.
+    suggestion), lets open tables take new keys without `+`, stores the typed schemas, and applies the Hydra
+    backport that keeps `--help` and composition from copying the whole ConfigStore on every lookup.
     """
     from modelforge.cli.hydra_compat import share_config_store
     from modelforge.sweep.jobdirs import fit_job_folders

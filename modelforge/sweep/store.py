@@ -37,6 +37,13 @@ OPEN_TABLES = ("initializer.", "layer.", "activation.", "optimizer.", "data.kwar
 _SIMPLE = (int, float, bool, str)
 
 
+def _optional(hint: Any) -> tuple[Any, bool]:
+    """The type inside `X | None` (or `Optional[X]`) and True; any other hint as it is and False."""
+    args = typing.get_args(hint)
+    inner = [a for a in args if a is not type(None)]
+    return (inner[0], True) if type(None) in args and len(inner) == 1 else (hint, False)
+
+
 def _schema_type(hint: Any) -> Any:
     """The type OmegaConf checks for a field: scalars, Optional scalars, lists of scalars, nested schemas."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -46,9 +53,9 @@ def _schema_type(hint: Any) -> Any:
         return schema_class(hint)  # type: ignore[arg-type]
     if origin is tuple and args and args[0] in _SIMPLE:
         return list[args[0]]  # type: ignore[valid-type]
-    inner = [a for a in args if a is not type(None)]
-    if len(inner) == 1 and type(None) in args and inner[0] in _SIMPLE:
-        return Optional[inner[0]]  # noqa: UP045 (OmegaConf 2.3 reads typing.Optional, not X | None)
+    inner, optional = _optional(hint)
+    if optional and inner in _SIMPLE:
+        return Optional[inner]  # noqa: UP045 (OmegaConf 2.3 reads typing.Optional, not X | None)
     return Any
 
 
@@ -139,6 +146,15 @@ def known_keys() -> list[str]:
 _OVERRIDE = re.compile(r"^(?P<prefix>[+~]*)(?P<key>[A-Za-z_]\w*(?:\.[A-Za-z_][\w-]*)+)=")
 
 
+def _typed(override: str) -> re.Match[str] | None:
+    """The override's prefix and key when the key is under a typed group (trainer, model, data) and not in an
+    open table, whose new keys (data.kwargs.n) are no typos and whose values Keras or modelforge check."""
+    match = _OVERRIDE.match(override)
+    if not match or match["key"].split(".")[0] not in _KEY_SCHEMAS or match["key"].startswith(OPEN_TABLES):
+        return None
+    return match
+
+
 def check_override_keys(overrides: Sequence[str]) -> None:
     """Fails fast on a misspelled schema key (`trainer.epoch=3`), naming the closest real key.
 
@@ -154,9 +170,8 @@ def check_override_keys(overrides: Sequence[str]) -> None:
     """
     keys = known_keys()
     for override in overrides:
-        match = _OVERRIDE.match(override)
-        if (not match or match["prefix"] or match["key"].split(".")[0] not in _KEY_SCHEMAS or match["key"] in keys
-                or match["key"].startswith(OPEN_TABLES)):  # an open table's new key (data.kwargs.n) is no typo
+        match = _typed(override)
+        if not match or match["prefix"] or match["key"] in keys:
             continue
         near = closest(match["key"], keys, cutoff=0.8)
         if near:
@@ -214,14 +229,17 @@ def _misfit(key: str, value: Any) -> tuple[str, Any] | None:
             OmegaConf.update(OmegaConf.structured(cls), name, value, merge=True)
             return None
         except OmegaConfBaseException:
-            hint = typing.get_type_hints(cls)[name]
-            inner = [a for a in typing.get_args(hint) if a is not type(None)]
-            base = inner[0] if typing.get_origin(hint) is typing.Union and len(inner) == 1 else hint
-            items = typing.get_args(base)
-            takes = _TAKES.get(base) or (f"a list of {_ITEMS[items[0]]}" if items and items[0] in _ITEMS else "a value"
-                                         f" of type {base}")
-            misfits.append((takes + (" or null" if base is not hint else ""), _nearest(value, base)))
+            base, optional = _optional(typing.get_type_hints(cls)[name])
+            misfits.append((_takes(base) + (" or null" if optional else ""), _nearest(value, base)))
     return misfits[0] if misfits else None
+
+
+def _takes(hint: Any) -> str:
+    """What a schema field of this (non-Optional) type takes, in words: `a whole number`, `a list of numbers`."""
+    if hint in _TAKES:
+        return _TAKES[hint]
+    items = typing.get_args(hint)
+    return f"a list of {_ITEMS[items[0]]}" if items and items[0] in _ITEMS else f"a value of type {hint}"
 
 
 def check_override_values(overrides: Sequence[str]) -> None:
@@ -242,9 +260,8 @@ def check_override_values(overrides: Sequence[str]) -> None:
 
     parser = OverridesParser.create()
     for override in overrides:
-        match = _OVERRIDE.match(override)
-        if (not match or "~" in match["prefix"] or match["key"].startswith(OPEN_TABLES)
-                or match["key"].split(".")[0] not in _KEY_SCHEMAS):
+        match = _typed(override)
+        if not match or "~" in match["prefix"]:
             continue
         try:
             parsed = parser.parse_override(override)
