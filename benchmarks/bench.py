@@ -1,6 +1,7 @@
 """`make bench`: modelforge's costs as ratios against plain TensorFlow/Keras measured in the same run.
 
-(a) `--help` and `--cfg job` wall time over `python -c "import tensorflow"`      target < 0.25
+(a) `--help` and `--cfg job` wall time over `python -c "import tensorflow"`      target < 0.25,
+    and a bad objective's refusal (`trainer.objective=val_acc`, exit 2) over the same import   target < 0.5
 (b) the whole default run over benchmarks/handwritten_digits.py (same job)        target <= 0.85
 (c) in-process: modelforge's fit (its callbacks and checkpoints) over plain `model.fit`  target <= 1.03
 (d) a 6-initializer sweep of the default model for 3 epochs against one TensorFlow import plus six
@@ -35,10 +36,17 @@ HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
 
+# Commands timed for how fast they refuse: the exit status each must end with (every other command: 0).
+REFUSALS = {"trainer.objective=val_acc": 2}
+
+
 def wall(args: list[str], cwd: str) -> float:
     start = time.perf_counter()
-    subprocess.run(args, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    done = subprocess.run(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    if done.returncode != REFUSALS.get(args[-1], 0):
+        raise SystemExit(f"{' '.join(args)} exited {done.returncode}")
+    return elapsed
 
 
 def medians(commands: dict[str, list[str]], repeats: int, cwd: str) -> dict[str, float]:
@@ -59,10 +67,13 @@ def startup(repeats: int, cwd: str) -> None:
         "import tensorflow": [PY, "-c", "import tensorflow"],
         "--help": [PY, "-m", "modelforge", "--help"],
         "--cfg job": [PY, "-m", "modelforge", "--cfg", "job"],
+        "bad objective": [PY, "-m", "modelforge", "trainer.objective=val_acc"],
     }, repeats, cwd)
     base = t["import tensorflow"]
     for name in ("--help", "--cfg job"):
         line(f"(a) {name} / import tensorflow", t[name] / base, "< 0.25", f"{t[name]:.2f}s vs {base:.2f}s")
+    name = "bad objective"
+    line(f"(a) {name} refused / import tensorflow", t[name] / base, "< 0.5", f"{t[name]:.2f}s vs {base:.2f}s")
 
 
 def whole_run(repeats: int, cwd: str) -> None:

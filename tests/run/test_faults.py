@@ -89,14 +89,14 @@ def test_sigterm_checkpoints_and_exits_143(tmp_path, uninterrupted):
     proc = start(tmp_path, *KILLABLE, "trainer.epochs=4", "hydra.run.dir=run")
     folder = tmp_path / "run"
     wait_for(lambda: rows(folder) >= 2)
-    sent = time.monotonic()
+    done_when_sent = rows(folder)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
-    assert time.monotonic() - sent < 10
     record = json.loads((folder / "metrics.json").read_text())
     assert record["status"] == "interrupted" and "SIGTERM" in record["error"]
-    assert record["epochs_run"] >= 2 and (folder / "checkpoint.npz").exists()
+    # Stopped in the epoch under way when the signal came (at a batch boundary), not after the run's last one.
+    assert 2 <= record["epochs_run"] <= done_when_sent + 1 and (folder / "checkpoint.npz").exists()
     assert "resume" in stderr
     resumed = run_module(tmp_path, "resume", "run")
     assert resumed.returncode == 0, resumed.stderr
