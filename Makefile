@@ -7,7 +7,7 @@ ARGS ?=
 
 EXTRAS ?= sweeps,slurm
 
-.PHONY: run test test-fast lint browser bench plan extras clean-venv
+.PHONY: run test test-fast test-kernels experiments lint browser bench plan extras clean-venv
 
 # Rebuilt when pyproject.toml changes, or when the venv's interpreter no longer runs (a moved or
 # upgraded Python leaves a venv whose bin/python is a dead link). The editable install is a plain .pth of the
@@ -55,6 +55,20 @@ endif
 # No subprocess runs and no browser: what a change to the core needs first.
 test-fast: lint
 	$(PYTEST) -m "not slow and not browser" $(ARGS)
+
+# The tests whose results rest on floating-point rounding, with TensorFlow's oneDNN kernels off (as on a CPU where
+# TensorFlow does not turn them on) and on.
+test-kernels: $(STAMP)
+	TF_ENABLE_ONEDNN_OPTS=0 $(PYTEST) -m numeric $(ARGS)
+	TF_ENABLE_ONEDNN_OPTS=1 $(PYTEST) -m numeric $(ARGS)
+
+# Every experiment the docs quote, on its full grid (make test runs smaller ones), with oneDNN off and on; then
+# the fused launcher against the basic one, step by step, beside a twin pair of basic runs.
+EXPERIMENTS := tests/analysis/test_experiments.py tests/analysis/test_init_report.py tests/initializers/test_lsuv.py
+experiments: $(STAMP)
+	MODELFORGE_EXPERIMENTS=full TF_ENABLE_ONEDNN_OPTS=0 $(PYTEST) -m numeric $(EXPERIMENTS) $(ARGS)
+	MODELFORGE_EXPERIMENTS=full TF_ENABLE_ONEDNN_OPTS=1 $(PYTEST) -m numeric $(EXPERIMENTS) $(ARGS)
+	$(VPY) benchmarks/fused_steps.py
 
 # Optional extras into the same venv, e.g. `make extras EXTRAS=ray`; the editable install stays a plain .pth.
 extras: $(STAMP)

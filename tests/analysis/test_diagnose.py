@@ -1,7 +1,6 @@
 """The init health report: per-layer statistics, the verdict, and He et al. 2015 reproduced."""
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ import modelforge
 from modelforge.analysis.diagnose import run_diagnosis, verdict
 from modelforge.run.folder import RunFolder
 from modelforge.run.setup import prepare
-from tests.helpers import FAST, history
+from tests.helpers import FAST
 
 
 def diagnosed(compose, tmp_path, overrides):
@@ -63,26 +62,18 @@ def test_trainer_diagnose_runs_before_training(compose, tmp_path):
     assert metrics["diagnosis"] == json.loads((tmp_path / "init_report.json").read_text())["verdict"]
 
 
-def losses(path):
-    return [row["loss"] for row in history(path)]
-
-
-@pytest.mark.slow
-def test_he2015_glorot_vanishes_and_stalls_while_the_policy_trains(compose, tmp_path):
-    runs = {}
+def test_he2015_glorots_signal_vanishes_where_hes_holds(compose, tmp_path):
+    """He et al. 2015 before training; the training half is tests/analysis/test_experiments.py's."""
+    reports = {}
     for init in ("glorot_uniform", "auto"):
-        cfg = compose(["experiment=he2015", f"initializer={init}", "trainer.verbose=0"])
+        cfg = compose(["experiment=he2015", f"initializer={init}"])
         assert (cfg.model.depth, cfg.model.units, cfg.optimizer.name) == (30, 256, "sgd")
-        modelforge.train(cfg, run_dir=tmp_path / init)
-        report = json.loads((tmp_path / init / "init_report.json").read_text())
-        runs[init] = (report, losses(tmp_path / init))
-    glorot, he = runs["glorot_uniform"], runs["auto"]
+        session = prepare(modelforge.run_config(cfg))
+        reports[init] = run_diagnosis(session.model, session.plan, session.dataset, RunFolder(tmp_path / init),
+                                      run=session.run)
+    glorot, he = reports["glorot_uniform"], reports["auto"]
     # Glorot on ReLU halves E[x^2] per layer: 0.5^29 ~ 2e-9 over 30 layers.
-    assert glorot[0]["signal_log10_ratio"] < -7
-    assert "vanishing" in glorot[0]["verdict"]
-    assert abs(he[0]["signal_log10_ratio"]) < 1
-    assert "healthy" in he[0]["verdict"]
-    # The Glorot net's loss stays at log(10), chance for 10 classes; the He net's falls clearly.
-    assert glorot[1][-1] == pytest.approx(math.log(10), abs=0.01)
-    assert glorot[1][-1] > 0.99 * glorot[1][0]
-    assert he[1][-1] < 0.7 * he[1][0]
+    assert glorot["signal_log10_ratio"] < -7
+    assert "vanishing" in glorot["verdict"]
+    assert abs(he["signal_log10_ratio"]) < 1
+    assert he["verdict"].endswith(": healthy") and he["flags"] == []

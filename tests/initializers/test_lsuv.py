@@ -26,6 +26,7 @@ def pre_activation_variances(model, x):
     return found
 
 
+@pytest.mark.numeric
 def test_every_hidden_layer_has_unit_variance_on_the_sample(compose):
     run = modelforge.run_config(compose(["experiment=lsuv_depth", "initializer=lsuv"]))
     session = prepare(run)
@@ -45,6 +46,7 @@ def test_every_hidden_layer_has_unit_variance_on_the_sample(compose):
     assert "head/kernel" not in measured
 
 
+@pytest.mark.numeric
 def test_the_signal_survives_thirty_relu_layers_where_glorots_dies(compose):
     """The issue's bar, before training: the last hidden layer's std >= 0.4 with LSUV, <= 1e-3 with Glorot."""
     stds = {}
