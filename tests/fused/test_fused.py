@@ -80,6 +80,7 @@ def test_the_launcher_takes_the_configs_the_sweeper_composed_once_each():
     assert loader.take(master, ["seed=3"])["n"] == 6
 
 
+@pytest.mark.numeric
 @pytest.mark.slow
 def test_an_initializer_and_seed_sweep_matches_the_basic_launcher(tmp_path):
     args = ["initializer=he_normal,glorot_uniform,lecun_normal", "seed=0,1"]
@@ -113,6 +114,7 @@ def test_an_initializer_and_seed_sweep_matches_the_basic_launcher(tmp_path):
             np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=1e-2, atol=1e-5, err_msg=x.path)
 
 
+@pytest.mark.numeric
 @pytest.mark.slow
 def test_conv_and_recurrent_sweeps_match_the_basic_launcher(tmp_path):
     # One sweep, four groups (a layer type each) of two arms.
@@ -524,3 +526,19 @@ def test_lsuv_and_delta_orthogonal_arms_are_their_separate_runs(tmp_path):
     measured = [e for e in json.loads((fused[0] / "init_plan.json").read_text()) if "lsuv" in e]
     assert [e["layer"] for e in measured] == ["block1_conv2d", "block2_conv2d"]
     assert all(e["lsuv"]["converged"] for e in measured)
+
+
+@pytest.mark.numeric
+@pytest.mark.parametrize("overrides", [["experiment=he2015", "trainer.diagnose=false"],
+                                       ["experiment=lsuv_depth", "initializer=lsuv"]], ids=["he2015", "lsuv_depth"])
+def test_a_deep_nets_first_steps_are_the_basic_launchers(overrides):
+    """On 30-layer nets, after one and two steps, the fused arm's weights and batch loss are Keras' own train
+    step's to 1e-6 relative. Later the two part only as fast as rounding parts two basic runs (the twins of
+    benchmarks/fused_steps.py; docs/sweeps.md gives the measured growth)."""
+    from benchmarks.fused_steps import basic_steps, fused_steps, parted
+
+    basic, fused = basic_steps(overrides, steps=2), fused_steps(overrides, steps=2)
+    assert sorted(basic) == sorted(fused) == [1, 2]
+    for step in (1, 2):
+        weights, loss = parted(fused[step], basic[step])
+        assert weights < 1e-6 and loss < 1e-6, (step, weights, loss)
