@@ -20,7 +20,7 @@ from modelforge.analysis.flags import flags
 from modelforge.analysis.probe import Step, jacobian_condition, run_probe
 from modelforge.core.config import RunConfig
 from modelforge.core.initplan import Plan
-from modelforge.core.names import HEAD, activation_layer_name
+from modelforge.core.names import HEAD, activation_layer_name, counted
 from modelforge.core.registry import Family, get_activation
 from modelforge.run.folder import RunFolder
 from modelforge.run.setup import Session
@@ -64,17 +64,17 @@ def verdict(second_moments: list[float], depth: int) -> tuple[str, float]:
     """
     first, last = second_moments[0], second_moments[-1]
     if first <= 0 or last <= 0:
-        return f"signal dies over {depth} layers: every unit is zero at the end", -math.inf
+        return f"signal dies over {counted(depth, 'layer')}: every unit is zero at the end", -math.inf
     exponent = math.log10(last / first)
     if exponent <= -2:
-        return f"signal shrinks 10^{-exponent:.0f}x over {depth} layers: vanishing", exponent
+        return f"signal shrinks 10^{-exponent:.0f}x over {counted(depth, 'layer')}: vanishing", exponent
     if exponent >= 2:
-        return f"signal grows 10^{exponent:.0f}x over {depth} layers: exploding", exponent
+        return f"signal grows 10^{exponent:.0f}x over {counted(depth, 'layer')}: exploding", exponent
     if exponent <= -1:
-        return f"signal shrinks 10^{-exponent:.1f}x over {depth} layers: weakening", exponent
+        return f"signal shrinks 10^{-exponent:.1f}x over {counted(depth, 'layer')}: weakening", exponent
     if exponent >= 1:
-        return f"signal grows 10^{exponent:.1f}x over {depth} layers: growing", exponent
-    return f"signal stays within 10^{abs(exponent):.1f}x over {depth} layers: healthy", exponent
+        return f"signal grows 10^{exponent:.1f}x over {counted(depth, 'layer')}: growing", exponent
+    return f"signal stays within 10^{abs(exponent):.1f}x over {counted(depth, 'layer')}: healthy", exponent
 
 
 def _records(steps: list[Step], applied: Mapping[str, str], activations: Mapping[str, str | None]) -> list[dict]:
@@ -234,6 +234,13 @@ def _jacobian(model: Any, plan: Plan, x: Any) -> dict[str, Any] | None:
     return {"samples": len(values), "up_to": upto, "condition": values, "median": float(np.median(values))}
 
 
+def in_use(plan: Plan, run: RunConfig | None) -> set[str]:
+    """The initializers the plan gives its kernels (`auto` resolved, and each layer's own), and the config's
+    `initializer` group: what a suggestion must not be."""
+    found = {e.choice.name for e in plan.entries if not e.choice.source.startswith("default:")}
+    return found | {str(getattr(run.initializer, "name", "auto"))} if run is not None else found
+
+
 def run_diagnosis(model: Any, plan: Plan, dataset: Any, folder: RunFolder, title: str = "",
                   run: RunConfig | None = None) -> dict[str, Any]:
     """Diagnoses a built model on the first `PROBE_SIZE` training samples; writes the report and plot."""
@@ -242,8 +249,11 @@ def run_diagnosis(model: Any, plan: Plan, dataset: Any, folder: RunFolder, title
     report = diagnose(model, x, y, plan.info.task, activations)
     families = [get_activation(h["activation"] or "linear").family.value for h in report["hidden"]]
     family = max(set(families), key=families.count) if families else "linear"
-    current = getattr(run.initializer, "name", "auto") if run is not None else "auto"
-    report["flags"] = flags(report, family, run is not None and hasattr(run.data, "standardize"), str(current))
+    own = {e.layer: e.choice.label for e in plan.entries if e.choice.source == "layer" and e.fan_in is not None}
+    report["flags"] = flags(report, family, run is not None and hasattr(run.data, "standardize"), in_use(plan, run),
+                            own)
+    if report["flags"] and report["verdict"].endswith(": healthy"):  # the signal is, the model is not
+        report["verdict"] = report["verdict"].removesuffix("healthy") + "steady, but see the flags"
     conv = any(spec.type.startswith(("conv", "separable", "depthwise")) for spec in plan.specs)
     report["jacobian"] = _jacobian(model, plan, x) if run is not None and run.trainer.diagnose_jacobian and conv \
         else None
@@ -285,9 +295,10 @@ def title(session: Session) -> str:
     """The plot's title: depth, activations and initializer of the diagnosed model."""
     init = session.run.initializer
     name = "auto" if not hasattr(init, "name") else init.name
-    body = session.plan.specs[:-1]  # the head's activation comes from the data, not the config
+    # The hidden layers with a kernel, as the verdict counts them; the head's activation comes from the data.
+    body = [spec for spec in session.plan.specs[:-1] if any(w.role == "kernel" for w in spec.weights)]
     acts = ", ".join(sorted({spec.activation for spec in body if spec.activation})) or "no activation"
-    return f"{len(body)} layers, {acts}, initializer={name}"
+    return f"{len(body)} hidden layers, {acts}, initializer={name}"
 
 
 def diagnose_session(session: Session, folder: RunFolder) -> dict[str, Any]:
