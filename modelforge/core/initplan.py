@@ -180,6 +180,27 @@ def _entry(layer: str, type_: str, activation: str | None, weight: Weight, choic
     )
 
 
+def _forget_ones(entry: PlanEntry) -> PlanEntry:
+    """An LSTM bias as Keras makes it with `unit_forget_bias` (its default): the initializer's values, but the
+    forget gate's quarter (the second of input, forget, cell, output) at one. Its std is known where the
+    initializer is a constant c: a quarter of ones among c's, |1 - c| sqrt(3) / 4.
+
+    Example:
+        >>> from modelforge.core.config import RunConfig
+        >>> lstm = RunConfig.from_mapping({**composed, "layer": {"type": "lstm"}})
+        >>> bias = make_plan(lstm).entries[2]
+        >>> bias.path, bias.choice.label, round(bias.target_std, 4)
+        ('block1_lstm/bias', 'zeros, forget gate ones', 0.433)
+    """
+    choice = entry.choice
+    constant = {"zeros": 0.0, "ones": 1.0}.get(choice.name, choice.params.get("value") if choice.name == "constant"
+                                                 else None)
+    std = abs(1.0 - float(constant)) * math.sqrt(3) / 4 if constant is not None else None
+    shown = replace(choice, note="Keras' unit_forget_bias sets the forget gate's quarter to ones",
+                    shown=f"{choice.label}, forget gate ones")
+    return replace(entry, choice=shown, target_std=std)
+
+
 def _prelu_entry(spec: LayerSpec, seed: int) -> PlanEntry:
     """PReLU's learned slope, one per channel, starting at the configured negative_slope."""
     channels = spec.output_shape[-1]
@@ -214,9 +235,10 @@ def make_plan(run: RunConfig, input_shape: tuple[int, ...] | None = None, info: 
                 resolved = resolve(choice, weight, spec.name, spec.type, spec.activation, spec.activation_params)
             else:
                 choice = role_choice(weight.role, spec.args.get(weight.init_arg), spec.name)
-                if spec.type == "lstm" and weight.role == "bias" and spec.args.get("unit_forget_bias", True):
-                    choice = replace(choice, note="Keras' unit_forget_bias sets the forget gate's quarter to ones")
-            plan.entries.append(_entry(spec.name, spec.type, spec.activation, weight, choice, seed, resolved))
+            entry = _entry(spec.name, spec.type, spec.activation, weight, choice, seed, resolved)
+            if spec.type == "lstm" and weight.role == "bias" and spec.args.get("unit_forget_bias", True):
+                entry = _forget_ones(entry)
+            plan.entries.append(entry)
         if spec.activation and not get_activation(spec.activation).has_string:
             plan.entries.append(_prelu_entry(spec, seed))
     return plan

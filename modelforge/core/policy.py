@@ -52,16 +52,21 @@ class InitChoice:
         params: its parameters (for `variance_scaling`: scale, mode, distribution).
         source: `layer`, `override`, `policy:<activation>` or `default:<role>`.
         note: why the parameters differ from the preset, if they do.
+        shown: what the plan's table shows instead of `label`, where the layer changes the values the
+            initializer draws (an LSTM's forget gate).
     """
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     note: str = ""
+    shown: str = ""
 
     @property
     def label(self) -> str:
         """A short human-readable form: `he_normal`, `variance_scaling(scale=1.92, ...)`."""
+        if self.shown:
+            return self.shown
         if self.name == CUSTOM:
             return str(self.params["_target_"]).rpartition(".")[2]
         if self.name == "lsuv":  # its keys are in init_plan.json; the table names the base it rescales

@@ -153,9 +153,16 @@ def test_conv_kernel_std_uses_receptive_field(compose):
     assert values.std() == pytest.approx(entry.target_std, rel=0.02)
 
 
-def test_lstm_forget_gate_bias_is_noted(compose):
-    cfg = compose(["layer=lstm", "model.depth=1", "model.units=5"])
-    (bias,) = [e for e in modelforge.plan(cfg).entries if (e.layer, e.weight) == ("block1_lstm", "bias")]
-    assert "forget gate" in bias.choice.note
-    values = modelforge.build_model(cfg).get_layer("block1_lstm").cell.bias.numpy()
-    np.testing.assert_array_equal(values, np.r_[np.zeros(5), np.ones(5), np.zeros(10)])
+@pytest.mark.parametrize(("bias", "shown", "base"), [(None, "zeros", 0.0), ("ones", "ones", 1.0),
+                                                    ("{name:constant,value:0.5}", "constant", 0.5)])
+def test_the_plan_shows_the_lstm_bias_as_keras_makes_it(compose, bias, shown, base):
+    extra = [] if bias is None else [f"+model.layers=[{{type:lstm,units:5,bias_initializer:{bias}}}]"]
+    cfg = compose(["layer=lstm", "model.depth=1", "model.units=5", *extra])
+    plan = modelforge.plan(cfg)
+    (entry,) = [e for e in plan.entries if e.type == "lstm" and e.weight == "bias"]
+    assert "forget gate" in entry.choice.note and entry.choice.label.startswith(shown)
+    assert entry.choice.label.endswith(", forget gate ones")
+    assert f"{entry.choice.label}  " in modelforge.core.initplan.format_table(plan)
+    values = modelforge.build_model(cfg).get_layer(entry.layer).cell.bias.numpy()
+    np.testing.assert_array_equal(values, np.r_[np.full(5, base), np.ones(5), np.full(10, base)])
+    assert values.std() == pytest.approx(entry.target_std, abs=1e-7)
