@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from modelforge.core.config import SCHEMAS, Model, Trainer
 from modelforge.core.metrics import objective_for, sweeper_direction
-from modelforge.errors import ConfigError, closest
+from modelforge.errors import ConfigError, closest, invalid
 
 PREFIX = "modelforge_schema_"
 # Which schemas a top-level config key may hold, for the key check.
@@ -283,10 +283,75 @@ def check_override_values(overrides: Sequence[str]) -> None:
                 raise ConfigError(f"{where}: {key} takes {takes}{suggestion}")
 
 
+def _group_options() -> Any:
+    """A lookup of the config groups on modelforge's search path (its own, the user's packs, Hydra's, and what
+    plugins stored): a function of a group's name, returning its options, or None for no such group."""
+    from hydra._internal.config_repository import ConfigRepository
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.object_type import ObjectType
+    from hydra.core.plugins import Plugins
+
+    from modelforge.core.names import CONFIG_MODULE
+
+    Plugins.instance()  # the plugins store their options (hydra/launcher=fused) when Hydra first scans them
+    register()
+    repo = ConfigRepository(config_search_path=create_config_search_path(f"pkg://{CONFIG_MODULE}"))
+    return lambda group: repo.get_group_options(group, ObjectType.CONFIG) if repo.group_exists(group) else None
+
+
+# Overrides after which the search path is not the one modelforge knows: their groups are left to Hydra.
+_OWN_SEARCH_PATH = ("hydra.searchpath", "+hydra.searchpath", "--config-dir", "-cd", "--config-path", "-cp")
+
+
+def check_group_options(overrides: Sequence[str]) -> None:
+    """Refuses, before Hydra composes, an option no config group has (`initializer=he_norml`), naming the
+    nearest one, every valid one, and another group that has it (`layer=cnn`: model=cnn). Each value of a
+    choice sweep is checked; globs, deletions and a search path changed on the command line are left to Hydra.
+
+    Example:
+        >>> check_group_options(["initializer=he_normal", "seed=1", "hydra/launcher=fused", "~experiment"])
+        >>> check_group_options(["initializer=he_norml"])
+        Traceback (most recent call last):
+        ...
+        modelforge.errors.ConfigError: unknown initializer option 'he_norml' (did you mean 'he_normal'?); valid:...
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if any(o.startswith(_OWN_SEARCH_PATH) for o in overrides):
+        return
+    parser, options = OverridesParser.create(), None
+    for override in overrides:
+        if override.startswith("-") or "=" not in override:
+            continue
+        try:
+            parsed = parser.parse_override(override)
+        except HydraException:
+            continue
+        group = parsed.key_or_group
+        if parsed.is_delete() or "." in group or (parsed.is_sweep_override() and not parsed.is_choice_sweep()):
+            continue
+        options = options or _group_options()
+        valid = options(group)
+        values = list(parsed.sweep_string_iterator()) if parsed.is_sweep_override() else [parsed.value()]
+        for value in values if valid is not None else []:
+            if value is None or str(value) in valid:
+                continue
+            others = [g for g in _OWN_GROUPS if g != group and str(value) in (options(g) or [])]
+            hint = f"'{value}' is an option of {others[0]}: {others[0]}={value}" if others else ""
+            raise invalid(f"{group} option", str(value), valid, hint)
+
+
+# The groups whose options a misplaced value may belong to (`layer=cnn` is a model).
+_OWN_GROUPS = ("model", "layer", "activation", "initializer", "data", "optimizer", "trainer", "logger", "experiment",
+               "hparams_search")
+
+
 def check_overrides(overrides: Sequence[str]) -> None:
-    """What the command line and `compose` check before Hydra composes: the keys, then the values."""
+    """What the command line and `compose` check before Hydra composes: the keys, the values, the options."""
     check_override_keys(overrides)
     check_override_values(overrides)
+    check_group_options(overrides)
 
 
 def normalize_overrides(overrides: Sequence[str]) -> list[str]:

@@ -5,7 +5,7 @@ import pytest
 
 import modelforge
 from modelforge.errors import ConfigError
-from modelforge.sweep.store import check_override_keys, check_override_values, known_keys
+from modelforge.sweep.store import check_group_options, check_override_keys, check_override_values, known_keys
 from tests.helpers import run_module, said
 
 
@@ -69,6 +69,29 @@ def test_the_value_check_leaves_what_it_cannot_judge_to_hydra(compose):
     assert compose(["model.depth='4'", "trainer.deterministic=yes"]).model.depth == 4  # as OmegaConf takes them
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("initializer=he_norml", "unknown initializer option 'he_norml' (did you mean 'he_normal'?); valid: auto, "),
+    ("layer=cnn", "unknown layer option 'cnn'; valid: conv, conv1d, dense, gru, lstm. 'cnn' is an option of model: "
+                  "model=cnn"),
+    ("initializer=he_normal,glorot_unifrom", "unknown initializer option 'glorot_unifrom' (did you mean "
+                                             "'glorot_uniform'?)"),
+    ("hydra/launcher=paralel", "unknown hydra/launcher option 'paralel' (did you mean 'parallel'?); valid: basic, "
+                               "fused, "),
+    ("experiment=he2016", "unknown experiment option 'he2016' (did you mean 'he2015'?)"),
+])
+def test_an_option_no_group_has_is_refused_with_the_nearest(override, message):
+    with pytest.raises(ConfigError) as err:
+        modelforge.compose([override])
+    assert str(err.value).startswith(message)
+
+
+def test_the_option_check_leaves_what_it_cannot_judge_to_hydra():
+    # Globs, deletions, nulls, keys, a search path of the command line's own, and every bundled option.
+    check_group_options(["initializer=glob(*)", "~experiment", "experiment=null", "hydra/launcher=fused",
+                         "model.units=8", "hydra.searchpath=[file:///elsewhere]", "experiment=mine"])
+    check_group_options(["model=cnn", "layer=conv1d", "optimizer=adamw", "hparams_search=optuna", "logger=mlflow"])
+
+
 @pytest.mark.slow
 def test_cli_typo_fails_before_any_work(tmp_path):
     result = run_module(tmp_path, "trainer.epoch=3")
@@ -79,4 +102,7 @@ def test_cli_typo_fails_before_any_work(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert ("model.units=abc, one value of the sweep 'model.units=abc,8': model.units takes a whole number"
             in said(result))
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
+    result = run_module(tmp_path, "-m", "initializer=he_normal,he_norml")  # a group option, the same way
+    assert result.returncode == 2 and "did you mean 'he_normal'" in said(result)
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "multirun").exists()
