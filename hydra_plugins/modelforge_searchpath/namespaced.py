@@ -25,13 +25,26 @@ class NamespacedConfigSource(ConfigSource):
 
     @staticmethod
     def _inside(config_path: str) -> str | None:
-        """The path inside the package, or None for a path outside the namespace folder."""
+        """The path inside the package, or None for a path outside the namespace folder. modelforge's `hydra/`
+        options stay out: Hydra reads launchers from its own `hydra/launcher` group, never from a namespace, so
+        another app's `--help` would list them as options it cannot use (its plugins store `parallel` and
+        `fused` there instead)."""
         path = config_path.strip("/")
         if path == NAMESPACE:
             return ""
         if path.startswith(NAMESPACE + "/"):
-            return path[len(NAMESPACE) + 1:]
+            inside = path[len(NAMESPACE) + 1:]
+            return None if inside == "hydra" or inside.startswith("hydra/") else inside
         return None
+
+    def list(self, config_path: str, results_filter: ObjectType | None) -> list[str]:
+        if config_path.strip("/") == "":
+            return [NAMESPACE] if results_filter in (None, ObjectType.GROUP) else []
+        inside = self._inside(config_path)
+        if inside is None:
+            return []
+        found = self.inner.list(inside, results_filter)
+        return [name for name in found if name != "hydra"] if inside == "" else found
 
     def load_config(self, config_path: str) -> ConfigResult:
         inside = self._inside(config_path)
@@ -52,8 +65,3 @@ class NamespacedConfigSource(ConfigSource):
         inside = self._inside(config_path)
         return bool(inside) and self.inner.is_config(inside)  # type: ignore[arg-type]
 
-    def list(self, config_path: str, results_filter: ObjectType | None) -> list[str]:
-        if config_path.strip("/") == "":
-            return [NAMESPACE] if results_filter in (None, ObjectType.GROUP) else []
-        inside = self._inside(config_path)
-        return [] if inside is None else self.inner.list(inside, results_filter)

@@ -118,6 +118,26 @@ def test_other_app_composes_namespaced_groups_beside_its_own():
     assert kernels[0].target_std == pytest.approx((3.0 / 64) ** 0.5)
 
 
+@pytest.mark.slow
+def test_other_apps_help_lists_no_launcher_it_cannot_use_and_its_launchers_run(tmp_path):
+    """The namespace holds modelforge's groups, not its `hydra/` options (Hydra takes launchers from its own
+    group only); modelforge's launchers are stored there by its plugins, and run in another app's sweep."""
+    import shutil
+    import subprocess
+    import sys
+
+    app = shutil.copytree(REPO / "examples" / "other_project", tmp_path / "app")
+    helped = subprocess.run([sys.executable, "app.py", "--help"], cwd=app, capture_output=True, text=True,
+                            timeout=300)
+    assert helped.returncode == 0 and "modelforge/initializer: auto, " in helped.stdout
+    assert "modelforge/hydra" not in helped.stdout
+    swept = subprocess.run([sys.executable, "app.py", "-m", "hydra/launcher=parallel", "dry_run=true",
+                            "modelforge/initializer@model.initializer=he_normal,glorot_uniform"], cwd=app,
+                           capture_output=True, text=True, timeout=300)
+    assert swept.returncode == 0, swept.stderr
+    assert swept.stdout.count("built modelforge with") == 2 and "[('glorot_uniform', 'override')]" in swept.stdout
+
+
 @pytest.mark.parametrize("layer", ["lstm", "gru", "conv", "conv1d"])
 def test_other_app_picks_every_namespaced_layer_option(layer):
     from hydra import compose, initialize_config_dir
