@@ -20,11 +20,13 @@ from typing import Any
 
 from modelforge.analysis.page import html
 from modelforge.core.metrics import lower_is_better
-from modelforge.core.names import Status
+from modelforge.core.names import Status, counted
 from modelforge.run.folder import RunFolder
 
 SEED_KEYS = ("seed",)
 DEFAULT = "(default)"
+# Not an override (Hydra keeps hydra/launcher out of a job's own), but runs differ in it: from metrics.json.
+LAUNCHER = "launcher"
 
 
 @dataclass
@@ -44,6 +46,13 @@ class Job:
     def objective(self) -> tuple[str | None, float | None]:
         obj = self.metrics.get("objective") or {}
         return obj.get("name"), obj.get("value")
+
+    def value(self, key: str) -> str:
+        """What the job set `key` to (DEFAULT where it did not); `launcher` is `fused` for a fused arm's run, whose
+        numbers its basic twin's nearly repeat: the two are not two seeds' replicates."""
+        if key == LAUNCHER:
+            return "fused" if self.metrics.get("fused") else DEFAULT
+        return self.overrides.get(key, DEFAULT)
 
     @property
     def objective_epoch(self) -> int | None:
@@ -137,7 +146,7 @@ def swept_keys(jobs: Sequence[Job]) -> list[str]:
     keys: list[str] = []
     for job in jobs:
         keys.extend(k for k in job.overrides if k not in keys and changes_results(k))
-    return [k for k in keys if len({job.overrides.get(k, DEFAULT) for job in jobs}) > 1]
+    return [k for k in [*keys, LAUNCHER] if len({job.value(k) for job in jobs}) > 1]
 
 
 def short_value(value: str) -> str:
@@ -207,7 +216,7 @@ def group_jobs(jobs: Sequence[Job], keys: Sequence[str]) -> list[Group]:
     grouping = [k for k in keys if k not in SEED_KEYS]
     groups: dict[tuple, Group] = {}
     for job in jobs:
-        key = tuple((k, short_value(job.overrides.get(k, DEFAULT))) for k in grouping)
+        key = tuple((k, short_value(job.value(k))) for k in grouping)
         groups.setdefault(key, Group(key, [])).jobs.append(job)
     return list(groups.values())
 
@@ -236,7 +245,7 @@ def write_csv(folder: RunFolder, root: Path, jobs: Sequence[Job], keys: Sequence
         name, value = job.objective
         row = {"job": str(_relative(job.path, root)) or ".",
                "overrides": " ".join(f"{k}={v}" for k, v in job.overrides.items()),
-               **{k: job.overrides.get(k, DEFAULT) for k in keys},
+               **{k: job.value(k) for k in keys},
                "status": job.status, "error": job.metrics.get("error") or "",
                "objective": name or "", "objective_value": value if value is not None else "",
                "objective_epoch": job.objective_epoch if job.objective_epoch is not None else "",
@@ -258,7 +267,7 @@ def markdown(root: Path, jobs: Sequence[Job], groups: Sequence[Group], keys: Seq
         "",
         headline(groups, objective),
         "",
-        f"{len(jobs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ". "
+        f"{counted(len(jobs), 'run')}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ". "
         f"Grouped by {', '.join(k for k in keys if k not in SEED_KEYS) or 'nothing (one group)'}; "
         f"mean ± sample std over seeds; {objective}: {direction} is better. Each objective is the saved "
         "model's: the epoch early stopping restored, else the last.",

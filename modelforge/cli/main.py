@@ -106,9 +106,24 @@ def command_help(command: str) -> str:
     return "\n".join(lines)
 
 
+def version() -> str:
+    """`python -m modelforge --version`: modelforge's version, then the Hydra it runs on.
+
+    Example:
+        >>> version().startswith("modelforge ")
+        True
+    """
+    from importlib.metadata import version as installed
+
+    return f"modelforge {installed('modelforge')} (hydra-core {installed('hydra-core')})"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Dispatches to the subcommand named first in `argv` (default: `sys.argv[1:]`)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "--version" in argv:  # modelforge's own, not Hydra's (which `--version` would print after composing)
+        print(version())
+        sys.exit(0)
     command, explicit = DEFAULT, False
     if argv and argv[0] in COMMANDS:
         command, argv, explicit = argv[0], argv[1:], True

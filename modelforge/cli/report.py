@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from modelforge.analysis.summary import PLANNED, summarize
+from modelforge.core.names import counted
 from modelforge.run.folder import default_run_dir
 
 
@@ -34,5 +35,5 @@ def main(argv: list[str]) -> int:
               "folder you can write to", file=sys.stderr)
         return 2
     print((Path(out) / "summary.md").read_text(encoding="utf-8"))
-    print(f"wrote summary.csv, summary.md, summary.html and curves.png in {out} ({len(summary.jobs)} runs)")
+    print(f"wrote summary.csv, summary.md, summary.html and curves.png in {out} ({counted(len(summary.jobs), 'run')})")
     return 0

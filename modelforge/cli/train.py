@@ -12,6 +12,7 @@ from modelforge.analysis.summary import PLANNED
 from modelforge.api import train
 from modelforge.cli.app import in_multirun, run_hydra, sweep_dir, write_hydra_files
 from modelforge.core.metrics import objective_text
+from modelforge.core.names import counted
 from modelforge.run.console import Job
 from modelforge.run.folder import FolderState, RunFolder
 from modelforge.run.lifecycle import claim, sweep_resumed
@@ -58,7 +59,7 @@ def progress_note(total: int | None, time_left: bool = True) -> str:
     for metrics in sweep_dir().rglob("metrics.json"):
         done += RunFolder(metrics.parent).record().get("status") in _OVER
     if not total:
-        return f"{done} jobs done"
+        return f"{counted(done, 'job')} done"
     if not time_left:
         return f"{done} of {total} jobs done"
     elapsed = time.time() - float(_planned().get("launched_at") or time.time())

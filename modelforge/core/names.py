@@ -72,3 +72,13 @@ def fit_path(path: str, limit: int = NAME_MAX) -> str:
         'a/b'
     """
     return "/".join(fit_name(part, limit) for part in path.split("/"))
+
+
+def counted(n: int, noun: str) -> str:
+    """`n` and the noun, singular for one: what every message that counts says ("after 1 epoch").
+
+    Example:
+        >>> counted(1, "epoch"), counted(3, "epoch"), counted(0, "run")
+        ('1 epoch', '3 epochs', '0 runs')
+    """
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

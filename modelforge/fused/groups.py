@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelforge.core.names import counted
 from modelforge.core.signals import handled
 from modelforge.fused.handoff import Arm
 from modelforge.fused.optimizer import ARM_SCALARS
@@ -129,7 +130,7 @@ def _train_chunk(chunk: list[Job], label: str, sweep_dir: Path, stop: Callable[[
             job.alone = reason
         return None
     epochs = chunk[0].run.trainer.epochs
-    print(f"{label}: {len(chunk)} arms as one model ({epochs} epochs)", flush=True)
+    print(f"{label}: {counted(len(chunk), 'arm')} as one model ({counted(epochs, 'epoch')})", flush=True)
     tick = time.perf_counter()
     checkpoint = chunk_checkpoint(sweep_dir, chunk)
     arms = train_group(sessions, on_epoch=_progress(label, epochs), checkpoint=checkpoint, stop=stop)

@@ -25,7 +25,7 @@ from modelforge.core.config import RunConfig
 from modelforge.core.initplan import Plan, format_table, plan_digest, plan_line
 from modelforge.core.memory import estimate
 from modelforge.core.metrics import lower_is_better
-from modelforge.core.names import Status
+from modelforge.core.names import Status, counted
 from modelforge.core.signals import handled
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run import checkpoint
@@ -362,7 +362,8 @@ def record_measured(plan: Plan, folder: RunFolder, job: Job | None = None) -> No
 def early_stopping_note(run: RunConfig, progress: Progress) -> str:
     """`early stopping at epoch 12: val_loss has not improved for 5 epochs; best epoch 7 restored`."""
     es, state = run.trainer.early_stopping, progress.stopping
-    text = f"early stopping at epoch {progress.epochs_done}: {es.monitor} has not improved for {es.patience} epochs"
+    text = (f"early stopping at epoch {progress.epochs_done}: {es.monitor} has not improved for "
+            f"{counted(es.patience, 'epoch')}")
     if state.get("best_epoch") is not None:
         text += f"; best epoch {int(state['best_epoch']) + 1}" + (" restored" if es.restore_best_weights else "")
     return text
@@ -428,8 +429,9 @@ def _fit(run: RunConfig, folder: RunFolder, session: Session, progress: Progress
                 fit_model(session.model, session.dataset, run, callbacks, progress, quiet=job.epoch_lines)
     except Interrupted as err:
         name = signal.Signals(err.signum).name
-        raise RunInterrupted(err.signum, f"stopped by {name} after {progress.epochs_done} epochs; the checkpoint "
-                                         f"continues it: python -m modelforge resume {folder.path}") from None
+        done = counted(progress.epochs_done, "epoch")
+        raise RunInterrupted(err.signum, f"stopped by {name} after {done}; the checkpoint continues it: "
+                                         f"python -m modelforge resume {folder.path}") from None
 
 
 def _saved(run: RunConfig, folder: RunFolder, session: Session, progress: Progress, timings: dict[str, float],

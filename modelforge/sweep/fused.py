@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelforge.core.names import counted
 from modelforge.core.signals import handled
 from modelforge.errors import ConfigError
 from modelforge.fused.groups import FUSED_DIR, Job, group_key, plan_chunks, train_fused
@@ -186,7 +187,7 @@ def _launch_elsewhere(hydra_context: Any, config: Any, task_function: Any, jobs:
     tasks = [ChunkTask(context, config, task_function, [(j.idx, list(j.overrides)) for j in members], label,
                        Singleton.get_state(), env) for label, members in units]
     for label, members in chunks:
-        print(f"{label}: {len(members)} arms as one model, sent to {executor}", flush=True)
+        print(f"{label}: {counted(len(members), 'arm')} as one model, sent to {executor}", flush=True)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     try:
         returned = run_tasks(tasks, executor, options)

@@ -226,3 +226,19 @@ def test_summary_html_renders_in_a_real_browser(tmp_path):
                            (tmp_path / "sweep" / "summary.html").as_uri()], capture_output=True, text=True,
                           timeout=120)
     assert shot.returncode == 0 and (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_a_basic_and_a_fused_run_of_one_seed_are_not_two_seeds(tmp_path):
+    """A folder holding a basic sweep and a fused one of the same seeds: two groups of three seeds, not six."""
+    for launcher in ("basic", "fused"):
+        for seed in range(3):
+            fake_run(tmp_path / launcher / str(seed), [f"seed={seed}", "trainer.epochs=3"], accuracy=0.9 + seed / 100)
+            if launcher == "fused":
+                record = json.loads((tmp_path / launcher / str(seed) / "metrics.json").read_text())
+                record["fused"] = {"size": 3, "arm": seed, "fit_s": 1.0}
+                (tmp_path / launcher / str(seed) / "metrics.json").write_text(json.dumps(record))
+    summary = summarize(tmp_path)
+    assert swept_keys(summary.jobs) == ["seed", "launcher"]
+    assert sorted((g.label, len(g.jobs)) for g in summary.groups) == [("defaults", 3), ("launcher=fused", 3)]
+    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert [r["launcher"] for r in rows] == ["(default)"] * 3 + ["fused"] * 3

@@ -28,3 +28,12 @@ def test_plan_help_differs_from_train_help_and_the_bare_help_lists_commands(tmp_
     assert helps[""].startswith("usage: python -m modelforge [COMMAND] [overrides]")
     assert all(f"  {c}" in helps[""] for c in COMMANDS)
     assert "== Config ==" in helps[""] and "modelforge: Keras models from config" in helps[""]  # the whole help
+
+
+def test_version_is_modelforges_own(tmp_path):
+    from importlib.metadata import version
+
+    result = run_module(tmp_path, "--version")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout == f"modelforge {version('modelforge')} (hydra-core {version('hydra-core')})\n"
+    assert not list(tmp_path.rglob("*"))  # nothing composed, nothing written
