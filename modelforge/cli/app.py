@@ -149,6 +149,7 @@ def before_hydra(argv: list[str]) -> list[str]:
     suggestion), lets open tables take new keys without `+`, stores the typed schemas, and applies the Hydra
     backport that keeps `--help` and composition from copying the whole ConfigStore on every lookup.
     """
+    from modelforge.cli import hydra_guard
     from modelforge.cli.hydra_compat import share_config_store
     from modelforge.sweep.jobdirs import fit_job_folders
     from modelforge.sweep.store import check_overrides, normalize_overrides, register
@@ -162,9 +163,23 @@ def before_hydra(argv: list[str]) -> list[str]:
 
     Plugins.instance()  # Hydra's plugin scan runs the plugins' own registrations: before modelforge's, not after
     share_config_store()
+    hydra_guard.install(exit_with)  # what Hydra itself would run from the config, held to the allowlist
     fit_job_folders()
     register()
     return normalize_overrides(argv)
+
+
+def check_job_environment() -> None:
+    """Refuses a composed config (a YAML file, a config pack, an experiment) whose `hydra.job.env_set` or
+    `env_copy` names a variable that widens what code runs, before the job imports anything it names. Hydra has
+    set the variable by then; the trust the command started with was frozen before (`freeze_trust`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from modelforge.sweep.store import refuse_widening
+
+    job = HydraConfig.get().job
+    refuse_widening(list(job.env_set or {}), "hydra.job.env_set")
+    refuse_widening(list(job.env_copy or []), "hydra.job.env_copy")
 
 
 def run_hydra(argv: list[str], body: Callable[..., Any], check: bool = True, kind: str | None = None,
@@ -182,7 +197,11 @@ def run_hydra(argv: list[str], body: Callable[..., Any], check: bool = True, kin
 
     def task(cfg: DictConfig, **handed: Any) -> Any:
         # `handed`: what a launcher gives this job beyond its config (the fused launcher: `arm=`).
-        return report_errors(lambda: body(run_config(cfg) if check else cfg, hydra_run_dir(), **handed))
+        def job() -> Any:
+            check_job_environment()
+            return body(run_config(cfg) if check else cfg, hydra_run_dir(), **handed)
+
+        return report_errors(job)
 
     # Launchers get `task` itself: the fused launcher trains together only the jobs of the command that trains.
     task.modelforge_trains = trains  # type: ignore[attr-defined]

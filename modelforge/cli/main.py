@@ -120,6 +120,9 @@ def version() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Dispatches to the subcommand named first in `argv` (default: `sys.argv[1:]`)."""
+    from modelforge.core.targets import freeze_trust
+
+    freeze_trust()  # what the command started with; a config's hydra.job.env_set comes later and is not read
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--version" in argv:  # modelforge's own, not Hydra's (which `--version` would print after composing)
         print(version())

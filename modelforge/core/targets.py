@@ -7,7 +7,8 @@ decision comes first, from the top-level module's spec (where its files lie), wi
 - the user's own code: a module or package whose files lie outside the standard library and outside every
   site-packages (a script's folder, PYTHONPATH, the current folder, an editable install of the user's project);
 - packages the user trusts by name in the environment: `MODELFORGE_TRUSTED_MODULES=sklearn,mf_extra_pack`
-  (never in a config, since the config is what is not trusted);
+  (never in a config, since the config is what is not trusted: the command line freezes it at its start, and a
+  config that sets it, or any variable that widens what runs (`widens`), is refused);
 - for initializers only, Keras' own initializer modules.
 
 Everything else (the standard library, numpy, tensorflow, Keras' utilities, any installed package not trusted)
@@ -31,6 +32,36 @@ from modelforge.errors import ConfigError
 
 # The environment variable that names trusted top-level packages, comma-separated.
 TRUST_ENV = "MODELFORGE_TRUSTED_MODULES"
+# Environment variables that widen what code runs: modelforge's own (trust, the config search path, and its
+# hand-offs between its processes), and those that change what an interpreter, the dynamic loader or a shell
+# loads. Trust comes from the environment a command started with, so a config may set none of them.
+WIDENING = ("PATH", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONPLATLIBDIR",
+            "PYTHONEXECUTABLE", "PYTHONINSPECT", "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "PYTHONWARNINGS",
+            "PYTHONBREAKPOINT", "BASH_ENV", "ENV", "SHELL", "PERL5OPT", "NODE_OPTIONS")
+WIDENING_PREFIXES = ("MODELFORGE_", "LD_", "DYLD_", "RAY_", "SUBMITIT_")
+# The trust the command started with, once the front door has frozen it (`freeze_trust`): a variable that a
+# config's `hydra.job.env_set` put into this process's environment later is not read.
+_frozen: dict[str, frozenset[str]] = {}
+
+
+def widens(variable: str) -> bool:
+    """Whether a config setting `variable` could widen what code runs.
+
+    Example:
+        >>> widens("MODELFORGE_TRUSTED_MODULES"), widens("LD_PRELOAD"), widens("PYTHONPATH"), widens("OMP_NUM_THREADS")
+        (True, True, True, False)
+    """
+    return variable in WIDENING or variable.startswith(WIDENING_PREFIXES)
+
+
+def freeze_trust() -> None:
+    """Reads the trusted packages from the environment now, at the command's start, for the rest of the process
+    (and its forked workers)."""
+    _frozen[TRUST_ENV] = _from_environment()
+
+
+def _from_environment() -> frozenset[str]:
+    return frozenset(n.strip() for n in os.environ.get(TRUST_ENV, "").split(",") if n.strip())
 # Keras' initializer modules: what an initializer `_target_` may name in Keras.
 KERAS_INITIALIZER_MODULES = ("keras.initializers", "keras.src.initializers")
 
@@ -45,7 +76,7 @@ def trusted_names() -> frozenset[str]:
         ['mf_extra_pack', 'sklearn']
         >>> del os.environ["MODELFORGE_TRUSTED_MODULES"]
     """
-    return frozenset(n.strip() for n in os.environ.get(TRUST_ENV, "").split(",") if n.strip())
+    return _frozen[TRUST_ENV] if TRUST_ENV in _frozen else _from_environment()
 
 
 def _installed_roots() -> list[Path]:

@@ -347,8 +347,54 @@ _OWN_GROUPS = ("model", "layer", "activation", "initializer", "data", "optimizer
                "hparams_search")
 
 
+def refuse_widening(variables: Sequence[str], where: str) -> None:
+    """Refuses a config that sets (or copies into a job) an environment variable that widens what code runs
+    (`modelforge.core.targets.widens`): trust comes from the environment the command started with.
+
+    Example:
+        >>> refuse_widening(["OMP_NUM_THREADS"], "hydra.job.env_set")
+        >>> refuse_widening(["MODELFORGE_TRUSTED_MODULES"], "hydra.job.env_set")
+        Traceback (most recent call last):
+        ...
+        modelforge.errors.ConfigError: hydra.job.env_set sets MODELFORGE_TRUSTED_MODULES, which widens what code...
+    """
+    from modelforge.core.targets import TRUST_ENV, widens
+
+    for name in variables:
+        if widens(str(name)):
+            raise ConfigError(
+                f"{where} sets {name}, which widens what code runs; a config may not set it. Trust comes from the "
+                f"environment the command starts with, e.g. {TRUST_ENV}=mypkg python -m modelforge ...")
+
+
+def check_environment(overrides: Sequence[str]) -> None:
+    """Refuses overrides that put a widening variable into a job's environment (`hydra.job.env_set.X=...`,
+    `hydra.job.env_set={X: ...}`, `hydra.job.env_copy=[X]`), before Hydra starts."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        if "hydra.job.env_" not in override:
+            continue
+        try:
+            parsed = parser.parse_override(override)
+        except HydraException:
+            continue
+        key = parsed.key_or_group
+        values = list(parsed.sweep_iterator()) if parsed.is_sweep_override() else [parsed.value()]
+        for value in values:
+            if key.startswith("hydra.job.env_set."):
+                refuse_widening([key.removeprefix("hydra.job.env_set.")], f"the override {override!r}")
+            elif key in ("hydra.job.env_set", "hydra.job.env_copy"):
+                names = list(value) if isinstance(value, (dict, list)) else [value]
+                refuse_widening([str(n) for n in names], f"the override {override!r}")
+
+
 def check_overrides(overrides: Sequence[str]) -> None:
-    """What the command line and `compose` check before Hydra composes: the keys, the values, the options."""
+    """What the command line and `compose` check before Hydra composes: the environment a job would get, the keys,
+    the values, the options."""
+    check_environment(overrides)
     check_override_keys(overrides)
     check_override_values(overrides)
     check_group_options(overrides)

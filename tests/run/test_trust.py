@@ -300,3 +300,17 @@ def test_a_resume_that_cannot_start_leaves_the_run_resumable(compose, tmp_path):
     assert record["status"] == "interrupted" and "a resume could not start" in record["error"]
     (tmp_path / "moved.csv").rename(tmp_path / "t.csv")
     assert modelforge.resume(tmp_path / "run")["status"] == "completed"
+
+
+def test_the_trust_a_command_started_with_is_the_trust_it_keeps(monkeypatch):
+    """Hydra sets a job's env_set variables in the process before the job runs: after the front door froze the
+    trust, a variable set later is not read."""
+    from modelforge.core import targets
+
+    monkeypatch.setattr(targets, "_frozen", {})
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    targets.freeze_trust()
+    monkeypatch.setenv(TRUST_ENV, "os,posix")
+    assert targets.trusted_names() == frozenset() and not allowed_module("os")
+    with pytest.raises(ConfigError, match="is refused"):
+        import_target("os.system", "data._target_", "data-loading function")

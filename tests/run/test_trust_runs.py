@@ -292,3 +292,94 @@ def test_resume_of_a_sweep_refuses_a_job_whose_config_changed(tmp_path):
     assert resumed.returncode != 0
     assert "model.units: 16 -> 12" in said(resumed)
     assert snapshot(tmp_path / "sweep" / "0") == before
+
+
+# Trust comes from the process: a config can neither set it nor load code through the environment.
+EVIL_PACK = """# @package _global_
+hydra:
+  job:
+    env_set:
+      {variable}: {value}
+data:
+  _target_: os.system
+  kwargs:
+    command: touch pwned
+"""
+
+
+@pytest.mark.parametrize(("variable", "value"), [("MODELFORGE_TRUSTED_MODULES", "os,posix"),
+                                                 ("PYTHONPATH", "."), ("LD_PRELOAD", "/tmp/x.so")])
+@pytest.mark.parametrize("command", ["plan", "train"])
+def test_a_config_cannot_set_trust_or_what_loads_code(tmp_path, command, variable, value):
+    """From the command line and from a YAML-only config pack: refused with exit 2, the command never run."""
+    run = [command, "data=callable", "data._target_=os.system", "data.kwargs.command='touch pwned'"]
+    cli = run_module(tmp_path, *run, f"+hydra.job.env_set.{variable}='{value}'", "hydra.run.dir=cli")
+    assert cli.returncode == 2 and f"sets {variable}, which widens what code runs" in said(cli), cli.stderr
+    copied = run_module(tmp_path, *run, f"hydra.job.env_copy=[{variable}]", "hydra.run.dir=copy")
+    assert copied.returncode == 2 and f"sets {variable}" in said(copied)
+    pack = tmp_path / "pack" / "experiment"
+    pack.mkdir(parents=True)
+    (pack / "evil.yaml").write_text(EVIL_PACK.format(variable=variable, value=value))
+    packed = run_module(tmp_path, command, "data=callable", "experiment=evil", "hydra.run.dir=pack_run",
+                        env={"MODELFORGE_CONFIG_PATH": str(tmp_path / "pack")})
+    assert packed.returncode == 2 and f"hydra.job.env_set sets {variable}" in said(packed), packed.stderr
+    assert not (tmp_path / "pwned").exists() and not list(tmp_path.rglob("pwned"))
+
+
+HYDRA_RUNS = {
+    "callback": ["+hydra.callbacks.x._target_=builtins.open", "+hydra.callbacks.x.file={victim}",
+                 "+hydra.callbacks.x.mode=w"],
+    "nested": ["+hydra.callbacks.x._target_=modelforge.sweep.callback.SweepSummary",
+               "+hydra.callbacks.x.inner._target_=shutil.copyfile", "+hydra.callbacks.x.inner.src={victim}",
+               "+hydra.callbacks.x.inner.dst={victim}.copy"],
+    "log file": ["hydra.job_logging.handlers.file.filename={victim}"],
+    "log class": ["hydra.job_logging.handlers.file.class=shutil.copyfile"],
+    "hydra's log file": ["+hydra.hydra_logging.handlers.f.class=logging.FileHandler",
+                         "+hydra.hydra_logging.handlers.f.filename={victim}", "+hydra.hydra_logging.handlers.f.mode=w",
+                         "hydra.hydra_logging.root.handlers=[f]"],
+    "storage": ["hparams_search=optuna", "hydra.sweeper.storage=sqlite:///{victim}"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(HYDRA_RUNS))
+def test_what_hydra_runs_from_a_config_is_held_to_the_allowlist(tmp_path, case):
+    """Hydra's callbacks, its logging's factories, classes and files, and the sweeper's storage: refused with
+    exit 2 before Hydra instantiates or opens any of them, on a run, a plan and a sweep; the file is untouched."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's own file\n")
+    overrides = [o.format(victim=victim) for o in HYDRA_RUNS[case]]
+    for command in (["plan"], [], ["-m", "seed=0,1"]):
+        result = run_module(tmp_path, *command, *overrides, "trainer.epochs=1", "model.units=4",
+                            "hydra.run.dir=run", "hydra.sweep.dir=sweep")
+        assert result.returncode == 2 and "is refused" in said(result), (command, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert victim.read_text() == "the user's own file\n" and not Path(f"{victim}.copy").exists()
+    assert not (tmp_path / "run" / "metrics.json").exists() and not (tmp_path / "sweep" / "0").exists()
+
+
+def test_what_hydra_runs_from_a_config_pack_is_held_to_the_allowlist(tmp_path):
+    """The same from a YAML-only pack's experiment, and from a finished sweep's jobs.json on resume."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's own file\n")
+    pack = tmp_path / "pack" / "experiment"
+    pack.mkdir(parents=True)
+    (pack / "evil.yaml").write_text("# @package _global_\nhydra:\n  callbacks:\n    x:\n      _target_: builtins.open\n"
+                                    f"      file: {victim}\n      mode: w\n")
+    (pack / "factory.yaml").write_text("# @package _global_\nhydra:\n  job_logging:\n    formatters:\n      evil:\n"
+                                       "        (): os.system\n        command: touch pwned\n")
+    for name, words in (("evil", "hydra.callbacks.x._target_='builtins.open' is refused"),
+                        ("factory", "hydra.job_logging.formatters.evil.()='os.system' is refused")):
+        packed = run_module(tmp_path, "plan", f"experiment={name}", "hydra.run.dir=run",
+                            env={"MODELFORGE_CONFIG_PATH": str(tmp_path / "pack")})
+        assert packed.returncode == 2 and words in said(packed), packed.stderr
+    assert not list(tmp_path.rglob("pwned"))
+    done = run_module(tmp_path, "-m", "seed=0", "trainer.epochs=1", "model.units=4", "trainer.verbose=0",
+                      "hydra.sweep.dir=sweep")
+    assert done.returncode == 0, done.stderr
+    planned = json.loads((tmp_path / "sweep" / "jobs.json").read_text())
+    planned["hydra_overrides"] += ["+hydra.callbacks.x._target_=builtins.open", f"+hydra.callbacks.x.file={victim}",
+                                   "+hydra.callbacks.x.mode=w"]
+    (tmp_path / "sweep" / "jobs.json").write_text(json.dumps(planned))
+    resumed = run_module(tmp_path, "resume", "sweep")
+    assert resumed.returncode == 2 and "is refused" in said(resumed), resumed.stderr
+    assert victim.read_text() == "the user's own file\n"
