@@ -20,12 +20,11 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from modelforge.core.targets import allowed_module
+from modelforge.core.targets import ENTRY_POINTS, allowed_module
 from modelforge.errors import ConfigError
 
 # What Hydra, its logging and its bundled plugins name in their own configs: allowed by name.
 BUNDLED = (
-    "modelforge.sweep.callback.SweepSummary",
     "hydra.experimental.callbacks.LogJobReturnCallback",
     "hydra.experimental.callbacks.PickleJobInfoCallback",
     "colorlog.ColoredFormatter",
@@ -60,13 +59,14 @@ def check_callable(target: str, where: str) -> None:
         modelforge.errors.ConfigError: hydra.callbacks.x._target_='builtins.open' is refused: Hydra would import...
     """
     module = target.rpartition(".")[0]
-    if target in BUNDLED or module in BUNDLED_MODULES or (
+    if target in BUNDLED or module in BUNDLED_MODULES or target in ENTRY_POINTS or (
             module and module.split(".")[0] != "modelforge" and allowed_module(module)):
         return
     raise ConfigError(
         f"{where}={target!r} is refused: Hydra would import and call it, and modelforge lets a config name only "
         f"your own code, packages you trust in the environment (MODELFORGE_TRUSTED_MODULES={target.split('.')[0]} "
-        f"python -m modelforge ...), and what Hydra and modelforge name themselves ({', '.join(BUNDLED)})")
+        f"python -m modelforge ...), and what Hydra and modelforge name themselves "
+        f"({', '.join([*ENTRY_POINTS, *BUNDLED])})")
 
 
 def check_config(config: Any) -> None:

@@ -3,7 +3,7 @@
 A config file is code: a `_target_` imports the module it names, and a module runs when it is imported. So the
 decision comes first, from the top-level module's spec (where its files lie), without executing anything:
 
-- modelforge itself;
+- modelforge's few objects made for configs (`ENTRY_POINTS`), and no other modelforge object;
 - the user's own code: a module or package whose files lie outside the standard library and outside every
   site-packages (a script's folder, PYTHONPATH, the current folder, an editable install of the user's project);
 - packages the user trusts by name in the environment: `MODELFORGE_TRUSTED_MODULES=sklearn,mf_extra_pack`
@@ -64,6 +64,12 @@ def _from_environment() -> frozenset[str]:
     return frozenset(n.strip() for n in os.environ.get(TRUST_ENV, "").split(",") if n.strip())
 # Keras' initializer modules: what an initializer `_target_` may name in Keras.
 KERAS_INITIALIZER_MODULES = ("keras.initializers", "keras.src.initializers")
+# The modelforge objects a config may name, by the dotted path the docs give, each mapped to where the object
+# lives now, so a documented path keeps working when its module moves. Every other modelforge object is refused
+# like any untrusted target: some of modelforge writes files where it is told (a download's cache, a summary).
+ENTRY_POINTS: dict[str, str] = {
+    "modelforge.sweep.callback.SweepSummary": "modelforge.sweep.callback.SweepSummary",
+}
 
 
 def trusted_names() -> frozenset[str]:
@@ -121,13 +127,17 @@ def allowed_module(module_name: str, initializer: bool = False) -> bool:
     """Whether a `_target_` may import `module_name` (see the module's docstring); decided before importing.
 
     Example:
-        >>> allowed_module("modelforge.data.arrays"), allowed_module("os"), allowed_module("timeit")
-        (True, False, False)
+        >>> allowed_module("modelforge.sweep.callback"), allowed_module("modelforge.data.downloads")
+        (True, False)
+        >>> allowed_module("os"), allowed_module("timeit")
+        (False, False)
         >>> allowed_module("keras.initializers", initializer=True), allowed_module("keras.utils", initializer=True)
         (True, False)
     """
     top = module_name.split(".")[0]
-    if top == "modelforge" or top in trusted_names():
+    if top == "modelforge":  # (an editable install of modelforge would pass for the user's own code)
+        return any(home.rpartition(".")[0] == module_name for home in ENTRY_POINTS.values())
+    if top in trusted_names():
         return True
     if initializer and any(module_name == m or module_name.startswith(m + ".") for m in KERAS_INITIALIZER_MODULES):
         return True
@@ -136,11 +146,21 @@ def allowed_module(module_name: str, initializer: bool = False) -> bool:
 
 def _refusal(where: str, target: str, module: str, kind: str) -> ConfigError:
     top = module.split(".")[0]
+    if top == "modelforge":
+        return ConfigError(
+            f"{where}: _target_={target!r} is refused: a config may name only the modelforge objects made for it "
+            f"({', '.join(ENTRY_POINTS)}); name your own {kind}")
     return ConfigError(
         f"{where}: _target_={target!r} is refused: modelforge imports a config's _target_ only from your own "
-        f"code (modules outside the standard library and site-packages) and modelforge itself, and {top!r} is "
-        f"neither; name your own {kind}, or, if you trust the installed package {top!r}, say so outside the "
-        f"config: {TRUST_ENV}={top} python -m modelforge ...")
+        f"code (modules outside the standard library and site-packages) and the modelforge objects made for "
+        f"configs, and {top!r} is neither; name your own {kind}, or, if you trust the installed package {top!r}, "
+        f"say so outside the config: {TRUST_ENV}={top} python -m modelforge ...")
+
+
+def _entry_point(found: object) -> bool:
+    """Whether an imported object is one of modelforge's ENTRY_POINTS (wherever it was imported from)."""
+    path = f"{getattr(found, '__module__', '')}.{getattr(found, '__qualname__', '')}"
+    return path in ENTRY_POINTS.values()
 
 
 def import_target(target: str, where: str, kind: str, initializer: bool = False) -> object:
@@ -152,15 +172,21 @@ def import_target(target: str, where: str, kind: str, initializer: bool = False)
             or the name cannot be imported.
 
     Example:
-        >>> import_target("modelforge.errors.closest", "data._target_", "function").__name__
-        'closest'
+        >>> import_target("modelforge.sweep.callback.SweepSummary", "hydra.callbacks", "callback").__name__
+        'SweepSummary'
+        >>> import_target("modelforge.data.downloads.fetch", "data._target_", "function")
+        Traceback (most recent call last):
+        ...
+        modelforge.errors.ConfigError: data._target_: _target_='modelforge.data.downloads.fetch' is refused: a...
         >>> import_target("timeit.timeit", "data._target_", "function")
         Traceback (most recent call last):
         ...
         modelforge.errors.ConfigError: data._target_: _target_='timeit.timeit' is refused: modelforge imports...
     """
-    module_name, _, name = str(target).rpartition(".")
-    if not module_name or not allowed_module(module_name, initializer):
+    target = ENTRY_POINTS.get(str(target), str(target))
+    module_name, _, name = target.rpartition(".")
+    if not module_name or not allowed_module(module_name, initializer) or (
+            module_name.startswith("modelforge.") and target not in ENTRY_POINTS.values()):
         raise _refusal(where, target, module_name or target, kind)
     try:
         found = getattr(importlib.import_module(module_name), name)
@@ -170,6 +196,8 @@ def import_target(target: str, where: str, kind: str, initializer: bool = False)
                           ) from None
     origin = getattr(found, "__module__", None) if inspect.isfunction(found) or inspect.isclass(found) or \
         inspect.isbuiltin(found) else module_name
-    if not isinstance(origin, str) or not allowed_module(origin, initializer):
+    from_modelforge = isinstance(origin, str) and origin.split(".")[0] == "modelforge"
+    if not isinstance(origin, str) or not allowed_module(origin, initializer) or (from_modelforge and
+                                                                                  not _entry_point(found)):
         raise _refusal(where, target, str(origin), kind)
     return found

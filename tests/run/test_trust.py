@@ -87,7 +87,8 @@ def test_initializer_targets_are_keras_initializer_classes_only(compose):
     cfg = compose(["~initializer", "+initializer._target_=keras.initializers.HeNormal"])
     assert {e.choice.name for e in modelforge.plan(cfg).entries if e.weight == "kernel"} == {"custom"}
     for target, words in (("keras.utils.get_file", "is refused"), ("keras.initializers.get", "is not a class"),
-                          ("modelforge.errors.ConfigError", "not a keras.initializers.Initializer")):
+                          ("tests.warm.Cold", "not a keras.initializers.Initializer"),
+                          ("modelforge.errors.ConfigError", "may name only the modelforge objects made for it")):
         with pytest.raises(ConfigError, match=words):
             modelforge.plan(compose(["~initializer", f"+initializer._target_={target}"]))
 
@@ -314,3 +315,17 @@ def test_the_trust_a_command_started_with_is_the_trust_it_keeps(monkeypatch):
     assert targets.trusted_names() == frozenset() and not allowed_module("os")
     with pytest.raises(ConfigError, match="is refused"):
         import_target("os.system", "data._target_", "data-loading function")
+
+
+@pytest.mark.parametrize("target", ["modelforge.data.downloads.fetch", "modelforge.analysis.summary.summarize",
+                                    "modelforge.run.folder.RunFolder"])
+def test_modelforge_objects_not_made_for_configs_are_refused(compose, tmp_path, monkeypatch, target):
+    """Some of modelforge writes where it is told (a download's cache, a summary's folder): a config may name only
+    the entry points, and a module of the user's that re-exports another modelforge object opens no door."""
+    with pytest.raises(ConfigError, match="may name only the modelforge objects made for it"):
+        modelforge.plan(compose(["data=callable", f"data._target_={target}"]))
+    module, _, name = target.rpartition(".")
+    (tmp_path / f"mf_reexport_{name}.py").write_text(f"from {module} import {name}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="may name only the modelforge objects made for it"):
+        import_target(f"mf_reexport_{name}.{name}", "data._target_", "data-loading function")
