@@ -155,7 +155,7 @@ def before_hydra(argv: list[str]) -> list[str]:
     from modelforge.sweep.store import check_overrides, normalize_overrides, register
 
     try:
-        check_overrides([a for a in argv if not a.startswith("-")])
+        check_overrides(argv)
     except ConfigError as err:
         exit_with(err)
     check_plugins(argv)

@@ -60,7 +60,7 @@ class InitChoice:
     params: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     note: str = ""
-    shown: str = ""
+    shown: str = field(default="", repr=False)
 
     @property
     def label(self) -> str:

@@ -283,9 +283,10 @@ def check_override_values(overrides: Sequence[str]) -> None:
                 raise ConfigError(f"{where}: {key} takes {takes}{suggestion}")
 
 
-def _group_options() -> Any:
-    """A lookup of the config groups on modelforge's search path (its own, the user's packs, Hydra's, and what
-    plugins stored): a function of a group's name, returning its options, or None for no such group."""
+def _group_options(config_dirs: Sequence[str] = ()) -> Any:
+    """A lookup of the config groups on modelforge's search path (its own, the user's packs, Hydra's, what plugins
+    stored, and `config_dirs` given as --config-dir): a function of a group's name, returning its options, or
+    None for no such group."""
     from hydra._internal.config_repository import ConfigRepository
     from hydra._internal.utils import create_config_search_path
     from hydra.core.object_type import ObjectType
@@ -295,15 +296,33 @@ def _group_options() -> Any:
 
     Plugins.instance()  # the plugins store their options (hydra/launcher=fused) when Hydra first scans them
     register()
-    repo = ConfigRepository(config_search_path=create_config_search_path(f"pkg://{CONFIG_MODULE}"))
+    search_path = create_config_search_path(f"pkg://{CONFIG_MODULE}")
+    for folder in config_dirs:  # where Hydra puts --config-dir: first
+        search_path.prepend(provider="command-line", path=f"file://{os.path.abspath(folder)}")
+    repo = ConfigRepository(config_search_path=search_path)
     return lambda group: repo.get_group_options(group, ObjectType.CONFIG) if repo.group_exists(group) else None
 
 
 # Overrides after which the search path is not the one modelforge knows: their groups are left to Hydra.
-_OWN_SEARCH_PATH = ("hydra.searchpath", "+hydra.searchpath", "--config-dir", "-cd", "--config-path", "-cp")
+_OWN_SEARCH_PATH = ("hydra.searchpath", "+hydra.searchpath", "++hydra.searchpath")
 
 
-def check_group_options(overrides: Sequence[str]) -> None:
+def config_dirs(argv: Sequence[str]) -> list[str]:
+    """The folders a command line adds to the search path with `--config-dir DIR` (or `-cd DIR`, `--config-dir=DIR`).
+
+    Example:
+        >>> config_dirs(["--config-dir", "conf", "model=small", "-cd=more"])
+        ['conf', 'more']
+    """
+    found = []
+    for i, arg in enumerate(argv):
+        flag, equals, value = arg.partition("=")
+        if flag in ("--config-dir", "-cd"):
+            found.extend([value] if equals else argv[i + 1:i + 2])
+    return found
+
+
+def check_group_options(overrides: Sequence[str], config_dirs: Sequence[str] = ()) -> None:
     """Refuses, before Hydra composes, an option no config group has (`initializer=he_norml`), naming the
     nearest one, every valid one, and another group that has it (`layer=cnn`: model=cnn). Each value of a
     choice sweep is checked; globs, deletions and a search path changed on the command line are left to Hydra.
@@ -316,6 +335,7 @@ def check_group_options(overrides: Sequence[str]) -> None:
         modelforge.errors.ConfigError: unknown initializer option 'he_norml' (did you mean 'he_normal'?); valid:...
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
     from hydra.errors import HydraException
 
     if any(o.startswith(_OWN_SEARCH_PATH) for o in overrides):
@@ -329,9 +349,10 @@ def check_group_options(overrides: Sequence[str]) -> None:
         except HydraException:
             continue
         group = parsed.key_or_group
-        if parsed.is_delete() or "." in group or (parsed.is_sweep_override() and not parsed.is_choice_sweep()):
+        if parsed.is_delete() or "." in group or parsed.value_type == ValueType.GLOB_CHOICE_SWEEP or (
+                parsed.is_sweep_override() and not parsed.is_choice_sweep()):
             continue
-        options = options or _group_options()
+        options = options or _group_options(config_dirs)
         valid = options(group)
         values = list(parsed.sweep_string_iterator()) if parsed.is_sweep_override() else [parsed.value()]
         for value in values if valid is not None else []:
@@ -391,13 +412,15 @@ def check_environment(overrides: Sequence[str]) -> None:
                 refuse_widening([str(n) for n in names], f"the override {override!r}")
 
 
-def check_overrides(overrides: Sequence[str]) -> None:
+def check_overrides(argv: Sequence[str]) -> None:
     """What the command line and `compose` check before Hydra composes: the environment a job would get, the keys,
-    the values, the options."""
+    the values, the options (on the search path `--config-dir` extends)."""
+    dirs = config_dirs(argv)
+    overrides = [a for a in argv if not a.startswith("-") and a not in dirs]
     check_environment(overrides)
     check_override_keys(overrides)
     check_override_values(overrides)
-    check_group_options(overrides)
+    check_group_options(overrides, dirs)
 
 
 def normalize_overrides(overrides: Sequence[str]) -> list[str]:

@@ -40,7 +40,7 @@ def write_noisy_loader(folder):
         f"    os.write(2, {(NOISE_LINE + chr(10)).encode()!r})\n"
         "    print(f\"TF_CPP_MIN_LOG_LEVEL={os.environ.get('TF_CPP_MIN_LOG_LEVEL')}\", flush=True)\n"
         "    rng = np.random.default_rng(0)\n"
-        "    return rng.normal(size=(40, 4)).astype('float32'), rng.integers(0, 2, size=40)\n")
+        "    return rng.normal(size=(200, 4)).astype('float32'), rng.integers(0, 2, size=200)\n")
 
 
 def quiet_python(code, **env):

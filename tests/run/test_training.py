@@ -76,7 +76,7 @@ def test_early_stopping_stops(compose, tmp_path):
     metrics = modelforge.train(cfg, run_dir=tmp_path)
     assert metrics["epochs_run"] == 2
     assert len(history(tmp_path)) == 2
-    assert metrics["stopped_early"] == ("early stopping at epoch 2: val_loss has not improved for 1 epochs; "
+    assert metrics["stopped_early"] == ("early stopping at epoch 2: val_loss has not improved for 1 epoch; "
                                         "best epoch 1 restored")
 
 
