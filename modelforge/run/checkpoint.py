@@ -1,7 +1,9 @@
 """Checkpoints: what a run needs to continue exactly where it stopped, written atomically after every epoch.
 
 Two generations, `checkpoint.npz` and the one before it, `checkpoint.prev.npz`, each with a digest of its
-arrays: a corrupt, truncated or missing latest one falls back to the previous one (or to the first epoch),
+arrays, the run it belongs to (its config's digest and its folder's token) and a seal over both: a corrupt,
+truncated, edited, missing or another run's latest one falls back to the previous one (or to the first epoch;
+a run that finds only another run's checkpoints is refused),
 and the run still ends bit for bit as it would have. Each holds every model variable (weights, batch-norm
 statistics, dropout's seed state), every optimizer variable (its step count and slots), early stopping's
 state with its best weights, and a JSON record of the epochs done and the history so far. Batch order is a
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelforge.errors import ConfigError
 from modelforge.run.console import say
 from modelforge.run.folder import RunFolder
 
@@ -68,9 +71,29 @@ def arrays_digest(arrays: Mapping[str, Any]) -> str:
     return sha.hexdigest()
 
 
-def write_arrays(folder: RunFolder, name: str, arrays: Mapping[str, Any], state: Mapping[str, Any]) -> None:
-    """Writes named arrays and a JSON state (with the arrays' digest) as one npz file, atomically, keeping the
-    generation before it as `<name>.prev.npz`.
+def seal(arrays_sha: str, state: Mapping[str, Any]) -> str:
+    """SHA-256 over the arrays' digest and the state's JSON (its own seal left out): an edited state (the epochs
+    done, the history, the run it belongs to) is found out as surely as edited arrays."""
+    body = {k: v for k, v in state.items() if k != "seal"}
+    return hashlib.sha256((arrays_sha + json.dumps(body, sort_keys=True)).encode()).hexdigest()
+
+
+class Foreign(ValueError):
+    """A checkpoint that reads whole but belongs to another run."""
+
+
+def owner(folder: RunFolder) -> dict[str, Any]:
+    """The run a checkpoint written in `folder` belongs to, as its metrics.json records it: its config's digest
+    and the folder's own token (None where a folder written by an older modelforge has none)."""
+    record = folder.record()
+    config = record.get("config") or {}
+    return {"config": config.get("digest") if isinstance(config, dict) else None, "token": record.get("temp_token")}
+
+
+def write_arrays(folder: RunFolder, name: str, arrays: Mapping[str, Any], state: Mapping[str, Any],
+                 belongs: Mapping[str, Any] | None = None) -> None:
+    """Writes named arrays and a JSON state (the arrays' digest, the run it `belongs` to, and a seal over both)
+    as one npz file, atomically, keeping the generation before it as `<name>.prev.npz`.
 
     A kill at any moment leaves a whole latest generation or a whole previous one; a disk that fills while the
     new one is written leaves the previous one intact. The run's checkpoint and a fused group's are both
@@ -79,6 +102,9 @@ def write_arrays(folder: RunFolder, name: str, arrays: Mapping[str, Any], state:
     import numpy as np
 
     state = {**state, "format": FORMAT, "digest": arrays_digest(arrays)}
+    if belongs is not None:
+        state["owner"] = dict(belongs)
+    state["seal"] = seal(state["digest"], state)
     payload = {**arrays, "state": np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)}
 
     def write(path: Any) -> None:
@@ -91,7 +117,7 @@ def write_arrays(folder: RunFolder, name: str, arrays: Mapping[str, Any], state:
     folder.write_with(name, write)
 
 
-def _read_one(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _read_one(path: Path, belongs: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
     import numpy as np
 
     with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as found:
@@ -101,28 +127,47 @@ def _read_one(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ValueError("its state is not a mapping")
     if "digest" in state and arrays_digest(arrays) != state["digest"]:
         raise ValueError("its arrays do not match the digest written with them")
+    if "seal" in state and seal(str(state.get("digest")), state) != state["seal"]:
+        raise ValueError("its state does not match the seal written with it (edited)")
+    # What either side does not know is not compared: a checkpoint written by an older modelforge names no run,
+    # and a folder whose record has no config digest resumes unchecked (`check_same_config` says so).
+    theirs = state.get("owner") or {}
+    if belongs is not None and belongs.get("config") is not None and any(
+            theirs.get(k) not in (None, v) for k, v in belongs.items() if v is not None):
+        raise Foreign(f"it belongs to another run (config {theirs.get('config')}, folder token "
+                      f"{theirs.get('token')}; this run's: {belongs.get('config')}, {belongs.get('token')})")
     return arrays, state
 
 
-def read_arrays(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The newest readable generation `write_arrays` wrote (no pickles): the latest, else the previous one,
-    saying in one line why it fell back; None when neither exists or can be read (the run starts over).
+def read_arrays(path: Path, belongs: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The newest readable generation `write_arrays` wrote (no pickles) that belongs to this run: the latest,
+    else the previous one, saying in one line why it fell back; None when neither exists or can be read (the run
+    starts over).
+
+    Raises:
+        ConfigError: every generation there belongs to another run (or is damaged): starting over would train
+            this run beside another's state, so it is refused.
     """
     problems: list[str] = []
+    foreign = False
     for candidate in (path, previous(path)):
         if not candidate.is_file():
             if candidate == path and previous(path).is_file():
                 problems.append(f"{path.name} is missing")
             continue
         try:
-            arrays, state = _read_one(candidate)
+            arrays, state = _read_one(candidate, belongs)
         except Exception as err:  # noqa: BLE001 (any damage: truncated, empty, not a zip, wrong bytes)
-            problems.append(f"{candidate.name} cannot be read ({type(err).__name__}: {err})")
+            foreign = foreign or isinstance(err, Foreign)
+            problems.append(f"{candidate.name} cannot be used ({type(err).__name__}: {err})")
             continue
         if problems:
             say(f"{path.parent}: {'; '.join(problems)}; continuing from {candidate.name} "
                 f"(after epoch {state.get('epochs_done', '?')})")
         return arrays, state
+    if foreign:
+        raise ConfigError(f"{path.parent}: {'; '.join(problems)}; no checkpoint there is this run's, so it is not "
+                          "resumed: move the other run's checkpoint files out, or start this run in a new folder")
     if problems:
         say(f"{path.parent}: {'; '.join(problems)}; no checkpoint can be read, so the run starts again from its "
             "first epoch (it repeats exactly)")
@@ -138,13 +183,14 @@ def save(folder: RunFolder, model: Any, progress: Progress, best_weights: list[A
     arrays.update({f"best_{i}": np.asarray(w) for i, w in enumerate(best_weights or [])})
     write_arrays(folder, CHECKPOINT, arrays, {
         "epochs_done": progress.epochs_done, "history": progress.history, "stopped": progress.stopped,
-        "stopping": progress.stopping, "plateau": progress.plateau, "has_best": best_weights is not None})
+        "stopping": progress.stopping, "plateau": progress.plateau, "has_best": best_weights is not None},
+        belongs=owner(folder))
 
 
 def load(folder: RunFolder, model: Any) -> tuple[Progress, list[Any] | None]:
     """Restores the model's and its optimizer's variables from the newest readable checkpoint; returns the
     progress (none, from the first epoch, when no generation can be read)."""
-    found = read_arrays(folder.path / CHECKPOINT)
+    found = read_arrays(folder.path / CHECKPOINT, owner(folder))
     if found is None:
         return Progress(), None
     arrays, state = found

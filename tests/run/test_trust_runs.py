@@ -187,7 +187,7 @@ def test_a_damaged_or_old_group_checkpoint(tmp_path):
         with np.load(path) as found:
             arrays = {k: found[k] for k in found.files}
         state = json.loads(arrays["state"].tobytes())
-        del state["format"], state["digest"]
+        del state["format"], state["digest"], state["seal"]  # as a checkpoint of the older layout was written
         arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
         np.savez(path, **arrays)
     refused = run_module(tmp_path, "resume", "older")
@@ -383,3 +383,60 @@ def test_what_hydra_runs_from_a_config_pack_is_held_to_the_allowlist(tmp_path):
     resumed = run_module(tmp_path, "resume", "sweep")
     assert resumed.returncode == 2 and "is refused" in said(resumed), resumed.stderr
     assert victim.read_text() == "the user's own file\n"
+
+
+@TIMING
+def test_a_checkpoint_from_another_run_or_edited_is_not_taken(killed, tmp_path):
+    """Seed 0's checkpoint in seed 1's folder, or a state edited to say 99 epochs done: that generation is refused
+    in one line and the run's own previous one used; with no generation of its own the resume exits 2, changing
+    nothing. (Folders and checkpoints written before checkpoints named their run: the legacy resume test.)"""
+    other = run_module(tmp_path, *KILLABLE, "trainer.epochs=4", "seed=1", "hydra.run.dir=other")
+    assert other.returncode == 0, other.stderr
+    seed1 = tmp_path / "seed1"
+    proc = start(tmp_path, *KILLABLE, "trainer.epochs=4", "seed=1", "hydra.run.dir=seed1")
+    wait_for(lambda: all((seed1 / n).exists() for n in ("checkpoint.npz", "checkpoint.prev.npz"))
+             and rows(seed1) >= 2)
+    proc.kill()
+    proc.wait()
+    shutil.copy(killed / "run" / "checkpoint.npz", seed1 / "checkpoint.npz")
+    resumed = run_module(tmp_path, "resume", "seed1")
+    assert resumed.returncode == 0, resumed.stderr
+    told = " ".join(resumed.stdout.split())
+    assert "belongs to another run" in told and "continuing from checkpoint.prev.npz" in told
+    assert_same_result(tmp_path / "other", seed1)
+    # A folder whose record is seed 1's and whose every generation is seed 0's: refused, nothing changed.
+    both = copy_of(killed, tmp_path, "both")
+    record = json.loads((both / "metrics.json").read_text())
+    record["config"] = json.loads((tmp_path / "other" / "metrics.json").read_text())["config"]
+    (both / "metrics.json").write_text(json.dumps(record))
+    (both / "config.yaml").write_text((tmp_path / "other" / "config.yaml").read_text())
+    before = snapshot(both)
+    refused = run_module(tmp_path, "resume", "both")
+    assert refused.returncode == 2 and "no checkpoint there is this run's" in said(refused), refused.stderr
+    kept = {"metrics.json", "modelforge.log"}  # the refusal is recorded there, as any resume that cannot start
+    assert {p: v for p, v in snapshot(both).items() if p.name not in kept} == \
+        {p: v for p, v in before.items() if p.name not in kept}
+    assert "no checkpoint there is this run's" in json.loads((both / "metrics.json").read_text())["error"]
+    # An edited state: the seal finds it out.
+    edited = copy_of(killed, tmp_path, "edited")
+    latest = edited / "checkpoint.npz"
+    with np.load(latest) as found:
+        arrays = {k: found[k] for k in found.files}
+    state = json.loads(arrays["state"].tobytes().decode())
+    arrays["state"] = np.frombuffer(json.dumps({**state, "epochs_done": 99}).encode(), dtype=np.uint8)
+    with open(latest, "wb") as f:
+        np.savez(f, **arrays)
+    resumed = run_module(tmp_path, "resume", "edited")
+    assert resumed.returncode == 0 and "does not match the seal" in " ".join(resumed.stdout.split()), resumed.stderr
+    assert_same_result(killed / "full", edited)
+
+
+@TIMING
+def test_a_run_killed_under_the_previous_main_resumes_bit_identically(killed, tmp_path):
+    """A folder that the main this round started from wrote (its checkpoints name no run and carry no seal)
+    resumes to the uninterrupted run's result."""
+    folder = tmp_path / "run"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures" / "main_cb01599" / "killed_run", folder)
+    resumed = run_module(tmp_path, "resume", "run")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_result(killed / "full", folder)
