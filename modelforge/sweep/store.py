@@ -314,7 +314,7 @@ def config_dirs(argv: Sequence[str]) -> list[str]:
         >>> config_dirs(["--config-dir", "conf", "model=small", "-cd=more"])
         ['conf', 'more']
     """
-    found = []
+    found: list[str] = []
     for i, arg in enumerate(argv):
         flag, equals, value = arg.partition("=")
         if flag in ("--config-dir", "-cd"):
