@@ -12,12 +12,52 @@ import os
 from pathlib import Path
 from typing import Any
 
-from modelforge.errors import RunFailed
+from modelforge.errors import ConfigError, RunFailed
+
+
+# Each downloadable data set's file in the cache: named by the data set, never by the URL, so a config's URL
+# cannot choose the name of a file modelforge writes (a `.py` or `.pth` where Python imports from).
+DATA_FILES = {"mnist": "mnist.npz"}
+# What marks a folder as a run's or a sweep's (files modelforge writes there first).
+_RUN_MARKS = ("metrics.json", "jobs.json", ".hydra")
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_cache_dir(cache_dir: str) -> None:
+    """Refuses a cache folder where a downloaded file could be imported or could mix with a run's files: a
+    `sys.path` entry or a folder inside one (the folder a command runs in excepted: `python -m` puts it first,
+    and its subfolders are where data lives), and a run's or a sweep's folder or one inside it.
+
+    Example:
+        >>> import sysconfig
+        >>> check_cache_dir(sysconfig.get_paths()["purelib"] + "/datasets")
+        Traceback (most recent call last):
+        ...
+        modelforge.errors.ConfigError: data.cache_dir=... is refused: it is inside ..., where Python imports ...
+    """
+    import sys
+
+    path = Path(cache_dir).expanduser().resolve()
+    here = Path.cwd().resolve()
+    for entry in sys.path:
+        place = Path(entry or ".").resolve()
+        if place != here and place != Path("/") and _within(path, place):
+            raise ConfigError(f"data.cache_dir={cache_dir} is refused: it is inside {place}, where Python imports "
+                              "modules from; keep downloads in a folder of their own (null: Keras' cache)")
+    for folder in (path, *path.parents):
+        marks = [m for m in _RUN_MARKS if (folder / m).exists()]
+        if marks:
+            raise ConfigError(f"data.cache_dir={cache_dir} is refused: {folder} is a run's or a sweep's folder (it "
+                              f"holds {marks[0]}), which holds only what its run writes; keep downloads elsewhere")
 
 
 def cache_folder(cache_dir: str | None) -> Path:
     """The folder data files are kept in: `cache_dir`, else Keras' own (`$KERAS_HOME` or ~/.keras)/datasets."""
     if cache_dir:
+        check_cache_dir(cache_dir)
         return Path(cache_dir).expanduser()
     return Path(os.environ.get("KERAS_HOME") or "~/.keras").expanduser() / "datasets"
 
@@ -49,7 +89,7 @@ def fetch(name: str, url: str, sha256: str | None, cache_dir: str | None) -> Pat
     Raises:
         RunFailed: the cached file's hash differs, or the file is not cached and cannot be downloaded.
     """
-    fname = Path(url.rstrip("/")).name
+    fname = DATA_FILES.get(name, f"{name}.npz")
     folder = cache_folder(cache_dir)
     cached = folder / fname
     if cached.exists():

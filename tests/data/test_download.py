@@ -3,6 +3,7 @@
 import hashlib
 import inspect
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -156,3 +157,26 @@ def test_mnist_run_end_to_end_and_a_failed_fetch_marks_the_run_failed(compose, t
     record = json.loads((tmp_path / "failed" / "metrics.json").read_text())
     assert record["status"] == "failed" and UNREACHABLE in record["error"]
     assert not (tmp_path / "failed" / "model.keras").exists()
+
+
+def test_the_cache_names_files_by_data_set_and_refuses_folders_code_is_imported_from(compose, tmp_path):
+    """A URL cannot choose the name of the file written (`evil.pth`), and a cache folder where Python imports from
+    (site-packages) or inside a run folder is refused before anything is fetched."""
+    import sysconfig
+
+    from modelforge.data.downloads import fetch
+
+    source = tmp_path / "served" / "evil.pth"
+    source.parent.mkdir()
+    source.write_text("import os; os.system('touch pwned')\n")
+    cache = tmp_path / "cache"
+    path = fetch("mnist", source.as_uri(), None, str(cache))
+    assert path == cache / "mnist.npz" and not list(cache.glob("*.pth"))
+    purelib = sysconfig.get_paths()["purelib"]
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    for folder, words in ((purelib, "where Python imports modules from"), (run / "data", "a run's or a sweep's")):
+        with pytest.raises(ConfigError, match=words):
+            fetch("mnist", source.as_uri(), None, str(folder))
+    assert not (Path(purelib) / "mnist.npz").exists() and not (run / "data" / "mnist.npz").exists()
