@@ -14,7 +14,6 @@ from typing import Any
 
 from modelforge.errors import ConfigError, RunFailed
 
-
 # Each downloadable data set's file in the cache: named by the data set, never by the URL, so a config's URL
 # cannot choose the name of a file modelforge writes (a `.py` or `.pth` where Python imports from).
 DATA_FILES = {"mnist": "mnist.npz"}
