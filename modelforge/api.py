@@ -93,9 +93,17 @@ def run_config(cfg: Any) -> RunConfig:
     """
     if isinstance(cfg, RunConfig):
         return cfg
+    from omegaconf.errors import OmegaConfBaseException
+
+    from modelforge.errors import ConfigError
     from modelforge.sweep.store import to_plain
 
-    return RunConfig.from_mapping(to_plain(cfg))
+    try:
+        plain = to_plain(cfg)
+    except OmegaConfBaseException as err:  # an interpolation whose value the key's type cannot hold
+        key = getattr(err, "full_key", None)
+        raise ConfigError(f"{key or 'the config'}: {' '.join(str(err).split(chr(10))[0].split())}") from None
+    return RunConfig.from_mapping(plain)
 
 
 def plan(cfg: Any, input_shape: tuple[int, ...] | None = None) -> Plan:

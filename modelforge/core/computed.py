@@ -16,6 +16,7 @@ from typing import Any
 from modelforge.core.layer_types import Weight
 from modelforge.core.names import HEAD
 from modelforge.core.policy import InitChoice, activation_gain, stock_choice
+from modelforge.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,19 @@ def delta_std(shape: tuple[int, ...], gain: float, depthwise: bool) -> float:
     return gain / math.sqrt(taps * max(shape[-2:]))
 
 
-def _delta(choice: InitChoice, weight: Weight, kind: str, activation: str, params: Mapping[str, Any]) -> Resolved:
+def _delta(choice: InitChoice, weight: Weight, layer: str, kind: str, activation: str,
+           params: Mapping[str, Any]) -> Resolved:
     gain = activation_gain(activation, params)
     base = InitChoice("orthogonal", {"gain": gain}, choice.source)
     if len(weight.shape) < 3:  # dense, recurrent input, embedding: no spatial taps, so orthogonal itself
         shown = InitChoice("delta_orthogonal", {"gain": gain}, choice.source,
                            note=f"not a convolution: orthogonal with the gain {gain:.4g}")
         return Resolved(shown, base, None)
+    taps = weight.shape[:-2]
+    if any(k % 2 == 0 for k in taps):
+        raise ConfigError(f"initializer delta_orthogonal needs an odd kernel size, and {layer}/{weight.name} "
+                          f"({kind}) is {'x'.join(map(str, taps))}: it has no centre tap (index k // 2 is off "
+                          "centre); use an odd kernel_size (3), or give that layer its own initializer")
     centre = delta_centre(weight, kind)
     shown = InitChoice("delta_orthogonal", {"gain": gain}, choice.source, note=centre)
     computed = {"kind": "delta_orthogonal", "gain": gain, "depthwise": _is_depthwise(weight), "centre": centre}
@@ -121,7 +128,7 @@ def resolve(choice: InitChoice, weight: Weight, layer: str, kind: str, activatio
     """
     act = activation or "linear"
     if choice.name == "delta_orthogonal":
-        return _delta(choice, weight, kind, act, params)
+        return _delta(choice, weight, layer, kind, act, params)
     if choice.name == "lsuv":
         return _lsuv(choice, weight, layer, kind, act, params)
     return Resolved(choice, choice, None)

@@ -34,6 +34,9 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored")
 CLASS_WEIGHTS = ("balanced",)
 
+# The largest run seed: TensorFlow's and Keras' seeds are 32-bit.
+MAX_SEED = 2**32 - 1
+
 
 @dataclass(frozen=True)
 class EarlyStopping:
@@ -501,7 +504,8 @@ class RunConfig:
             ('val_accuracy', 'min', 'classification')
         """
         _check_keys(cfg, [*GROUPS, "seed"], "", required=True)
-        seed = positive_int(cfg["seed"], "seed", 0)
+        # NumPy's and Python's generators take any size, TensorFlow's and Keras' seeds 32 bits.
+        seed = int(number(cfg["seed"], "seed", integer=True, minimum=0, maximum=MAX_SEED))
         data_cfg = dict(cfg["data"])
         data_cls = DATA_CLASSES.get(data_cfg.get("name"))  # type: ignore[arg-type]
         if data_cls is None:

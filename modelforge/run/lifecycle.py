@@ -471,7 +471,10 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
     if arm is not None:  # its share of the group's fit; the playback itself is bookkeeping, kept apart
         timings["replay_s"] = timings["fit_s"]
         timings["fit_s"] = float(arm.fused.get("fit_s", 0.0)) / max(int(arm.fused.get("size", 1)), 1)
-    if progress.stopped:
+    last = progress.history[-1] if progress.history else {}
+    finite = all(not isinstance(v, float) or math.isfinite(v) for v in last.values())
+    # Keras' TerminateOnNaN stops a fit as early stopping does: that stop is the NaN's (`_saved` says so).
+    if progress.stopped and run.trainer.early_stopping.enabled and finite:
         record["stopped_early"] = stopped = early_stopping_note(run, progress)
         (log.info if job.compact else say)(stopped)  # a compact job's result line carries it
     return _saved(run, folder, session, progress, timings, trained)

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import modelforge
+from modelforge.errors import ConfigError
 from modelforge.initializers.delta import delta_orthogonal, orthogonal
 from modelforge.initializers.lsuv import layer_weight
 
@@ -105,3 +106,10 @@ def test_family_rules_take_orthogonal_and_delta_orthogonal(compose):
     kinds = {e.layer: e.choice.name for e in plan.entries if e.weight == "kernel"}
     assert kinds == {"block1_conv2d": "delta_orthogonal", "block2_conv2d": "delta_orthogonal",
                      "head": "glorot_uniform"}
+
+
+@pytest.mark.parametrize("kernel", ["2", "[3,2]", "4"])
+def test_an_even_kernel_has_no_centre_and_is_refused(compose, kernel):
+    layers = f"[{{type:conv2d,filters:4,kernel_size:{kernel}}},{{type:flatten}}]"
+    with pytest.raises(ConfigError, match="delta_orthogonal needs an odd kernel size, and layer1_conv2d/kernel"):
+        modelforge.plan(compose(["initializer=delta_orthogonal", f"+model.layers={layers}"]))

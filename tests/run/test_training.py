@@ -140,3 +140,34 @@ def test_the_train_step_is_traced_once(compose, tmp_path, monkeypatch):
     monkeypatch.setattr(keras.Model, "train_step", lambda self, data: traced.append(data) or step(self, data))
     modelforge.train(compose([*FAST, "trainer.epochs=2"]), run_dir=tmp_path)
     assert len(traced) == 1
+
+
+def test_a_nan_stop_is_reported_as_one_not_as_early_stopping(compose, tmp_path):
+    """TerminateOnNaN stops the fit as early stopping would: the run fails on the NaN, saying so, and says
+    nothing of early stopping (which is off)."""
+    cfg = compose([*FAST, "trainer.epochs=5", "optimizer=sgd", "optimizer.learning_rate=1e12"])
+    with pytest.raises(modelforge.RunFailed, match="the loss became NaN or infinite at epoch 1"):
+        modelforge.train(cfg, run_dir=tmp_path)
+    record = json.loads((tmp_path / "metrics.json").read_text())
+    assert record["status"] == "failed" and "stopped_early" not in record
+    assert "early stopping" not in (record.get("error") or "")
+
+
+def test_an_infinite_learning_rate_is_refused_as_nan_is(compose):
+    for value in ("inf", "nan", "-inf"):
+        with pytest.raises(modelforge.ConfigError, match=f"optimizer.learning_rate={value} must be a finite number"):
+            modelforge.run_config(compose([f"optimizer.learning_rate={value}"]))
+
+
+def test_a_seed_beyond_32_bits_is_refused_naming_the_largest(compose):
+    assert modelforge.run_config(compose([f"seed={2**32 - 1}"])).seed == 2**32 - 1
+    with pytest.raises(modelforge.ConfigError, match="seed=4294967296 must be an integer between 0 and 4,294,967,295"):
+        modelforge.run_config(compose(["seed=4294967296"]))
+
+
+@pytest.mark.parametrize(("value", "words"), [("${oc.env:HOME}", "could not be converted to Integer"),
+                                              ("${oc.env:MODELFORGE_NOT_SET_ANYWHERE}", "not found")])
+def test_an_interpolation_that_does_not_fit_is_a_config_error(compose, value, words):
+    with pytest.raises(modelforge.ConfigError, match=words) as err:
+        modelforge.run_config(compose([f"trainer.epochs={value}"]))
+    assert str(err.value).startswith("trainer.epochs: ")
