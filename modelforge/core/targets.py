@@ -150,6 +150,19 @@ def _refusal(where: str, target: str, module: str, kind: str) -> ConfigError:
         return ConfigError(
             f"{where}: _target_={target!r} is refused: a config may name only the modelforge objects made for it "
             f"({', '.join(ENTRY_POINTS)}); name your own {kind}")
+    written = str(target).split(".")[0]
+    if written != top:  # the object the user's module holds comes from elsewhere: name both
+        return ConfigError(
+            f"{where}: _target_={target!r} is refused: {written!r} only re-exports it from {module!r}, which is "
+            f"neither your own code nor a package you trust; name a function or class defined in your own code")
+    try:
+        missing = importlib.util.find_spec(top) is None
+    except (ImportError, ValueError):
+        missing = True
+    if missing:
+        return ConfigError(
+            f"{where}: _target_={target!r} is refused: there is no module {top!r} on this Python's path (is it "
+            "spelled right, and is its folder the one you run in, or on PYTHONPATH?)")
     return ConfigError(
         f"{where}: _target_={target!r} is refused: modelforge imports a config's _target_ only from your own "
         f"code (modules outside the standard library and site-packages) and the modelforge objects made for "

@@ -67,8 +67,13 @@ def test_the_users_own_code_is_allowed_and_a_reexport_is_not(compose, tmp_path, 
     plan = modelforge.plan(compose(["data=callable", "data._target_=my_project.loaders.load", "+data.kwargs.n=60",
                                     *SMALL]))
     assert plan.info.input_shape == (3,)
-    with pytest.raises(ConfigError, match="'my_project.loaders.system' is refused"):
+    with pytest.raises(ConfigError, match="'my_project.loaders.system' is refused") as err:
         import_target("my_project.loaders.system", "data._target_", "function")
+    # The module the user wrote is named, and nothing suggests trusting the standard library's `posix`.
+    assert "'my_project' only re-exports it from 'posix'" in str(err.value) and TRUST_ENV not in str(err.value)
+    with pytest.raises(ConfigError, match="there is no module 'my_projekt' on this Python's path") as err:
+        import_target("my_projekt.loaders.load", "data._target_", "function")
+    assert "installed package" not in str(err.value)
 
 
 def test_trust_comes_from_the_environment_only(compose, monkeypatch):
