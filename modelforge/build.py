@@ -7,7 +7,10 @@ two layers identical weights.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from modelforge.core.fans import keras_fans
@@ -130,6 +133,18 @@ def check_layer_args(plan: Plan) -> None:
                 )
 
 
+@contextlib.contextmanager
+def deep_recursion(layers: int) -> Iterator[None]:
+    """Room for Keras' functional graph, which it maps by recursing once per layer (a few frames each): Python's
+    default limit of 1,000 frames stops a model of a few hundred layers."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10 * layers + 1_000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def build(plan: Plan, standardize: tuple[Any, Any] | None = None, sample: Any = None,
           measure: bool = True) -> keras.Model:
     """Builds the functional model the plan describes; weights are created here, as the plan says.
@@ -163,6 +178,7 @@ def build(plan: Plan, standardize: tuple[Any, Any] | None = None, sample: Any = 
     for spec in plan.specs:
         for layer in make_layers(spec, plan):
             x = layer(x)
-    model = keras.Model(inputs, x, name="modelforge")
+    with deep_recursion(len(plan.specs)):
+        model = keras.Model(inputs, x, name="modelforge")
     write_computed(model, plan, sample, measure)
     return model

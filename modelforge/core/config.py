@@ -36,6 +36,9 @@ CLASS_WEIGHTS = ("balanced",)
 
 # The largest run seed: TensorFlow's and Keras' seeds are 32-bit.
 MAX_SEED = 2**32 - 1
+# The most layers a model may have: refused before anything is planned or built (deeper nets take minutes to
+# build, and no net of this builder's kinds needs them).
+MAX_LAYERS = 10_000
 
 
 @dataclass(frozen=True)
@@ -135,10 +138,13 @@ class Model:
     layers: Any  # None, or a list of layer spec mappings (a tuple of dicts once checked)
 
     def __post_init__(self) -> None:
-        positive_int(self.depth, "model.depth")
+        number(self.depth, "model.depth", integer=True, minimum=1, maximum=MAX_LAYERS)
         positive_int(self.units, "model.units")
         if self.layers is not None and (not isinstance(self.layers, (list, tuple)) or not self.layers):
             raise ConfigError(f"model.layers={self.layers!r} must be a non-empty list of layer specs, or null")
+        if self.layers is not None and len(self.layers) > MAX_LAYERS:
+            raise ConfigError(f"model.layers holds {len(self.layers):,} layer specs; a model has at most "
+                              f"{MAX_LAYERS:,} layers")
 
 
 def _check_split(split: float) -> None:

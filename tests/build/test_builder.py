@@ -6,6 +6,7 @@ import pytest
 
 import modelforge
 from modelforge.core.initplan import derive_seed
+from modelforge.errors import ConfigError
 
 
 def weights_of(model):
@@ -166,3 +167,16 @@ def test_the_plan_shows_the_lstm_bias_as_keras_makes_it(compose, bias, shown, ba
     values = modelforge.build_model(cfg).get_layer(entry.layer).cell.bias.numpy()
     np.testing.assert_array_equal(values, np.r_[np.full(5, base), np.ones(5), np.full(10, base)])
     assert values.std() == pytest.approx(entry.target_std, abs=1e-7)
+
+
+def test_deeper_than_pythons_recursion_limit_builds_and_past_10000_layers_is_refused(compose):
+    """Keras maps a functional graph by recursing per layer, past Python's default limit at a few hundred layers;
+    a model of more than 10,000 layers is refused before anything is planned."""
+    with pytest.raises(ConfigError, match="model.depth=10001 must be an integer between 1 and 10,000"):
+        modelforge.plan(compose(["model.depth=10001"]))
+    from modelforge.core.config import Model
+
+    with pytest.raises(ConfigError, match="model.layers holds 10,001 layer specs"):
+        Model(depth=1, units=2, layers=[{"type": "dense"}] * 10001)
+    model = modelforge.build_model(compose(["model.depth=1100", "model.units=2"]))
+    assert len(model.layers) == 1102
