@@ -138,7 +138,9 @@ class Model:
     layers: Any  # None, or a list of layer spec mappings (a tuple of dicts once checked)
 
     def __post_init__(self) -> None:
-        number(self.depth, "model.depth", integer=True, minimum=1, maximum=MAX_LAYERS)
+        positive_int(self.depth, "model.depth")
+        if self.depth > MAX_LAYERS:
+            raise ConfigError(f"model.depth={self.depth} is more than the {MAX_LAYERS:,} layers a model may have")
         positive_int(self.units, "model.units")
         if self.layers is not None and (not isinstance(self.layers, (list, tuple)) or not self.layers):
             raise ConfigError(f"model.layers={self.layers!r} must be a non-empty list of layer specs, or null")

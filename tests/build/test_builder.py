@@ -172,7 +172,7 @@ def test_the_plan_shows_the_lstm_bias_as_keras_makes_it(compose, bias, shown, ba
 def test_deeper_than_pythons_recursion_limit_builds_and_past_10000_layers_is_refused(compose):
     """Keras maps a functional graph by recursing per layer, past Python's default limit at a few hundred layers;
     a model of more than 10,000 layers is refused before anything is planned."""
-    with pytest.raises(ConfigError, match="model.depth=10001 must be an integer between 1 and 10,000"):
+    with pytest.raises(ConfigError, match="model.depth=10001 is more than the 10,000 layers a model may have"):
         modelforge.plan(compose(["model.depth=10001"]))
     from modelforge.core.config import Model
 
