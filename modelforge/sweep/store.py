@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, Optional
 
-from modelforge.core.config import SCHEMAS, Model, Trainer
+from modelforge.core.config import GROUPS, SCHEMAS, Model, Trainer
 from modelforge.core.metrics import objective_for, sweeper_direction
 from modelforge.errors import ConfigError, closest, invalid
 
@@ -358,14 +358,13 @@ def check_group_options(overrides: Sequence[str], config_dirs: Sequence[str] = (
         for value in values if valid is not None else []:
             if value is None or str(value) in valid:
                 continue
-            others = [g for g in _OWN_GROUPS if g != group and str(value) in (options(g) or [])]
+            others = [g for g in (*GROUPS, *OTHER_GROUPS) if g != group and str(value) in (options(g) or [])]
             hint = f"'{value}' is an option of {others[0]}: {others[0]}={value}" if others else ""
             raise invalid(f"{group} option", str(value), valid, hint)
 
 
-# The groups whose options a misplaced value may belong to (`layer=cnn` is a model).
-_OWN_GROUPS = ("model", "layer", "activation", "initializer", "data", "optimizer", "trainer", "logger", "experiment",
-               "hparams_search")
+# Beside the run config's groups, the groups a misplaced value may belong to (`layer=cnn` is a model).
+OTHER_GROUPS = ("experiment", "hparams_search")
 
 
 def refuse_widening(variables: Sequence[str], where: str) -> None:
