@@ -7,6 +7,7 @@ measurement: it counts float32 values and leaves out TensorFlow's own workspace,
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 from modelforge.core.initplan import Plan
@@ -69,3 +70,19 @@ def estimate(plan: Plan, batch_size: int, optimizer: str) -> MemoryEstimate:
         training_state=values * BYTES_PER_VALUE * (1 + OPTIMIZER_SLOTS.get(optimizer, 2)),
         activations=2 * batch_size * outputs * BYTES_PER_VALUE,
     )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the machine can give a new process now (Linux' MemAvailable; elsewhere the free pages),
+    or None if the system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from modelforge.core.config import NpzData
+from modelforge.core.memory import available_memory
 from modelforge.data.finite import check_finite
 from modelforge.data.paths import looks_like, user_path
 from modelforge.errors import ConfigError, closest
@@ -66,14 +66,6 @@ def read_npz(data: NpzData) -> dict[str, Any]:
     return found
 
 
-def _available_memory() -> int:
-    """Bytes of memory free now (Linux and macOS); a very large number where the system does not say."""
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
-
-
 def _not_npz(path: Path, err: Exception) -> ConfigError:
     """The message for a file numpy cannot read as an .npz: what the file looks like, and what reads that."""
     return ConfigError(f"data.path: {path} is not an .npz archive numpy can read ({err}); it looks like "
@@ -110,6 +102,6 @@ def _check_sizes(path: Path, keys: list[str]) -> None:
                 raise ConfigError(f"data.path: {path}'s array {key!r} declares shape {list(shape)} ({declared:,} "
                                   f"bytes) but holds {info.file_size - header:,} bytes: the file is damaged or "
                                   "truncated; write it again with numpy.savez")
-            if declared > _available_memory():
+            if declared > (available_memory() or 1 << 62):
                 raise ConfigError(f"data.path: {path}'s array {key!r} needs {declared / 2**30:.1f} GiB "
                                   f"(shape {list(shape)}), more than the memory free now; use a smaller sample")

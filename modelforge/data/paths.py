@@ -32,7 +32,34 @@ def user_path(given: str, kind: str, key: str = "data.path") -> Path:
         raise ConfigError(f"{key}={given!r}: {where} is a file; give the folder that holds one subfolder per class")
     if kind == "file" and where.is_dir():
         raise ConfigError(f"{key}={given!r}: {where} is a folder; give the file itself")
+    if kind == "file":
+        check_regular_file(where, given, key)
     return where.resolve()
+
+
+def check_regular_file(where: Path, given: str, key: str) -> None:
+    """Refuses what reads forever or takes the machine's memory: a device (`/dev/zero`), a pipe or a socket,
+    and a file larger than half the memory free now (reading it whole, as the data options do, would not fit).
+
+    Example:
+        >>> check_regular_file(Path("/dev/zero"), "/dev/zero", "data.path")
+        Traceback (most recent call last):
+        ...
+        modelforge.errors.ConfigError: data.path='/dev/zero': /dev/zero is not a regular file (a device, a pipe...
+    """
+    import stat
+
+    from modelforge.core.memory import available_memory, human
+
+    mode = where.stat().st_mode
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{key}={given!r}: {where} is not a regular file (a device, a pipe or a socket), which "
+                          "modelforge does not read; give a data file")
+    size, free = where.stat().st_size, available_memory()
+    if free is not None and size > free // 2:
+        raise ConfigError(f"{key}={given!r}: {where} is {human(size)}, more than half the memory free now "
+                          f"({human(free)}); the data options read a file whole: use a smaller file (fewer rows or "
+                          "samples)")
 
 
 # The first bytes of file kinds a user may hand to the wrong data option, and the option that reads them.

@@ -80,8 +80,7 @@ def chunk_size(max_arms: int | None, plan: Any, run: Any) -> int:
     """How many arms one chunk trains: `max_arms`, else as many as MEMORY_SHARE of the free memory holds."""
     if max_arms:
         return max(1, int(max_arms))
-    from modelforge.core.memory import estimate
-    from modelforge.run.setup import available_memory
+    from modelforge.core.memory import available_memory, estimate
 
     per_arm = estimate(plan, run.trainer.batch_size, run.optimizer.name).total
     free = available_memory()

@@ -14,7 +14,7 @@ from typing import Any
 from modelforge.core.config import ImagesData, RunConfig
 from modelforge.core.datasets import check_split
 from modelforge.core.initplan import Plan, make_plan
-from modelforge.core.memory import MemoryEstimate, estimate, human
+from modelforge.core.memory import MemoryEstimate, available_memory, estimate, human
 from modelforge.core.quiet import before_tensorflow
 from modelforge.data.arrays import Dataset
 from modelforge.errors import ConfigError
@@ -58,18 +58,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-
-
-def available_memory() -> int | None:
-    """Bytes of memory the machine can give a new process now (Linux' MemAvailable), or None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def check_memory(run: RunConfig, plan: Plan) -> MemoryEstimate:

@@ -334,3 +334,26 @@ def test_modelforge_objects_not_made_for_configs_are_refused(compose, tmp_path, 
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ConfigError, match="may name only the modelforge objects made for it"):
         import_target(f"mf_reexport_{name}.{name}", "data._target_", "data-loading function")
+
+
+@pytest.mark.parametrize(("option", "path"), [("csv", "/dev/zero"), ("npz", "/dev/urandom"), ("csv", "fifo"),
+                                              ("npz", "fifo")])
+def test_a_data_path_that_is_not_a_regular_file_is_refused_before_reading(compose, tmp_path, option, path):
+    """A device reads forever (24 GB, then the OOM killer) and a FIFO hangs: both refused, naming the path."""
+    if path == "fifo":
+        path = str(tmp_path / "pipe")
+        os.mkfifo(path)
+    extra = ["data.target=label"] if option == "csv" else []
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        modelforge.plan(compose([f"data={option}", f"data.path={path}", *extra, *SMALL]))
+
+
+def test_a_data_file_larger_than_half_the_free_memory_is_refused_naming_its_size(compose, tmp_path, monkeypatch):
+    from modelforge.core import memory
+
+    table = tmp_path / "t.csv"
+    write_csv(table, 200)
+    monkeypatch.setattr(memory, "available_memory", lambda: 2 * table.stat().st_size - 2)
+    with pytest.raises(ConfigError, match=r"more than half the memory free now") as err:
+        modelforge.plan(compose(["data=csv", f"data.path={table}", "data.target=label", *SMALL]))
+    assert str(table) in str(err.value)
