@@ -44,9 +44,15 @@ def _custom_initializer(entry: PlanEntry) -> keras.initializers.Initializer:
     offered = {"fan_in": fan_in, "fan_out": fan_out, "seed": entry.seed}
     params.update({k: v for k, v in offered.items() if k in accepted and k not in params and v is not None})
     try:
-        return cls(**params)  # type: ignore[no-any-return]
+        made = cls(**params)
     except TypeError as err:
         raise ConfigError(f"initializer {target} for {entry.layer}/{entry.weight} rejects {params}: {err}") from None
+    try:  # one draw of the weight's shape, before any layer is made: Keras' abstract base, a string for a number
+        made(entry.shape, dtype="float32")
+    except Exception as err:  # noqa: BLE001 (the user's class may raise anything; each becomes bad input)
+        raise ConfigError(f"initializer {target} ({params}) cannot draw {entry.layer}/{entry.weight}'s values of "
+                          f"shape {list(entry.shape)}: {type(err).__name__}: {err}") from None
+    return made  # type: ignore[no-any-return]
 
 
 def make_initializer(entry: PlanEntry) -> keras.initializers.Initializer:

@@ -89,3 +89,16 @@ def test_initial_weights_identical_across_processes(tmp_path):
     assert len(a.files) == len(b.files) == 6
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    ([], "NotImplementedError: Initializer subclasses must implement"),
+    (["+initializer.value=abc"], "Cast string to float is not supported"),
+])
+def test_an_initializer_that_cannot_draw_is_bad_input_before_any_layer(compose, extra, words):
+    """Keras' abstract base, or Constant with a string: one paragraph naming the initializer and the weight."""
+    target = "keras.initializers.Initializer" if not extra else "keras.initializers.Constant"
+    cfg = compose(["~initializer", f"+initializer._target_={target}", *extra, "model.depth=1", "model.units=4"])
+    with pytest.raises(ConfigError, match=f"initializer {target} .* cannot draw block1_dense/kernel's values") as err:
+        modelforge.build_model(cfg)
+    assert words in str(err.value)
