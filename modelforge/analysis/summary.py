@@ -62,20 +62,33 @@ class Job:
         return obj.get("epoch", self.metrics.get("epochs_run"))
 
 
-def _overrides(run: Path) -> dict[str, str]:
+def _overrides(run: Path) -> dict[str, str] | None:
+    """The job's overrides by key; None when `.hydra/overrides.yaml` is there but not a list Hydra wrote."""
     found = {}
-    for item in RunFolder(run).overrides():
+    try:
+        items = RunFolder(run).overrides()
+    except Exception:  # noqa: BLE001 (any damage: not YAML, not a list)
+        return None
+    for item in items:
         key, _, value = item.partition("=")
         found[key.lstrip("+~")] = value
     return found
 
 
+def _number(cell: str) -> float:
+    """A history cell as a number; NaN for one that is not (a hand-edited or damaged cell)."""
+    try:
+        return float(cell)
+    except ValueError:
+        return math.nan
+
+
 def _history(run: Path) -> list[dict[str, float]]:
     path = run / "history.csv"
-    if not path.exists():
+    if not path.is_file():  # a FIFO or a device would never end
         return []
-    with open(path, encoding="utf-8") as f:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return [{k: _number(v) for k, v in row.items() if v != "" and k is not None} for row in csv.DictReader(f)]
 
 
 # A sweep's planned jobs, written when it starts (`modelforge.sweep.callback`), so that the summaries account
@@ -99,7 +112,11 @@ def collect(root: str | Path) -> list[Job]:
         if metrics.get("status") == Status.RUNNING and not folder.is_live():
             metrics = {**metrics, "status": DEAD,
                        "error": f"the run died without a word; last seen {metrics.get('heartbeat', '?')}"}
-        jobs.append(Job(run, _overrides(run), metrics, _history(run)))
+        overrides = _overrides(run)
+        if overrides is None:
+            metrics = {**metrics, "status": "unreadable",
+                       "error": ".hydra/overrides.yaml is not the list of overrides Hydra writes"}
+        jobs.append(Job(run, overrides or {}, metrics, _history(run)))
     started = [sorted(f"{k}={v}" for k, v in job.overrides.items()) for job in jobs]
     for planned in _planned(root):
         overrides = {key.lstrip("+~"): value for key, _, value in (item.partition("=") for item in planned)}

@@ -1,6 +1,7 @@
 """Sweep summaries from run folders written by hand: grouping, mean ± std, the best group, failures."""
 
 import csv
+import math
 import json
 import statistics
 
@@ -242,3 +243,26 @@ def test_a_basic_and_a_fused_run_of_one_seed_are_not_two_seeds(tmp_path):
     assert sorted((g.label, len(g.jobs)) for g in summary.groups) == [("defaults", 3), ("launcher=fused", 3)]
     rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
     assert [r["launcher"] for r in rows] == ["(default)"] * 3 + ["fused"] * 3
+
+
+def test_damaged_run_folders_are_reported_not_tracebacks(tmp_path):
+    """A history cell that is not a number, an overrides.yaml that is not YAML, and a history.csv that is a FIFO
+    (which would never end): report writes its summaries, saying what it could not read."""
+    import os
+
+    from tests.helpers import run_module
+
+    fake_run(tmp_path / "runs" / "cell", ["seed=0"], accuracy=0.9)
+    history = tmp_path / "runs" / "cell" / "history.csv"
+    history.write_text(history.read_text().replace("0.3", "oops", 1))
+    fake_run(tmp_path / "runs" / "yaml", ["seed=1"], accuracy=0.8)
+    (tmp_path / "runs" / "yaml" / ".hydra" / "overrides.yaml").write_text("{{{ not yaml\n")
+    fake_run(tmp_path / "runs" / "fifo", ["seed=2"], accuracy=0.7)
+    (tmp_path / "runs" / "fifo" / "history.csv").unlink()
+    os.mkfifo(tmp_path / "runs" / "fifo" / "history.csv")
+    result = run_module(tmp_path, "report", "runs", timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    jobs = {job.path.name: job for job in collect(tmp_path / "runs")}
+    assert jobs["yaml"].status == "unreadable" and "overrides.yaml" in jobs["yaml"].metrics["error"]
+    assert any(math.isnan(v) for row in jobs["cell"].history for v in row.values())
+    assert jobs["fifo"].history == [] and jobs["cell"].status == "completed"
