@@ -1,8 +1,8 @@
 """Sweep summaries from run folders written by hand: grouping, mean ± std, the best group, failures."""
 
 import csv
-import math
 import json
+import math
 import statistics
 
 import pytest
