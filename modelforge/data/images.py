@@ -116,14 +116,16 @@ def cache_dir() -> Path:
 
 
 def _stamp(path: str) -> str:
+    """What says a file is the one verified before: its path, size and modification time, and its inode and
+    status-change time, which a write in place changes even when it keeps the size and sets the mtime back."""
     found = Path(path).stat()
-    return f"{path}|{found.st_size}|{found.st_mtime_ns}"
+    return f"{path}|{found.st_size}|{found.st_mtime_ns}|{found.st_ino}|{found.st_ctime_ns}"
 
 
 def verify_images(data: ImagesData, folder: ImageFolder, decode: Callable[[Any], Any]) -> tuple[int, float]:
     """Decodes every image once, eagerly, with the decoder training uses, so a damaged file is named before
-    training instead of failing inside an epoch. Files already verified (same path, size and modification time,
-    same decoder settings) are skipped; the verified list is kept under `cache_dir()` and written atomically,
+    training instead of failing inside an epoch. Files already verified (same path, size, modification time, inode
+    and status-change time, same decoder settings) are skipped; the verified list is kept under `cache_dir()` and written atomically,
     so workers side by side can only repeat work, never lose or mix it.
 
     Returns:

@@ -206,6 +206,26 @@ def test_a_truncated_image_is_named_before_training_and_remembered_when_good(com
     assert "checked" not in capsys.readouterr().out
 
 
+def test_an_image_damaged_in_place_with_its_size_and_mtime_kept_is_decoded_again(compose, tmp_path):
+    """The verified-images memory is keyed on the inode and status-change time too: bytes overwritten in place,
+    the size kept and the mtime set back, are checked again and named."""
+    root = tmp_path / "imgs"
+    write_images(root)
+    cfg = compose(["layer=conv", "data=images", f"data.path={root}", *SMALL, "trainer.epochs=1", "trainer.verbose=0",
+                   "data.validation_split=0.5"])
+    assert modelforge.train(cfg, run_dir=tmp_path / "good")["status"] == "completed"
+    bad = root / "dog" / "03.png"
+    before = bad.stat()
+    data = bad.read_bytes()
+    with open(bad, "r+b") as f:  # the same size, garbage after the header
+        f.seek(60)
+        f.write(b"\0" * (len(data) - 60))
+    os.utime(bad, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (bad.stat().st_size, bad.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    with pytest.raises(ConfigError, match=f"{bad} cannot be decoded as an image"):
+        modelforge.train(cfg, run_dir=tmp_path / "damaged")
+
+
 # Point 4: checkpoints in two generations.
 def _generation(folder, value, size=8):
     checkpoint.write_arrays(folder, "c.npz", {"w": np.full(size, value, dtype=np.float32)}, {"epochs_done": value})
