@@ -125,8 +125,8 @@ def _stamp(path: str) -> str:
 def verify_images(data: ImagesData, folder: ImageFolder, decode: Callable[[Any], Any]) -> tuple[int, float]:
     """Decodes every image once, eagerly, with the decoder training uses, so a damaged file is named before
     training instead of failing inside an epoch. Files already verified (same path, size, modification time, inode
-    and status-change time, same decoder settings) are skipped; the verified list is kept under `cache_dir()` and written atomically,
-    so workers side by side can only repeat work, never lose or mix it.
+    and status-change time, same decoder settings) are skipped; the verified list is kept under `cache_dir()`
+    and written atomically, so workers side by side can only repeat work, never lose or mix it.
 
     Returns:
         How many images were decoded now, and the seconds it took.
