@@ -309,7 +309,12 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
         else:
             finish(Status.FAILED, reason)
         raise
-    finish(Status.COMPLETED, None)
+    with deferred(trained, arm):
+        finish(Status.COMPLETED, None)
+    if "signal" in trained:  # it came while the result was written: the run is whole, then the signal is obeyed
+        name = signal.Signals(trained["signal"]).name
+        raise RunInterrupted(trained["signal"], f"stopped by {name} as the run completed: model.keras and "
+                                                f"metrics.json are written ({folder.path})")
     rows = trained["history"]
     names = dict.fromkeys(k for row in rows for k in row if k != "epoch")
     history = {k: [row[k] for row in rows if k in row] for k in names}
@@ -477,4 +482,20 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
     if progress.stopped and run.trainer.early_stopping.enabled and finite:
         record["stopped_early"] = stopped = early_stopping_note(run, progress)
         (log.info if job.compact else say)(stopped)  # a compact job's result line carries it
-    return _saved(run, folder, session, progress, timings, trained)
+    with deferred(trained, arm):
+        return _saved(run, folder, session, progress, timings, trained)
+
+
+@contextlib.contextmanager
+def deferred(into: dict[str, Any], arm: Trained | None) -> Iterator[None]:
+    """SIGTERM and SIGINT wait while the run's result is written (model.keras, then metrics.json), as they wait
+    for a batch's end in the fit: the signal is noted in `into["signal"]`, and obeyed once the run is whole. A
+    fused arm's run leaves them to its launcher, which stops once the job being written is whole."""
+    def mark(signum: int, frame: Any) -> None:
+        into["signal"] = signum
+
+    if arm is not None:
+        yield
+        return
+    with handled(mark):
+        yield

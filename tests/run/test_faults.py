@@ -314,3 +314,37 @@ def test_kill_then_resume_with_reduce_on_plateau_is_bit_identical(tmp_path):
     killed = tmp_path / "killed"
     killed.mkdir()
     kill_and_resume(killed, full / "run", lambda folder: wait_for(lambda: rows(folder) >= 2), args=args)
+
+
+SIGNAL_DURING_SAVE = """
+import os, signal, sys
+import keras
+import modelforge
+from modelforge.errors import RunInterrupted
+
+save = keras.Model.save
+
+def save_signalled(self, *args, **kwargs):  # SIGTERM arrives while model.keras is written
+    os.kill(os.getpid(), signal.SIGTERM)
+    return save(self, *args, **kwargs)
+
+keras.Model.save = save_signalled
+cfg = modelforge.compose(["trainer.epochs=1", "model.units=4", "model.depth=1", "trainer.verbose=0"])
+try:
+    modelforge.train(cfg, run_dir="run")
+except RunInterrupted as err:
+    print(err, file=sys.stderr)
+    sys.exit(err.exit_status)
+"""
+
+
+def test_sigterm_while_the_model_is_saved_is_obeyed_once_the_run_is_whole(tmp_path):
+    """The process was killed outright (rc -15) with metrics.json left `running`: now the save and the record
+    finish, and the signal is obeyed after them (exit 143, saying so)."""
+    result = subprocess.run([sys.executable, "-c", SIGNAL_DURING_SAVE], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 143, result.stderr
+    assert "stopped by SIGTERM as the run completed" in " ".join(result.stderr.split())
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["status"] == "completed" and (tmp_path / "run" / "model.keras").is_file()
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
