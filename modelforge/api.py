@@ -184,7 +184,7 @@ def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool 
 
     folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir or default_run_dir())
     if not folder.locked:
-        claim(folder, resume)
+        claim(folder, resume, key="run_dir")
     try:
         run = run_config(cfg)
     except ConfigError as err:
@@ -206,4 +206,13 @@ def resume(run_dir: str | Path) -> TrainResult:
     path = Path(run_dir)
     if not (path / "config.yaml").is_file():
         raise ConfigError(f"{path} holds no run to resume (no config.yaml); give a run folder or a sweep folder")
-    return train(OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True), path, resume=True)
+    try:
+        recorded = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"), resolve=True)
+    except Exception as err:  # YAML's and OmegaConf's own errors: the file is not the config a run wrote
+        raise ConfigError(f"{path / 'config.yaml'} cannot be read as the run's config ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0] if str(err) else 'no detail'}); it was edited or damaged: "
+                          "put back the config the run wrote, or start a new run") from None
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"{path / 'config.yaml'} holds no mapping of keys, so it is not the config a run wrote; "
+                          "put back the config the run wrote, or start a new run")
+    return train(recorded, path, resume=True)

@@ -16,11 +16,9 @@ from typing import Any, NoReturn
 from modelforge.core.names import CONFIG_MODULE
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run.folder import FolderTaken, RunFolder
+from modelforge.run.owned import HYDRA_SUBDIR, Kind, NotOurs, keep_recorded_modules
 
 log = logging.getLogger("modelforge")
-# Hydra's own record of a job, written by modelforge once the job holds its folder (conf/config.yaml sets
-# hydra.output_subdir to null, so Hydra never writes into a folder that another run holds).
-HYDRA_SUBDIR = ".hydra"
 
 
 def hydra_run_dir() -> Path:
@@ -28,6 +26,22 @@ def hydra_run_dir() -> Path:
     from hydra.core.hydra_config import HydraConfig
 
     return Path(HydraConfig.get().runtime.output_dir)
+
+
+def claim_job_folder(folder: RunFolder, kind: Kind, resume: bool = False) -> Any:
+    """Claims Hydra's folder for this job (`lifecycle.claim`): Hydra has already written the job's log there
+    (conf/config.yaml sets hydra.output_subdir to null, so Hydra writes nothing else into a folder another run
+    holds)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from modelforge.run.lifecycle import claim
+
+    key = "hydra.sweep.subdir" if in_multirun() else "hydra.run.dir"
+    if in_multirun() and sweep_dir().resolve() not in folder.path.resolve().parents:
+        raise NotOurs(f"hydra.sweep.subdir: the job's folder {folder.path} is not inside the sweep's folder "
+                      f"{sweep_dir()}; each job writes a run folder of its own below it (hydra.sweep.subdir="
+                      "${hydra.job.num}, the default)")
+    return claim(folder, resume, kind, key, allow=(f"{HydraConfig.get().job.name}.log",))
 
 
 def in_multirun() -> bool:
@@ -69,7 +83,12 @@ def report_errors(job: Callable[[], Any]) -> Any:
     except FolderTaken as err:
         # Not logged: the job's log file is in the folder another run holds, which must not change.
         if in_multirun():
+            from hydra.core.hydra_config import HydraConfig
+
+            from modelforge.sweep.jobdirs import record_refused
+
             say_error(err)
+            record_refused(sweep_dir(), list(HydraConfig.get().overrides.task))
             return math.nan
         exit_with(err)
     except (ConfigError, RunFailed) as err:
@@ -129,20 +148,25 @@ def check_plugins(argv: list[str]) -> None:
                       f"pip install 'modelforge[{extra}]' (in a checkout: make extras EXTRAS={extra})")
 
 
-def folder_kind(argv: list[str], kind: str | None) -> list[str]:
-    """Overrides that put a command's folders under outputs/<kind>/ (plans, diagnoses), apart from training
+# Where commands other than training put their folders when the user chose none: outputs/<name>/.
+OUTPUTS = {Kind.PLAN: "plans", Kind.DIAGNOSE: "diagnoses"}
+
+
+def folder_kind(argv: list[str], kind: Kind) -> list[str]:
+    """Overrides that put a command's folders under outputs/<name>/ (plans, diagnoses), apart from training
     runs, unless the user chose the folder."""
-    if kind is None:
+    if kind not in OUTPUTS:
         return []
     found = ["~hydra.callbacks.summary"]  # these commands leave no training runs to summarize
     if not any(a.startswith("hydra.run.dir=") for a in argv):
-        found.append(f"hydra.run.dir=outputs/{kind}/${{now:%Y-%m-%d}}/${{now:%H-%M-%S-%f}}-${{mf.pid:}}")
+        found.append(f"hydra.run.dir=outputs/{OUTPUTS[kind]}/${{now:%Y-%m-%d}}/${{now:%H-%M-%S-%f}}-${{mf.pid:}}")
     if not any(a.startswith("hydra.sweep.dir=") for a in argv):
-        found.append(f"hydra.sweep.dir=outputs/{kind}/multirun/${{now:%Y-%m-%d}}/${{now:%H-%M-%S-%f}}-${{mf.pid:}}")
+        found.append(f"hydra.sweep.dir=outputs/{OUTPUTS[kind]}/multirun/${{now:%Y-%m-%d}}/"
+                     "${now:%H-%M-%S-%f}-${mf.pid:}")
     return found
 
 
-def before_hydra(argv: list[str]) -> list[str]:
+def before_hydra(argv: list[str], kind: Kind = Kind.RUN) -> list[str]:
     """What every modelforge command line does before Hydra starts; returns the overrides Hydra should read.
 
     Catches misspelled config keys and values of the wrong type (Hydra's own errors exit 1 with no
@@ -150,6 +174,7 @@ def before_hydra(argv: list[str]) -> list[str]:
     backport that keeps `--help` and composition from copying the whole ConfigStore on every lookup.
     """
     from modelforge.cli import hydra_guard
+    from modelforge.cli.folders import check_folders
     from modelforge.cli.hydra_compat import share_config_store
     from modelforge.sweep.jobdirs import fit_job_folders
     from modelforge.sweep.store import check_overrides, normalize_overrides, register
@@ -163,7 +188,8 @@ def before_hydra(argv: list[str]) -> list[str]:
 
     Plugins.instance()  # Hydra's plugin scan runs the plugins' own registrations: before modelforge's, not after
     share_config_store()
-    hydra_guard.install(exit_with)  # what Hydra itself would run from the config, held to the allowlist
+    # What Hydra itself would run from the config, held to the allowlist; the folders it would write into.
+    hydra_guard.install(exit_with, also=lambda config: check_folders(config, kind))
     fit_job_folders()
     register()
     return normalize_overrides(argv)
@@ -182,13 +208,14 @@ def check_job_environment() -> None:
     refuse_widening(list(job.env_copy or []), "hydra.job.env_copy")
 
 
-def run_hydra(argv: list[str], body: Callable[..., Any], check: bool = True, kind: str | None = None,
+def run_hydra(argv: list[str], body: Callable[..., Any], check: bool = True, kind: Kind = Kind.RUN,
               trains: bool = False) -> None:
     """Runs modelforge's Hydra app on `argv`: `body` gets the run config and Hydra's run folder.
 
     With `check`, the config is checked as a whole (`RunConfig.from_mapping`) before `body` starts, so bad
     input exits 2 before anything heavy is imported; without, `body` gets the composed config and checks it
-    itself. `kind` puts the folders under outputs/<kind>/. `body`'s return value goes back to sweepers.
+    itself. `kind`: what the command's folders hold (plans and diagnoses go under outputs/<name>/). `body`'s
+    return value goes back to sweepers.
     """
     import hydra
     from omegaconf import DictConfig
@@ -199,6 +226,8 @@ def run_hydra(argv: list[str], body: Callable[..., Any], check: bool = True, kin
         # `handed`: what a launcher gives this job beyond its config (the fused launcher: `arm=`).
         def job() -> Any:
             check_job_environment()
+            if in_multirun():  # a worker of the sweep's imports only the user modules the sweep started with
+                keep_recorded_modules(sweep_dir())
             return body(run_config(cfg) if check else cfg, hydra_run_dir(), **handed)
 
         return report_errors(job)
@@ -207,5 +236,5 @@ def run_hydra(argv: list[str], body: Callable[..., Any], check: bool = True, kin
     task.modelforge_trains = trains  # type: ignore[attr-defined]
     main = hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base="1.3")(task)
 
-    sys.argv = [sys.argv[0], *before_hydra([*argv, *folder_kind(argv, kind)])]
+    sys.argv = [sys.argv[0], *before_hydra([*argv, *folder_kind(argv, kind)], kind)]
     main()

@@ -7,16 +7,17 @@ from typing import Any
 
 from modelforge.analysis.diagnose import diagnose_session
 from modelforge.api import run_config
-from modelforge.cli.app import run_hydra, write_hydra_files
+from modelforge.cli.app import claim_job_folder, run_hydra, write_hydra_files
 from modelforge.run.folder import RunFolder
-from modelforge.run.lifecycle import claim, record_measured, save_plan
+from modelforge.run.lifecycle import record_measured, save_plan
+from modelforge.run.owned import Kind
 from modelforge.run.setup import prepare
 
 
 def diagnose_in(cfg: Any, run_dir: Path) -> None:
     """Plans, builds and probes the model; writes init_plan.json, init_report.json and init_report.png."""
     folder = RunFolder(run_dir)
-    claim(folder)
+    claim_job_folder(folder, Kind.DIAGNOSE)
     write_hydra_files(cfg, folder)
     run = run_config(cfg)
     session = prepare(run, save_plan(run, folder))
@@ -27,4 +28,4 @@ def diagnose_in(cfg: Any, run_dir: Path) -> None:
 
 
 def main(argv: list[str]) -> None:
-    run_hydra(argv, diagnose_in, check=False, kind="diagnoses")
+    run_hydra(argv, diagnose_in, check=False, kind=Kind.DIAGNOSE)

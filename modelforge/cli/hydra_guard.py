@@ -164,14 +164,20 @@ def _logging_node(log_config: Any, where: str) -> None:
     check_handlers(plain, where, [])
 
 
-def install(refuse: Callable[[ConfigError], NoReturn]) -> None:
+# Checks of the composed config that the command adds (its output folders), run after `check_config`.
+_also: list[Callable[[Any], None]] = []
+
+
+def install(refuse: Callable[[ConfigError], NoReturn], also: Callable[[Any], None] | None = None) -> None:
     """Puts the checks where Hydra first holds what it would run, for this process's Hydra (modelforge's command
     lines): `check_config` where it constructs the callbacks (every run and sweep, right after composing, before
-    it instantiates anything), and the logging check where it configures its own logging while composing.
-    `refuse` ends the command on a refusal (the front door's exit 2)."""
+    it instantiates anything or writes a file), then `also` (the command's own check of the composed config),
+    and the logging check where it configures its own logging while composing. `refuse` ends the command on a
+    refusal (the front door's exit 2)."""
     import hydra._internal.callbacks as callbacks
     import hydra._internal.hydra as internal
 
+    _also[:] = [also] if also is not None else []
     if getattr(callbacks.Callbacks.__init__, "modelforge_guarded", False):
         return
     original, configure_log = callbacks.Callbacks.__init__, internal.configure_log
@@ -179,6 +185,8 @@ def install(refuse: Callable[[ConfigError], NoReturn]) -> None:
     def guarded(self: Any, config: Any = None, *args: Any, **kwargs: Any) -> None:
         try:
             check_config(config)
+            for check in _also:
+                check(config)
         except ConfigError as err:
             refuse(err)
         original(self, config, *args, **kwargs)

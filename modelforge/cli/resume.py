@@ -17,8 +17,9 @@ from pathlib import Path
 from modelforge.analysis.summary import PLANNED
 from modelforge.cli.app import exit_with, run_hydra
 from modelforge.core.metrics import objective_text
+from modelforge.core.targets import RESUME_ENV
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
-from modelforge.run.lifecycle import RESUME_ENV
+from modelforge.run.owned import keep_recorded_modules
 from modelforge.sweep.store import quoted
 
 
@@ -54,6 +55,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m modelforge resume", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="a run folder, or a sweep folder")
     path = parser.parse_args(argv).folder
+    keep_recorded_modules(path)  # a module file written since the run or sweep started is not the user's code
     if (path / "metrics.json").is_file() and (path / "config.yaml").is_file():
         return resume_run(path)
     if (path / PLANNED).is_file():

@@ -10,12 +10,13 @@ from typing import Any
 
 from modelforge.analysis.summary import PLANNED
 from modelforge.api import train
-from modelforge.cli.app import in_multirun, run_hydra, sweep_dir, write_hydra_files
+from modelforge.cli.app import claim_job_folder, in_multirun, run_hydra, sweep_dir, write_hydra_files
 from modelforge.core.metrics import objective_text
 from modelforge.core.names import counted
 from modelforge.run.console import Job
 from modelforge.run.folder import FolderState, RunFolder
-from modelforge.run.lifecycle import claim, sweep_resumed
+from modelforge.run.lifecycle import sweep_resumed
+from modelforge.run.owned import Kind
 
 # Statuses of jobs that are over, for the count of jobs done.
 _OVER = {"completed", "failed", "dead", "interrupted"}
@@ -86,7 +87,7 @@ def train_in(cfg: Any, run_dir: Path, arm: Any = None) -> float:
         print(f"{job.label + ' ' if job else ''}{folder.job_name()}: "
               f"{objective_text(objective, record.get('epochs_run'))} (completed before; untouched)", flush=True)
         return float(objective["value"])
-    if claim(folder, resume) == FolderState.EMPTY:
+    if claim_job_folder(folder, Kind.RUN, resume) == FolderState.EMPTY:
         write_hydra_files(cfg, folder)
     started = time.perf_counter()
     if job and not job.compact:

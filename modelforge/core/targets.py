@@ -26,6 +26,7 @@ import os
 import site
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 from modelforge.errors import ConfigError
@@ -54,14 +55,70 @@ def widens(variable: str) -> bool:
     return variable in WIDENING or variable.startswith(WIDENING_PREFIXES)
 
 
+# modelforge's own hand-offs from a command to the processes it starts (its workers, a continued sweep's jobs,
+# MLflow's parent run, TensorFlow's logs asked for). None carries trust: a config may set none of them (they are
+# `MODELFORGE_*`), and none is read as trust.
+RESUME_ENV = "MODELFORGE_RESUME"
+HANDOFFS = (RESUME_ENV, "MODELFORGE_MLFLOW_PARENT", "MODELFORGE_TF_LOGS")
+# The user's own modules as the command (or the run or sweep it continues) found them at its start.
+_USERS = "user modules"
+
+
+# When the command (or the run or sweep it continues) started: a module file made or changed since, and not
+# listed then, is not the user's.
+_since: dict[str, float] = {}
+
+
 def freeze_trust() -> None:
     """Reads the trusted packages from the environment now, at the command's start, for the rest of the process
-    (and its forked workers)."""
+    (and its forked workers), and lists the user's own modules as they are now: a module file that appears
+    later (written by a job) is not the user's."""
     _frozen[TRUST_ENV] = _from_environment()
+    _frozen[_USERS] = own_modules()
+    _since[_USERS] = time.time()
+
+
+def narrow_user_modules(recorded: list[str], started: float) -> None:
+    """Keeps, of the user's own modules, only those a run or sweep recorded when it first `started`: its jobs in
+    other processes and every later `resume` import no module that appeared since."""
+    _frozen[_USERS] = _frozen.get(_USERS, own_modules()) & frozenset(recorded)
+    _since[_USERS] = min(_since.get(_USERS, started), started)
+
+
+def started_at() -> float:
+    """When the command started (`freeze_trust`), or now in a process no command started."""
+    return _since.get(_USERS, time.time())
+
+
+def _made_since(origin: str | None) -> bool:
+    """Whether the module file `origin` was made or changed since the command (or its run or sweep) started
+    (its status-change time, which no process can set back)."""
+    if origin is None or _USERS not in _since:
+        return False
+    try:
+        return os.stat(origin).st_ctime > _since[_USERS]
+    except OSError:
+        return True
 
 
 def _from_environment() -> frozenset[str]:
     return frozenset(n.strip() for n in os.environ.get(TRUST_ENV, "").split(",") if n.strip())
+
+
+def own_modules() -> frozenset[str]:
+    """The top-level modules and packages the user's own folders on `sys.path` hold now (the current folder, a
+    script's, PYTHONPATH's): listed, not imported."""
+    import pkgutil
+
+    roots = _installed_roots()
+    places = [p or "." for p in sys.path if not p or (Path(p).is_dir() and not _is_installed(Path(p), roots))]
+    return frozenset(found.name for found in pkgutil.iter_modules(places))
+
+
+def user_modules() -> frozenset[str] | None:
+    """The user's own modules as the command found them at its start (`freeze_trust`), narrowed to its run's or
+    sweep's record; None in a process no command started (the Python API), where what is on `sys.path` counts."""
+    return _frozen.get(_USERS)
 # Keras' initializer modules: what an initializer `_target_` may name in Keras.
 KERAS_INITIALIZER_MODULES = ("keras.initializers", "keras.src.initializers")
 # The modelforge objects a config may name, by the dotted path the docs give, each mapped to where the object
@@ -110,6 +167,7 @@ def is_users_own(top: str) -> bool:
     """
     if top in sys.stdlib_module_names or top in sys.builtin_module_names:
         return False
+
     try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
@@ -120,7 +178,22 @@ def is_users_own(top: str) -> bool:
     if not places or spec.origin in ("built-in", "frozen"):
         return False
     roots = _installed_roots()
-    return all(not _is_installed(Path(p), roots) for p in places)
+    if any(_is_installed(Path(p), roots) for p in places):
+        return False
+    listed = user_modules()  # found by an import hook (an editable install), not listed: its file must be older
+    return listed is None or top in listed or not _made_since(spec.origin)
+
+
+def _appeared(top: str) -> bool:
+    """Whether `top` would be the user's own code but for having appeared (or changed) since the start."""
+    listed = user_modules()
+    if listed is None or top in listed:
+        return False
+    saved = _frozen.pop(_USERS)
+    try:
+        return is_users_own(top)
+    finally:
+        _frozen[_USERS] = saved
 
 
 def allowed_module(module_name: str, initializer: bool = False) -> bool:
@@ -159,6 +232,11 @@ def _refusal(where: str, target: str, module: str, kind: str) -> ConfigError:
         missing = importlib.util.find_spec(top) is None
     except (ImportError, ValueError):
         missing = True
+    if not missing and _appeared(top):
+        return ConfigError(
+            f"{where}: _target_={target!r} is refused: {top!r} was written after this run or sweep started, so it "
+            "is not your own code as the run found it (a job may have written it); if you wrote it and trust it, "
+            f"say so outside the config: {TRUST_ENV}={top} python -m modelforge ...")
     if missing:
         return ConfigError(
             f"{where}: _target_={target!r} is refused: there is no module {top!r} on this Python's path (is it "

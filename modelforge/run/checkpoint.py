@@ -213,6 +213,20 @@ def exists(folder: RunFolder) -> bool:
     return path.exists() or previous(path).exists()
 
 
+def check_files(folder: RunFolder) -> None:
+    """Refuses a run folder whose checkpoint names hold something other than a file (a folder, a link, a device):
+    the run could neither read nor replace it.
+
+    Raises:
+        ConfigError: naming the entry.
+    """
+    for path in (folder.path / CHECKPOINT, previous(folder.path / CHECKPOINT)):
+        if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
+            what = "a link" if path.is_symlink() else "a folder" if path.is_dir() else "not a regular file"
+            raise ConfigError(f"{path} is {what}, not a checkpoint file, and modelforge writes the run's checkpoint "
+                              "under that name: move it out of the run folder, then run again")
+
+
 def remove(folder: RunFolder) -> None:
     """Removes both generations (model.keras is the result now)."""
     path = folder.path / CHECKPOINT

@@ -178,7 +178,11 @@ class RunFolder:
             if err.errno == errno.ELOOP:
                 raise ConfigError(f"{self.path / LOCK} is a symbolic link; modelforge never writes through one. "
                                   "Remove the link (it is not a run's lock), or choose another run folder") from None
-            raise
+            status = self.record().get("status")
+            held = f"; it holds a {status} run" if status else ""
+            raise FolderTaken(f"{self.path} cannot be written ({err.strerror}){held}, and a run, even one that only "
+                              "checks its folder, takes the folder's lock file first: give a folder you can write "
+                              "to, or copy this one somewhere writable") from None
 
     @property
     def locked(self) -> bool:

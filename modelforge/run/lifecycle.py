@@ -12,6 +12,7 @@ is continued only by `resume=True`, from its checkpoint, to the same end as if i
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import signal
@@ -27,11 +28,13 @@ from modelforge.core.memory import estimate
 from modelforge.core.metrics import lower_is_better
 from modelforge.core.names import Status, counted
 from modelforge.core.signals import handled
+from modelforge.core.targets import RESUME_ENV
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run import checkpoint
 from modelforge.run.checkpoint import Progress
 from modelforge.run.console import Job, log, run_log, say
 from modelforge.run.folder import FolderState, FolderTaken, RunFolder, identity, now, versions
+from modelforge.run.owned import Kind, check_ours, mark
 from modelforge.run.setup import Session, plan_for, prepare
 
 if TYPE_CHECKING:
@@ -145,15 +148,26 @@ def outcome(run: RunConfig, progress: Progress) -> dict[str, Any]:
 RESUMABLE = (FolderState.DEAD, FolderState.INTERRUPTED)
 
 
-def claim(folder: RunFolder, resume: bool = False) -> FolderState:
-    """Locks the folder for this run and returns what it held; refuses what this run may not touch.
+def claim(folder: RunFolder, resume: bool = False, kind: Kind = Kind.RUN, key: str = "hydra.run.dir",
+          allow: tuple[str, ...] = ()) -> FolderState:
+    """Locks the folder for a command of `kind` and returns what it held; refuses what it may not touch. A
+    folder it finds empty is recorded as modelforge's, of that kind. `key` chooses another folder, for messages;
+    `allow`: what the job's folder may hold before the job starts (Hydra's job log).
 
     Raises:
-        FolderTaken: a live run holds the folder, or it holds a completed run, or (without `resume`) an
-            unfinished or failed one. Nothing in the folder has been changed.
+        FolderTaken: the folder is not modelforge's or of another kind (`NotOurs`), a live run holds it, or it
+            holds a completed run, or (without `resume`) an unfinished or failed one. Nothing in the folder has
+            been changed.
     """
+    check_ours(folder.path, kind, key, allow)
+    if kind == Kind.RUN:
+        checkpoint.check_files(folder)
     folder.lock()
     state = folder.claimed
+    if state == FolderState.EMPTY:
+        mark(folder.path, kind)
+    if kind != Kind.RUN:
+        return state
     refusal = None
     record = folder.record()
     if state == FolderState.COMPLETED:
@@ -196,13 +210,9 @@ def stop_on_signals(stop: Any, forward: bool = False) -> Iterator[None]:
         signal.raise_signal(stop.signum)
 
 
-# Set by `python -m modelforge resume SWEEP_DIR` for the jobs it re-launches: completed jobs report their
-# recorded objective, unfinished ones continue from their checkpoints.
-RESUME_ENV = "MODELFORGE_RESUME"
-
-
 def sweep_resumed() -> bool:
-    """Whether this job belongs to a sweep that `resume` re-launched."""
+    """Whether this job belongs to a sweep that `resume` (or the same command again) re-launched: completed jobs
+    report their recorded objective, unfinished ones continue from their checkpoints."""
     return os.environ.get(RESUME_ENV) == "1"
 
 
@@ -302,13 +312,17 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
     except KeyboardInterrupt:
         finish(Status.INTERRUPTED, "interrupted by the user (Ctrl-C)")
         raise
+    except OSError as err:
+        if err.errno not in DISK_FULL:
+            raise _failed(finish, trained, resuming, err) from None
+        message = (f"the disk filled while the run wrote {Path(err.filename or '?').name} in {folder.path} "
+                   f"({err.strerror}); the previous checkpoint is kept: free some space, then continue with: "
+                   f"python -m modelforge resume {folder.path}")
+        with contextlib.suppress(OSError):  # metrics.json may not fit either: the run then reads as dead
+            finish(Status.INTERRUPTED, message)
+        raise ConfigError(message) from None
     except (ConfigError, RunFailed, Exception) as err:
-        reason = str(err) if isinstance(err, (ConfigError, RunFailed)) else f"{type(err).__name__}: {err}"
-        if resuming and "fitting" not in trained:  # the resume could not start: the run stays resumable
-            finish(Status.INTERRUPTED, f"a resume could not start ({reason}); fix that and resume again")
-        else:
-            finish(Status.FAILED, reason)
-        raise
+        raise _failed(finish, trained, resuming, err) from None
     with deferred(trained, arm):
         finish(Status.COMPLETED, None)
     if "signal" in trained:  # it came while the result was written: the run is whole, then the signal is obeyed
@@ -319,6 +333,21 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
     names = dict.fromkeys(k for row in rows for k in row if k != "epoch")
     history = {k: [row[k] for row in rows if k in row] for k in names}
     return TrainResult(record, trained["model"], history, folder.path)
+
+
+# The errors of a write that found the disk (or the user's quota) full.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _failed(finish: Callable[[Status, str | None], Any], trained: Mapping[str, Any], resuming: bool,
+            err: Exception) -> Exception:
+    """Records why the run stopped; returns the error to raise. A resume that could not start stays resumable."""
+    reason = str(err) if isinstance(err, (ConfigError, RunFailed)) else f"{type(err).__name__}: {err}"
+    if resuming and "fitting" not in trained:
+        finish(Status.INTERRUPTED, f"a resume could not start ({reason}); fix that and resume again")
+    else:
+        finish(Status.FAILED, reason)
+    return err
 
 
 def save_plan(run: RunConfig, folder: RunFolder, job: Job | None = None, write: bool = True) -> Plan:

@@ -13,12 +13,13 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from modelforge.analysis.summary import NOT_STARTED, PLANNED, collect, summarize
+from modelforge.analysis.summary import PLANNED, collect, summarize
 from modelforge.core.metrics import objective_for, objective_text
 from modelforge.core.names import Status
 from modelforge.errors import ConfigError
 from modelforge.run.folder import RunFolder, writable
 from modelforge.run.tracking import quiet_libraries
+from modelforge.sweep.jobdirs import REFUSED, refused_jobs
 
 log = logging.getLogger("modelforge")
 
@@ -53,17 +54,6 @@ def check_direction(config: Any) -> None:
               f"{wanted[:-1]}e: the sweeper would call the worst trial best. Leave hydra.sweeper.direction out "
               "(it follows from trainer.objective), or choose another trainer.objective", file=sys.stderr)
         sys.exit(2)
-
-
-def unrecorded_jobs(config: Any, root: Path) -> list[list[str]]:
-    """This launch's jobs that no run folder under `root` records (refused: their folder held another run)."""
-    try:
-        jobs = planned_jobs(config)
-    except Exception:  # noqa: BLE001 (a sweep Hydra could launch but this cannot list: nothing to compare)
-        return []
-    recorded = [sorted(f"{k}={v}" for k, v in job.overrides.items()) for job in collect(root)
-                if job.status != NOT_STARTED]
-    return [job for job in jobs or [] if sorted(o.lstrip("+~") for o in job) not in recorded]
 
 
 def write_summaries(root: Path, interrupted: bool = False, refused: Sequence[Sequence[str]] = ()) -> None:
@@ -165,8 +155,10 @@ class SweepSummary(Callback):
                 log.debug("cannot list the sweep's jobs: %s", err)
                 jobs = None
             record = {"task_overrides": list(config.hydra.overrides.task),
-                      "hydra_overrides": list(config.hydra.overrides.hydra), "jobs": jobs}
+                      "hydra_overrides": list(config.hydra.overrides.hydra), "jobs": jobs,
+                      "launcher": str(config.hydra.launcher.get("_target_", ""))}
         record["launched_at"] = time.time()  # for the jobs' estimate of the time left
+        record[REFUSED] = []  # this launch's refusals (`record_refused`)
         root.write_json(PLANNED, record)
         if any(name in str(config.hydra.launcher.get("_target_", "")) for name in _REMOTE_LAUNCHERS):
             watcher = _WATCHERS[root.path] = JobWatcher(root.path, len(record.get("jobs") or []) or None)
@@ -186,4 +178,4 @@ class SweepSummary(Callback):
             from modelforge.run.tracking import end_sweep_run
 
             end_sweep_run(failed=any(job.status != Status.COMPLETED for job in collect(root)))
-        write_summaries(root, refused=unrecorded_jobs(config, root))
+        write_summaries(root, refused=refused_jobs(root))

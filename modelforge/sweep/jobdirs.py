@@ -73,6 +73,33 @@ def record_shortened(sweep_dir: Path, full: str, short: str) -> None:
           f"(recorded in {folder.path / PLANNED})", flush=True)
 
 
+# This launch's jobs that did not run because their folder held another run, recorded in the sweep's jobs.json.
+REFUSED = "refused"
+
+
+def record_refused(sweep_dir: Path, overrides: list[str]) -> None:
+    """Adds a job refused its folder to the sweep's jobs.json, for the summaries (from any worker)."""
+    folder = RunFolder(sweep_dir)
+    with _locked(folder.path):
+        try:
+            record = json.loads((folder.path / PLANNED).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if isinstance(record, dict):
+            record.setdefault(REFUSED, []).append(list(overrides))
+            folder.write_json(PLANNED, record)
+
+
+def refused_jobs(sweep_dir: Path) -> list[list[str]]:
+    """The jobs of the sweep's latest launch that were refused their folder (`record_refused`)."""
+    try:
+        record = json.loads((sweep_dir / PLANNED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    found = record.get(REFUSED) if isinstance(record, dict) else None
+    return [[str(o) for o in job] for job in found or [] if isinstance(job, list)]
+
+
 class FittingConfigLoader(ConfigLoaderImpl):  # type: ignore[misc]
     """Hydra's config loader, each job's folder name made to fit as it composes the job (see the module's
     docstring). Launchers pickle the loader to their workers (joblib, submitit, Ray, modelforge's parallel

@@ -263,23 +263,6 @@ def test_written_files_follow_the_umask(tmp_path):
     assert modes and set(modes.values()) == {0o644}, modes
 
 
-def test_a_sweep_rerun_with_other_overrides_into_the_same_folder(tmp_path):
-    first = run_module(tmp_path, "-m", "initializer=he_normal,lecun_normal", "model.units=4", "trainer.epochs=1",
-                       "trainer.verbose=0", "hydra.sweep.dir=sweep")
-    assert first.returncode == 0, first.stderr
-    sweep = tmp_path / "sweep"
-    jobs = {p: (p.read_bytes(), p.stat().st_mtime_ns) for d in ("0", "1") for p in (sweep / d).rglob("*")
-            if p.is_file()}
-    again = run_module(tmp_path, "-m", "initializer=glorot_uniform,orthogonal", "model.units=4",
-                       "trainer.epochs=1", "trainer.verbose=0", "hydra.sweep.dir=sweep")
-    assert again.returncode == 1
-    assert "2 jobs of this sweep did not run" in said(again) and "hold other runs" in said(again)
-    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for d in ("0", "1") for p in (sweep / d).rglob("*")
-            if p.is_file()} == jobs
-    summary = (sweep / "summary.md").read_text()
-    assert "he_normal" in summary and "lecun_normal" in summary and "glorot_uniform" not in summary
-
-
 @TIMING
 def test_a_requeued_job_continues_from_its_checkpoint(tmp_path, uninterrupted):
     # What hydra/launcher=slurm does on preemption: SIGTERM, then the same job launched again in the same folder
@@ -348,3 +331,38 @@ def test_sigterm_while_the_model_is_saved_is_obeyed_once_the_run_is_whole(tmp_pa
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["status"] == "completed" and (tmp_path / "run" / "model.keras").is_file()
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+DISK_FILLS = """
+import errno, sys
+import numpy as np
+from modelforge.cli.main import main
+
+savez, calls = np.savez, []
+
+def savez_on_a_full_disk(f, *args, **kwargs):  # the third checkpoint finds the disk full halfway through
+    calls.append(1)
+    if len(calls) == 3:
+        f.write(b"PK" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device", f.name)
+    return savez(f, *args, **kwargs)
+
+np.savez = savez_on_a_full_disk
+sys.argv = ["modelforge", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_full_disk_while_a_checkpoint_is_written_stops_cleanly_and_resumes_exactly(tmp_path, uninterrupted):
+    result = subprocess.run([sys.executable, "-c", DISK_FILLS, *KILLABLE, "trainer.epochs=4", "hydra.run.dir=run"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    message = said(result)
+    assert "the disk filled while the run wrote" in message and "Traceback" not in result.stderr
+    assert "the previous checkpoint is kept" in message and "modelforge resume" in message
+    folder = tmp_path / "run"
+    assert json.loads((folder / "metrics.json").read_text())["status"] == "interrupted"
+    assert not list(folder.glob(".*.tmp*"))  # the half-written file is gone; two whole generations stay
+    resumed = run_module(tmp_path, "resume", "run")
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_result(uninterrupted, folder)

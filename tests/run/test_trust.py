@@ -377,3 +377,19 @@ def test_a_data_file_larger_than_half_the_free_memory_is_refused_naming_its_size
     with pytest.raises(ConfigError, match=r"more than half the memory free now") as err:
         modelforge.plan(compose(["data=csv", f"data.path={table}", "data.target=label", *SMALL]))
     assert str(table) in str(err.value)
+
+
+def test_modelforges_own_hand_offs_are_named_in_one_list_and_none_is_trust():
+    """Every `MODELFORGE_*` variable the package reads is the trust the user gives, the image cache the user
+    chooses, or one of modelforge's hand-offs between its processes (`HANDOFFS`); a config can set none of them."""
+    import re
+
+    from modelforge.core.quiet import ENV as TF_LOGS
+    from modelforge.core.targets import HANDOFFS, RESUME_ENV, widens
+    from modelforge.run.tracking import PARENT_ENV
+
+    package = Path(modelforge.__file__).parent
+    named = {m for path in package.rglob("*.py") for m in re.findall(r"MODELFORGE_[A-Z_]+", path.read_text())}
+    assert named - {TRUST_ENV, "MODELFORGE_CACHE"} == set(HANDOFFS)
+    assert {RESUME_ENV, PARENT_ENV, TF_LOGS} == set(HANDOFFS) and TRUST_ENV not in HANDOFFS
+    assert all(widens(name) for name in (*HANDOFFS, TRUST_ENV))
