@@ -9,6 +9,9 @@ writes its jobs' folders there; the driver writes the summaries.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -41,8 +44,9 @@ def _stop_on_signals() -> Iterator[None]:
         yield
 
 
-def run_tasks(tasks: Sequence[Callable[[], T]], executor: str, options: Mapping[str, Any]) -> list[T]:
-    """Runs every task where `executor` says and returns their results in the tasks' order.
+def run_tasks(tasks: Sequence[Callable[[], T]], executor: str, options: Mapping[str, Any]) -> list[T | None]:
+    """Runs every task where `executor` says and returns their results in the tasks' order (None for a submitit
+    task whose process ended without one).
 
     Args:
         executor: `local` (one after another, in this process), `ray` (`ray.init(address=options["address"])`:
@@ -84,7 +88,35 @@ def _ray(tasks: Sequence[Callable[[], T]], options: Mapping[str, Any]) -> list[T
         raise
 
 
-def _submitit(tasks: Sequence[Callable[[], T]], options: Mapping[str, Any]) -> list[T]:
+def _result(job: Any) -> Any:
+    """A submitit job's result; None, said in one line, when its process ended without one (killed, out of
+    memory, or its task raised): its sweep jobs are left unfinished for `resume`, and the others go on."""
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    try:
+        return job.result()
+    except (UncompletedJobError, FailedJobError) as err:
+        first = (str(err).strip().splitlines() or ["no detail"])[0]
+        print(f"modelforge: a chunk's process (submitit job {job.job_id}) ended without its result "
+              f"({type(err).__name__}: {first}); its jobs are left unfinished, for resume", file=sys.stderr,
+              flush=True)
+        return None
+
+
+def _cancel(job: Any) -> None:
+    """Stops a submitit job: a local one by SIGTERM to its controller, which hands it to the chunk (submitit's own
+    cancel is a SIGINT, on which the controller prints its KeyboardInterrupt traceback on this terminal); a
+    cluster's by submitit's cancel. Either way the chunk ends its epoch and writes its checkpoint."""
+    from submitit.local.local import LocalJob
+
+    if isinstance(job, LocalJob):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(job.job_id), signal.SIGTERM)
+    else:
+        job.cancel(check=False)
+
+
+def _submitit(tasks: Sequence[Callable[[], T]], options: Mapping[str, Any]) -> list[T | None]:
     import submitit
 
     executor = submitit.AutoExecutor(folder=str(options["folder"]), cluster=options.get("cluster"))
@@ -98,11 +130,11 @@ def _submitit(tasks: Sequence[Callable[[], T]], options: Mapping[str, Any]) -> l
         with _stop_on_signals():
             for task in tasks:
                 jobs.append(executor.submit(task))
-            return [job.result() for job in jobs]
+            return [_result(job) for job in jobs]
     except TasksStopped:
         for job in jobs:
             if not job.done():
-                job.cancel(check=False)
+                _cancel(job)
         # A cancelled chunk ends its epoch and writes its checkpoint before it exits: wait for that, so that a
         # resume never finds a worker still writing.
         deadline = time.monotonic() + STOP_WAIT_S

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
 import hashlib
 import io
 import json
+import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,41 @@ def chunk_checkpoint(sweep_dir: Path, members: Sequence[Job]) -> Path:
     return sweep_dir / FUSED_DIR / f"{name}.npz"
 
 
+def chunk_digest(members: Sequence[Job]) -> str:
+    """What a chunk's checkpoint belongs to: every arm's result-affecting config, in order (another sweep's
+    chunk of the same name, or an edited one, is not restored)."""
+    from modelforge.core.digest import record
+
+    return hashlib.sha256(json.dumps([record(m.run.resolved)["digest"] for m in members]).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def training_alone(checkpoint: Path, label: str) -> Iterator[None]:
+    """Holds the chunk's lock (`<checkpoint>.lock`, flock) while it trains: a chunk left running by a driver that
+    was killed, and a `resume` of its sweep, never train one group at once.
+
+    Raises:
+        ConfigError: another process trains the chunk now, naming its pid.
+    """
+    from modelforge.errors import ConfigError
+
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(checkpoint.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise ConfigError(f"{label} is being trained by another process now (pid {holder}: a chunk of this "
+                              "sweep still running after its driver was killed); wait for it to end, or stop it, "
+                              f"then resume the sweep ({checkpoint.parent.parent})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
 def _progress(label: str, epochs: int) -> Callable[[int], None]:
     """One line per group on a terminal, rewritten after each epoch (nothing extra in a log file)."""
 
@@ -132,7 +169,9 @@ def _train_chunk(chunk: list[Job], label: str, sweep_dir: Path, stop: Callable[[
     print(f"{label}: {counted(len(chunk), 'arm')} as one model ({counted(epochs, 'epoch')})", flush=True)
     tick = time.perf_counter()
     checkpoint = chunk_checkpoint(sweep_dir, chunk)
-    arms = train_group(sessions, on_epoch=_progress(label, epochs), checkpoint=checkpoint, stop=stop)
+    with training_alone(checkpoint, label):
+        arms = train_group(sessions, on_epoch=_progress(label, epochs), checkpoint=checkpoint, stop=stop,
+                           belongs={"config": chunk_digest(chunk), "token": None})
     for job, arm, session in zip(chunk, arms, sessions, strict=True):
         arm.fused["group"] = label
         arm.session = session

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,8 @@ def _arm_callbacks(run: Any, view: _ArmView) -> tuple[Any, Any]:
 
 
 def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | None = None,
-                checkpoint: Path | None = None, stop: Callable[[], int | None] | None = None) -> list[Arm]:
+                checkpoint: Path | None = None, stop: Callable[[], int | None] | None = None,
+                belongs: Mapping[str, Any] | None = None) -> list[Arm]:
     """Trains the sessions' arms as one model; returns each arm's final weights and history.
 
     The sessions share everything but what fuses (the launcher groups them so): the layers, the data set and
@@ -127,8 +128,11 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
             is there.
         stop: polled after every epoch (and its checkpoint): a signal number ends the training with
             `GroupStopped`.
+        belongs: the group the checkpoint is written for (its arms' config digests): a checkpoint of another
+            group is not restored.
     """
     group = GroupTrainer(sessions)
+    group.belongs = belongs
     first_epoch = restore(group, checkpoint) if checkpoint is not None else 0
     return group.fit(first_epoch, on_epoch, checkpoint, stop)
 
@@ -145,6 +149,7 @@ class GroupTrainer:
         self.sessions, self.first = list(sessions), sessions[0]
         self.k, self.trainer, self.task = len(sessions), self.first.run.trainer, self.first.run.task
         self.name = self.first.run.optimizer.name
+        self.belongs: Mapping[str, Any] | None = None  # the group its checkpoint is written for
         self._build_ops()
         self._build_optimizer()
         self._build_data()
@@ -456,7 +461,8 @@ def save(group: GroupTrainer, checkpoint: Path, epochs_done: int) -> None:
         "arm_steps": group.arm_steps.tolist(), "histories": group.histories, "final": list(group.final),
         "best_counts": best_counts,
         "stopping": [stopping_state(s) if s is not None else {} for s in group.stoppers],
-        "plateau": [stopping_state(p, PLATEAU_STATE) if p is not None else {} for p in group.plateaus]})
+        "plateau": [stopping_state(p, PLATEAU_STATE) if p is not None else {} for p in group.plateaus]},
+        belongs=group.belongs)
 
 
 def restore(group: GroupTrainer, checkpoint: Path) -> int:
@@ -467,7 +473,7 @@ def restore(group: GroupTrainer, checkpoint: Path) -> int:
     """
     import numpy as np
 
-    saved = read_arrays(checkpoint)
+    saved = read_arrays(checkpoint, group.belongs)
     if saved is None:
         return 0
     arrays, state = saved

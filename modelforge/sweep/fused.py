@@ -16,6 +16,7 @@ import contextlib
 import copy
 import functools
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -106,12 +107,13 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
 
 
 def drop_checkpoints(checkpoints: Sequence[Path]) -> None:
-    """Every job of these chunks is written now, and the runs' folders hold the results: their checkpoints go.
-    Nothing else in `.fused/` is touched: a chunk running elsewhere may be writing its own there, or be about
-    to make the folder's first file."""
+    """Every job of these chunks is written now, and the runs' folders hold the results: their checkpoints and
+    locks go. Nothing else in `.fused/` is touched: a chunk running elsewhere may be writing its own there, or be
+    about to make the folder's first file."""
     for path in checkpoints:
         path.unlink(missing_ok=True)
         previous(path).unlink(missing_ok=True)
+        path.with_suffix(".lock").unlink(missing_ok=True)  # its trainer let go of it when the chunk trained
 
 
 def clear_fused_dir(sweep_dir: Path) -> None:
@@ -201,9 +203,19 @@ def _launch_elsewhere(hydra_context: Any, config: Any, task_function: Any, jobs:
         sys.exit(128 + err.signum)
     found: dict[int, Any] = {}
     for (_, members), results in zip(units, returned, strict=True):
-        found.update({job.idx: ret for job, ret in zip(members, results, strict=True)})
+        found.update({job.idx: ret for job, ret in zip(members, results or [_unfinished(j) for j in members],
+                                                      strict=True)})
     clear_fused_dir(sweep_dir)  # every task has returned: no chunk writes there any more
     return [found[job.idx] for job in jobs]
+
+
+def _unfinished(job: Job) -> Any:
+    """What the sweeper gets for a job whose chunk's process ended without a result: NaN (its folder, if any,
+    says what it reached; the summaries list it, and `resume` finishes it)."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    return JobReturn(overrides=list(job.overrides), cfg=job.sweep_config, status=JobStatus.COMPLETED,
+                     _return_value=math.nan)
 
 
 def _summaries(sweep_dir: Path) -> None:

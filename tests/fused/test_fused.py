@@ -2,7 +2,9 @@
 numbers those of the basic launcher's separate run."""
 
 import json
+import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -506,6 +508,7 @@ def test_a_submitit_chunk_stopped_by_sigterm_resumes_to_the_same_folders(tmp_pat
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 143, stderr[-2000:]
     assert "python -m modelforge resume" in stderr
+    assert "Traceback" not in stderr  # submitit's controller, stopped by SIGINT, printed its KeyboardInterrupt
     logs = "".join(p.read_text() for p in (tmp_path / "there" / ".submitit").rglob("*_log.out"))
     assert not list((tmp_path / "there").glob("[0-9]*/model.keras")), logs  # stopped while the chunk trained
     assert "not started" in (tmp_path / "there" / "summary.md").read_text()
@@ -542,3 +545,32 @@ def test_a_deep_nets_first_steps_are_the_basic_launchers(overrides):
     for step in (1, 2):
         weights, loss = parted(fused[step], basic[step])
         assert weights < 1e-6 and loss < 1e-6, (step, weights, loss)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("timing")
+def test_a_submitit_chunk_killed_with_minus_9_leaves_the_summaries_and_resumes(tmp_path):
+    """The chunk's process dies without a word (kill -9, the OOM killer): the driver says so in one line, writes
+    the summaries and exits 1 (no UncompletedJobError traceback); `resume` finishes the chunk from its group
+    checkpoint to the in-process sweep's folders."""
+    import signal
+
+    args = [*SWEEP, "trainer.epochs=20", "hydra/launcher=fused", "seed=0,1,2"]
+    _, here = sweep(tmp_path, "here", *args)
+    proc = start(tmp_path, "-m", *args, "hydra.launcher.executor=submitit", "hydra.launcher.cluster=local",
+                 "hydra.sweep.dir=there")
+    wait_for(lambda: list((tmp_path / "there" / ".fused").glob("*.prev.npz")), timeout=300, poll=0.01)
+    (log,) = (tmp_path / "there" / ".submitit").rglob("*_log.out")
+    controller = int(log.name.split("_")[0])  # submitit's local job id: its controller, whose child is the chunk
+    (chunk,) = Path(f"/proc/{controller}/task/{controller}/children").read_text().split()
+    os.kill(int(chunk), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr[-2000:]
+    assert "ended without its result (UncompletedJobError" in " ".join(stderr.split())
+    assert "Traceback" not in stderr
+    assert "not started" in (tmp_path / "there" / "summary.md").read_text()
+    resumed = run_module(tmp_path, "resume", "there")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    there = sorted((tmp_path / "there").glob("[0-9]*"), key=lambda p: int(p.name))
+    for a, b in zip(here, there, strict=True):
+        assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
