@@ -108,7 +108,8 @@ def collect(root: str | Path) -> list[Job]:
     for metrics_path in sorted(root.rglob("metrics.json"), key=lambda p: _natural(p.parent, root)):
         run = metrics_path.parent
         folder = RunFolder(run)
-        metrics = folder.record() or {"status": "unreadable", "error": "metrics.json is not valid JSON"}
+        metrics = _mappings_kept(folder.record()) or {"status": "unreadable",
+                                                      "error": "metrics.json is not valid JSON"}
         if metrics.get("status") == Status.RUNNING and not folder.is_live():
             metrics = {**metrics, "status": DEAD,
                        "error": f"the run died without a word; last seen {metrics.get('heartbeat', '?')}"}
@@ -123,6 +124,20 @@ def collect(root: str | Path) -> list[Job]:
         if sorted(f"{k}={v}" for k, v in overrides.items()) not in started:
             jobs.append(Job(root / NOT_STARTED, overrides, {"status": NOT_STARTED, "error": "the sweep ended first"}))
     return jobs
+
+
+# What metrics.json holds as mappings; an edited or damaged record may hold anything there.
+_MAPPINGS = ("objective", "best", "final", "fused", "config", "timings")
+
+
+def _mappings_kept(record: dict[str, Any]) -> dict[str, Any]:
+    """The record without what should be a mapping and is not (it is then not shown, rather than a traceback).
+
+    Example:
+        >>> _mappings_kept({"status": "completed", "objective": "abc", "final": {"loss": 1.0}})
+        {'status': 'completed', 'final': {'loss': 1.0}}
+    """
+    return {k: v for k, v in record.items() if k not in _MAPPINGS or isinstance(v, dict)}
 
 
 def _planned(root: Path) -> list[list[str]]:

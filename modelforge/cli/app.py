@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from modelforge.core.names import CONFIG_MODULE
+from modelforge.core.names import CONFIG_MODULE, inside
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run.folder import FolderTaken, RunFolder
 from modelforge.run.owned import HYDRA_SUBDIR, Kind, NotOurs, keep_recorded_modules
@@ -37,7 +37,7 @@ def claim_job_folder(folder: RunFolder, kind: Kind, resume: bool = False) -> Any
     from modelforge.run.lifecycle import claim
 
     key = "hydra.sweep.subdir" if in_multirun() else "hydra.run.dir"
-    if in_multirun() and sweep_dir().resolve() not in folder.path.resolve().parents:
+    if in_multirun() and not inside(folder.path.resolve(), sweep_dir().resolve(), strictly=True):
         raise NotOurs(f"hydra.sweep.subdir: the job's folder {folder.path} is not inside the sweep's folder "
                       f"{sweep_dir()}; each job writes a run folder of its own below it (hydra.sweep.subdir="
                       "${hydra.job.num}, the default)")

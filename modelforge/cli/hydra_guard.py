@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+from modelforge.core.names import inside
 from modelforge.core.targets import ENTRY_POINTS, allowed_module
 from modelforge.errors import ConfigError
 
@@ -113,7 +114,7 @@ def _inside(filename: str, folders: list[str]) -> bool:
     if "${" in filename:
         return False
     path = Path(filename).resolve()
-    return any(path == Path(f) or Path(f) in path.parents for f in folders)
+    return any(inside(path, Path(f)) for f in folders)
 
 
 def check_handlers(config: Any, where: str, folders: list[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 
 # The package that holds modelforge's config tree (conf/): Hydra's app, `compose` and the help's group lists.
 CONFIG_MODULE = "modelforge.conf"
@@ -82,3 +83,19 @@ def counted(n: int, noun: str) -> str:
         ('1 epoch', '3 epochs', '0 runs')
     """
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+# modelforge's record of a folder it made (the kind of folder, when, the user's modules then): `run.owned`.
+FOLDER_RECORD = ".modelforge.json"
+
+
+def inside(path: Path, folder: Path, strictly: bool = False) -> bool:
+    """Whether `path` is `folder` or lies below it (`strictly`: below it only), as the paths are written.
+
+    Example:
+        >>> inside(Path("/a/b/c"), Path("/a")), inside(Path("/a"), Path("/a")), inside(Path("/a"), Path("/a"), True)
+        (True, True, False)
+        >>> inside(Path("/ab"), Path("/a"))
+        False
+    """
+    return folder in path.parents or (path == folder and not strictly)

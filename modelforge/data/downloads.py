@@ -12,17 +12,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from modelforge.core.names import FOLDER_RECORD, inside
 from modelforge.errors import ConfigError, RunFailed
 
 # Each downloadable data set's file in the cache: named by the data set, never by the URL, so a config's URL
 # cannot choose the name of a file modelforge writes (a `.py` or `.pth` where Python imports from).
 DATA_FILES = {"mnist": "mnist.npz"}
 # What marks a folder as a run's or a sweep's (files modelforge writes there first).
-_RUN_MARKS = ("metrics.json", "jobs.json", ".hydra")
-
-
-def _within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+_RUN_MARKS = (FOLDER_RECORD, "metrics.json", "jobs.json", ".hydra")
 
 
 def check_cache_dir(cache_dir: str) -> None:
@@ -43,7 +40,7 @@ def check_cache_dir(cache_dir: str) -> None:
     here = Path.cwd().resolve()
     for entry in sys.path:
         place = Path(entry or ".").resolve()
-        if place != here and place != Path("/") and _within(path, place):
+        if place != here and place != Path("/") and inside(path, place):
             raise ConfigError(f"data.cache_dir={cache_dir} is refused: it is inside {place}, where Python imports "
                               "modules from; keep downloads in a folder of their own (null: Keras' cache)")
     for folder in (path, *path.parents):

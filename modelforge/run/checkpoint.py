@@ -85,9 +85,12 @@ class Foreign(ValueError):
 def owner(folder: RunFolder) -> dict[str, Any]:
     """The run a checkpoint written in `folder` belongs to, as its metrics.json records it: its config's digest
     and the folder's own token (None where a folder written by an older modelforge has none)."""
-    record = folder.record()
-    config = record.get("config") or {}
-    return {"config": config.get("digest") if isinstance(config, dict) else None, "token": record.get("temp_token")}
+    if folder.owner is None:  # read once: a run's digest and token do not change while it runs
+        record = folder.record()
+        config = record.get("config") or {}
+        folder.owner = {"config": config.get("digest") if isinstance(config, dict) else None,
+                        "token": record.get("temp_token")}
+    return folder.owner
 
 
 def write_arrays(folder: RunFolder, name: str, arrays: Mapping[str, Any], state: Mapping[str, Any],

@@ -102,6 +102,8 @@ class RunFolder:
         # Marks this run's temporary files (recorded in metrics.json as `temp_token` when the run claims the
         # folder), so cleaning up after a dead run removes only files a run of this folder made.
         self.token: str | None = None
+        # The run its checkpoints belong to (`checkpoint.owner`), once read from metrics.json.
+        self.owner: dict[str, Any] | None = None
 
     def _atomic(self, name: str, write: Callable[[Path], object]) -> Path:
         target = self.path / name

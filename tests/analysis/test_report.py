@@ -260,9 +260,14 @@ def test_damaged_run_folders_are_reported_not_tracebacks(tmp_path):
     fake_run(tmp_path / "runs" / "fifo", ["seed=2"], accuracy=0.7)
     (tmp_path / "runs" / "fifo" / "history.csv").unlink()
     os.mkfifo(tmp_path / "runs" / "fifo" / "history.csv")
+    fake_run(tmp_path / "runs" / "objective", ["seed=3"], accuracy=0.6)
+    record = json.loads((tmp_path / "runs" / "objective" / "metrics.json").read_text())
+    (tmp_path / "runs" / "objective" / "metrics.json").write_text(json.dumps({**record, "objective": "abc",
+                                                                              "best": 3, "final": "x"}))
     result = run_module(tmp_path, "report", "runs", timeout=120)
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     jobs = {job.path.name: job for job in collect(tmp_path / "runs")}
     assert jobs["yaml"].status == "unreadable" and "overrides.yaml" in jobs["yaml"].metrics["error"]
     assert any(math.isnan(v) for row in jobs["cell"].history for v in row.values())
     assert jobs["fifo"].history == [] and jobs["cell"].status == "completed"
+    assert jobs["objective"].objective == (None, None) and jobs["objective"].status == "completed"

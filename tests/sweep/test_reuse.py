@@ -1,6 +1,7 @@
 """Reuse across projects: the wheel, another app composing modelforge's groups, config packs, saved models."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -66,7 +67,9 @@ def test_wheel_carries_everything_and_other_project_runs_outside_the_repo(tmp_pa
     assert alone.returncode == 0, alone.stderr
 
     # A user's pip-installed config pack adds options to modelforge's groups.
-    pack = run(py, "-m", "pip", "install", "-q", "--no-deps", str(REPO / "examples" / "config_pack"), cwd=tmp_path)
+    # Installed from a copy: setuptools builds in the source folder, and the checkout is not written into.
+    shutil.copytree(REPO / "examples" / "config_pack", tmp_path / "config_pack")
+    pack = run(py, "-m", "pip", "install", "-q", "--no-deps", str(tmp_path / "config_pack"), cwd=tmp_path)
     assert pack.returncode == 0, pack.stderr
     helped = run(py, "-m", "modelforge", "--help", cwd=tmp_path / "elsewhere")
     for option in ("he_gain2", "scaled_normal", "softsign"):
