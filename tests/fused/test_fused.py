@@ -488,6 +488,16 @@ def test_a_chunk_elsewhere_leaves_the_shared_fused_folder_to_the_driver(tmp_path
     assert not fused.exists()
 
 
+def resumes_to(sweep_dir, here):
+    """A stopped sweep's summary lists its unstarted jobs; `resume` ends it with the in-process sweep's numbers."""
+    assert "not started" in (sweep_dir / "summary.md").read_text()
+    resumed = run_module(sweep_dir.parent, "resume", sweep_dir.name)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    there = sorted(sweep_dir.glob("[0-9]*"), key=lambda p: int(p.name))
+    for a, b in zip(here, there, strict=True):
+        assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("timing")
 def test_a_submitit_chunk_stopped_by_sigterm_resumes_to_the_same_folders(tmp_path):
@@ -511,12 +521,7 @@ def test_a_submitit_chunk_stopped_by_sigterm_resumes_to_the_same_folders(tmp_pat
     assert "Traceback" not in stderr  # submitit's controller, stopped by SIGINT, printed its KeyboardInterrupt
     logs = "".join(p.read_text() for p in (tmp_path / "there" / ".submitit").rglob("*_log.out"))
     assert not list((tmp_path / "there").glob("[0-9]*/model.keras")), logs  # stopped while the chunk trained
-    assert "not started" in (tmp_path / "there" / "summary.md").read_text()
-    resumed = run_module(tmp_path, "resume", "there")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    there = sorted((tmp_path / "there").glob("[0-9]*"), key=lambda p: int(p.name))
-    for a, b in zip(here, there, strict=True):
-        assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+    resumes_to(tmp_path / "there", here)
 
 
 @pytest.mark.slow
@@ -568,9 +573,4 @@ def test_a_submitit_chunk_killed_with_minus_9_leaves_the_summaries_and_resumes(t
     assert proc.returncode == 1, stderr[-2000:]
     assert "ended without its result (UncompletedJobError" in " ".join(stderr.split())
     assert "Traceback" not in stderr
-    assert "not started" in (tmp_path / "there" / "summary.md").read_text()
-    resumed = run_module(tmp_path, "resume", "there")
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    there = sorted((tmp_path / "there").glob("[0-9]*"), key=lambda p: int(p.name))
-    for a, b in zip(here, there, strict=True):
-        assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+    resumes_to(tmp_path / "there", here)
