@@ -1,6 +1,7 @@
 """Helpers the tests share: small run settings, the run-folder contract, and running the CLI as a user would."""
 
 import functools
+import os
 import subprocess
 import sys
 import time
@@ -231,3 +232,15 @@ def assert_same_result(a, b):
     assert ma["final"] == mb["final"] and ma["best"] == mb["best"] and ma["epochs_run"] == mb["epochs_run"]
     for x, y in zip(weights(a), weights(b), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def on_a_small_disk(folder, size, script, cwd, timeout=600, env=None):
+    """Runs the bash `script` with a tmpfs of `size` (`64k`, `1m`) mounted at `folder`, in a mount namespace of
+    its own (`unshare`: root is not needed where unprivileged user namespaces are on, and nothing outside sees
+    the mount or has to unmount it). `$DISK` in the script is the folder; `$PY` this Python; `env` adds
+    variables."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    body = f'mount -t tmpfs -o size={size} tmpfs "$DISK" && {script}'
+    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "bash", "-e", "-c", body],
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {}), "DISK": str(folder), "PY": sys.executable})

@@ -315,8 +315,9 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
     except OSError as err:
         if err.errno not in DISK_FULL:
             raise _failed(finish, trained, resuming, err) from None
-        message = (f"the disk filled while the run wrote {Path(err.filename or '?').name} in {folder.path} "
-                   f"({err.strerror}); the previous checkpoint is kept: free some space, then continue with: "
+        written = Path(err.filename).name if err.filename else "its files"
+        message = (f"the disk filled while the run wrote {written} in {folder.path} ({err.strerror}); the "
+                   "previous checkpoint is kept: free some space, then continue with: "
                    f"python -m modelforge resume {folder.path}")
         with contextlib.suppress(OSError):  # metrics.json may not fit either: the run then reads as dead
             finish(Status.INTERRUPTED, message)

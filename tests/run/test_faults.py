@@ -15,7 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import KILLABLE, assert_same_result, rows, run_dirs, run_module, said, start, wait_for
+from tests.helpers import (
+    KILLABLE,
+    assert_same_result,
+    on_a_small_disk,
+    rows,
+    run_dirs,
+    run_module,
+    said,
+    start,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 # Tests whose kill or signal must land at a moment share one xdist worker, so the other's load cannot move it.
@@ -333,36 +343,31 @@ def test_sigterm_while_the_model_is_saved_is_obeyed_once_the_run_is_whole(tmp_pa
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
+# A run on a small disk that another program fills after its second epoch; then the space is freed and the run
+# resumed, and its folder copied out of the disk (which only this script's namespace sees).
 DISK_FILLS = """
-import errno, sys
-import numpy as np
-from modelforge.cli.main import main
-
-savez, calls = np.savez, []
-
-def savez_on_a_full_disk(f, *args, **kwargs):  # the third checkpoint finds the disk full halfway through
-    calls.append(1)
-    if len(calls) == 3:
-        f.write(b"PK" * 1000)
-        raise OSError(errno.ENOSPC, "No space left on device", f.name)
-    return savez(f, *args, **kwargs)
-
-np.savez = savez_on_a_full_disk
-sys.argv = ["modelforge", *sys.argv[1:]]
-main()
+cd "$WORK"
+"$PY" -m modelforge "$@" hydra.run.dir="$DISK/run" > stopped.out 2> stopped.err &
+until [ -f "$DISK/run/checkpoint.prev.npz" ]; do sleep 0.02; done
+dd if=/dev/zero of="$DISK/filler" bs=4k 2> /dev/null || true
+wait $! || echo $? > stopped.rc
+rm "$DISK/filler"
+"$PY" -m modelforge resume "$DISK/run" > resumed.out 2> resumed.err || echo $? > resumed.rc
+cp -r "$DISK/run" "$WORK/run"
 """
 
 
-def test_a_full_disk_while_a_checkpoint_is_written_stops_cleanly_and_resumes_exactly(tmp_path, uninterrupted):
-    result = subprocess.run([sys.executable, "-c", DISK_FILLS, *KILLABLE, "trainer.epochs=4", "hydra.run.dir=run"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stderr
-    message = said(result)
-    assert "the disk filled while the run wrote" in message and "Traceback" not in result.stderr
-    assert "the previous checkpoint is kept" in message and "modelforge resume" in message
+def test_a_full_disk_while_the_run_writes_stops_cleanly_and_resumes_exactly(tmp_path, uninterrupted):
+    done = on_a_small_disk(tmp_path / "disk", "4m", f'bash -e -c "$SCRIPT" script {" ".join(KILLABLE)} '
+                           "trainer.epochs=4", cwd=tmp_path, env={"SCRIPT": DISK_FILLS, "WORK": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    stopped = (tmp_path / "stopped.err").read_text()
+    assert (tmp_path / "stopped.rc").read_text().strip() == "2", stopped
+    message = " ".join(stopped.split())
+    assert "the disk filled while the run wrote" in message and "No space left on device" in message
+    assert "the previous checkpoint is kept" in message and "Traceback" not in stopped
+    assert not (tmp_path / "resumed.rc").exists(), (tmp_path / "resumed.err").read_text()
     folder = tmp_path / "run"
-    assert json.loads((folder / "metrics.json").read_text())["status"] == "interrupted"
-    assert not list(folder.glob(".*.tmp*"))  # the half-written file is gone; two whole generations stay
-    resumed = run_module(tmp_path, "resume", "run")
-    assert resumed.returncode == 0, resumed.stderr
+    assert not list(folder.glob(".*.tmp*"))  # the half-written file went with the failed write
+    assert json.loads((folder / "metrics.json").read_text())["status"] == "completed"
     assert_same_result(uninterrupted, folder)

@@ -9,10 +9,10 @@ import shutil
 import pytest
 
 from modelforge.errors import ConfigError
-from modelforge.run.folder import FolderTaken, RunFolder
+from modelforge.run.folder import RunFolder
 from modelforge.run.lifecycle import claim
 from modelforge.run.owned import MARK, Kind, NotOurs, check_ours, recorded_kind
-from tests.helpers import KILLABLE, run_module, said
+from tests.helpers import KILLABLE, on_a_small_disk, run_module, said
 
 pytestmark = pytest.mark.slow
 FAST = [*KILLABLE, "trainer.epochs=1"]
@@ -198,18 +198,25 @@ def test_a_folder_that_cannot_be_made_is_refused_before_hydra_writes(tmp_path):
     assert "hydra.run.dir: cannot write into" in said(result) and "Not a directory" in said(result)
 
 
-def test_a_read_only_run_folder_is_one_paragraph(tmp_path, monkeypatch):
-    (tmp_path / "metrics.json").write_text(json.dumps({"status": "completed"}))
-    opened = os.open
+# A completed run on a disk that is then made read-only: its resume, and a plan into that disk.
+READ_ONLY = """
+cd "$WORK"
+"$PY" -m modelforge model.units=4 trainer.epochs=1 trainer.verbose=0 hydra.run.dir="$DISK/run" > /dev/null
+mount -o remount,ro "$DISK"
+"$PY" -m modelforge resume "$DISK/run" 2> resumed.err || echo $? > resumed.rc
+"$PY" -m modelforge plan hydra.run.dir="$DISK/plans" 2> planned.err || echo $? > planned.rc
+"""
 
-    def read_only(path, flags, *args):
-        if str(path).endswith(".lock") and flags & (os.O_RDWR | os.O_CREAT):
-            raise OSError(30, "Read-only file system", str(path))  # EROFS, as a read-only mount answers
-        return opened(path, flags, *args)
 
-    monkeypatch.setattr(os, "open", read_only)
-    with pytest.raises(FolderTaken, match=r"cannot be written \(Read-only file system\); it holds a completed run"):
-        claim(RunFolder(tmp_path), resume=True)
+def test_a_read_only_disk_is_one_paragraph_for_resume_and_plan(tmp_path):
+    done = on_a_small_disk(tmp_path / "disk", "4m", 'bash -e -c "$SCRIPT"', cwd=tmp_path,
+                           env={"SCRIPT": READ_ONLY, "WORK": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    resumed, planned = ((tmp_path / f"{name}.err").read_text() for name in ("resumed", "planned"))
+    assert (tmp_path / "resumed.rc").read_text().strip() == "2" and "Traceback" not in resumed, resumed
+    assert "cannot be written (Read-only file system); it holds a completed run" in " ".join(resumed.split())
+    assert (tmp_path / "planned.rc").read_text().strip() == "2" and "Traceback" not in planned, planned
+    assert "hydra.run.dir: cannot write into" in " ".join(planned.split()) and "Read-only file system" in planned
 
 
 def test_a_checkpoint_name_that_is_a_folder_is_refused_before_the_lock(tmp_path):

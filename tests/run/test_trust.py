@@ -3,7 +3,6 @@ folders that hold only what modelforge wrote. Each fault is caused, not describe
 
 import json
 import os
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -17,7 +16,7 @@ from modelforge.core.targets import TRUST_ENV, allowed_module, import_target, is
 from modelforge.errors import ConfigError
 from modelforge.run import checkpoint
 from modelforge.run.folder import RunFolder
-from tests.helpers import write_csv, write_images, write_npz
+from tests.helpers import REPO, on_a_small_disk, write_csv, write_images, write_npz
 
 SMALL = ["model.units=4", "model.depth=1", "trainer.batch_size=4"]
 
@@ -258,21 +257,30 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
     assert "starts again from its first epoch" in capsys.readouterr().out
 
 
+FILLS_UP = """
+import os
+import numpy as np
+import pytest
+from modelforge.run import checkpoint
+from modelforge.run.folder import RunFolder
+from tests.run.test_trust import _generation
+
+mount = os.environ["DISK"]
+folder = RunFolder(mount)
+_generation(folder, 1, size=1000)  # 4 KB
+with pytest.raises(OSError) as err:
+    _generation(folder, 2, size=100_000)  # 400 KB: the disk fills in the middle of the write
+assert err.value.errno == 28  # ENOSPC
+arrays, state = checkpoint.read_arrays(checkpoint.Path(mount) / "c.npz")
+assert state["epochs_done"] == 1 and arrays["w"].shape == (1000,)
+assert not [p for p in os.listdir(mount) if ".tmp" in p]
+print("held")
+"""
+
+
 def test_a_full_disk_while_writing_leaves_the_previous_generation(tmp_path):
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
-    try:
-        folder = RunFolder(mount)
-        _generation(folder, 1, size=1000)  # 4 KB
-        with pytest.raises(OSError) as err:
-            _generation(folder, 2, size=100_000)  # 400 KB: the disk fills in the middle of the write
-        assert err.value.errno == 28  # ENOSPC
-        arrays, state = checkpoint.read_arrays(mount / "c.npz")
-        assert state["epochs_done"] == 1 and arrays["w"].shape == (1000,)
-        assert not [p for p in mount.iterdir() if ".tmp" in p.name]
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
+    done = on_a_small_disk(tmp_path / "small", "64k", '"$PY" -c "$CHECK"', cwd=REPO, env={"CHECK": FILLS_UP})
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "held", done.stderr
 
 
 # Point 3: the digest of the result-affecting keys.
