@@ -96,11 +96,17 @@ def _result(job: Any) -> Any:
     try:
         return job.result()
     except (UncompletedJobError, FailedJobError) as err:
-        first = (str(err).strip().splitlines() or ["no detail"])[0]
-        print(f"modelforge: a chunk's process (submitit job {job.job_id}) ended without its result "
-              f"({type(err).__name__}: {first}); its jobs are left unfinished, for resume", file=sys.stderr,
-              flush=True)
+        detail = f"{type(err).__name__}: {(str(err).strip().splitlines() or ['no detail'])[0]}"
+        with contextlib.suppress(Exception):  # the chunk's own refusal, where it said one, is the reason
+            said = [line for line in (job.stderr() or "").splitlines() if line.startswith(_REFUSAL)]
+            detail = said[-1].removeprefix(_REFUSAL) if said else detail
+        print(f"modelforge: a chunk's process (submitit job {job.job_id}) ended without its result ({detail}); its "
+              "jobs are left unfinished, for resume", file=sys.stderr, flush=True)
         return None
+
+
+# How a chunk's process says why it refused to train (its stderr, kept by submitit).
+_REFUSAL = "modelforge: error: "
 
 
 def _cancel(job: Any) -> None:

@@ -1,6 +1,7 @@
 """hydra/launcher=fused (issue 12): K arms trained as one model, each job's folder as from its own run, its
 numbers those of the basic launcher's separate run."""
 
+import contextlib
 import json
 import os
 import warnings
@@ -574,3 +575,31 @@ def test_a_submitit_chunk_killed_with_minus_9_leaves_the_summaries_and_resumes(t
     assert "ended without its result (UncompletedJobError" in " ".join(stderr.split())
     assert "Traceback" not in stderr
     resumes_to(tmp_path / "there", here)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("timing")
+def test_a_chunk_left_training_by_a_killed_driver_keeps_its_group_from_a_resume(tmp_path):
+    """The driver killed with -9 leaves its submitit chunk training; an immediate `resume` is told, in one line,
+    that the chunk is being trained by that process, and trains nothing beside it."""
+    import re
+    import signal
+
+    args = [*SWEEP, "trainer.epochs=3000", "trainer.batch_size=8", "hydra/launcher=fused", "seed=0,1,2",
+            "hydra.launcher.executor=submitit", "hydra.launcher.cluster=local", "hydra.sweep.dir=there"]
+    driver = start(tmp_path, "-m", *args)
+    wait_for(lambda: list((tmp_path / "there" / ".fused").glob("*.prev.npz")), timeout=300, poll=0.01)
+    driver.kill()
+    driver.wait()
+    try:
+        resumed = run_module(tmp_path, "resume", "there", timeout=300)
+        message = " ".join(resumed.stderr.split())
+        assert resumed.returncode == 1, resumed.stderr[-2000:]
+        found = re.search(r"fused group 1 is being trained by another process now \(pid (\d+)", message)
+        assert found and "Traceback" not in resumed.stderr, message
+        assert not list((tmp_path / "there").glob("[0-9]*/model.keras"))
+    finally:  # the orphan (submitit's controller and the chunk under it, both named by the sweep's folder)
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            with contextlib.suppress(OSError):
+                if f"{tmp_path}/there/.submitit".encode() in cmdline.read_bytes():
+                    os.kill(int(cmdline.parent.name), signal.SIGKILL)
