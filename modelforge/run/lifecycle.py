@@ -314,7 +314,8 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
         raise
     except OSError as err:
         if err.errno not in DISK_FULL:
-            raise _failed(finish, trained, resuming, err) from None
+            _failed(finish, trained, resuming, err)
+            raise
         written = Path(err.filename).name if err.filename else "its files"
         message = (f"the disk filled while the run wrote {written} in {folder.path} ({err.strerror}); the "
                    "previous checkpoint is kept: free some space, then continue with: "
@@ -323,7 +324,8 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
             finish(Status.INTERRUPTED, message)
         raise ConfigError(message) from None
     except (ConfigError, RunFailed, Exception) as err:
-        raise _failed(finish, trained, resuming, err) from None
+        _failed(finish, trained, resuming, err)
+        raise
     with deferred(trained, arm):
         finish(Status.COMPLETED, None)
     if "signal" in trained:  # it came while the result was written: the run is whole, then the signal is obeyed
@@ -341,14 +343,13 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _failed(finish: Callable[[Status, str | None], Any], trained: Mapping[str, Any], resuming: bool,
-            err: Exception) -> Exception:
-    """Records why the run stopped; returns the error to raise. A resume that could not start stays resumable."""
+            err: Exception) -> None:
+    """Records why the run stopped. A resume that could not start stays resumable."""
     reason = str(err) if isinstance(err, (ConfigError, RunFailed)) else f"{type(err).__name__}: {err}"
     if resuming and "fitting" not in trained:
         finish(Status.INTERRUPTED, f"a resume could not start ({reason}); fix that and resume again")
     else:
         finish(Status.FAILED, reason)
-    return err
 
 
 def save_plan(run: RunConfig, folder: RunFolder, job: Job | None = None, write: bool = True) -> Plan:
