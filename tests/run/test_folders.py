@@ -166,7 +166,7 @@ from pathlib import Path
 
 
 def load():
-    Path("mf_late.py").write_text("def load():\\\\n    raise SystemExit('mf_late ran')\\\\n")
+    Path("mf_late.py").write_text("def load():\\\\n    raise SystemExit('mf_late_ran')\\\\n")
     x = np.random.default_rng(0).standard_normal((60, 4)).astype("float32")
     return x, (x[:, 0] > 0).astype("int64")
 '''
@@ -179,13 +179,13 @@ def test_a_module_a_job_writes_is_not_the_users_code_for_later_jobs_or_resume(tm
     sweep = run_module(tmp_path, *args)
     assert (tmp_path / "mf_late.py").exists()  # job 0 wrote it; job 1 must not import it
     assert sweep.returncode == 1
-    assert "mf_late ran" not in sweep.stdout + sweep.stderr
+    assert "mf_late_ran" not in sweep.stdout + sweep.stderr
     failed = json.loads((tmp_path / "S" / "1" / "metrics.json").read_text())
     assert failed["status"] == "failed" and "'mf_late' was written after this run or sweep started" in failed["error"]
     for trust, ran in (({}, False), ({"MODELFORGE_TRUSTED_MODULES": "mf_late"}, True)):
         shutil.rmtree(tmp_path / "S" / "1")  # as if the sweep had been killed before job 1 started
         resumed = run_module(tmp_path, "resume", "S", env=trust)
-        assert ("mf_late ran" in resumed.stdout + resumed.stderr) == ran  # trust said outside the config opens it
+        assert ("mf_late_ran" in resumed.stdout + resumed.stderr) == ran  # trust said outside the config opens it
         if not ran:
             assert "was written after this run or sweep started" in json.loads(
                 (tmp_path / "S" / "1" / "metrics.json").read_text())["error"]
@@ -216,7 +216,8 @@ def test_a_read_only_disk_is_one_paragraph_for_resume_and_plan(tmp_path):
     assert (tmp_path / "resumed.rc").read_text().strip() == "2" and "Traceback" not in resumed, resumed
     assert "cannot be written (Read-only file system); it holds a completed run" in " ".join(resumed.split())
     assert (tmp_path / "planned.rc").read_text().strip() == "2" and "Traceback" not in planned, planned
-    assert "hydra.run.dir: cannot write into" in " ".join(planned.split()) and "Read-only file system" in planned
+    message = " ".join(planned.split())  # unwrapped: where the lines break depends on the path's length
+    assert "hydra.run.dir: cannot write into" in message and "Read-only file system" in message
 
 
 def test_a_checkpoint_name_that_is_a_folder_is_refused_before_the_lock(tmp_path):
