@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from modelforge.analysis.page import html
+from modelforge.core.keys import changes_results
 from modelforge.core.metrics import lower_is_better
 from modelforge.core.names import Status, counted
 from modelforge.run.folder import RunFolder
@@ -157,20 +158,6 @@ def _natural(path: Path, root: Path) -> tuple:
 
 def _relative(path: Path, root: Path) -> Path:
     return path.relative_to(root) if path.is_relative_to(root) else path
-
-
-# Keys that change what a run shows or where it logs, never its results: jobs are not grouped by them.
-OUTPUT_ONLY = ("hydra", "logger", "trainer.verbose", "trainer.diagnose")
-
-
-def changes_results(key: str) -> bool:
-    """Whether an override key can change a run's numbers (`trainer.verbose` cannot; `seed` is a replicate).
-
-    Example:
-        >>> changes_results("initializer"), changes_results("trainer.verbose"), changes_results("logger.name")
-        (True, False, False)
-    """
-    return not any(key == k or key.startswith((f"{k}.", f"{k}/")) for k in OUTPUT_ONLY)
 
 
 def swept_keys(jobs: Sequence[Job]) -> list[str]:

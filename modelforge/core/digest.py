@@ -2,7 +2,8 @@
 
 `resume` (of a run, of a sweep, a SLURM requeue) compares the config it is about to continue with against this
 record, so an edited config.yaml or a sweep re-launched with other overrides never mixes two configs in one
-run. Keys that cannot change results (how much the run prints, where it logs, Hydra's own) may differ.
+run. Keys that cannot change results (how much the run prints, where it logs, Hydra's own: `core.keys` says
+which) may differ, and a record written while a key was still counted as result-affecting resumes without it.
 """
 
 from __future__ import annotations
@@ -12,31 +13,18 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-# Dotted keys, or prefixes ending in ".", that cannot change a run's numbers.
-RESULT_NEUTRAL = ("trainer.verbose", "logger.", "hydra.", "data.cache_dir")
+from modelforge.core.keys import changes_results, dotted
 
 
-def _neutral(key: str) -> bool:
-    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESULT_NEUTRAL)
-
-
-def result_keys(resolved: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The resolved config as dotted keys, without the result-neutral ones; values as JSON gives them.
+def result_keys(resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved config as dotted keys, only those that can change a run's numbers (`core.keys`); values as
+    JSON gives them.
 
     Example:
         >>> result_keys({"seed": 1, "trainer": {"verbose": 0, "epochs": 3}, "logger": {"name": "csv"}})
         {'seed': 1, 'trainer.epochs': 3}
     """
-    found: dict[str, Any] = {}
-    for key, value in resolved.items():
-        name = f"{prefix}{key}"
-        if _neutral(name):
-            continue
-        if isinstance(value, Mapping) and value:
-            found.update(result_keys(value, f"{name}."))
-        else:
-            found[name] = json.loads(json.dumps(value, default=str))
-    return found
+    return dotted(resolved, lambda meaning: meaning.results)
 
 
 def digest(values: Mapping[str, Any]) -> str:
@@ -63,8 +51,11 @@ def changes(recorded: Mapping[str, Any], resolved: Mapping[str, Any]) -> list[tu
     Example:
         >>> changes(record({"seed": 0, "trainer": {"verbose": 0}}), {"seed": 2, "trainer": {"verbose": 1}})
         [('seed', 0, 2)]
+        >>> changes({"digest": "older", "values": {"seed": 0, "trainer.diagnose": True}}, {"seed": 0})
+        []
     """
-    old, new = dict(recorded.get("values") or {}), result_keys(resolved)
+    new = result_keys(resolved)
     if recorded.get("digest") == digest(new):
         return []
+    old = {k: v for k, v in dict(recorded.get("values") or {}).items() if changes_results(k)}
     return [(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]

@@ -182,6 +182,14 @@ DEFAULT_SCHEDULE = "constant"
 # momentum only when momentum > 0, RMSprop a second one only when centered), for the memory estimate.
 OPTIMIZER_SLOTS = {"adam": 2, "adamw": 2, "nadam": 2, "rmsprop": 2, "sgd": 1, "adagrad": 1}
 
+# The optimizer arguments that may differ between the arms of a fused group, with Keras' constructor defaults:
+# a mirror of Keras', not modelforge's own (weight_decay None is 0.0 here), checked against Keras' signatures in
+# tests/core/test_defaults.py.
+_ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": 0.0}
+ARM_SCALARS = {"adam": _ADAM, "adamw": {**_ADAM, "weight_decay": 0.004},
+               "sgd": {"learning_rate": 0.01, "momentum": 0.0, "weight_decay": 0.0},
+               "rmsprop": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7,
+                           "weight_decay": 0.0}}
 # Argument names from Keras 2 that people still type, and the Keras 3 name each became.
 RENAMED_ARGUMENTS = {"lr": "learning_rate"}
 

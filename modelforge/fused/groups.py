@@ -1,9 +1,9 @@
 """A sweep's jobs in fused groups: which jobs train together, in chunks of how many arms, with which checkpoint.
 
-Jobs whose configs are equal but for what fuses (`FUSED_KEYS`: the initializer, the seed, the optimizer's
-per-arm scalars, and keys that cannot change results) form a group; a group trains as one model
-(`modelforge.fused.trainer`), in chunks of at most `max_arms` arms (null: as many as half the machine's free
-memory holds, by the plan's estimate). Each chunk's arms are attached to their jobs (`Job.arm`) for the
+Jobs whose configs are equal but for their per-arm keys (`core.keys`: the initializer, the seed, the
+optimizer's per-arm scalars, the objective, and keys that cannot change results) form a group; a group trains
+as one model (`modelforge.fused.trainer`), in chunks of at most `max_arms` arms (null: as many as half the
+machine's free memory holds, by the plan's estimate). Each chunk's arms are attached to their jobs (`Job.arm`) for the
 launcher to hand to each job's run. Composing the jobs (Hydra) is the sweep layer's; nothing here imports
 Hydra.
 """
@@ -11,7 +11,6 @@ Hydra.
 from __future__ import annotations
 
 import contextlib
-import copy
 import fcntl
 import hashlib
 import io
@@ -25,16 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelforge.core.keys import dotted
 from modelforge.core.names import counted
 from modelforge.core.signals import handled
 from modelforge.fused.handoff import Arm
-from modelforge.fused.optimizer import ARM_SCALARS
 
-# Keys whose values may differ between the arms of one group (the rest of the config must be equal): the
-# run's identity (seed, initializer), each optimizer's per-arm scalars (from the optimizer table), and keys
-# that cannot change an arm's numbers.
-FUSED_KEYS = ("seed", "initializer", "logger", "trainer.verbose", "trainer.diagnose", "trainer.objective",
-              *sorted({f"optimizer.{key}" for scalars in ARM_SCALARS.values() for key in scalars}))
 # The sweep folder's subfolder for the fused groups' checkpoints (removed once every job is written).
 FUSED_DIR = ".fused"
 # Without max_arms, a chunk may take this share of the memory free when the sweep starts.
@@ -59,7 +53,7 @@ class Job:
 
 
 def group_key(resolved: Any) -> str:
-    """The config without the keys that fuse: jobs with equal keys train as one model.
+    """The config without the keys arms may differ in (`core.keys`): jobs with equal keys train as one model.
 
     Example:
         >>> a = group_key({"seed": 0, "optimizer": {"name": "adam", "learning_rate": 0.1}, "model": {"units": 8}})
@@ -67,15 +61,7 @@ def group_key(resolved: Any) -> str:
         >>> a == b, a == group_key({"seed": 0, "optimizer": {"name": "sgd"}, "model": {"units": 8}})
         (True, False)
     """
-    plain = copy.deepcopy(dict(resolved))
-    for key in FUSED_KEYS:
-        *parents, last = key.split(".")
-        node = plain
-        for parent in parents:
-            node = node.get(parent, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return json.dumps(plain, sort_keys=True, default=str)
+    return json.dumps(dotted(resolved, lambda meaning: not meaning.per_arm), sort_keys=True)
 
 
 def chunk_size(max_arms: int | None, plan: Any, run: Any) -> int:

@@ -10,17 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# The optimizer arguments that may differ between arms, with Keras' constructor defaults: a mirror of Keras', not
-# modelforge's own (weight_decay None is 0.0 here), checked against Keras' signatures in tests/core/test_defaults.py.
-_ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": 0.0}
-ARM_SCALARS = {"adam": _ADAM, "adamw": {**_ADAM, "weight_decay": 0.004},
-               "sgd": {"learning_rate": 0.01, "momentum": 0.0, "weight_decay": 0.0},
-               "rmsprop": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7,
-                           "weight_decay": 0.0}}
 # Arguments that must be the same in every arm (and at these values) for the update to be written out here.
 SHARED_DEFAULTS: dict[str, dict[str, Any]] = {"adam": {"amsgrad": False}, "adamw": {"amsgrad": False},
                                               "sgd": {"nesterov": False}, "rmsprop": {}}
-# Arguments that may take any value, the same in every arm (a group's configs are equal but for ARM_SCALARS).
+# Arguments that may take any value, the same in every arm (a group's configs are equal but for
+# core.registry.ARM_SCALARS).
 SHARED_ANY = {"rmsprop": ("centered",)}
 # Gradient clipping: the same setting in every arm of a group, applied to each arm's own gradients (a global
 # norm is each arm's, never one across arms).

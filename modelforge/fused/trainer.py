@@ -24,9 +24,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from modelforge.core.registry import ARM_SCALARS
 from modelforge.errors import ConfigError
 from modelforge.fused.handoff import Arm
-from modelforge.fused.optimizer import ARM_SCALARS, CLIPPING, SHARED_ANY, SHARED_DEFAULTS, FusedOptimizer
+from modelforge.fused.optimizer import CLIPPING, SHARED_ANY, SHARED_DEFAULTS, FusedOptimizer
 from modelforge.run.checkpoint import FORMAT, PLATEAU_STATE, read_arrays, stopping_state, write_arrays
 from modelforge.run.folder import RunFolder
 from modelforge.run.setup import Session

@@ -56,10 +56,15 @@ def test_verdict_wording():
     assert verdict([1.0, 0.5], 30)[0] == "signal stays within 10^0.3x over 30 layers: healthy"
 
 
-def test_trainer_diagnose_runs_before_training(compose, tmp_path):
-    metrics = modelforge.train(compose([*FAST, "trainer.diagnose=true"]), run_dir=tmp_path)
-    assert (tmp_path / "init_report.json").exists() and (tmp_path / "init_report.png").exists()
-    assert metrics["diagnosis"] == json.loads((tmp_path / "init_report.json").read_text())["verdict"]
+def test_trainer_diagnose_runs_before_training_and_changes_no_number(compose, tmp_path):
+    """The report reads the model before the fit: the run's history is the one without it, bit for bit, which is
+    why the key table counts `trainer.diagnose` among the keys that cannot change results."""
+    metrics = modelforge.train(compose([*FAST, "trainer.diagnose=true", "trainer.diagnose_jacobian=true"]),
+                               run_dir=tmp_path / "with")
+    assert (tmp_path / "with" / "init_report.json").exists() and (tmp_path / "with" / "init_report.png").exists()
+    assert metrics["diagnosis"] == json.loads((tmp_path / "with" / "init_report.json").read_text())["verdict"]
+    modelforge.train(compose(FAST), run_dir=tmp_path / "without")
+    assert (tmp_path / "with" / "history.csv").read_text() == (tmp_path / "without" / "history.csv").read_text()
 
 
 def test_he2015_glorots_signal_vanishes_where_hes_holds(compose, tmp_path):

@@ -62,7 +62,7 @@ def test_initializer_parameters_mirror_keras_signatures():
 def test_the_fused_optimizers_arm_scalars_mirror_keras_signatures():
     import keras
 
-    from modelforge.fused.optimizer import ARM_SCALARS
+    from modelforge.core.registry import ARM_SCALARS
 
     for name, scalars in ARM_SCALARS.items():
         cls = getattr(keras.optimizers, registry.OPTIMIZERS[name])

@@ -6,9 +6,9 @@ import re
 import keras
 import pytest
 
-from modelforge.fused.groups import FUSED_KEYS
+from modelforge.core.keys import KEYS
+from modelforge.core.registry import ARM_SCALARS
 from modelforge.fused.ops import OPS, covered, make_op, why_not
-from modelforge.fused.optimizer import ARM_SCALARS
 from tests.helpers import REPO
 
 PAGE = (REPO / "docs" / "sweeps.md").read_text()
@@ -26,7 +26,8 @@ def test_the_sweeps_page_lists_what_the_registry_and_the_optimizer_table_fuse():
 
 
 def test_the_per_arm_keys_of_a_group_come_from_the_optimizer_table():
-    per_arm = {key.split(".", 1)[1] for key in FUSED_KEYS if key.startswith("optimizer.")}
+    per_arm = {key.split(".", 1)[1] for key, meaning in KEYS.items()
+               if key.startswith("optimizer.") and meaning.per_arm}
     assert per_arm == {key for scalars in ARM_SCALARS.values() for key in scalars}
 
 

@@ -4,8 +4,9 @@ import keras
 import numpy as np
 import pytest
 
+from modelforge.core.registry import ARM_SCALARS
 from modelforge.fused.handoff import restore_optimizer
-from modelforge.fused.optimizer import ARM_SCALARS, FusedOptimizer
+from modelforge.fused.optimizer import FusedOptimizer
 
 # Three arms whose per-arm scalars all differ, per optimizer.
 ARMS = {

@@ -431,14 +431,16 @@ def test_a_checkpoint_from_another_run_or_edited_is_not_taken(killed, tmp_path):
     assert_same_result(killed / "full", edited)
 
 
+@pytest.mark.parametrize("main", ["main_cb01599", "main_441ead9"])
 @TIMING
-def test_a_run_killed_under_the_previous_main_resumes_bit_identically(killed, tmp_path):
-    """A folder that the main this round started from wrote (its checkpoints name no run and carry no seal)
-    resumes: its two epochs are kept as they were, and where this machine's kernels give the same first two
-    epochs as the CPU that wrote it (oneDNN on, AVX-512), the result is the uninterrupted run's, bit for bit.
-    Elsewhere the epochs it continues from were computed with other kernels, so only what it keeps is checked."""
+def test_a_run_killed_under_the_previous_main_resumes_bit_identically(killed, tmp_path, main):
+    """A folder that an earlier main wrote resumes: cb01599's checkpoints name no run and carry no seal; 441ead9's
+    config record counts keys as result-affecting that the key table no longer does (`trainer.diagnose`). Its
+    two epochs are kept as they were, and where this machine's kernels give the same first two epochs as the CPU
+    that wrote it (oneDNN on, AVX-512), the result is the uninterrupted run's, bit for bit. Elsewhere the epochs
+    it continues from were computed with other kernels, so only what it keeps is checked."""
     folder = tmp_path / "run"
-    shutil.copytree(Path(__file__).parents[1] / "fixtures" / "main_cb01599" / "killed_run", folder)
+    shutil.copytree(Path(__file__).parents[1] / "fixtures" / main / "killed_run", folder)
     written = (folder / "history.csv").read_text().splitlines()
     resumed = run_module(tmp_path, "resume", "run")
     assert resumed.returncode == 0, resumed.stderr
