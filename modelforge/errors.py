@@ -30,6 +30,23 @@ class RunInterrupted(Exception):  # noqa: N818 (a way a run ends, recorded as `i
         self.exit_status = 128 + signum
 
 
+class SweepStopped(Exception):  # noqa: N818 (a way a sweep ends, not an error)
+    """SIGTERM or Ctrl-C stopped a sweep; what it had done (written jobs, group checkpoints) stays for `resume`.
+
+    Raised by whatever was under way (the fused trainer, the wait for chunks elsewhere, the process pool);
+    `modelforge.sweep.stops` writes the summaries, says how to continue and exits with `exit_status`.
+
+    Attributes:
+        during: what was under way, as the line says it (" while a fused group trained"), or "".
+        continues: what continues it ("its checkpoint continues it"), before the resume command.
+    """
+
+    def __init__(self, signum: int, during: str = "", continues: str = "continue it with") -> None:
+        super().__init__(signum, during, continues)
+        self.signum, self.during, self.continues = signum, during, continues
+        self.exit_status = 128 + signum
+
+
 def closest(value: object, valid: Iterable[object], cutoff: float = 0.6) -> str | None:
     """The valid name nearest to `value`, or None when nothing is close.
 

@@ -227,3 +227,14 @@ def csv_rows(folder):
     from tests.helpers import history
 
     return history(folder)
+
+
+def test_only_the_command_line_and_the_sweep_glue_end_the_process():
+    """Below the sweep glue a stop is raised (`SweepStopped`, `RunInterrupted`) and bad input is a
+    `ConfigError`: only the command line and the sweep layer exit, and a sweep's stop is ended in one place."""
+    exits = sorted(str(path.relative_to(REPO)) for path in (REPO / "modelforge").rglob("*.py")
+                   if "sys.exit(" in path.read_text() or "SystemExit(" in path.read_text())
+    assert all(name.startswith(("modelforge/cli/", "modelforge/sweep/")) for name in exits), exits
+    stopped = [str(path.relative_to(REPO)) for path in (REPO / "modelforge").rglob("*.py")
+               if "sweep stopped by" in path.read_text()]
+    assert stopped == ["modelforge/sweep/stops.py"]

@@ -74,11 +74,11 @@ def report_errors(job: Callable[[], Any]) -> Any:
     try:
         return job()
     except RunInterrupted as err:
-        print(f"modelforge: {err}", file=sys.stderr)
         if in_multirun():
-            from modelforge.sweep.callback import write_summaries
+            from modelforge.sweep.stops import end
 
-            write_summaries(sweep_dir(), interrupted=True)
+            end(sweep_dir(), err)
+        print(f"modelforge: {err}", file=sys.stderr)
         sys.exit(err.exit_status)
     except FolderTaken as err:
         # Not logged: the job's log file is in the folder another run holds, which must not change.

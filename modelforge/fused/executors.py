@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from modelforge.core.signals import handled
-from modelforge.errors import invalid
+from modelforge.errors import SweepStopped, invalid
 
 T = TypeVar("T")
 EXECUTORS = ("local", "ray", "submitit")
@@ -25,13 +25,12 @@ EXECUTORS = ("local", "ray", "submitit")
 STOP_WAIT_S = 120.0
 
 
-class TasksStopped(Exception):  # noqa: N818 (how the wait for the tasks ends on a signal, not an error)
+class TasksStopped(SweepStopped):
     """SIGTERM or Ctrl-C reached the driver while it waited: the tasks not yet done were cancelled (each keeps
     its group checkpoint, so `resume` continues it)."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+        super().__init__(signum, continues="its chunks' checkpoints continue it")
 
 
 @contextlib.contextmanager

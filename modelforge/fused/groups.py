@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +26,7 @@ from typing import Any
 from modelforge.core.keys import dotted
 from modelforge.core.names import counted
 from modelforge.core.signals import handled
+from modelforge.errors import SweepStopped
 from modelforge.fused.handoff import Arm
 
 # The sweep folder's subfolder for the fused groups' checkpoints (removed once every job is written).
@@ -197,11 +197,10 @@ def train_chunks(chunks: list[Chunk], sweep_dir: Path, stop: Callable[[], int | 
     return checkpoints
 
 
-def train_fused(chunks: list[Chunk], sweep_dir: Path, on_stop: Callable[[int], None]) -> list[Path]:
+def train_fused(chunks: list[Chunk], sweep_dir: Path) -> list[Path]:
     """The fused groups' training, stopped cleanly by SIGTERM or Ctrl-C: the checkpoint of the last complete
-    epoch stays, `on_stop` (the summaries) runs, and the process exits with the signal's status. A group
-    checkpoint this modelforge cannot read ends it with exit 2, before anything is trained or written."""
-    from modelforge.errors import ConfigError
+    epoch stays and `SweepStopped` carries the signal up to the sweep (`modelforge.sweep.stops`). A group
+    checkpoint this modelforge cannot read is a `ConfigError`, before anything is trained or written."""
     from modelforge.fused.trainer import GroupStopped
 
     received: list[int] = []
@@ -212,12 +211,6 @@ def train_fused(chunks: list[Chunk], sweep_dir: Path, on_stop: Callable[[int], N
             checkpoints = train_chunks(chunks, sweep_dir, stop=lambda: received[0] if received else None)
             if received:
                 raise GroupStopped(received[0], -1)
-        except ConfigError as err:
-            print(f"modelforge: error: {err}", file=sys.stderr)
-            sys.exit(2)
         except GroupStopped as err:
-            on_stop(err.signum)
-            print(f"modelforge: sweep stopped by {signal.Signals(err.signum).name} while a fused group trained; "
-                  f"its checkpoint continues it: python -m modelforge resume {sweep_dir}", file=sys.stderr)
-            sys.exit(128 + err.signum)
+            raise SweepStopped(err.signum, " while a fused group trained", "its checkpoint continues it") from None
     return checkpoints

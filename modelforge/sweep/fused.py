@@ -25,10 +25,11 @@ from typing import Any
 
 from modelforge.core.names import counted
 from modelforge.core.signals import handled
-from modelforge.errors import ConfigError
+from modelforge.errors import ConfigError, SweepStopped
 from modelforge.fused.groups import FUSED_DIR, Job, group_key, plan_chunks, train_fused
 from modelforge.run.checkpoint import previous
 from modelforge.run.folder import FolderState, RunFolder
+from modelforge.sweep.stops import ends_cleanly
 
 log = logging.getLogger("modelforge")
 
@@ -94,13 +95,14 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
     jobs = [_describe(hydra_context, config, task_function, overrides, initial_job_idx + i)
             for i, overrides in enumerate(job_overrides)]
     sweep_dir = Path(str(config.hydra.sweep.dir))
-    if executor != "local":
-        return _launch_elsewhere(hydra_context, config, task_function, jobs, max_arms, executor, options or {})
-    checkpoints: list[Path] = []
-    if any(job.run is not None and job.alone is None and not job.done for job in jobs):
-        checkpoints = train_fused(plan_chunks(jobs, max_arms), sweep_dir, on_stop=lambda signum: _summaries(sweep_dir))
-    _say_alone(jobs)
-    results = _run_jobs(hydra_context, config, task_function, jobs, sweep_dir)
+    with ends_cleanly(sweep_dir):
+        if executor != "local":
+            return _launch_elsewhere(hydra_context, config, task_function, jobs, max_arms, executor, options or {})
+        checkpoints: list[Path] = []
+        if any(job.run is not None and job.alone is None and not job.done for job in jobs):
+            checkpoints = train_fused(plan_chunks(jobs, max_arms), sweep_dir)
+        _say_alone(jobs)
+        results = _run_jobs(hydra_context, config, task_function, jobs)
     drop_checkpoints(checkpoints)
     clear_fused_dir(sweep_dir)
     return results
@@ -152,9 +154,10 @@ class ChunkTask:
                 for idx, overrides in self.jobs]
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         checkpoints: list[Path] = []
-        if self.label is not None and not all(job.done for job in jobs):
-            checkpoints = train_fused([(self.label, jobs)], sweep_dir, on_stop=lambda signum: None)
-        results = _run_jobs(self.hydra_context, self.config, self.task_function, jobs, sweep_dir)
+        with ends_cleanly(sweep_dir, summaries=False):  # the driver writes the sweep's summaries
+            if self.label is not None and not all(job.done for job in jobs):
+                checkpoints = train_fused([(self.label, jobs)], sweep_dir)
+            results = _run_jobs(self.hydra_context, self.config, self.task_function, jobs)
         drop_checkpoints(checkpoints)  # the folder is shared with chunks still running: the driver clears it
         return results
 
@@ -175,7 +178,7 @@ def _launch_elsewhere(hydra_context: Any, config: Any, task_function: Any, jobs:
     from hydra.core.singleton import Singleton
     from hydra.types import HydraContext
 
-    from modelforge.fused.executors import TasksStopped, run_tasks
+    from modelforge.fused.executors import run_tasks
     from modelforge.run.lifecycle import RESUME_ENV, sweep_resumed
 
     chunks = plan_chunks(jobs, max_arms)
@@ -191,16 +194,7 @@ def _launch_elsewhere(hydra_context: Any, config: Any, task_function: Any, jobs:
     for label, members in chunks:
         print(f"{label}: {counted(len(members), 'arm')} as one model, sent to {executor}", flush=True)
     sweep_dir = Path(str(config.hydra.sweep.dir))
-    try:
-        returned = run_tasks(tasks, executor, options)
-    except TasksStopped as err:  # as in process: the summaries, the way to continue, the signal's status
-        import signal
-        import sys
-
-        _summaries(sweep_dir)
-        print(f"modelforge: sweep stopped by {signal.Signals(err.signum).name}; its chunks' checkpoints continue "
-              f"it: python -m modelforge resume {sweep_dir}", file=sys.stderr)
-        sys.exit(128 + err.signum)
+    returned = run_tasks(tasks, executor, options)  # a signal: `SweepStopped`, the pending tasks cancelled
     found: dict[int, Any] = {}
     for (_, members), results in zip(units, returned, strict=True):
         found.update({job.idx: ret for job, ret in zip(members, results or [_unfinished(j) for j in members],
@@ -218,12 +212,6 @@ def _unfinished(job: Job) -> Any:
                      _return_value=math.nan)
 
 
-def _summaries(sweep_dir: Path) -> None:
-    from modelforge.sweep.callback import write_summaries
-
-    write_summaries(sweep_dir, interrupted=True)
-
-
 def _say_alone(jobs: Sequence[Job]) -> None:
     """One line per reason for the jobs that train on their own, naming their numbers."""
     reasons: dict[str, list[int]] = {}
@@ -236,14 +224,13 @@ def _say_alone(jobs: Sequence[Job]) -> None:
               f" own, as {reason}", flush=True)
 
 
-def _run_jobs(hydra_context: Any, config: Any, task_function: Any, jobs: Sequence[Job], sweep_dir: Path
-              ) -> list[Any]:
+def _run_jobs(hydra_context: Any, config: Any, task_function: Any, jobs: Sequence[Job]) -> list[Any]:
     """Each job through Hydra's `run_job`, its arm handed to its run through the task function's call."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import configure_log, filter_overrides, run_job
 
     results = []
-    with _stop_between_jobs(sweep_dir) as stopped:
+    with _stop_between_jobs() as stopped:
         for job in jobs:
             # Hydra's line for each job it launches; a fused arm's one line is its result (see cli.train).
             trains_alone = job.alone is not None and not job.done
@@ -262,18 +249,12 @@ def _run_jobs(hydra_context: Any, config: Any, task_function: Any, jobs: Sequenc
 
 
 @contextlib.contextmanager
-def _stop_between_jobs(sweep_dir: Path) -> Any:
-    """While the jobs' folders are written: SIGTERM or Ctrl-C lets the job being written finish, then the
-    summaries are written and the process exits 143 or 130; the group checkpoints stay, and `resume` writes the
-    rest. Yields the list the signals land in (empty while none came)."""
-    import signal
-    import sys
-
+def _stop_between_jobs() -> Any:
+    """While the jobs' folders are written: SIGTERM or Ctrl-C lets the job being written finish, then stops the
+    sweep (`SweepStopped`); the group checkpoints stay, and `resume` writes the rest. Yields the list the signals
+    land in (empty while none came)."""
     received: list[int] = []
     with handled(lambda signum, frame: received.append(signum)):  # off the main thread: nothing is set
         yield received
     if received:
-        _summaries(sweep_dir)
-        print(f"modelforge: sweep stopped by {signal.Signals(received[0]).name} while its jobs' folders were "
-              f"written; the rest are written by: python -m modelforge resume {sweep_dir}", file=sys.stderr)
-        sys.exit(128 + received[0])
+        raise SweepStopped(received[0], " while its jobs' folders were written", "the rest are written by")

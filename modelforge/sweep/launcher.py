@@ -17,14 +17,15 @@ import math
 import multiprocessing
 import os
 import signal
-import sys
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from modelforge.core.names import Status
+from modelforge.errors import SweepStopped
 from modelforge.run.folder import RunFolder
+from modelforge.sweep.stops import end
 
 log = logging.getLogger("modelforge")
 # What the fork server imports before it forks the first worker (see its docstring).
@@ -222,10 +223,5 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
             signal.signal(s, handler)
         pool.close()
     if pool.stop:
-        from modelforge.sweep.callback import write_summaries
-
-        write_summaries(sweep_dir, interrupted=True)
-        print(f"modelforge: sweep stopped by {signal.Signals(pool.stop[0]).name}; continue it with: "
-              f"python -m modelforge resume {sweep_dir}", file=sys.stderr)
-        sys.exit(128 + pool.stop[0])
+        end(sweep_dir, SweepStopped(pool.stop[0]))
     return [pool.results[i] for i in range(len(job_overrides))]
