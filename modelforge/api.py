@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from modelforge.core.initplan import Plan
-    from modelforge.run.console import Job
+    from modelforge.run.console import Place
     from modelforge.run.folder import RunFolder
     from modelforge.run.lifecycle import Trained, TrainResult
 
@@ -154,7 +154,7 @@ def build_model(cfg: Any, input_shape: tuple[int, ...] | None = None, sample: An
 
 
 def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool = False,
-          job: Job | None = None, trained: Trained | None = None) -> TrainResult:
+          place: Place | None = None, trained: Trained | None = None) -> TrainResult:
     """Trains the config's model and writes a run folder.
 
     Returns:
@@ -168,7 +168,7 @@ def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool 
         cfg: a composed config (or a `RunConfig`).
         run_dir: where the run folder goes; a new folder under `outputs/` when None.
         resume: continue the unfinished run in `run_dir` from its checkpoint (see `resume`).
-        job: where the run sits in a sweep, for what it prints (the command line's sweeps set it).
+        place: where the run sits in a sweep, for what it prints (the command line's sweeps set it).
         trained: the run's epochs trained elsewhere (a fused launcher's arm), written through this run.
 
     Raises:
@@ -191,7 +191,7 @@ def train(cfg: Any, run_dir: str | Path | RunFolder | None = None, resume: bool 
         record_failure(folder, err)  # the folder says why nothing ran (a sweep's summary lists it)
         folder.unlock()
         raise
-    return run_training(run, folder, hooks=hooks_for(run), resume=resume, job=job, trained=trained)
+    return run_training(run, folder, hooks=hooks_for(run), resume=resume, place=place, trained=trained)
 
 
 def resume(run_dir: str | Path) -> TrainResult:

@@ -31,7 +31,7 @@ LAUNCHER = "launcher"
 
 
 @dataclass
-class Job:
+class RunRecord:
     """One run folder, read back."""
 
     path: Path
@@ -99,7 +99,7 @@ NOT_STARTED = "not started"
 DEAD = "dead"
 
 
-def collect(root: str | Path) -> list[Job]:
+def collect(root: str | Path) -> list[RunRecord]:
     """Every run folder under `root` (any depth), in path order, then the planned jobs that never started.
 
     A run recorded as `running` whose folder no live run holds is `dead`, with when it was last seen.
@@ -118,12 +118,13 @@ def collect(root: str | Path) -> list[Job]:
         if overrides is None:
             metrics = {**metrics, "status": "unreadable",
                        "error": ".hydra/overrides.yaml is not the list of overrides Hydra writes"}
-        jobs.append(Job(run, overrides or {}, metrics, _history(run)))
+        jobs.append(RunRecord(run, overrides or {}, metrics, _history(run)))
     started = [sorted(f"{k}={v}" for k, v in job.overrides.items()) for job in jobs]
     for planned in _planned(root):
         overrides = {key.lstrip("+~"): value for key, _, value in (item.partition("=") for item in planned)}
         if sorted(f"{k}={v}" for k, v in overrides.items()) not in started:
-            jobs.append(Job(root / NOT_STARTED, overrides, {"status": NOT_STARTED, "error": "the sweep ended first"}))
+            jobs.append(RunRecord(root / NOT_STARTED, overrides,
+                                  {"status": NOT_STARTED, "error": "the sweep ended first"}))
     return jobs
 
 
@@ -160,7 +161,7 @@ def _relative(path: Path, root: Path) -> Path:
     return path.relative_to(root) if path.is_relative_to(root) else path
 
 
-def swept_keys(jobs: Sequence[Job]) -> list[str]:
+def swept_keys(jobs: Sequence[RunRecord]) -> list[str]:
     """Override keys whose value differs between jobs and can change results, in first-seen order."""
     keys: list[str] = []
     for job in jobs:
@@ -199,7 +200,7 @@ class Group:
     """Jobs sharing every swept value but the seed."""
 
     key: tuple[tuple[str, str], ...]
-    jobs: list[Job]
+    jobs: list[RunRecord]
 
     @property
     def label(self) -> str:
@@ -212,7 +213,7 @@ class Group:
         return ", ".join(shown) or ("defaults" if self.key else "all runs")
 
     @property
-    def completed(self) -> list[Job]:
+    def completed(self) -> list[RunRecord]:
         return [j for j in self.jobs if j.status == Status.COMPLETED]
 
     def values(self, what: str) -> list[float]:
@@ -231,7 +232,7 @@ class Group:
         return [v for v in found if isinstance(v, (int, float)) and not math.isnan(v)]
 
 
-def group_jobs(jobs: Sequence[Job], keys: Sequence[str]) -> list[Group]:
+def group_jobs(jobs: Sequence[RunRecord], keys: Sequence[str]) -> list[Group]:
     grouping = [k for k in keys if k not in SEED_KEYS]
     groups: dict[tuple, Group] = {}
     for job in jobs:
@@ -240,7 +241,7 @@ def group_jobs(jobs: Sequence[Job], keys: Sequence[str]) -> list[Group]:
     return list(groups.values())
 
 
-def _objective_name(jobs: Sequence[Job]) -> str:
+def _objective_name(jobs: Sequence[RunRecord]) -> str:
     names = [j.objective[0] for j in jobs if j.objective[0]]
     return max(set(names), key=names.count) if names else "val_accuracy"
 
@@ -253,7 +254,7 @@ def best_group(groups: Sequence[Group], objective: str) -> Group | None:
     return pick(scored, key=lambda pair: pair[0])[1]
 
 
-def write_csv(folder: RunFolder, root: Path, jobs: Sequence[Job], keys: Sequence[str]) -> None:
+def write_csv(folder: RunFolder, root: Path, jobs: Sequence[RunRecord], keys: Sequence[str]) -> None:
     metric_names: list[str] = []
     for job in jobs:
         metric_names.extend(k for k in (job.metrics.get("final") or {}) if k not in metric_names)
@@ -276,7 +277,7 @@ def write_csv(folder: RunFolder, root: Path, jobs: Sequence[Job], keys: Sequence
     folder.write_csv("summary.csv", rows)
 
 
-def markdown(root: Path, jobs: Sequence[Job], groups: Sequence[Group], keys: Sequence[str]) -> str:
+def markdown(root: Path, jobs: Sequence[RunRecord], groups: Sequence[Group], keys: Sequence[str]) -> str:
     objective = _objective_name(jobs)
     best = best_group(groups, objective)
     counts = {s: sum(j.status == s for j in jobs) for s in dict.fromkeys(j.status for j in jobs)}
@@ -407,11 +408,11 @@ def headline(groups: Sequence[Group], objective: str) -> str:
 
 @dataclass
 class Summary:
-    jobs: list[Job]
+    jobs: list[RunRecord]
     groups: list[Group]
 
     @property
-    def failed(self) -> list[Job]:
+    def failed(self) -> list[RunRecord]:
         return [j for j in self.jobs if j.status != Status.COMPLETED]
 
 

@@ -72,7 +72,7 @@ def _command(overrides: list[str]) -> list[str]:
 
 def check_same_sweep(sweep: Path, config: Any) -> None:
     """A sweep folder holding another sweep's plan is refused; the same command again continues its sweep."""
-    from modelforge.run.lifecycle import RESUME_ENV, sweep_resumed
+    from modelforge.run.lifecycle import resumed_environment, sweep_resumed
 
     try:
         recorded = json.loads((sweep / PLANNED).read_text(encoding="utf-8"))
@@ -92,4 +92,4 @@ def check_same_sweep(sweep: Path, config: Any) -> None:
                       f"holds one sweep; continue that one with: python -m modelforge resume {sweep}, or choose "
                       "another folder for this one (hydra.sweep.dir=...)")
     print(f"modelforge: {sweep} holds this sweep already; continuing it (completed jobs are kept)", flush=True)
-    os.environ[RESUME_ENV] = "1"  # read by each job, in this process or a launcher's workers
+    os.environ.update(resumed_environment())  # read by each job, in this process or a launcher's workers

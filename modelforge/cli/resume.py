@@ -17,8 +17,8 @@ from pathlib import Path
 from modelforge.analysis.summary import PLANNED
 from modelforge.cli.app import exit_with, run_hydra
 from modelforge.core.metrics import objective_text
-from modelforge.core.targets import RESUME_ENV
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
+from modelforge.run.lifecycle import resumed_environment
 from modelforge.run.owned import keep_recorded_modules
 from modelforge.sweep.store import quoted
 
@@ -44,7 +44,7 @@ def resume_sweep(path: Path) -> int:
 
     plan = json.loads((path / PLANNED).read_text(encoding="utf-8"))
     hydra_overrides = [o for o in plan["hydra_overrides"] if not o.startswith("hydra.sweep.dir=")]
-    os.environ[RESUME_ENV] = "1"  # read by each job, in this process or a launcher's workers
+    os.environ.update(resumed_environment())  # read by each job, in this process or a launcher's workers
     sweep = f"hydra.sweep.dir={quoted(str(path.resolve()))}"  # any path: quoted for Hydra's override grammar
     run_hydra(["-m", *plan["task_overrides"], *hydra_overrides, sweep], train_in, check=False, trains=True)
     return 0

@@ -13,7 +13,7 @@ from modelforge.api import train
 from modelforge.cli.app import claim_job_folder, in_multirun, run_hydra, sweep_dir, write_hydra_files
 from modelforge.core.metrics import objective_text
 from modelforge.core.names import counted
-from modelforge.run.console import Job
+from modelforge.run.console import Place
 from modelforge.run.folder import FolderState, RunFolder
 from modelforge.run.lifecycle import sweep_resumed
 from modelforge.run.owned import Kind
@@ -22,7 +22,7 @@ from modelforge.run.owned import Kind
 _OVER = {"completed", "failed", "dead", "interrupted"}
 
 
-def sweep_job(compact: bool) -> tuple[Job, int | None]:
+def sweep_place(compact: bool) -> tuple[Place, int | None]:
     """This job's place in the sweep: its label, how it prints (`compact`: an arm of a fused group, one line),
     and how many jobs the sweep has."""
     from hydra.core.hydra_config import HydraConfig
@@ -42,7 +42,7 @@ def sweep_job(compact: bool) -> tuple[Job, int | None]:
         return True
 
     side_by_side = not str(hydra.launcher.get("_target_", "")).endswith("BasicLauncher")
-    return Job(f"[{hydra.job.num + 1}/{total or '?'}]", side_by_side, first_of_plan, compact), total
+    return Place(f"[{hydra.job.num + 1}/{total or '?'}]", side_by_side, first_of_plan, compact), total
 
 
 def _planned() -> dict[str, Any]:
@@ -80,27 +80,27 @@ def train_in(cfg: Any, run_dir: Path, arm: Any = None) -> float:
     """
     folder = RunFolder(run_dir)
     resume = sweep_resumed()
-    job, total = sweep_job(arm is not None) if in_multirun() else (None, None)
+    place, total = sweep_place(arm is not None) if in_multirun() else (None, None)
     if resume and folder.state() == FolderState.COMPLETED:
         record = folder.record()
         objective = record["objective"]
-        print(f"{job.label + ' ' if job else ''}{folder.job_name()}: "
+        print(f"{place.label + ' ' if place else ''}{folder.job_name()}: "
               f"{objective_text(objective, record.get('epochs_run'))} (completed before; untouched)", flush=True)
         return float(objective["value"])
     if claim_job_folder(folder, Kind.RUN, resume) == FolderState.EMPTY:
         write_hydra_files(cfg, folder)
     started = time.perf_counter()
-    if job and not job.compact:
-        print(f"{job.label} {folder.job_name()}", flush=True)
-    metrics = train(cfg, run_dir=folder, resume=resume, job=job, trained=arm)
+    if place and not place.compact:
+        print(f"{place.label} {folder.job_name()}", flush=True)
+    metrics = train(cfg, run_dir=folder, resume=resume, place=place, trained=arm)
     objective = metrics["objective"]
     result = objective_text(objective, metrics.get("epochs_run"))
-    if job and job.compact:  # a fused arm: its one line says which job, what it reached, and how it stopped
+    if place and place.compact:  # a fused arm: its one line says which job, what it reached, and how it stopped
         stopped = f" ({metrics['stopped_early']})" if metrics.get("stopped_early") else ""
-        print(f"{job.label} {folder.job_name()}: {result}{stopped}; {progress_note(total, time_left=False)}",
+        print(f"{place.label} {folder.job_name()}: {result}{stopped}; {progress_note(total, time_left=False)}",
               flush=True)
-    elif job:
-        print(f"{job.label} {result} in {time.perf_counter() - started:.1f} s; {progress_note(total)}", flush=True)
+    elif place:
+        print(f"{place.label} {result} in {time.perf_counter() - started:.1f} s; {progress_note(total)}", flush=True)
     else:
         print(f"run folder: {metrics['run_dir']}  {result}  ({metrics['status']})", flush=True)
     return float(objective["value"])

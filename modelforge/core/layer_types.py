@@ -40,7 +40,7 @@ class Weight:
     fans: tuple[float, float] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LayerType:
     """What modelforge knows of one layer type.
 
@@ -58,12 +58,12 @@ class LayerType:
 
     name: str
     keras_class: str
-    size_key: str | None
-    input_rank: int | None
-    layout: str | None
-    has_activation: bool
     output_shape: Callable[[Shape, Args], Shape]
     weights: Callable[[Shape, Args], list[Weight]]
+    size_key: str | None = None
+    input_rank: int | None = None
+    layout: str | None = None
+    has_activation: bool = False
     recurrent: bool = False
 
     @property
@@ -275,42 +275,48 @@ _DIMS = {1: "1d", 2: "2d", 3: "3d"}
 
 def _table() -> dict[str, LayerType]:
     types = [
-        LayerType("dense", "Dense", "units", None, "flat", True, _dense_out, _dense_weights),
-        LayerType("embedding", "Embedding", None, 1, "tokens", False, _embedding_out, _embedding_weights),
-        LayerType("flatten", "Flatten", None, None, None, False, _flatten, _none),
-        LayerType("dropout", "Dropout", None, None, None, False, _same, _none),
-        LayerType("activation", "Activation", None, None, None, True, _same, _none),
-        LayerType("batch_normalization", "BatchNormalization", None, None, None, False, _same,
-                  _norm_weights("gamma", "beta", "moving_mean", "moving_variance")),
-        LayerType("layer_normalization", "LayerNormalization", None, None, None, False, _same,
-                  _norm_weights("gamma", "beta")),
+        LayerType(name="dense", keras_class="Dense", output_shape=_dense_out, weights=_dense_weights,
+                  size_key="units", layout="flat", has_activation=True),
+        LayerType(name="embedding", keras_class="Embedding", output_shape=_embedding_out,
+                  weights=_embedding_weights, input_rank=1, layout="tokens"),
+        LayerType(name="flatten", keras_class="Flatten", output_shape=_flatten, weights=_none),
+        LayerType(name="dropout", keras_class="Dropout", output_shape=_same, weights=_none),
+        LayerType(name="activation", keras_class="Activation", output_shape=_same, weights=_none,
+                  has_activation=True),
+        LayerType(name="batch_normalization", keras_class="BatchNormalization", output_shape=_same,
+                  weights=_norm_weights("gamma", "beta", "moving_mean", "moving_variance")),
+        LayerType(name="layer_normalization", keras_class="LayerNormalization", output_shape=_same,
+                  weights=_norm_weights("gamma", "beta")),
     ]
     for n, dims in _DIMS.items():
-        layout = _LAYOUT.get(n)
         suffix = dims.upper()
+        rank, layout = n + 1, _LAYOUT.get(n)
         out, weights = _conv(n)
-        types.append(LayerType(f"conv{dims}", f"Conv{suffix}", "filters", n + 1, layout, True, out, weights))
+        types.append(LayerType(name=f"conv{dims}", keras_class=f"Conv{suffix}", output_shape=out, weights=weights,
+                               size_key="filters", has_activation=True, input_rank=rank, layout=layout))
         out, weights = _conv_transpose(n)
-        types.append(LayerType(f"conv{dims}_transpose", f"Conv{suffix}Transpose", "filters", n + 1, layout, True,
-                               out, weights))
-        types.append(LayerType(f"max_pooling{dims}", f"MaxPooling{suffix}", None, n + 1, layout, False, _pool(n),
-                               _none))
-        types.append(LayerType(f"average_pooling{dims}", f"AveragePooling{suffix}", None, n + 1, layout, False,
-                               _pool(n), _none))
-        types.append(LayerType(f"global_average_pooling{dims}", f"GlobalAveragePooling{suffix}", None, n + 1,
-                               layout, False, _channels, _none))
-        types.append(LayerType(f"global_max_pooling{dims}", f"GlobalMaxPooling{suffix}", None, n + 1, layout,
-                               False, _channels, _none))
+        types.append(LayerType(name=f"conv{dims}_transpose", keras_class=f"Conv{suffix}Transpose",
+                               output_shape=out, weights=weights, size_key="filters", has_activation=True,
+                               input_rank=rank, layout=layout))
+        pools = (("max_pooling", "MaxPooling", _pool(n)), ("average_pooling", "AveragePooling", _pool(n)),
+                 ("global_average_pooling", "GlobalAveragePooling", _channels),
+                 ("global_max_pooling", "GlobalMaxPooling", _channels))
+        for name, cls, shape in pools:
+            types.append(LayerType(name=f"{name}{dims}", keras_class=f"{cls}{suffix}", output_shape=shape,
+                                   weights=_none, input_rank=rank, layout=layout))
         if n < 3:
             out, weights = _depthwise(n)
-            types.append(LayerType(f"depthwise_conv{dims}", f"DepthwiseConv{suffix}", None, n + 1, layout, True,
-                                   out, weights))
+            types.append(LayerType(name=f"depthwise_conv{dims}", keras_class=f"DepthwiseConv{suffix}",
+                                   output_shape=out, weights=weights, has_activation=True, input_rank=rank,
+                                   layout=layout))
             out, weights = _separable(n)
-            types.append(LayerType(f"separable_conv{dims}", f"SeparableConv{suffix}", "filters", n + 1, layout,
-                                   True, out, weights))
+            types.append(LayerType(name=f"separable_conv{dims}", keras_class=f"SeparableConv{suffix}",
+                                   output_shape=out, weights=weights, size_key="filters", has_activation=True,
+                                   input_rank=rank, layout=layout))
     for name, cls in (("simple_rnn", "SimpleRNN"), ("lstm", "LSTM"), ("gru", "GRU")):
         out, weights = _recurrent(name)
-        types.append(LayerType(name, cls, "units", 2, "sequence", True, out, weights, recurrent=True))
+        types.append(LayerType(name=name, keras_class=cls, output_shape=out, weights=weights, size_key="units",
+                               input_rank=2, layout="sequence", has_activation=True, recurrent=True))
     return {t.name: t for t in types}
 
 

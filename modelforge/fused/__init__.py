@@ -1,6 +1,6 @@
 """The fused engine: K runs that differ only in what fuses, trained as one model with a leading arm axis.
 
-- `ops`: one fused op per Keras layer kind, in a registry (`OPS`); `why_not` says what cannot fuse.
+- `ops`: one fused op per Keras layer kind, in a registry (`OPS`); `layer_refused` says what cannot fuse.
 - `optimizer`: the fused optimizer, each arm with its own scalars, slots, rate and clipping.
 - `trainer`: `train_group` trains a group's arms; its checkpoint lets a killed group continue.
 - `handoff`: each arm's outcome (`Arm`), handed to its own run to be written as an ordinary run.

@@ -141,12 +141,12 @@ def _groups(jobs: Sequence[Job]) -> list[list[Job]]:
 def _train_chunk(chunk: list[Job], label: str, sweep_dir: Path, stop: Callable[[], int | None]) -> Path | None:
     """Sets up and trains one chunk, attaching each arm to its job; returns its checkpoint (None: it cannot
     fuse, and each of its jobs says why)."""
-    from modelforge.fused.trainer import train_group, why_not
+    from modelforge.fused.trainer import run_refused, train_group
     from modelforge.run.setup import prepare
 
     with contextlib.redirect_stdout(io.StringIO()):  # each arm's set-up would print its device line
         sessions = [prepare(job.run) for job in chunk]
-    reason = why_not(sessions[0])
+    reason = run_refused(sessions[0])
     if reason is not None:
         for job in chunk:
             job.alone = reason

@@ -455,7 +455,7 @@ def covered() -> list[str]:
     return [name for name in OPS if name != "InputLayer"]
 
 
-def why_not(layer: Any) -> str | None:
+def layer_refused(layer: Any) -> str | None:
     """Why a Keras layer cannot be fused (None: it can): a kind without an op, or settings its op refuses."""
     kind = type(layer).__name__
     op = OPS.get(kind)
@@ -469,10 +469,10 @@ def make_op(layers: Sequence[Any], stacked: Callable[[int], Any]) -> Op:
     every arm, as a tf.Variable.
 
     Raises:
-        ValueError: the layer has no op, or its op refuses its settings (`why_not` says which).
+        ValueError: the layer has no op, or its op refuses its settings (`layer_refused` says which).
     """
     layer = layers[0]
-    refused = why_not(layer)
+    refused = layer_refused(layer)
     if refused is not None:
         raise ValueError(refused)
     weights = [stacked(j) for j in range(len(layer.weights))]

@@ -7,7 +7,7 @@ The optimizer is `modelforge.fused.optimizer`'s: Adam, AdamW and SGD over the st
 per arm, as Keras 3 writes them per variable. An arm whose loss turns NaN or infinite is frozen from that
 epoch on, and the others go on.
 
-What fuses (`why_not` says why something does not): the layers `modelforge.fused.ops` covers; every loss and metric
+What fuses (`run_refused` says why a run does not): the layers `modelforge.fused.ops` covers; every loss and metric
 (the defaults written out here, others as each arm's own Keras objects); Adam, AdamW or SGD (weight decay
 per arm; clipping by value, norm or global norm, each arm's own); every `optimizer.schedule` (each arm's own,
 called on its step count as Keras calls it); `trainer.class_weight` (each arm's from its own split); float32
@@ -33,11 +33,11 @@ from modelforge.run.folder import RunFolder
 from modelforge.run.setup import Session
 
 
-def why_not(session: Session) -> str | None:
+def run_refused(session: Session) -> str | None:
     """Why this run cannot train in a fused group (None: it can)."""
     run, model = session.run, session.model
     trainer, optimizer = run.trainer, run.optimizer
-    from modelforge.fused.ops import why_not as layer_refused
+    from modelforge.fused.ops import layer_refused
 
     for layer in model.layers:
         refused = layer_refused(layer)

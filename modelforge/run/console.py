@@ -17,7 +17,7 @@ RUN_LOG = "modelforge.log"
 
 
 @dataclass
-class Job:
+class Place:
     """Where a run sits in a sweep, for what it prints.
 
     Attributes:

@@ -28,11 +28,10 @@ from modelforge.core.memory import estimate
 from modelforge.core.metrics import lower_is_better
 from modelforge.core.names import Status, counted
 from modelforge.core.signals import handled
-from modelforge.core.targets import RESUME_ENV
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run import checkpoint
 from modelforge.run.checkpoint import Progress
-from modelforge.run.console import Job, log, run_log, say
+from modelforge.run.console import Place, log, run_log, say
 from modelforge.run.folder import FolderState, FolderTaken, RunFolder, identity, now, versions
 from modelforge.run.owned import Kind, check_ours, mark
 from modelforge.run.setup import Session, plan_for, prepare
@@ -210,10 +209,20 @@ def stop_on_signals(stop: Any, forward: bool = False) -> Iterator[None]:
         signal.raise_signal(stop.signum)
 
 
+# Set by `resume` and by the same sweep command again, for every job of the sweep (in this process, a
+# launcher's workers, a requeued chunk): one of modelforge's hand-offs (`core.targets.HANDOFFS`).
+RESUME_ENV = "MODELFORGE_RESUME"
+
+
 def sweep_resumed() -> bool:
     """Whether this job belongs to a sweep that `resume` (or the same command again) re-launched: completed jobs
     report their recorded objective, unfinished ones continue from their checkpoints."""
     return os.environ.get(RESUME_ENV) == "1"
+
+
+def resumed_environment() -> dict[str, str]:
+    """What a process sets, or hands to the processes it starts, to say the sweep was re-launched."""
+    return {RESUME_ENV: "1"}
 
 
 class ConfigChanged(FolderTaken):
@@ -240,7 +249,7 @@ def check_same_config(folder: RunFolder, record: Mapping[str, Any], run: RunConf
 
 
 def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), resume: bool = False,
-                 job: Job | None = None, trained: Trained | None = None) -> TrainResult:
+                 place: Place | None = None, trained: Trained | None = None) -> TrainResult:
     """Trains the run's model and writes its run folder.
 
     Args:
@@ -248,7 +257,7 @@ def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), 
         folder: the run folder (the command line passes Hydra's, already claimed).
         hooks: steps between set-up and fit (see `Hook`).
         resume: continue an unfinished run in the folder from its checkpoint.
-        job: where the run sits in a sweep, for what it prints (see `Job`).
+        place: where the run sits in a sweep, for what it prints (see `Place`).
         trained: the run's epochs, trained elsewhere (a fused arm): written through this run's callbacks.
 
     Returns:
@@ -280,16 +289,16 @@ def run_training(run: RunConfig, folder: RunFolder, hooks: Sequence[Hook] = (), 
         folder.write_json("metrics.json", record)
         if not resuming:
             folder.write_text("config.yaml", config_yaml(run))
-        with run_log(folder.path, (job or Job()).label) as log:
+        with run_log(folder.path, (place or Place()).label) as log:
             log.info("run %s in %s (pid %s on %s)", f"resumed from {state}" if resuming else "started", folder.path,
                      record["pid"], record["host"])
-            return _run(run, folder, record, hooks, started, resuming, job or Job(), trained)
+            return _run(run, folder, record, hooks, started, resuming, place or Place(), trained)
     finally:
         folder.unlock()
 
 
 def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Sequence[Hook], started: float,
-         resuming: bool, job: Job, arm: Trained | None) -> TrainResult:
+         resuming: bool, place: Place, arm: Trained | None) -> TrainResult:
     timings: dict[str, float] = {}
     trained: dict[str, Any] = {}  # the model and the history, once _train has them
     trackers: list[Any] = []  # filled by _train once the config is known to be good
@@ -305,7 +314,7 @@ def _run(run: RunConfig, folder: RunFolder, record: dict[str, Any], hooks: Seque
         return record
 
     try:
-        record.update(_train(run, folder, record, timings, trackers, hooks, resuming, job, trained, arm))
+        record.update(_train(run, folder, record, timings, trackers, hooks, resuming, place, trained, arm))
     except RunInterrupted as err:
         finish(Status.INTERRUPTED, str(err))
         raise
@@ -352,7 +361,7 @@ def _failed(finish: Callable[[Status, str | None], Any], trained: Mapping[str, A
         finish(Status.FAILED, reason)
 
 
-def save_plan(run: RunConfig, folder: RunFolder, job: Job | None = None, write: bool = True) -> Plan:
+def save_plan(run: RunConfig, folder: RunFolder, place: Place | None = None, write: bool = True) -> Plan:
     """Works out the plan, writes init_plan.json (unless `write` is False), and prints the table (in a sweep, once
     per distinct plan; the other jobs print one line) with the memory the run needs."""
     plan = plan_for(run)
@@ -360,10 +369,10 @@ def save_plan(run: RunConfig, folder: RunFolder, job: Job | None = None, write: 
         folder.write_json("init_plan.json", plan.as_json())
     digest = plan_digest(plan)
     memory = f"memory: {estimate(plan, run.trainer.batch_size, run.optimizer.name).describe()}"
-    if job is not None and job.compact:
+    if place is not None and place.compact:
         log.info(memory)
     else:
-        if job is None or job.first_of_plan(digest):
+        if place is None or place.first_of_plan(digest):
             print(format_table(plan), flush=True)
         else:
             say(plan_line(plan))
@@ -372,7 +381,7 @@ def save_plan(run: RunConfig, folder: RunFolder, job: Job | None = None, write: 
     return plan
 
 
-def record_measured(plan: Plan, folder: RunFolder, job: Job | None = None) -> None:
+def record_measured(plan: Plan, folder: RunFolder, place: Place | None = None) -> None:
     """After LSUV measured its scales: init_plan.json is rewritten once with them, the log gets one line per
     kernel, the terminal one summary line and one warning line for each kernel that did not converge."""
     if not plan.measured:
@@ -384,7 +393,7 @@ def record_measured(plan: Plan, folder: RunFolder, job: Job | None = None) -> No
     done = sum(bool(m["converged"]) for m in plan.measured.values())
     line = (f"lsuv: {len(plan.measured)} kernels rescaled on the sample in {plan.measured_s:.2f} s, {done} within "
             "the tolerance (scales in init_plan.json)")
-    (log.info if job is not None and job.compact else say)(line)
+    (log.info if place is not None and place.compact else say)(line)
     target = {e.path: e.computed or {} for e in plan.computed("lsuv")}
     for path, m in plan.measured.items():
         if not m["converged"]:
@@ -406,7 +415,7 @@ def early_stopping_note(run: RunConfig, progress: Progress) -> str:
 
 
 def _set_up(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: dict[str, float],
-            trackers: list[Any], hooks: Sequence[Hook], resuming: bool, job: Job, arm: Trained | None
+            trackers: list[Any], hooks: Sequence[Hook], resuming: bool, place: Place, arm: Trained | None
             ) -> tuple[Session, Progress, list[Any] | None, Any]:
     """The run's session (its plan, model and data), where training starts (a checkpoint's progress and best
     weights on a resume) and its tracker; the hooks (LSUV, diagnose) run before the first epoch only."""
@@ -415,11 +424,11 @@ def _set_up(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: 
     tick = time.perf_counter()
     restoring = resuming and checkpoint.exists(folder)
     # A resume from a checkpoint keeps init_plan.json as it is: LSUV's scales were measured by the first start.
-    plan = save_plan(run, folder, job, write=not restoring)
+    plan = save_plan(run, folder, place, write=not restoring)
     timings["plan_s"] = time.perf_counter() - tick
     # A fused arm brings the session the launcher set up for it (its model as first built, its data).
     session = arm.session if arm is not None and arm.session is not None else prepare(run, plan, fresh=not restoring)
-    record_measured(session.plan, folder, job)
+    record_measured(session.plan, folder, place)
     progress, best_weights = Progress(), None
     if restoring:
         progress, best_weights = checkpoint.load(folder, session.model)
@@ -435,7 +444,7 @@ def _set_up(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: 
     return session, progress, best_weights, tracker
 
 
-def _heartbeat(run: RunConfig, folder: RunFolder, record: dict[str, Any], job: Job) -> Callable[[Progress], None]:
+def _heartbeat(run: RunConfig, folder: RunFolder, record: dict[str, Any], place: Place) -> Callable[[Progress], None]:
     """After each epoch: metrics.json's heartbeat, the log's line, and the terminal's where the job shows them."""
 
     def beat(done: Progress) -> None:
@@ -444,14 +453,14 @@ def _heartbeat(run: RunConfig, folder: RunFolder, record: dict[str, Any], job: J
         row = done.history[-1]
         metrics = " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch")
         log.info("epoch %d/%d: %s", row["epoch"], run.trainer.epochs, metrics)
-        if job.epoch_lines and not job.compact:
+        if place.epoch_lines and not place.compact:
             say(f"epoch {row['epoch']}/{run.trainer.epochs}: {metrics}")
 
     return beat
 
 
 def _fit(run: RunConfig, folder: RunFolder, session: Session, progress: Progress, record: dict[str, Any],
-         stop: StopSignal, callbacks: list[Any], job: Job, arm: Trained | None) -> None:
+         stop: StopSignal, callbacks: list[Any], place: Place, arm: Trained | None) -> None:
     """Trains (a fused arm: plays its epochs back) until done, or until a signal stops it: the run is then
     interrupted, and the message says how to continue it."""
     from modelforge.run.fit import Interrupted, fit_model
@@ -462,7 +471,7 @@ def _fit(run: RunConfig, folder: RunFolder, session: Session, progress: Progress
                 arm.play(session.model, callbacks, run.trainer.epochs)
                 record["fused"] = arm.fused
             else:
-                fit_model(session.model, session.dataset, run, callbacks, progress, quiet=job.epoch_lines)
+                fit_model(session.model, session.dataset, run, callbacks, progress, quiet=place.epoch_lines)
     except Interrupted as err:
         name = signal.Signals(err.signum).name
         done = counted(progress.epochs_done, "epoch")
@@ -491,18 +500,18 @@ def _saved(run: RunConfig, folder: RunFolder, session: Session, progress: Progre
 
 
 def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: dict[str, float],
-           trackers: list[Any], hooks: Sequence[Hook], resuming: bool, job: Job,
+           trackers: list[Any], hooks: Sequence[Hook], resuming: bool, place: Place,
            trained: dict[str, Any], arm: Trained | None) -> dict[str, Any]:
     from modelforge.run.fit import StopSignal, make_callbacks
 
     session, progress, best_weights, tracker = _set_up(run, folder, record, timings, trackers, hooks, resuming,
-                                                       job, arm)
+                                                       place, arm)
     stop = StopSignal()
-    callbacks = make_callbacks(run, folder, progress, best_weights, stop, _heartbeat(run, folder, record, job),
+    callbacks = make_callbacks(run, folder, progress, best_weights, stop, _heartbeat(run, folder, record, place),
                                tracker, checkpoints=arm is None)
     tick = time.perf_counter()
     trained["fitting"] = True
-    _fit(run, folder, session, progress, record, stop, callbacks, job, arm)
+    _fit(run, folder, session, progress, record, stop, callbacks, place, arm)
     timings["fit_s"] = time.perf_counter() - tick
     if arm is not None:  # its share of the group's fit; the playback itself is bookkeeping, kept apart
         timings["replay_s"] = timings["fit_s"]
@@ -512,7 +521,7 @@ def _train(run: RunConfig, folder: RunFolder, record: dict[str, Any], timings: d
     # Keras' TerminateOnNaN stops a fit as early stopping does: that stop is the NaN's (`_saved` says so).
     if progress.stopped and run.trainer.early_stopping.enabled and finite:
         record["stopped_early"] = stopped = early_stopping_note(run, progress)
-        (log.info if job.compact else say)(stopped)  # a compact job's result line carries it
+        (log.info if place.compact else say)(stopped)  # a compact job's result line carries it
     with deferred(trained, arm):
         return _saved(run, folder, session, progress, timings, trained)
 

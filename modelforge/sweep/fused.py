@@ -166,9 +166,9 @@ class ChunkTask:
         its written jobs untouched)."""
         import submitit
 
-        from modelforge.run.lifecycle import RESUME_ENV
+        from modelforge.run.lifecycle import resumed_environment
 
-        self.env = {**self.env, RESUME_ENV: "1"}
+        self.env = {**self.env, **resumed_environment()}
         return submitit.helpers.DelayedSubmission(self)
 
 
@@ -179,14 +179,14 @@ def _launch_elsewhere(hydra_context: Any, config: Any, task_function: Any, jobs:
     from hydra.types import HydraContext
 
     from modelforge.fused.executors import run_tasks
-    from modelforge.run.lifecycle import RESUME_ENV, sweep_resumed
+    from modelforge.run.lifecycle import resumed_environment, sweep_resumed
 
     chunks = plan_chunks(jobs, max_arms)
     _say_alone(jobs)
     # The loader without what the fused launcher's wrapper kept (the sweeper's configs, composed again there).
     context = HydraContext(config_loader=getattr(hydra_context.config_loader, "_loader", hydra_context.config_loader),
                            callbacks=hydra_context.callbacks)
-    env = {RESUME_ENV: "1"} if sweep_resumed() else {}
+    env = resumed_environment() if sweep_resumed() else {}
     chunked = {job.idx for _, chunk in chunks for job in chunk}
     units = [(label, chunk) for label, chunk in chunks] + [(None, [j]) for j in jobs if j.idx not in chunked]
     tasks = [ChunkTask(context, config, task_function, [(j.idx, list(j.overrides)) for j in members], label,

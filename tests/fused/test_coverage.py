@@ -8,7 +8,7 @@ import pytest
 
 from modelforge.core.keys import KEYS
 from modelforge.core.registry import ARM_SCALARS
-from modelforge.fused.ops import OPS, covered, make_op, why_not
+from modelforge.fused.ops import OPS, covered, layer_refused, make_op
 from tests.helpers import REPO
 
 PAGE = (REPO / "docs" / "sweeps.md").read_text()
@@ -34,7 +34,7 @@ def test_the_per_arm_keys_of_a_group_come_from_the_optimizer_table():
 def test_a_layer_without_an_op_is_refused_by_name():
     layer = keras.layers.Conv3D(2, 2, name="volume")
     assert "Conv3D" not in OPS
-    reason = why_not(layer)
+    reason = layer_refused(layer)
     assert reason.startswith("its model has a Conv3D layer (volume)")
     with pytest.raises(ValueError) as err:
         make_op([layer], lambda j: None)
@@ -46,7 +46,7 @@ def test_clipping_with_an_embedding_does_not_fuse(compose):
     import io
 
     import modelforge
-    from modelforge.fused.trainer import why_not as run_refused
+    from modelforge.fused.trainer import run_refused
     from modelforge.run.setup import prepare
 
     tokens = ["data.layout=tokens", "+model.layers=[{type:embedding,input_dim:17,output_dim:4},{type:flatten}]",

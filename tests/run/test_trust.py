@@ -393,7 +393,8 @@ def test_modelforges_own_hand_offs_are_named_in_one_list_and_none_is_trust():
     import re
 
     from modelforge.core.quiet import ENV as TF_LOGS
-    from modelforge.core.targets import HANDOFFS, RESUME_ENV, widens
+    from modelforge.core.targets import HANDOFFS, widens
+    from modelforge.run.lifecycle import RESUME_ENV
     from modelforge.run.tracking import PARENT_ENV
 
     package = Path(modelforge.__file__).parent
