@@ -55,7 +55,7 @@ def compose(
 
     from modelforge.core.names import CONFIG_MODULE
     from modelforge.errors import ConfigError
-    from modelforge.sweep.store import check_overrides, normalize_overrides, register
+    from modelforge.front_door import check_overrides, normalize_overrides, register
 
     register()
     check_overrides(overrides)
@@ -96,7 +96,7 @@ def run_config(cfg: Any) -> RunConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     from modelforge.errors import ConfigError
-    from modelforge.sweep.store import to_plain
+    from modelforge.front_door import to_plain
 
     try:
         plain = to_plain(cfg)

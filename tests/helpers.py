@@ -22,7 +22,7 @@ def composed_plain(*overrides: str) -> dict:
     containers: for tests and doctests that type a config without a command line. Composed, so conf/ stays the
     one home of the defaults. Cached: copy it before changing it."""
     import modelforge
-    from modelforge.sweep.store import to_plain
+    from modelforge.front_door import to_plain
 
     return to_plain(modelforge.compose(FAST[:2] + ["model.depth=1", "trainer.verbose=0", *overrides]))
 

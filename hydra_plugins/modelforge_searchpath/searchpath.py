@@ -31,7 +31,7 @@ class ModelforgeSearchPathPlugin(SearchPathPlugin):
                 search_path.append(provider="modelforge-user", path=f"file://{os.path.abspath(folder)}")
             return
         # The groups' YAML options extend modelforge's typed schemas, which must be in the ConfigStore.
-        from modelforge.sweep.store import register
+        from modelforge.front_door import register
 
         register()
         search_path.append(provider="modelforge", path=f"{NamespacedConfigSource.scheme()}://modelforge.conf")

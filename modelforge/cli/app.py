@@ -176,8 +176,8 @@ def before_hydra(argv: list[str], kind: Kind = Kind.RUN) -> list[str]:
     from modelforge.cli import hydra_guard
     from modelforge.cli.folders import check_folders
     from modelforge.cli.hydra_compat import share_config_store
+    from modelforge.front_door import check_overrides, normalize_overrides, register
     from modelforge.sweep.jobdirs import fit_job_folders
-    from modelforge.sweep.store import check_overrides, normalize_overrides, register
 
     try:
         check_overrides(argv)
@@ -201,7 +201,7 @@ def check_job_environment() -> None:
     set the variable by then; the trust the command started with was frozen before (`freeze_trust`)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from modelforge.sweep.store import refuse_widening
+    from modelforge.front_door import refuse_widening
 
     job = HydraConfig.get().job
     refuse_widening(list(job.env_set or {}), "hydra.job.env_set")

@@ -18,9 +18,9 @@ from modelforge.analysis.summary import PLANNED
 from modelforge.cli.app import exit_with, run_hydra
 from modelforge.core.metrics import objective_text
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
+from modelforge.front_door import quoted
 from modelforge.run.lifecycle import resumed_environment
 from modelforge.run.owned import keep_recorded_modules
-from modelforge.sweep.store import quoted
 
 
 def resume_run(path: Path) -> int:

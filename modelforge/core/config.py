@@ -4,7 +4,7 @@
 checks every key and value that can be known before TensorFlow is imported: unknown keys get the nearest
 real one, numbers their bounds, metric names the metrics the task reports. Everything after it reads typed
 fields. Defaults live in the YAML of `conf/` only: these dataclasses have none, and the typed schemas Hydra
-checks while composing are made from them (`modelforge.sweep.store`), so each key is typed in one place.
+checks while composing are made from them (`modelforge.front_door`), so each key is typed in one place.
 """
 
 from __future__ import annotations
@@ -465,7 +465,7 @@ class MlflowLogger:
 
 Logger = CsvLogger | TensorBoardLogger | MlflowLogger
 LOGGER_CLASSES: dict[str, type] = {"csv": CsvLogger, "tensorboard": TensorBoardLogger, "mlflow": MlflowLogger}
-# Classes whose keys Hydra types while composing (see modelforge.sweep.store), by schema name.
+# Classes whose keys Hydra types while composing (see modelforge.front_door), by schema name.
 SCHEMAS: dict[str, type] = {"trainer": Trainer, "model": Model, **DATA_CLASSES}
 GROUPS = ("model", "layer", "activation", "initializer", "data", "optimizer", "trainer", "logger")
 

@@ -41,7 +41,7 @@ def planned_jobs(config: Any) -> list[list[str]] | None:
 
 def check_direction(config: Any) -> None:
     """Refuses a sweeper told to optimize the objective the wrong way (the summaries' "best" would disagree)."""
-    from modelforge.sweep.store import direction
+    from modelforge.front_door import direction
 
     given = config.hydra.sweeper.get("direction")
     if not isinstance(given, str):

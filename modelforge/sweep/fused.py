@@ -54,8 +54,8 @@ def _describe(hydra_context: Any, config: Any, task_function: Any, overrides: Se
     from omegaconf import open_dict, read_write
 
     from modelforge.core.config import RunConfig
+    from modelforge.front_door import to_plain
     from modelforge.run.lifecycle import sweep_resumed
-    from modelforge.sweep.store import to_plain
 
     sweep_config = _compose(hydra_context, config, overrides, idx)
     job = Job(idx, list(overrides), sweep_config,

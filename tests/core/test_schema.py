@@ -5,7 +5,7 @@ import pytest
 
 import modelforge
 from modelforge.errors import ConfigError
-from modelforge.sweep.store import check_group_options, check_override_keys, check_override_values, known_keys
+from modelforge.front_door import check_group_options, check_override_keys, check_override_values, known_keys
 from tests.helpers import run_module, said
 
 

@@ -1,4 +1,5 @@
-"""modelforge's entries in Hydra's ConfigStore and the checks of override keys and values before Hydra starts.
+"""The config's front door, for the command line and the API alike: modelforge's entries in Hydra's ConfigStore,
+and the checks of override keys, values, group options and job environments before Hydra starts.
 
 The typed schemas are made from the run config's own dataclasses (`modelforge.core.config`), so a key is typed
 in one place and its default in one other (the YAML). They sit at the ConfigStore's root as
