@@ -238,3 +238,17 @@ def test_only_the_command_line_and_the_sweep_glue_end_the_process():
     stopped = [str(path.relative_to(REPO)) for path in (REPO / "modelforge").rglob("*.py")
                if "sweep stopped by" in path.read_text()]
     assert stopped == ["modelforge/sweep/stops.py"]
+
+
+def test_the_where_things_live_table_names_real_modules_and_names():
+    """Each row of docs/architecture.md's "where things live" table: the module imports and holds the name. (That
+    every module is placed somewhere is the module map's test, tests/docs/test_docs.py.)"""
+    import re
+
+    text = (REPO / "docs" / "architecture.md").read_text()
+    table = text.split("## Where things live", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| [^|]+ \| `(modelforge[\w.]*)` \| `(\w+)` \|$", table, re.M)
+    assert len(rows) >= 40
+    for module, name in rows:
+        assert hasattr(importlib.import_module(module), name), f"{module} has no {name}"
+    assert len({module for module, _ in rows}) == len(rows), "a module is listed twice"
