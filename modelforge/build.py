@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from modelforge.core.fans import keras_fans
+from modelforge.core.graph import chained, walk
 from modelforge.core.names import HEAD, INPUTS, STANDARDIZE, activation_layer_name
 from modelforge.core.policy import CUSTOM, load_class
 from modelforge.core.quiet import before_tensorflow
@@ -181,9 +182,10 @@ def build(plan: Plan, standardize: tuple[Any, Any] | None = None, sample: Any = 
         # Every input position keeps its own statistics (axis: all but the batch).
         axes = tuple(range(1, len(plan.info.input_shape) + 1))
         x = keras.layers.Normalization(axis=axes, mean=standardize[0], variance=standardize[1], name=STANDARDIZE)(x)
-    for spec in plan.specs:
-        for layer in make_layers(spec, plan):
-            x = layer(x)
+    def made(spec: LayerSpec, xs: list[Any]) -> Any:
+        return chained(make_layers(spec, plan), xs, lambda layer, h: layer(h))
+
+    x = walk(plan.specs, {INPUTS: x}, made)[plan.specs[-1].name]
     with deep_recursion(len(plan.specs)):
         model = keras.Model(inputs, x, name="modelforge")
     write_computed(model, plan, sample, measure)

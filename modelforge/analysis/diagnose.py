@@ -142,14 +142,14 @@ def ratios(hidden: list[dict[str, Any]]) -> dict[str, float | None]:
     }
 
 
-def diagnose(model: Any, x: Any, y: Any, task: str, activations: Mapping[str, str | None]) -> dict[str, Any]:
+def diagnose(model: Any, plan: Plan, x: Any, y: Any) -> dict[str, Any]:
     """Probes a freshly initialized model with one batch.
 
     Args:
         model: the built model.
+        plan: its plan: the model's layers as the probe walks them, the task (for the loss), and each layer's
+            activation.
         x, y: the probe batch.
-        task: `classification` or `regression`, for the loss.
-        activations: layer name -> the activation that follows its kernel (from the plan's specs).
 
     Returns:
         The report: one record per layer, one per hidden layer, the ratios across them, the initial loss and the
@@ -157,13 +157,15 @@ def diagnose(model: Any, x: Any, y: Any, task: str, activations: Mapping[str, st
     """
     import numpy as np
 
+    task = plan.info.task
+    activations = {spec.name: spec.activation for spec in plan.specs}
     # The activation applied at each layer's output: in the layer itself for plain ones, in a separate layer
     # (named by the convention) for parametric ones such as leaky_relu.
     applied: dict[str, str] = {}
     for name, act in activations.items():
         if act:
             applied[activation_layer_name(name, act) if get_activation(act).params else name] = act
-    steps, loss = run_probe(model, x, y, task)
+    steps, loss = run_probe(model, plan, x, y)
     records = _records(steps, applied, activations)
     hidden = _hidden({r["layer"]: r for r in records}, activations)
     text, exponent = verdict([h["second_moment"] for h in hidden], len(hidden)) if hidden else ("no hidden layers", 0.0)
@@ -245,8 +247,7 @@ def run_diagnosis(model: Any, plan: Plan, dataset: Any, folder: RunFolder, title
                   run: RunConfig | None = None) -> dict[str, Any]:
     """Diagnoses a built model on the first `PROBE_SIZE` training samples; writes the report and plot."""
     x, y = dataset.probe(PROBE_SIZE)
-    activations = {spec.name: spec.activation for spec in plan.specs}
-    report = diagnose(model, x, y, plan.info.task, activations)
+    report = diagnose(model, plan, x, y)
     families = [get_activation(h["activation"] or "linear").family.value for h in report["hidden"]]
     family = max(set(families), key=families.count) if families else "linear"
     own = {e.layer: e.choice.label for e in plan.entries if e.choice.source == "layer" and e.fan_in is not None}

@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelforge.core.graph import chained, layers_of, walk
+from modelforge.core.initplan import Plan
+from modelforge.core.names import INPUTS, STANDARDIZE
+from modelforge.core.specs import LayerSpec
 from modelforge.initializers.lsuv import pre_activation
 
 # Keras activation layers: their input is the pre-activation of the layer before them.
@@ -54,33 +58,41 @@ def loss_function(task: str) -> Any:
     return keras.losses.MeanSquaredError()
 
 
-def run_probe(model: Any, x: Any, y: Any, task: str) -> tuple[list[Step], float]:
-    """Every non-input layer of `model` (a chain, as `build` makes it) on the batch, with the gradients.
+def run_probe(model: Any, plan: Plan, x: Any, y: Any) -> tuple[list[Step], float]:
+    """Every non-input layer of `model` (as `build` made it from `plan`) on the batch, walked in the plan's order
+    (`core.graph.walk`), with the gradients.
 
     Returns:
         One `Step` per layer, in order, and the loss of the batch.
     """
-    import keras
     import tensorflow as tf
 
     steps: list[Step] = []
+
+    def probe(layer: Any, h: Any) -> Any:
+        pre, out = _pre_and_out(layer, h)
+        steps.append(Step(layer, pre, out))
+        return out
+
+    def step(spec: LayerSpec, xs: list[Any]) -> Any:
+        return chained(layers_of(model, spec.name, spec.activation), xs, probe)
+
+    names = {layer.name for layer in model.layers}
     with tf.GradientTape() as tape:
         h = tf.convert_to_tensor(x)
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            pre, h = _pre_and_out(layer, h)
-            steps.append(Step(layer, pre, h))
-        loss = loss_function(task)(y, h)
+        if STANDARDIZE in names:
+            h = probe(model.get_layer(STANDARDIZE), h)
+        h = walk(plan.specs, {INPUTS: h}, step)[plan.specs[-1].name]
+        loss = loss_function(plan.info.task)(y, h)
     kernels = [(step, w) for step in steps for w in step.layer.trainable_weights if is_kernel(w)]
     watched = [s.pre for s in steps if s.pre is not None]
     grads = tape.gradient(loss, watched + [w for _, w in kernels])
     pre_grads = iter(grads[:len(watched)])
-    for step in steps:
-        if step.pre is not None:
-            step.pre_grad = next(pre_grads)
-    for (step, weight), grad in zip(kernels, grads[len(watched):]):
-        step.kernel_grads[weight.name] = tf.zeros_like(weight) if grad is None else grad
+    for found in steps:
+        if found.pre is not None:
+            found.pre_grad = next(pre_grads)
+    for (found, weight), grad in zip(kernels, grads[len(watched):]):
+        found.kernel_grads[weight.name] = tf.zeros_like(weight) if grad is None else grad
     return steps, float(loss)
 
 

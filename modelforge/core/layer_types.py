@@ -7,7 +7,7 @@ are per sample (no batch axis), channels last, as Keras builds them by default.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,8 @@ class LayerType:
         output_shape: maps (input shape, args) to the output shape.
         weights: maps (input shape, args) to the weights it creates.
         recurrent: whether its kernels include recurrent ones.
+        merge: for a layer that takes two or more inputs (`add`, `concatenate`), maps (their shapes, args) to
+            its output shape; None for a layer that takes one input.
     """
 
     name: str
@@ -65,6 +67,7 @@ class LayerType:
     layout: str | None = None
     has_activation: bool = False
     recurrent: bool = False
+    merge: Callable[[Sequence[Shape], Args], Shape] | None = None
 
     @property
     def default_activation(self) -> str:
@@ -254,6 +257,25 @@ def _none(shape: Shape, args: Args) -> list[Weight]:
     return []
 
 
+def _add(shapes: Sequence[Shape], args: Args) -> Shape:
+    if len(set(shapes)) > 1:
+        raise ConfigError(f"add takes inputs of one shape, not {' and '.join(str(list(s)) for s in shapes)}")
+    return shapes[0]
+
+
+def _concatenate(shapes: Sequence[Shape], args: Args) -> Shape:
+    rank = len(shapes[0])
+    axis = args.get("axis", -1)
+    if not isinstance(axis, int) or isinstance(axis, bool) or not (1 <= axis <= rank or -rank <= axis <= -1):
+        raise ConfigError(f"axis={axis!r} is not an axis of inputs of shape {list(shapes[0])} (1 to {rank}, or -1)")
+    at = axis - 1 if axis > 0 else rank + axis  # the sample's axis (Keras counts the batch as axis 0)
+    rest = {(len(s), s[:at] + s[at + 1:]) for s in shapes}
+    if len(rest) > 1:
+        raise ConfigError(f"concatenate takes inputs that differ only along axis {axis}, not "
+                          f"{' and '.join(str(list(s)) for s in shapes)}")
+    return (*shapes[0][:at], sum(s[at] for s in shapes), *shapes[0][at + 1:])
+
+
 def _channels(shape: Shape, args: Args) -> Shape:
     return (shape[-1],)
 
@@ -287,6 +309,9 @@ def _table() -> dict[str, LayerType]:
                   weights=_norm_weights("gamma", "beta", "moving_mean", "moving_variance")),
         LayerType(name="layer_normalization", keras_class="LayerNormalization", output_shape=_same,
                   weights=_norm_weights("gamma", "beta")),
+        LayerType(name="add", keras_class="Add", output_shape=_same, weights=_none, merge=_add),
+        LayerType(name="concatenate", keras_class="Concatenate", output_shape=_same, weights=_none,
+                  merge=_concatenate),
     ]
     for n, dims in _DIMS.items():
         suffix = dims.upper()

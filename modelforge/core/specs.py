@@ -15,13 +15,14 @@ from typing import Any
 from modelforge.core.checks import number, positive_int
 from modelforge.core.config import ActivationChoice, RunConfig, task_of
 from modelforge.core.datasets import DataInfo
+from modelforge.core.graph import walk
 from modelforge.core.layer_types import LayerType, Weight, get_layer_type
-from modelforge.core.names import HEAD
+from modelforge.core.names import HEAD, INPUTS
 from modelforge.core.registry import get_activation
 from modelforge.errors import ConfigError, closest
 
 # Keys of a layer spec that modelforge reads itself; every other key goes to the Keras constructor.
-_SPEC_KEYS = ("type", "name", "activation", "initializer")
+_SPEC_KEYS = ("type", "name", "activation", "initializer", "inputs")
 # Keys of the `layer` group that shape a block rather than its main layer.
 _BLOCK_KEYS = ("type", "pool_size")
 _RANK_NAMES = {2: "(timesteps, features): sequences", 3: "(height, width, channels): images",
@@ -47,9 +48,10 @@ class LayerSpec:
         initializer: the kernel initializer set on this layer itself, or None.
         activation_policy: the activation config's own policy rule (its `policy` key), or None.
         args: everything passed on to the Keras constructor (units/filters, kernel_size, ...).
-        input_shape: one sample's input shape.
+        input_shape: one sample's input shape (a merge's: its first input's).
         output_shape: one sample's output shape.
         weights: the weights the layer creates.
+        inputs: the layers it takes, by name (`inputs`: the model's own), in order; in a chain, the one before.
     """
 
     name: str
@@ -62,6 +64,7 @@ class LayerSpec:
     output_shape: tuple[int, ...]
     weights: list[Weight] = field(default_factory=list)
     activation_policy: Any = None
+    inputs: tuple[str, ...] = (INPUTS,)
 
     @property
     def layer_type(self) -> LayerType:
@@ -194,10 +197,28 @@ def _check_tokens(spec: Mapping[str, Any], info: DataInfo, first: bool) -> None:
         )
 
 
-def _resolve(spec: dict[str, Any], shape: tuple[int, ...], default_act: ActivationChoice,
-             info: DataInfo, first: bool) -> LayerSpec:
+def _merged(spec: Mapping[str, Any], kind: LayerType, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """The one input shape a layer reads (a merge's output shape is its own rule's)."""
+    if kind.merge is not None:
+        if len(shapes) < 2:
+            raise ConfigError(f"layer {spec['name']!r} ({kind.name}) takes two or more inputs; name them, e.g. "
+                              "inputs: [block1, block2]")
+        try:
+            return kind.merge(shapes, _args(spec))
+        except ConfigError as err:
+            raise ConfigError(f"layer {spec['name']!r} ({kind.name}): {err}") from None
+    if len(shapes) != 1:
+        raise ConfigError(f"layer {spec['name']!r} ({kind.name}) takes one input, not {len(shapes)}; merge them "
+                          "first with an add or concatenate layer")
+    return shapes[0]
+
+
+def _resolve(spec: dict[str, Any], shapes: list[tuple[int, ...]], default_act: ActivationChoice,
+             info: DataInfo, inputs: tuple[str, ...] = (INPUTS,)) -> LayerSpec:
     kind = get_layer_type(spec["type"])
     name = spec["name"]
+    first = INPUTS in inputs
+    shape = _merged(spec, kind, shapes)  # a merge's output shape, which its table entry passes on
     if kind.input_rank is not None and len(shape) != kind.input_rank:
         raise _shape_error(spec, kind, shape, first, info)
     if kind.layout == "tokens":
@@ -231,8 +252,8 @@ def _resolve(spec: dict[str, Any], shape: tuple[int, ...], default_act: Activati
         raise ConfigError(f"layer {name!r} ({kind.name}): {err}") from None
     if spec.get("initializer") is not None and not any(w.role == "kernel" for w in weights):
         raise ConfigError(f"layer {name!r} ({kind.name}) has no kernel to take an initializer")
-    return LayerSpec(name, kind.name, activation, act_params, spec.get("initializer"), args, shape, out, weights,
-                     act_rule)
+    return LayerSpec(name, kind.name, activation, act_params, spec.get("initializer"), args, shapes[0], out,
+                     weights, act_rule, inputs)
 
 
 def _missing(spec: Mapping[str, Any], key: str, kind: LayerType, example: str) -> ConfigError:
@@ -285,17 +306,52 @@ def layer_specs(run: RunConfig, input_shape: tuple[int, ...] | None = None,
         info = replace(info, input_shape=tuple(input_shape), vocab_size=None)
     default_act = run.activation
     specs: list[LayerSpec] = []
-    shape = info.input_shape
-    seen: set[str] = set()
-    for spec in body:
-        if spec["name"] in seen:
-            raise ConfigError(f"two layers are named {spec['name']!r}; layer names must be unique")
-        seen.add(spec["name"])
-        resolved = _resolve(spec, shape, default_act, info, first=not specs)
-        specs.append(resolved)
-        shape = resolved.output_shape
+
+    def shaped(node: _Pending, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        specs.append(_resolve(node.spec, shapes, default_act, info, node.inputs))
+        return specs[-1].output_shape
+
+    nodes = _nodes(body)
+    shape = walk(nodes, {INPUTS: info.input_shape}, shaped)[nodes[-1].name]
+    last = nodes[-1].name
     if len(shape) > 1:
-        specs.append(_resolve({"type": "flatten", "name": "flatten"}, shape, default_act, info, first=False))
-        shape = specs[-1].output_shape
-    specs.append(_resolve(_head(info), shape, default_act, info, first=False))
+        specs.append(_resolve({"type": "flatten", "name": "flatten"}, [shape], default_act, info, (last,)))
+        shape, last = specs[-1].output_shape, "flatten"
+    specs.append(_resolve(_head(info), [shape], default_act, info, (last,)))
     return specs, info
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A body layer before its shape is known: its spec mapping and the layers it takes."""
+
+    name: str
+    inputs: tuple[str, ...]
+    spec: dict[str, Any]
+
+
+def _nodes(body: Sequence[dict[str, Any]]) -> list[_Pending]:
+    """The body as a graph: each layer takes the layers its `inputs` name, else the one before it; names are
+    unique, and every layer but the last feeds a later one (a layer whose output nothing takes would train
+    nothing)."""
+    nodes: list[_Pending] = []
+    for spec in body:
+        if spec["name"] in (INPUTS, *(n.name for n in nodes)):
+            raise ConfigError(f"two layers are named {spec['name']!r}; layer names must be unique (and not "
+                              f"{INPUTS!r}, the model's inputs)")
+        given = spec.get("inputs")
+        if given is None:
+            inputs = (nodes[-1].name if nodes else INPUTS,)
+        elif isinstance(given, (list, tuple)) and given and all(isinstance(n, str) for n in given):
+            inputs = tuple(given)
+        else:
+            raise ConfigError(f"layer {spec['name']!r}: inputs={given!r} must be a list of earlier layers' names "
+                              f"(or {INPUTS!r}, the model's inputs)")
+        nodes.append(_Pending(spec["name"], inputs, spec))
+    walk(nodes, {INPUTS: None}, lambda node, xs: None)  # each input names an earlier layer
+    taken = {name for node in nodes for name in node.inputs}
+    for node in nodes[:-1]:
+        if node.name not in taken:
+            raise ConfigError(f"layer {node.name!r}: no later layer takes its output, so it would train nothing; "
+                              "name it in a later layer's inputs, or leave it out")
+    return nodes

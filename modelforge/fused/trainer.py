@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from modelforge.core.graph import chained, layers_of, walk
+from modelforge.core.names import INPUTS
 from modelforge.core.registry import ARM_SCALARS
 from modelforge.errors import ConfigError
 from modelforge.fused.handoff import Arm
@@ -181,6 +183,11 @@ class GroupTrainer:
                 return found
 
             self.ops.append(make_op([s.model.layers[index] for s in sessions], stacked))
+        named = {layer.name: op for layer, op in zip(first.model.layers, self.ops, strict=True)}
+        self.node_ops = {spec.name: [named[layer.name] for layer in layers_of(first.model, spec.name, spec.activation)]
+                         for spec in first.plan.specs}
+        in_nodes = {id(op) for ops in self.node_ops.values() for op in ops}
+        self.leading = [op for op in self.ops if id(op) not in in_nodes]  # the input and its standardization
         self.variables = [v for op in self.ops for v, trainable in zip(op.variables, op.trainable, strict=True)
                           if trainable]
         self.every = list(self.by_path.values())  # trainable or not (batch-norm statistics), in a fixed order
@@ -257,13 +264,20 @@ class GroupTrainer:
         return lambda: [np.asarray(self.by_path[w.path][a].numpy()) for w in self.first.model.weights]
 
     def forward(self, x: Any, training: bool) -> Any:
-        """(arms, batch, ...) inputs to (arms, batch, outputs): logits for a softmax head, else outputs."""
-        h = x
-        for i, op in enumerate(self.ops):
+        """(arms, batch, ...) inputs to (arms, batch, outputs): logits for a softmax head, else outputs. The
+        layers before any node (the input, the standardization) first, then the model's walk in its plan's
+        order (`core.graph.walk`), each node's ops on its inputs."""
+        def run(op: Any, h: Any) -> Any:
             h = op.run(h, training)
-            if op.activation is not None and not (self.softmax_head and i == len(self.ops) - 1):
+            if op.activation is not None and not (self.softmax_head and op is self.ops[-1]):
                 h = op.activation(h)
-        return h
+            return h
+
+        h = x
+        for op in self.leading:
+            h = run(op, h)
+        specs = self.first.plan.specs
+        return walk(specs, {INPUTS: h}, lambda spec, xs: chained(self.node_ops[spec.name], xs, run))[specs[-1].name]
 
     def losses(self, out: Any, y: Any) -> tuple[Any, Any]:
         """Per arm and sample, with the task's default terms: the loss (Keras' reduction is the mean over the

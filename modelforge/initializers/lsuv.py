@@ -1,10 +1,10 @@
 """LSUV, layer-sequential unit-variance initialization (Mishkin & Matas 2016, "All you need is a good init").
 
-Kernels start orthogonal (the plan's base); then, in layer order, each kernel is rescaled until its layer's
-pre-activation output on a sample of training inputs has the target variance. Measured before the activation:
-measuring after it (as one public Keras implementation does) cannot converge for tanh, whose output variance
-stays below 1 whatever the scale. A recurrent layer is measured on x.W, its input kernel applied to every time
-step of the sample; its recurrent kernel keeps its orthogonal default.
+Kernels start orthogonal (the plan's base); then, in the model's order (`core.graph.walk`), each kernel is
+rescaled until its layer's pre-activation output on a sample of training inputs has the target variance.
+Measured before the activation: measuring after it (as one public Keras implementation does) cannot converge
+for tanh, whose output variance stays below 1 whatever the scale. A recurrent layer is measured on x.W, its
+input kernel applied to every time step of the sample; its recurrent kernel keeps its orthogonal default.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from modelforge.core.graph import chained, layers_of, model_inputs, walk
 from modelforge.core.initplan import Plan, PlanEntry
+from modelforge.core.names import INPUTS
+from modelforge.core.specs import LayerSpec
 
 
 def layer_weight(layer: Any, name: str) -> Any:
@@ -72,20 +75,22 @@ def rescale(layer: Any, entry: PlanEntry, x: Any) -> dict[str, Any]:
 
 
 def lsuv(model: Any, plan: Plan, sample: Any) -> dict[str, dict[str, Any]]:
-    """Runs LSUV over a freshly built model, in layer order; returns weight path -> what `rescale` measured.
+    """Runs LSUV over a freshly built model, walking it in the plan's order; returns weight path -> what
+    `rescale` measured.
 
     Each layer is measured on the sample as the layers before it, already rescaled, transform it.
     """
     import keras
 
     targets = {entry.layer: entry for entry in plan.computed("lsuv")}
-    x = keras.ops.convert_to_tensor(sample)
     measured: dict[str, dict[str, Any]] = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        entry = targets.get(layer.name)
+
+    def measure(spec: LayerSpec, xs: list[Any]) -> Any:
+        layers = layers_of(model, spec.name, spec.activation)
+        entry = targets.get(spec.name)
         if entry is not None:
-            measured[entry.path] = rescale(layer, entry, x)
-        x = layer(x, training=False)
+            measured[entry.path] = rescale(layers[0], entry, xs[0])
+        return chained(layers, xs, lambda layer, h: layer(h, training=False))
+
+    walk(plan.specs, {INPUTS: model_inputs(model, keras.ops.convert_to_tensor(sample))}, measure)
     return measured

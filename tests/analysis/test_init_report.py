@@ -30,7 +30,7 @@ def test_the_back_propagated_gradient_is_the_chain_rule(compose):
     """d(loss)/ds at the head is (softmax - onehot) / batch; one layer down it is that times W^T times tanh'."""
     session = prepare(modelforge.run_config(compose([*FAST, "model.depth=2", "activation=tanh"])))
     x, y = session.dataset.probe(64)
-    steps, loss = run_probe(session.model, x, y, "classification")
+    steps, loss = run_probe(session.model, session.plan, x, y)
     by_name = {s.layer.name: s for s in steps}
     head, block2 = by_name["head"], by_name["block2_dense"]
     probs = keras.ops.convert_to_numpy(head.out).astype(np.float64)
