@@ -29,7 +29,7 @@ plan: $(STAMP)
 lint: $(STAMP)
 	$(VPY) -m ruff check modelforge hydra_plugins tests benchmarks examples
 	$(VPY) -m mypy
-	$(VPY) -m mypy --strict modelforge/core modelforge/errors.py
+	$(VPY) -m mypy --strict modelforge/core modelforge/system modelforge/errors.py
 	$(VENV)/bin/lint-imports
 
 # The summary.html test opens the page in a real headless browser: Debian's chromium, installed when missing

@@ -282,7 +282,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["fused", "lsuv"], help="run one section only")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from modelforge.core.quiet import quiet_stderr, wanted
+    from modelforge.system.quiet import quiet_stderr, wanted
 
     if wanted([]):  # line (i) imports TensorFlow here: its start-up lines would land among the figures
         quiet_stderr()

@@ -5,7 +5,7 @@ package is cheap: TensorFlow loads only when a model is built or trained, Hydra 
 """
 
 from modelforge.api import build_model, compose, plan, resume, run_config, train
-from modelforge.core.config import RunConfig
+from modelforge.core.config.schema import RunConfig
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run.lifecycle import TrainResult
 

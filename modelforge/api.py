@@ -13,13 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelforge.core.config import RunConfig
+from modelforge.core.config.schema import RunConfig
 
 if TYPE_CHECKING:
     import keras
     from omegaconf import DictConfig
 
-    from modelforge.core.initplan import Plan
+    from modelforge.core.init.plan import Plan
     from modelforge.run.console import Place
     from modelforge.run.folder import RunFolder
     from modelforge.run.lifecycle import Trained, TrainResult

@@ -13,20 +13,20 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from modelforge.core.fans import keras_fans
-from modelforge.core.graph import chained, walk
+from modelforge.core.config.policy import CUSTOM, load_class
+from modelforge.core.model.fans import keras_fans
+from modelforge.core.model.graph import chained, walk
 from modelforge.core.names import HEAD, INPUTS, STANDARDIZE, activation_layer_name
-from modelforge.core.policy import CUSTOM, load_class
-from modelforge.core.quiet import before_tensorflow
 from modelforge.core.registry import INITIALIZER_CLASSES, get_activation
 from modelforge.errors import ConfigError, closest
 from modelforge.initializers import write_computed
+from modelforge.system.quiet import before_tensorflow
 
 if TYPE_CHECKING:
     import keras
 
-    from modelforge.core.initplan import Plan, PlanEntry
-    from modelforge.core.specs import LayerSpec
+    from modelforge.core.init.plan import Plan, PlanEntry
+    from modelforge.core.model.specs import LayerSpec
 
 
 def _custom_initializer(entry: PlanEntry) -> keras.initializers.Initializer:

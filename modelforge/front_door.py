@@ -1,7 +1,7 @@
 """The config's front door, for the command line and the API alike: modelforge's entries in Hydra's ConfigStore,
 and the checks of override keys, values, group options and job environments before Hydra starts.
 
-The typed schemas are made from the run config's own dataclasses (`modelforge.core.config`), so a key is typed
+The typed schemas are made from the run config's own dataclasses (`modelforge.core.config.schema`), so a key is typed
 in one place and its default in one other (the YAML). They sit at the ConfigStore's root as
 `modelforge_schema_<name>`, out of `--help`'s group list; each YAML option extends its schema
 (`defaults: [/modelforge_schema_model@_here_, _self_]`), so a YAML file's `units: abc` fails while Hydra
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, Optional
 
-from modelforge.core.config import GROUPS, SCHEMAS, Model, Trainer
-from modelforge.core.metrics import objective_for, sweeper_direction
+from modelforge.core.config.metrics import objective_for, sweeper_direction
+from modelforge.core.config.schema import GROUPS, SCHEMAS, Model, Trainer
 from modelforge.errors import ConfigError, closest, invalid
 
 PREFIX = "modelforge_schema_"
@@ -370,7 +370,7 @@ OTHER_GROUPS = ("experiment", "hparams_search")
 
 def refuse_widening(variables: Sequence[str], where: str) -> None:
     """Refuses a config that sets (or copies into a job) an environment variable that widens what code runs
-    (`modelforge.core.targets.widens`): trust comes from the environment the command started with.
+    (`modelforge.core.config.targets.widens`): trust comes from the environment the command started with.
 
     Example:
         >>> refuse_widening(["OMP_NUM_THREADS"], "hydra.job.env_set")
@@ -379,7 +379,7 @@ def refuse_widening(variables: Sequence[str], where: str) -> None:
         ...
         modelforge.errors.ConfigError: hydra.job.env_set sets MODELFORGE_TRUSTED_MODULES, which widens what code...
     """
-    from modelforge.core.targets import TRUST_ENV, widens
+    from modelforge.core.config.targets import TRUST_ENV, widens
 
     for name in variables:
         if widens(str(name)):

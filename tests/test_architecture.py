@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import modelforge
-from modelforge.core import config
+from modelforge.core.config import schema as config
 from modelforge.core.names import HEAD, Status
 from modelforge.errors import ConfigError
 from tests.helpers import FAST, run_dirs, run_module
@@ -28,7 +28,7 @@ def every_module():
 def test_every_module_imports_and_the_api_still_answers(compose, tmp_path):
     for name in every_module():
         importlib.import_module(name)
-    assert {"modelforge.cli.plan", "modelforge.core.initplan", "modelforge.run.lifecycle"} <= set(every_module())
+    assert {"modelforge.cli.plan", "modelforge.core.init.plan", "modelforge.run.lifecycle"} <= set(every_module())
     # Importing `modelforge.cli.plan` (a module) must not replace the API function `modelforge.plan`.
     for name in modelforge.__all__:
         assert importlib.util.find_spec(f"modelforge.{name}") is None, f"a module shadows modelforge.{name}"
@@ -188,7 +188,7 @@ def test_splits_that_leave_too_little_are_refused(compose, overrides, words):
 
 
 def test_a_model_too_big_for_the_machine_is_refused_before_building(compose, tmp_path):
-    from modelforge.core.memory import estimate
+    from modelforge.core.init.memory import estimate
 
     cfg = compose(["model.units=200000", "model.depth=40"])
     needed = estimate(modelforge.plan(cfg), 32, "adam")

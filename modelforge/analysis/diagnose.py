@@ -18,8 +18,8 @@ from typing import Any
 
 from modelforge.analysis.flags import flags
 from modelforge.analysis.probe import Step, jacobian_condition, run_probe
-from modelforge.core.config import RunConfig
-from modelforge.core.initplan import Plan
+from modelforge.core.config.schema import RunConfig
+from modelforge.core.init.plan import Plan
 from modelforge.core.names import HEAD, activation_layer_name, counted
 from modelforge.core.registry import Family, get_activation
 from modelforge.run.folder import RunFolder

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelforge.core.graph import chained, layers_of, walk
-from modelforge.core.initplan import Plan
+from modelforge.core.init.plan import Plan
+from modelforge.core.model.graph import chained, layers_of, walk
+from modelforge.core.model.specs import LayerSpec
 from modelforge.core.names import INPUTS, STANDARDIZE
-from modelforge.core.specs import LayerSpec
 from modelforge.initializers.lsuv import pre_activation
 
 # Keras activation layers: their input is the pre-activation of the layer before them.
@@ -60,7 +60,7 @@ def loss_function(task: str) -> Any:
 
 def run_probe(model: Any, plan: Plan, x: Any, y: Any) -> tuple[list[Step], float]:
     """Every non-input layer of `model` (as `build` made it from `plan`) on the batch, walked in the plan's order
-    (`core.graph.walk`), with the gradients.
+    (`core.model.graph.walk`), with the gradients.
 
     Returns:
         One `Step` per layer, in order, and the loss of the batch.

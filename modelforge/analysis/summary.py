@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from modelforge.analysis.page import html
-from modelforge.core.keys import changes_results
-from modelforge.core.metrics import lower_is_better
+from modelforge.core.config.keys import changes_results
+from modelforge.core.config.metrics import lower_is_better
 from modelforge.core.names import Status, counted
 from modelforge.run.folder import RunFolder
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+from modelforge.core.config.targets import ENTRY_POINTS, allowed_module
 from modelforge.core.names import inside
-from modelforge.core.targets import ENTRY_POINTS, allowed_module
 from modelforge.errors import ConfigError
 
 # What Hydra, its logging and its bundled plugins name in their own configs: allowed by name.

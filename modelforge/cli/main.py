@@ -39,7 +39,7 @@ USAGE: dict[str, tuple[str, str, tuple[str, str]]] = {
                ("python -m modelforge resume outputs/2026-11-30/12-00-00-000000-4242",
                 "python -m modelforge resume outputs/multirun/2026-11-30/12-00-00-000000-4242")),
 }
-# Commands that import TensorFlow, whose start-up noise the terminal is spared (see modelforge.core.quiet).
+# Commands that import TensorFlow, whose start-up noise the terminal is spared (see modelforge.system.quiet).
 QUIET = ("train", "diagnose", "resume")
 
 
@@ -120,7 +120,7 @@ def version() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Dispatches to the subcommand named first in `argv` (default: `sys.argv[1:]`)."""
-    from modelforge.core.targets import freeze_trust
+    from modelforge.core.config.targets import freeze_trust
 
     freeze_trust()  # what the command started with; a config's hydra.job.env_set comes later and is not read
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         if explicit:  # the command's own help says the rest: Hydra adds the group list alone, not its app help
             argv = [*argv, f"hydra.help.template='{GROUPS_ONLY}'"]
     if command in QUIET:
-        from modelforge.core.quiet import ENV, quiet_stderr, wanted
+        from modelforge.system.quiet import ENV, quiet_stderr, wanted
 
         if wanted(argv):
             quiet_stderr()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from modelforge.analysis.summary import PLANNED
 from modelforge.cli.app import exit_with, run_hydra
-from modelforge.core.metrics import objective_text
+from modelforge.core.config.metrics import objective_text
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.front_door import quoted
 from modelforge.run.lifecycle import resumed_environment

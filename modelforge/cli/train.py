@@ -11,7 +11,7 @@ from typing import Any
 from modelforge.analysis.summary import PLANNED
 from modelforge.api import train
 from modelforge.cli.app import claim_job_folder, in_multirun, run_hydra, sweep_dir, write_hydra_files
-from modelforge.core.metrics import objective_text
+from modelforge.core.config.metrics import objective_text
 from modelforge.core.names import counted
 from modelforge.run.console import Place
 from modelforge.run.folder import FolderState, RunFolder

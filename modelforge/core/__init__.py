@@ -1,4 +1,7 @@
-"""The pure core: registries, fans, layer types, the typed run config, specs, the initializer policy and plan.
+"""The pure core, by concept: `config` (the typed run config, what each key means, the initializer policy it
+holds, what a `_target_` may name), `model` (layer types with their shapes and true fans, specs, the one walk of
+the model), `init` (the init plan, the kernels modelforge computes, the memory estimate), and the registries,
+names and number checks they share.
 
 Nothing here imports TensorFlow, Keras or Hydra (an import-linter contract checks it), so `plan`, config
 checks and their doctests answer at once.

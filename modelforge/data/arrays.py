@@ -1,7 +1,7 @@
 """The arrays of a data set, loaded (or generated) and split with the run seed.
 
 Splits are drawn with the run seed, so every arm of a sweep with the same seed trains and validates on the
-same samples. What a data set looks like before loading (its shape) is in `modelforge.core.datasets`.
+same samples. What a data set looks like before loading (its shape) is in `modelforge.core.config.datasets`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from modelforge.core.config import USER_DATA, Data, ImagesData, MnistData, SyntheticData
-from modelforge.core.datasets import IMAGES, DataInfo, check_split, split_counts
+from modelforge.core.config.datasets import IMAGES, DataInfo, check_split, split_counts
+from modelforge.core.config.schema import USER_DATA, Data, ImagesData, MnistData, SyntheticData
 
 
 @dataclass

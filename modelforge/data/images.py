@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelforge.core.config import ImagesData
+from modelforge.core.config.schema import ImagesData
 from modelforge.data.paths import user_path
 from modelforge.errors import ConfigError
 

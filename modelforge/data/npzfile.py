@@ -7,8 +7,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from modelforge.core.config import NpzData
-from modelforge.core.memory import available_memory
+from modelforge.core.config.schema import NpzData
+from modelforge.core.init.memory import available_memory
 from modelforge.data.finite import check_finite
 from modelforge.data.paths import looks_like, user_path
 from modelforge.errors import ConfigError, closest

@@ -49,7 +49,7 @@ def check_regular_file(where: Path, given: str, key: str) -> None:
     """
     import stat
 
-    from modelforge.core.memory import available_memory, human
+    from modelforge.core.init.memory import available_memory, human
 
     mode = where.stat().st_mode
     if not stat.S_ISREG(mode):

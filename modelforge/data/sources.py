@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from modelforge.core.config import USER_DATA, CallableData, CsvData, Data, ImagesData, NpzData, task_of
-from modelforge.core.datasets import DataInfo
+from modelforge.core.config.datasets import DataInfo
+from modelforge.core.config.schema import USER_DATA, CallableData, CsvData, Data, ImagesData, NpzData, task_of
 from modelforge.data.labels import encode_classes, regression_targets
 from modelforge.errors import ConfigError
 

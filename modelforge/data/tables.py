@@ -7,7 +7,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from modelforge.core.config import CsvData
+from modelforge.core.config.schema import CsvData
 from modelforge.data.finite import check_finite
 from modelforge.data.labels import encode_classes, regression_targets
 from modelforge.data.paths import user_path

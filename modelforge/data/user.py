@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelforge.core.config import CallableData
-from modelforge.core.targets import import_target
+from modelforge.core.config.schema import CallableData
+from modelforge.core.config.targets import import_target
 from modelforge.data.finite import check_finite
 from modelforge.errors import ConfigError
 

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from modelforge.core.signals import handled
 from modelforge.errors import SweepStopped, invalid
+from modelforge.system.signals import handled
 
 T = TypeVar("T")
 EXECUTORS = ("local", "ray", "submitit")

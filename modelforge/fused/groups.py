@@ -1,6 +1,6 @@
 """A sweep's jobs in fused groups: which jobs train together, in chunks of how many arms, with which checkpoint.
 
-Jobs whose configs are equal but for their per-arm keys (`core.keys`: the initializer, the seed, the
+Jobs whose configs are equal but for their per-arm keys (`core.config.keys`: the initializer, the seed, the
 optimizer's per-arm scalars, the objective, and keys that cannot change results) form a group; a group trains
 as one model (`modelforge.fused.trainer`), in chunks of at most `max_arms` arms (null: as many as half the
 machine's free memory holds, by the plan's estimate). Each chunk's arms are attached to their jobs (`Job.arm`) for the
@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelforge.core.keys import dotted
+from modelforge.core.config.keys import dotted
 from modelforge.core.names import counted
-from modelforge.core.signals import handled
 from modelforge.errors import SweepStopped
 from modelforge.fused.handoff import Arm
+from modelforge.system.signals import handled
 
 # The sweep folder's subfolder for the fused groups' checkpoints (removed once every job is written).
 FUSED_DIR = ".fused"
@@ -53,7 +53,7 @@ class Job:
 
 
 def group_key(resolved: Any) -> str:
-    """The config without the keys arms may differ in (`core.keys`): jobs with equal keys train as one model.
+    """The config without the keys arms may differ in (`core.config.keys`): jobs with equal keys train as one model.
 
     Example:
         >>> a = group_key({"seed": 0, "optimizer": {"name": "adam", "learning_rate": 0.1}, "model": {"units": 8}})
@@ -68,7 +68,7 @@ def chunk_size(max_arms: int | None, plan: Any, run: Any) -> int:
     """How many arms one chunk trains: `max_arms`, else as many as MEMORY_SHARE of the free memory holds."""
     if max_arms:
         return max(1, int(max_arms))
-    from modelforge.core.memory import available_memory, estimate
+    from modelforge.core.init.memory import available_memory, estimate
 
     per_arm = estimate(plan, run.trainer.batch_size, run.optimizer.name).total
     free = available_memory()
@@ -84,7 +84,7 @@ def chunk_checkpoint(sweep_dir: Path, members: Sequence[Job]) -> Path:
 def chunk_digest(members: Sequence[Job]) -> str:
     """What a chunk's checkpoint belongs to: every arm's result-affecting config, in order (another sweep's
     chunk of the same name, or an edited one, is not restored)."""
-    from modelforge.core.digest import record
+    from modelforge.core.config.digest import record
 
     return hashlib.sha256(json.dumps([record(m.run.resolved)["digest"] for m in members]).encode()).hexdigest()
 

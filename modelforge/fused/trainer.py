@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from modelforge.core.graph import chained, layers_of, walk
+from modelforge.core.model.graph import chained, layers_of, walk
 from modelforge.core.names import INPUTS
 from modelforge.core.registry import ARM_SCALARS
 from modelforge.errors import ConfigError
@@ -266,7 +266,7 @@ class GroupTrainer:
     def forward(self, x: Any, training: bool) -> Any:
         """(arms, batch, ...) inputs to (arms, batch, outputs): logits for a softmax head, else outputs. The
         layers before any node (the input, the standardization) first, then the model's walk in its plan's
-        order (`core.graph.walk`), each node's ops on its inputs."""
+        order (`core.model.graph.walk`), each node's ops on its inputs."""
         def run(op: Any, h: Any) -> Any:
             h = op.run(h, training)
             if op.activation is not None and not (self.softmax_head and op is self.ops[-1]):

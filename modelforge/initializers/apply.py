@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from modelforge.core.initplan import Plan
+from modelforge.core.init.plan import Plan
 from modelforge.errors import ConfigError
 from modelforge.initializers.delta import delta_orthogonal
 from modelforge.initializers.lsuv import layer_weight, lsuv

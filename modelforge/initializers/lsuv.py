@@ -1,6 +1,6 @@
 """LSUV, layer-sequential unit-variance initialization (Mishkin & Matas 2016, "All you need is a good init").
 
-Kernels start orthogonal (the plan's base); then, in the model's order (`core.graph.walk`), each kernel is
+Kernels start orthogonal (the plan's base); then, in the model's order (`core.model.graph.walk`), each kernel is
 rescaled until its layer's pre-activation output on a sample of training inputs has the target variance.
 Measured before the activation: measuring after it (as one public Keras implementation does) cannot converge
 for tanh, whose output variance stays below 1 whatever the scale. A recurrent layer is measured on x.W, its
@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from modelforge.core.graph import chained, layers_of, model_inputs, walk
-from modelforge.core.initplan import Plan, PlanEntry
+from modelforge.core.init.plan import Plan, PlanEntry
+from modelforge.core.model.graph import chained, layers_of, model_inputs, walk
+from modelforge.core.model.specs import LayerSpec
 from modelforge.core.names import INPUTS
-from modelforge.core.specs import LayerSpec
 
 
 def layer_weight(layer: Any, name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The loss and metrics a run compiles, as Keras objects, from the names `core.metrics` checks.
+"""The loss and metrics a run compiles, as Keras objects, from the names `core.config.metrics` checks.
 
 Class labels stay integers (Keras' sparse losses and metrics) unless the run needs one-hot rows: label
 smoothing, the focal loss, and AUC, precision and recall take one-hot labels in Keras. Then the labels are
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelforge.core.config import Trainer
-from modelforge.core.metrics import TOP_K
+from modelforge.core.config.metrics import TOP_K
+from modelforge.core.config.schema import Trainer
 
 # What makes a classification run feed one-hot labels.
 ONE_HOT_LOSSES = ("label_smoothing", "focal")
@@ -22,7 +22,7 @@ def one_hot(trainer: Trainer, task: str) -> bool:
     """Whether the run's labels are fed as one-hot rows.
 
     Example:
-        >>> from modelforge.core.config import RunConfig
+        >>> from modelforge.core.config.schema import RunConfig
         >>> one_hot(RunConfig.from_mapping(composed).trainer, "classification")
         False
     """

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelforge.core.config import Optimizer, RunConfig, TensorBoardLogger
+from modelforge.core.config.schema import Optimizer, RunConfig, TensorBoardLogger
 from modelforge.core.registry import RENAMED_ARGUMENTS, get_optimizer_class
 from modelforge.errors import ConfigError, closest
 from modelforge.run import checkpoint
@@ -23,7 +23,7 @@ def learning_rate(config: Optimizer, steps_per_epoch: int, epochs: int) -> Any:
     """The learning rate Keras is given: a number, or a `keras.optimizers.schedules` object over the run's steps.
 
     Example:
-        >>> from modelforge.core.config import Schedule
+        >>> from modelforge.core.config.schema import Schedule
         >>> learning_rate(Optimizer("sgd", {"learning_rate": 0.1}, Schedule("constant", {})), 10, 5)
         0.1
         >>> step = Schedule("step", {"decay_rate": 0.1, "decay_epochs": 10})  # its first step after the run's end

@@ -21,13 +21,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from modelforge.core import digest
-from modelforge.core.config import RunConfig
-from modelforge.core.initplan import Plan, format_table, plan_digest, plan_line
-from modelforge.core.memory import estimate
-from modelforge.core.metrics import lower_is_better
+from modelforge.core.config import digest
+from modelforge.core.config.metrics import lower_is_better
+from modelforge.core.config.schema import RunConfig
+from modelforge.core.init.memory import estimate
+from modelforge.core.init.plan import Plan, format_table, plan_digest, plan_line
 from modelforge.core.names import Status, counted
-from modelforge.core.signals import handled
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run import checkpoint
 from modelforge.run.checkpoint import Progress
@@ -35,6 +34,7 @@ from modelforge.run.console import Place, log, run_log, say
 from modelforge.run.folder import FolderState, FolderTaken, RunFolder, identity, now, versions
 from modelforge.run.owned import Kind, check_ours, mark
 from modelforge.run.setup import Session, plan_for, prepare
+from modelforge.system.signals import handled
 
 if TYPE_CHECKING:
     from modelforge.run.fit import StopSignal
@@ -210,7 +210,7 @@ def stop_on_signals(stop: Any, forward: bool = False) -> Iterator[None]:
 
 
 # Set by `resume` and by the same sweep command again, for every job of the sweep (in this process, a
-# launcher's workers, a requeued chunk): one of modelforge's hand-offs (`core.targets.HANDOFFS`).
+# launcher's workers, a requeued chunk): one of modelforge's hand-offs (`core.config.targets.HANDOFFS`).
 RESUME_ENV = "MODELFORGE_RESUME"
 
 

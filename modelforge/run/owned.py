@@ -16,8 +16,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from modelforge.core.config.targets import narrow_user_modules, own_modules, started_at, user_modules
 from modelforge.core.names import FOLDER_RECORD
-from modelforge.core.targets import narrow_user_modules, own_modules, started_at, user_modules
 from modelforge.run.folder import LOCK, FolderTaken, RunFolder, now
 
 # modelforge's record of a folder it made: what kind of folder it is, when it was made, the user's modules then.

@@ -11,14 +11,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelforge.core.config import ImagesData, RunConfig
-from modelforge.core.datasets import check_split
-from modelforge.core.initplan import Plan, make_plan
-from modelforge.core.memory import MemoryEstimate, available_memory, estimate, human
-from modelforge.core.quiet import before_tensorflow
+from modelforge.core.config.datasets import check_split
+from modelforge.core.config.schema import ImagesData, RunConfig
+from modelforge.core.init.memory import MemoryEstimate, available_memory, estimate, human
+from modelforge.core.init.plan import Plan, make_plan
 from modelforge.data.arrays import Dataset
 from modelforge.errors import ConfigError
 from modelforge.run.console import say
+from modelforge.system.quiet import before_tensorflow
 
 
 @dataclass

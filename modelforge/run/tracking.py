@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from modelforge.core.config import MlflowLogger, RunConfig
+from modelforge.core.config.schema import MlflowLogger, RunConfig
 from modelforge.core.names import Status
 from modelforge.run.folder import RunFolder
 
@@ -200,7 +200,7 @@ def quiet_libraries(optuna: bool = False) -> None:
     """
     import logging
 
-    from modelforge.core.quiet import wanted
+    from modelforge.system.quiet import wanted
 
     if not wanted([]) or logging.getLogger().isEnabledFor(logging.DEBUG):
         return

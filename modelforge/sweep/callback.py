@@ -14,7 +14,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 from modelforge.analysis.summary import PLANNED, collect, summarize
-from modelforge.core.metrics import objective_for, objective_text
+from modelforge.core.config.metrics import objective_for, objective_text
 from modelforge.core.names import Status
 from modelforge.errors import ConfigError
 from modelforge.run.folder import RunFolder, writable

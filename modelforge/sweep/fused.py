@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from modelforge.core.names import counted
-from modelforge.core.signals import handled
 from modelforge.errors import ConfigError, SweepStopped
 from modelforge.fused.groups import FUSED_DIR, Job, group_key, plan_chunks, train_fused
 from modelforge.run.checkpoint import previous
 from modelforge.run.folder import FolderState, RunFolder
 from modelforge.sweep.stops import ends_cleanly
+from modelforge.system.signals import handled
 
 log = logging.getLogger("modelforge")
 
@@ -53,7 +53,7 @@ def _describe(hydra_context: Any, config: Any, task_function: Any, overrides: Se
     """The job, composed and checked; `alone` says why it cannot fuse, when that is known before building."""
     from omegaconf import open_dict, read_write
 
-    from modelforge.core.config import RunConfig
+    from modelforge.core.config.schema import RunConfig
     from modelforge.front_door import to_plain
     from modelforge.run.lifecycle import sweep_resumed
 

@@ -6,7 +6,7 @@ share), and nothing runs: no op, no session, no thread pool, so a fork is as cle
 Only the fork server imports it (`modelforge.sweep.launcher.PRELOAD`).
 """
 
-from modelforge.core.quiet import before_tensorflow
+from modelforge.system.quiet import before_tensorflow
 
 before_tensorflow()
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import modelforge
-from modelforge.core.initplan import derive_seed
+from modelforge.core.init.plan import derive_seed
 from modelforge.errors import ConfigError
 
 
@@ -163,7 +163,7 @@ def test_the_plan_shows_the_lstm_bias_as_keras_makes_it(compose, bias, shown, ba
     (entry,) = [e for e in plan.entries if e.type == "lstm" and e.weight == "bias"]
     assert "forget gate" in entry.choice.note and entry.choice.label.startswith(shown)
     assert entry.choice.label.endswith(", forget gate ones")
-    assert f"{entry.choice.label}  " in modelforge.core.initplan.format_table(plan)
+    assert f"{entry.choice.label}  " in modelforge.core.init.plan.format_table(plan)
     values = modelforge.build_model(cfg).get_layer(entry.layer).cell.bias.numpy()
     np.testing.assert_array_equal(values, np.r_[np.full(5, base), np.ones(5), np.full(10, base)])
     assert values.std() == pytest.approx(entry.target_std, abs=1e-7)
@@ -174,7 +174,7 @@ def test_deeper_than_pythons_recursion_limit_builds_and_past_10000_layers_is_ref
     a model of more than 10,000 layers is refused before anything is planned."""
     with pytest.raises(ConfigError, match="model.depth=10001 is more than the 10,000 layers a model may have"):
         modelforge.plan(compose(["model.depth=10001"]))
-    from modelforge.core.config import Model
+    from modelforge.core.config.schema import Model
 
     with pytest.raises(ConfigError, match="model.layers holds 10,001 layer specs"):
         Model(depth=1, units=2, layers=[{"type": "dense"}] * 10001)

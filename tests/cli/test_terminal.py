@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from modelforge.core.quiet import NOISE
+from modelforge.system.quiet import NOISE
 from tests.helpers import run_module
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def write_noisy_loader(folder):
 
 def quiet_python(code, **env):
     """Runs `code` after routing stderr through modelforge's filter, as the CLI does."""
-    prelude = "from modelforge.core.quiet import quiet_stderr; quiet_stderr()\n"
+    prelude = "from modelforge.system.quiet import quiet_stderr; quiet_stderr()\n"
     return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=120,
                           env={**__import__("os").environ, **env})
 

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from modelforge.core.config import CsvData, RunConfig, SyntheticData
+from modelforge.core.config.schema import CsvData, RunConfig, SyntheticData
 from modelforge.errors import ConfigError
 from tests.helpers import composed_plain
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import modelforge
-from modelforge.core.initplan import derive_seed
+from modelforge.core.init.plan import derive_seed
 
 # (data shape, layer spec, {weight: (true fan_in, true fan_out, Keras' guess or None when it agrees)})
 CASES = {
@@ -122,7 +122,7 @@ def test_bit_identical_with_hand_written_keras(compose, case):
 
 
 def test_plan_table_says_what_was_done_where_keras_would_guess_other_fans(compose):
-    from modelforge.core.initplan import format_table
+    from modelforge.core.init.plan import format_table
 
     cfg = compose(["+model.layers=[{type:lstm,units:4,return_sequences:true},{type:depthwise_conv1d,kernel_size:3,"
                    "initializer:{_target_:tests.custom_init.GainNormal}}]"])

@@ -7,7 +7,7 @@ import pytest
 
 import modelforge
 from modelforge.build import build
-from modelforge.core.initplan import make_plan
+from modelforge.core.init.plan import make_plan
 from modelforge.core.names import INPUTS
 from modelforge.errors import ConfigError
 from tests.helpers import FAST

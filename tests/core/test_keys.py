@@ -9,9 +9,9 @@ from omegaconf import OmegaConf
 
 import modelforge
 from modelforge.analysis import summary
-from modelforge.core import digest
-from modelforge.core.config import SCHEMAS
-from modelforge.core.keys import KEYS, OUTPUT, PER_ARM, SHARED, dotted, listed, meaning
+from modelforge.core.config import digest
+from modelforge.core.config.keys import KEYS, OUTPUT, PER_ARM, SHARED, dotted, listed, meaning
+from modelforge.core.config.schema import SCHEMAS
 from modelforge.core.registry import ARM_SCALARS
 from modelforge.fused.groups import group_key
 from tests.helpers import REPO
@@ -44,7 +44,7 @@ def test_every_key_of_the_schemas_is_classified_by_its_own_entry():
     for name, cls in SCHEMAS.items():
         group = name if name in ("trainer", "model") else "data"
         for key, parents in schema_keys(cls, f"{group}."):
-            assert listed(key) in (key, *parents), f"{key} has no entry of its own in modelforge/core/keys.py"
+            assert listed(key) in (key, *parents), f"{key} has no entry of its own in modelforge/core/config/keys.py"
 
 
 def test_every_key_a_bundled_config_holds_is_listed_and_every_entry_is_a_key():

@@ -3,7 +3,13 @@ from dataclasses import replace
 
 import pytest
 
-from modelforge.core.policy import InitPolicy, kernel_choice, parse_initializer_config, policy_choice, role_choice
+from modelforge.core.config.policy import (
+    InitPolicy,
+    kernel_choice,
+    parse_initializer_config,
+    policy_choice,
+    role_choice,
+)
 from modelforge.core.registry import ACTIVATIONS, Family
 from modelforge.errors import ConfigError
 from tests.helpers import REPO

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from modelforge.core.fans import keras_fans
-from modelforge.core.policy import InitChoice, target_std
+from modelforge.core.config.policy import InitChoice, target_std
+from modelforge.core.model.fans import keras_fans
 
 
 def std_of(name, shape, **params):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from modelforge.core.config import RunConfig
+from modelforge.core.config.schema import RunConfig
 from modelforge.data import arrays as data
 from modelforge.errors import ConfigError
 from tests.helpers import composed_plain

@@ -6,7 +6,7 @@ import re
 import keras
 import pytest
 
-from modelforge.core.keys import KEYS
+from modelforge.core.config.keys import KEYS
 from modelforge.core.registry import ARM_SCALARS
 from modelforge.fused.ops import OPS, covered, layer_refused, make_op
 from tests.helpers import REPO

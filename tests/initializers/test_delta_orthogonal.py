@@ -77,7 +77,7 @@ def test_plan_rows_and_what_the_builder_writes(compose, tmp_path):
     assert rows["layer5_dense/kernel"].choice.params["gain"] == 1.0  # tanh: Glorot's gain
     assert rows["layer5_dense/kernel"].build == ("orthogonal", {"gain": 1.0})
     assert "c_in=8 > c_out=4" in rows["layer2_conv2d/kernel"].choice.note  # no orthogonal centre: says what instead
-    from modelforge.core.initplan import format_table
+    from modelforge.core.init.plan import format_table
 
     table = format_table(plan)
     assert "layer2_conv2d/kernel (c_in=8 > c_out=4: orthonormal columns" in table

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import modelforge
-from modelforge.core import metrics as names
+from modelforge.core.config import metrics as names
 from modelforge.data.arrays import load
 from modelforge.errors import ConfigError
 from modelforge.run import compiled

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import modelforge
-from modelforge.core import digest
-from modelforge.core.targets import TRUST_ENV, allowed_module, import_target, is_users_own
+from modelforge.core.config import digest
+from modelforge.core.config.targets import TRUST_ENV, allowed_module, import_target, is_users_own
 from modelforge.errors import ConfigError
 from modelforge.run import checkpoint
 from modelforge.run.folder import RunFolder
@@ -339,7 +339,7 @@ def test_a_resume_that_cannot_start_leaves_the_run_resumable(compose, tmp_path):
 def test_the_trust_a_command_started_with_is_the_trust_it_keeps(monkeypatch):
     """Hydra sets a job's env_set variables in the process before the job runs: after the front door froze the
     trust, a variable set later is not read."""
-    from modelforge.core import targets
+    from modelforge.core.config import targets
 
     monkeypatch.setattr(targets, "_frozen", {})
     monkeypatch.delenv(TRUST_ENV, raising=False)
@@ -377,7 +377,7 @@ def test_a_data_path_that_is_not_a_regular_file_is_refused_before_reading(compos
 
 
 def test_a_data_file_larger_than_half_the_free_memory_is_refused_naming_its_size(compose, tmp_path, monkeypatch):
-    from modelforge.core import memory
+    from modelforge.core.init import memory
 
     table = tmp_path / "t.csv"
     write_csv(table, 200)
@@ -392,10 +392,10 @@ def test_modelforges_own_hand_offs_are_named_in_one_list_and_none_is_trust():
     chooses, or one of modelforge's hand-offs between its processes (`HANDOFFS`); a config can set none of them."""
     import re
 
-    from modelforge.core.quiet import ENV as TF_LOGS
-    from modelforge.core.targets import HANDOFFS, widens
+    from modelforge.core.config.targets import HANDOFFS, widens
     from modelforge.run.lifecycle import RESUME_ENV
     from modelforge.run.tracking import PARENT_ENV
+    from modelforge.system.quiet import ENV as TF_LOGS
 
     package = Path(modelforge.__file__).parent
     named = {m for path in package.rglob("*.py") for m in re.findall(r"MODELFORGE_[A-Z_]+", path.read_text())}

@@ -14,15 +14,15 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from modelforge.core.computed import Resolved, resolve
-from modelforge.core.config import RunConfig
-from modelforge.core.datasets import DataInfo
-from modelforge.core.fans import fan_for_mode, keras_fans
-from modelforge.core.layer_types import Weight
+from modelforge.core.config.datasets import DataInfo
+from modelforge.core.config.policy import CUSTOM, InitChoice, fan_for_mode, kernel_choice, role_choice, target_std
+from modelforge.core.config.schema import RunConfig
+from modelforge.core.init.computed import Resolved, resolve
+from modelforge.core.model.fans import keras_fans
+from modelforge.core.model.layer_types import Weight
+from modelforge.core.model.specs import LayerSpec, layer_specs
 from modelforge.core.names import activation_layer_name
-from modelforge.core.policy import CUSTOM, InitChoice, kernel_choice, role_choice, target_std
 from modelforge.core.registry import INITIALIZER_CLASSES, SEEDED, VARIANCE_SCALING_PRESETS, get_activation
-from modelforge.core.specs import LayerSpec, layer_specs
 
 
 def derive_seed(run_seed: int, path: str) -> int:
@@ -186,7 +186,7 @@ def _forget_ones(entry: PlanEntry) -> PlanEntry:
     initializer is a constant c: a quarter of ones among c's, |1 - c| sqrt(3) / 4.
 
     Example:
-        >>> from modelforge.core.config import RunConfig
+        >>> from modelforge.core.config.schema import RunConfig
         >>> lstm = RunConfig.from_mapping({**composed, "layer": {"type": "lstm"}})
         >>> bias = make_plan(lstm).entries[2]
         >>> bias.path, bias.choice.label, round(bias.target_std, 4)
@@ -248,7 +248,7 @@ def plan_digest(plan: Plan) -> str:
     """A short name for what the plan decides (seeds left out, so a sweep's seeds share one).
 
     Example:
-        >>> from modelforge.core.config import RunConfig
+        >>> from modelforge.core.config.schema import RunConfig
         >>> len(plan_digest(make_plan(RunConfig.from_mapping(composed))))
         8
     """

@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, Union
 
-from modelforge.core import metrics
 from modelforge.core.checks import number, positive_int
-from modelforge.core.datasets import IMAGES, LAYOUTS, DataInfo, check_split
-from modelforge.core.policy import InitChoice, InitPolicy, parse_initializer_config
+from modelforge.core.config import metrics
+from modelforge.core.config.datasets import IMAGES, LAYOUTS, DataInfo, check_split
+from modelforge.core.config.policy import InitChoice, InitPolicy, parse_initializer_config
+from modelforge.core.config.targets import TRUST_ENV
 from modelforge.core.registry import DEFAULT_SCHEDULE, SCHEDULES, get_optimizer_class
-from modelforge.core.targets import TRUST_ENV
 from modelforge.errors import ConfigError, closest, invalid
 
 T = TypeVar("T")
@@ -88,7 +88,7 @@ class ReduceOnPlateau:
 
 @dataclass(frozen=True)
 class Loss:
-    """`trainer.loss` checked: a name in `core.metrics.LOSSES` and its parameters."""
+    """`trainer.loss` checked: a name in `core.config.metrics.LOSSES` and its parameters."""
 
     name: str
     params: Mapping[str, float]

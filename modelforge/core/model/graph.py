@@ -44,8 +44,8 @@ def walk(nodes: Iterable[N], sources: Mapping[str, V], step: Callable[[N, list[V
         >>> from collections import namedtuple
         >>> Add = namedtuple("Add", "name inputs")
         >>> graph = [Add("a", ("x",)), Add("b", ("x",)), Add("sum", ("a", "b"))]
-        >>> walk(graph, {"x": 1}, lambda node, xs: sum(xs) + 1)["sum"]
-        4
+        >>> walk(graph, {"x": 1}, lambda node, xs: sum(xs) + 1)["sum"]  # a = b = 1 + 1, sum = a + b + 1
+        5
     """
     values = dict(sources)
     for node in nodes:

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelforge.core.layer_types import Weight
+from modelforge.core.config.policy import InitChoice, activation_gain, stock_choice
+from modelforge.core.model.layer_types import Weight
 from modelforge.core.names import HEAD
-from modelforge.core.policy import InitChoice, activation_gain, stock_choice
 from modelforge.errors import ConfigError
 
 
@@ -120,7 +120,7 @@ def resolve(choice: InitChoice, weight: Weight, layer: str, kind: str, activatio
         activation, params: the activation that follows it, and that activation's parameters.
 
     Example:
-        >>> from modelforge.core.policy import parse_initializer
+        >>> from modelforge.core.config.policy import parse_initializer
         >>> kernel = Weight("kernel", (64, 64), "kernel", "kernel_initializer")
         >>> name, lsuv = parse_initializer("lsuv", "initializer")
         >>> resolve(InitChoice(name, lsuv, "override"), kernel, "block1_dense", "dense", "relu", {}).base.name

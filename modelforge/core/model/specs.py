@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelforge.core.checks import number, positive_int
-from modelforge.core.config import ActivationChoice, RunConfig, task_of
-from modelforge.core.datasets import DataInfo
-from modelforge.core.graph import walk
-from modelforge.core.layer_types import LayerType, Weight, get_layer_type
+from modelforge.core.config.datasets import DataInfo
+from modelforge.core.config.schema import ActivationChoice, RunConfig, task_of
+from modelforge.core.model.graph import walk
+from modelforge.core.model.layer_types import LayerType, Weight, get_layer_type
 from modelforge.core.names import HEAD, INPUTS
 from modelforge.core.registry import get_activation
 from modelforge.errors import ConfigError, closest

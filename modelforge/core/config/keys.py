@@ -5,7 +5,7 @@ one fused group may differ in it.
 meaning of its longest listed prefix, and a key the table does not list is taken to change results and to be
 shared by a group's arms (the safe reading of a key nobody classified). Three readers derive from it:
 
-- the resume digest (`core.digest`): a run's record keeps the keys that can change its numbers, so an edit of
+- the resume digest (`core.config.digest`): a run's record keeps the keys that can change its numbers, so an edit of
   any other key (how much it prints, where it logs) resumes;
 - the sweep summary (`analysis.summary`): jobs are grouped by the swept keys that can change results;
 - the fused grouping (`fused.groups`): jobs whose configs are equal but for per-arm keys train as one model.

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelforge.core import fans as fan_rules
 from modelforge.core.checks import positive_int
+from modelforge.core.model import fans as fan_rules
 from modelforge.errors import ConfigError, invalid
 
 Shape = tuple[int, ...]

@@ -129,14 +129,3 @@ def embedding_fans(output_dim: int) -> Fans:
         (1, 16)
     """
     return 1, output_dim
-
-
-def fan_for_mode(fan_in: float, fan_out: float, mode: str) -> float:
-    """The divisor a `VarianceScaling` initializer uses in `mode`, floored at 1 as Keras does."""
-    if mode == "fan_in":
-        n = fan_in
-    elif mode == "fan_out":
-        n = fan_out
-    else:
-        n = (fan_in + fan_out) / 2.0
-    return max(1.0, n)

@@ -58,7 +58,7 @@ def widens(variable: str) -> bool:
 # modelforge's own hand-offs from a command to the processes it starts (its workers, a continued sweep's jobs,
 # MLflow's parent run, TensorFlow's logs asked for). None carries trust: a config may set none of them (they are
 # `MODELFORGE_*`), and none is read as trust.
-# Each is owned by the module that reads it: run.lifecycle, run.tracking, core.quiet.
+# Each is owned by the module that reads it: run.lifecycle, run.tracking, system.quiet.
 HANDOFFS = ("MODELFORGE_RESUME", "MODELFORGE_MLFLOW_PARENT", "MODELFORGE_TF_LOGS")
 # The user's own modules as the command (or the run or sweep it continues) found them at its start.
 _USERS = "user modules"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelforge.core.checks import number, positive_int
-from modelforge.core.fans import fan_for_mode
+from modelforge.core.config.targets import import_target
 from modelforge.core.registry import (
     DISTRIBUTIONS,
     FAMILY_PRESETS,
@@ -27,7 +27,6 @@ from modelforge.core.registry import (
     Family,
     get_activation,
 )
-from modelforge.core.targets import import_target
 from modelforge.errors import ConfigError, invalid
 
 # Truncating a normal at two standard deviations shrinks its std by this factor; Keras divides it out.
@@ -78,6 +77,17 @@ class InitChoice:
         else:
             inner = ", ".join(f"{k}={_short(v)}" for k, v in self.params.items())
         return f"{self.name}({inner})"
+
+
+def fan_for_mode(fan_in: float, fan_out: float, mode: str) -> float:
+    """The divisor a `VarianceScaling` initializer uses in `mode`, floored at 1 as Keras does."""
+    if mode == "fan_in":
+        n = fan_in
+    elif mode == "fan_out":
+        n = fan_out
+    else:
+        n = (fan_in + fan_out) / 2.0
+    return max(1.0, n)
 
 
 def _short(value: Any) -> str:
@@ -143,7 +153,7 @@ def load_class(target: str, where: str) -> type:
     """Imports the initializer class a `_target_` names (`package.module.Class`) and checks it; calls nothing.
 
     A config file is code: this imports the module the `_target_` names. Refused, with nothing called: a
-    module `core.targets` does not allow (before importing it), anything that is not a class, and a class that
+    module `core.config.targets` does not allow (before importing it), anything that is not a class, and a class that
     does not derive from `keras.initializers.Initializer`.
 
     Raises:

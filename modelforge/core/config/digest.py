@@ -2,7 +2,7 @@
 
 `resume` (of a run, of a sweep, a SLURM requeue) compares the config it is about to continue with against this
 record, so an edited config.yaml or a sweep re-launched with other overrides never mixes two configs in one
-run. Keys that cannot change results (how much the run prints, where it logs, Hydra's own: `core.keys` says
+run. Keys that cannot change results (how much the run prints, where it logs, Hydra's own: `core.config.keys` says
 which) may differ, and a record written while a key was still counted as result-affecting resumes without it.
 """
 
@@ -13,11 +13,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from modelforge.core.keys import changes_results, dotted
+from modelforge.core.config.keys import changes_results, dotted
 
 
 def result_keys(resolved: Mapping[str, Any]) -> dict[str, Any]:
-    """The resolved config as dotted keys, only those that can change a run's numbers (`core.keys`); values as
+    """The resolved config as dotted keys, only those that can change a run's numbers (`core.config.keys`); values as
     JSON gives them.
 
     Example:

@@ -10,7 +10,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from modelforge.core.initplan import Plan
+from modelforge.core.init.plan import Plan
 from modelforge.core.registry import OPTIMIZER_SLOTS
 
 BYTES_PER_VALUE = 4  # float32
@@ -57,8 +57,8 @@ def estimate(plan: Plan, batch_size: int, optimizer: str) -> MemoryEstimate:
     """The memory a run of `plan` needs with `batch_size` and `optimizer` (a name in the registry).
 
     Example:
-        >>> from modelforge.core.config import RunConfig
-        >>> from modelforge.core.initplan import make_plan
+        >>> from modelforge.core.config.schema import RunConfig
+        >>> from modelforge.core.init.plan import make_plan
         >>> plan = make_plan(RunConfig.from_mapping(composed))
         >>> estimate(plan, 32, "adam").weights == 4 * sum(math.prod(e.shape) for e in plan.entries)
         True

@@ -1,0 +1,2 @@
+"""The process, not the model: TensorFlow's start-up noise filtered (`quiet`), and signal handlers installed and
+restored (`signals`). Standard library only."""
