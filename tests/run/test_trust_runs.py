@@ -410,12 +410,21 @@ def test_a_checkpoint_from_another_run_or_edited_is_not_taken(killed, tmp_path):
     record["config"] = json.loads((tmp_path / "other" / "metrics.json").read_text())["config"]
     (both / "metrics.json").write_text(json.dumps(record))
     (both / "config.yaml").write_text((tmp_path / "other" / "config.yaml").read_text())
+    # What a kill during a write leaves (the killed run above may or may not have left one, as the kill lands):
+    # the dead run's own half-written file, which a resume clears before anything else, refused or not.
+    leftover = f".metrics.{record['temp_token']}-abcd1234.tmp.json"
+    (both / leftover).write_text("half")
     before = snapshot(both)
     refused = run_module(tmp_path, "resume", "both")
     assert refused.returncode == 2 and "no checkpoint there is this run's" in said(refused), refused.stderr
     kept = {"metrics.json", "modelforge.log"}  # the refusal is recorded there, as any resume that cannot start
+
+    def own_temporary(path):
+        return f".{record['temp_token']}-" in path.name and ".tmp." in path.name
+
+    assert not (both / leftover).exists()
     assert {p: v for p, v in snapshot(both).items() if p.name not in kept} == \
-        {p: v for p, v in before.items() if p.name not in kept}
+        {p: v for p, v in before.items() if p.name not in kept and not own_temporary(p)}
     assert "no checkpoint there is this run's" in json.loads((both / "metrics.json").read_text())["error"]
     # An edited state: the seal finds it out.
     edited = copy_of(killed, tmp_path, "edited")
