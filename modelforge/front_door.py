@@ -1,8 +1,8 @@
 """The config's front door, for the command line and the API alike: modelforge's entries in Hydra's ConfigStore,
 and the checks of override keys, values, group options and job environments before Hydra starts.
 
-The typed schemas are made from the run config's own dataclasses (`modelforge.core.config.schema`), so a key is typed
-in one place and its default in one other (the YAML). They sit at the ConfigStore's root as
+The typed schemas are the twins of the run config's own dataclasses (`modelforge.core.config.fields.twin`), so a key
+is typed in one place and its default in one other (the YAML). They sit at the ConfigStore's root as
 `modelforge_schema_<name>`, out of `--help`'s group list; each YAML option extends its schema
 (`defaults: [/modelforge_schema_model@_here_, _self_]`), so a YAML file's `units: abc` fails while Hydra
 composes. On the command line, the same value is refused before that (`check_override_values`), with exit 2 and the
@@ -11,14 +11,12 @@ nearest value the key takes, as every other bad input is.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-import typing
 from collections.abc import Sequence
-from functools import cache
-from typing import Any, Optional
+from typing import Any
 
+from modelforge.core.config.fields import home, keys_of, nearest, takes, twin
 from modelforge.core.config.metrics import objective_for, sweeper_direction
 from modelforge.core.config.schema import GROUPS, SCHEMAS, Model, Trainer
 from modelforge.errors import ConfigError, closest, invalid
@@ -35,51 +33,6 @@ _KEY_SCHEMAS: dict[str, tuple[type, ...]] = {
 # activation and optimizer keys go to Keras, which modelforge checks them against (with a did-you-mean) before
 # any model is built.
 OPEN_TABLES = ("initializer.", "layer.", "activation.", "optimizer.", "data.kwargs.")
-_SIMPLE = (int, float, bool, str)
-
-
-def _optional(hint: Any) -> tuple[Any, bool]:
-    """The type inside `X | None` (or `Optional[X]`) and True; any other hint as it is and False."""
-    args = typing.get_args(hint)
-    inner = [a for a in args if a is not type(None)]
-    return (inner[0], True) if type(None) in args and len(inner) == 1 else (hint, False)
-
-
-def _schema_type(hint: Any) -> Any:
-    """The type OmegaConf checks for a field: scalars, Optional scalars, lists of scalars, nested schemas."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint in _SIMPLE:
-        return hint
-    if dataclasses.is_dataclass(hint):
-        return schema_class(hint)  # type: ignore[arg-type]
-    if origin is tuple and args and args[0] in _SIMPLE:
-        return list[args[0]]  # type: ignore[valid-type]
-    inner, optional = _optional(hint)
-    if optional and inner in _SIMPLE:
-        return Optional[inner]  # noqa: UP045 (OmegaConf 2.3 reads typing.Optional, not X | None)
-    return Any
-
-
-@cache
-def schema_class(cls: type) -> type:
-    """A mutable twin of a frozen run-config dataclass, with its types and no defaults, for OmegaConf.
-
-    It is made a global of this module, importable by name: launchers pickle Hydra's ConfigStore to their
-    workers, and a class pickled by value (cloudpickle) would bring copies of dataclasses' MISSING sentinel,
-    which OmegaConf then takes for a default value.
-    """
-    hints = typing.get_type_hints(cls)
-    fields = [(f.name, _schema_type(hints[f.name])) for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    name = f"{cls.__name__}Schema"
-    schema = dataclasses.make_dataclass(name, fields)
-    schema.__module__, schema.__qualname__ = __name__, name
-    globals()[name] = schema
-    return schema
-
-
-# Made at import, so that a worker unpickling the ConfigStore finds every schema class here by name.
-for _cls in SCHEMAS.values():
-    schema_class(_cls)
 
 
 def register() -> None:
@@ -89,7 +42,7 @@ def register() -> None:
 
     store = ConfigStore.instance()
     for name, cls in SCHEMAS.items():
-        store.store(name=PREFIX + name, node=schema_class(cls))
+        store.store(name=PREFIX + name, node=twin(cls))
     _local_submitit_folder(store)
     # `${mf.pid:}` in run folder names keeps runs started in the same microsecond by two processes apart.
     # Cached, so every job of a sweep (and Hydra's copy of the config in launcher workers) sees the launcher's.
@@ -119,17 +72,6 @@ def _local_submitit_folder(store: Any) -> None:
                 node=LocalQueueConf(submitit_folder="${hydra.sweep.dir}/.submitit/local"))
 
 
-def _keys(cls: type, prefix: str) -> list[str]:
-    found = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        key = f"{prefix}.{f.name}"
-        found.append(key)
-        if dataclasses.is_dataclass(hints[f.name]):
-            found.extend(_keys(hints[f.name], key))
-    return found
-
-
 def known_keys() -> list[str]:
     """Every dotted key the schemas define, e.g. `trainer.early_stopping.patience`.
 
@@ -140,7 +82,7 @@ def known_keys() -> list[str]:
     keys: list[str] = []
     for top, schemas in _KEY_SCHEMAS.items():
         for cls in schemas:
-            keys.extend(k for k in _keys(cls, top) if k not in keys)
+            keys.extend(k for k in keys_of(cls, top) if k not in keys)
     return keys
 
 
@@ -183,64 +125,27 @@ def check_override_keys(overrides: Sequence[str]) -> None:
             )
 
 
-# How a value check names what a schema field takes: one value, and a list's items.
-_TAKES = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
-_ITEMS = {int: "whole numbers", float: "numbers", bool: "true or false values", str: "strings"}
-
-
-def _homes(key: str) -> list[tuple[type, str]]:
-    """The schema classes (and field name) that hold `key` as a value, not a nested schema: one for trainer and
-    model keys, one per data option that has it for data keys."""
-    top, *path = key.split(".")
-    homes = []
-    for cls in _KEY_SCHEMAS.get(top, ()):
-        node: Any = schema_class(cls)
-        for name in path[:-1]:
-            node = typing.get_type_hints(node).get(name)
-            if not dataclasses.is_dataclass(node):
-                break
-        hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
-        if path and path[-1] in hints and not dataclasses.is_dataclass(hints[path[-1]]):
-            homes.append((node, path[-1]))
-    return homes
-
-
-def _nearest(value: Any, hint: Any) -> Any:
-    """The value of the field's type closest to a value it cannot hold (None: no such thing)."""
-    if hint is int and not isinstance(value, bool):
-        try:
-            near = round(float(value))
-        except (TypeError, ValueError, OverflowError):
-            return None
-        return near if near > 0 or float(value) <= 0 else 1
-    if hint is bool:
-        return closest(str(value).lower(), ["true", "false"])
-    return None
-
-
 def _misfit(key: str, value: Any) -> tuple[str, Any] | None:
     """Why no schema field that holds `key` takes `value` (what it takes) and the nearest value it takes; None
-    when one takes it, or no schema knows the key (Hydra then says what it makes of it)."""
+    when one takes it, or no schema knows the key (Hydra then says what it makes of it). OmegaConf decides what
+    it accepts while composing (`3` for a string field, as the YAML would); the words come from the typing engine.
+    """
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    top, *path = key.split(".")
     misfits = []
-    for cls, name in _homes(key):
+    for cls in _KEY_SCHEMAS.get(top, ()):
+        found = home(cls, path)
+        if found is None:
+            continue
+        holder, name, hint = found
         try:
-            OmegaConf.update(OmegaConf.structured(cls), name, value, merge=True)
+            OmegaConf.update(OmegaConf.structured(twin(holder)), name, value, merge=True)
             return None
         except OmegaConfBaseException:
-            base, optional = _optional(typing.get_type_hints(cls)[name])
-            misfits.append((_takes(base) + (" or null" if optional else ""), _nearest(value, base)))
+            misfits.append((takes(hint), nearest(value, hint)))
     return misfits[0] if misfits else None
-
-
-def _takes(hint: Any) -> str:
-    """What a schema field of this (non-Optional) type takes, in words: `a whole number`, `a list of numbers`."""
-    if hint in _TAKES:
-        return _TAKES[hint]
-    items = typing.get_args(hint)
-    return f"a list of {_ITEMS[items[0]]}" if items and items[0] in _ITEMS else f"a value of type {hint}"
 
 
 def check_override_values(overrides: Sequence[str]) -> None:

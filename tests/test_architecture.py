@@ -252,3 +252,14 @@ def test_the_where_things_live_table_names_real_modules_and_names():
     for module, name in rows:
         assert hasattr(importlib.import_module(module), name), f"{module} has no {name}"
     assert len({module for module, _ in rows}) == len(rows), "a module is listed twice"
+
+
+def test_one_home_for_lsuvs_decisions_and_one_typing_engine():
+    """LSUV's keys and words are written in `core/lsuv.py` only; a field's type is read in `core/config/fields.py`
+    only (the schema, OmegaConf's twins and the command line's value check all ask it)."""
+    def holders(*words):
+        return sorted(str(path.relative_to(REPO)) for path in (REPO / "modelforge").rglob("*.py")
+                      if any(word in path.read_text() for word in words))
+
+    assert holders('"include_head"', '"target_variance"', "did not converge for") == ["modelforge/core/lsuv.py"]
+    assert holders("typing.get_type_hints(", "get_type_hints(") == ["modelforge/core/config/fields.py"]

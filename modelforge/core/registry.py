@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from modelforge.core import lsuv
 from modelforge.errors import invalid
 
 
@@ -99,17 +100,6 @@ FAMILY_PRESETS: dict[Family, str] = {
     Family.LINEAR: "glorot_uniform",
 }
 
-# LSUV (Mishkin & Matas 2016), with defaults measured on deep digits MLPs: the sample's size, the accepted
-# distance of each layer's pre-activation variance from the target, the rescaling rounds, and whether the
-# output layer is rescaled too (its softmax wants small logits, so by default it keeps the policy's init).
-LSUV_DEFAULTS: dict[str, Any] = {
-    "samples": 256,
-    "tolerance": 0.1,
-    "max_iter": 10,
-    "target_variance": 1.0,
-    "include_head": False,
-}
-
 # Initializers whose values modelforge computes itself, after Keras has made the layer with a plain base
 # initializer (so model.keras names only Keras classes): by formula (delta_orthogonal) or from data (lsuv).
 COMPUTED = frozenset({"delta_orthogonal", "lsuv"})
@@ -124,7 +114,7 @@ INITIALIZERS: dict[str, dict[str, Any]] = {
     # Xiao et al. 2018: an orthogonal matrix at a convolution kernel's centre tap, zeros elsewhere; the gain is
     # that of the activation's variance-scaling rule (sqrt 2 after rectifiers, 1 otherwise).
     "delta_orthogonal": {},
-    "lsuv": dict(LSUV_DEFAULTS),
+    "lsuv": dict(lsuv.DEFAULTS),
     "random_normal": {"mean": 0.0, "stddev": 0.05},
     "random_uniform": {"minval": -0.05, "maxval": 0.05},
     "truncated_normal": {"mean": 0.0, "stddev": 0.05},

@@ -1,7 +1,8 @@
 """LSUV, layer-sequential unit-variance initialization (Mishkin & Matas 2016, "All you need is a good init").
 
 Kernels start orthogonal (the plan's base); then, in the model's order (`core.model.graph.walk`), each kernel is
-rescaled until its layer's pre-activation output on a sample of training inputs has the target variance.
+rescaled until its layer's pre-activation output on a sample of training inputs has the target variance. When it
+rescales, converges and stops is decided in `modelforge.core.lsuv`; this module measures.
 Measured before the activation: measuring after it (as one public Keras implementation does) cannot converge
 for tanh, whose output variance stays below 1 whatever the scale. A recurrent layer is measured on x.W, its
 input kernel applied to every time step of the sample; its recurrent kernel keeps its orthogonal default.
@@ -9,9 +10,9 @@ input kernel applied to every time step of the sample; its recurrent kernel keep
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from modelforge.core import lsuv as decisions
 from modelforge.core.init.plan import Plan, PlanEntry
 from modelforge.core.model.graph import chained, layers_of, model_inputs, walk
 from modelforge.core.model.specs import LayerSpec
@@ -60,18 +61,15 @@ def rescale(layer: Any, entry: PlanEntry, x: Any) -> dict[str, Any]:
     import keras
 
     params = entry.computed or {}
-    target, tolerance = float(params["target_variance"]), float(params["tolerance"])
     kernel = layer_weight(layer, entry.weight)
     variance, scale, rounds = _variance(layer, kernel, x), 1.0, 0
-    # A zero or non-finite variance cannot be scaled to the target: the layer is reported as not converged.
-    while abs(variance - target) > tolerance and rounds < int(params["max_iter"]) and 0 < variance < math.inf:
-        factor = math.sqrt(target / variance)
+    while (factor := decisions.next_factor(variance, rounds, params)) is not None:
         kernel.assign(kernel * factor)
         scale, rounds = scale * factor, rounds + 1
         variance = _variance(layer, kernel, x)
     std = float(keras.ops.convert_to_numpy(keras.ops.std(kernel)))
     return {"scale": scale, "iterations": rounds, "variance": variance,
-            "converged": abs(variance - target) <= tolerance, "std": std}
+            "converged": decisions.converged(variance, params), "std": std}
 
 
 def lsuv(model: Any, plan: Plan, sample: Any) -> dict[str, dict[str, Any]]:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from modelforge.core import lsuv
 from modelforge.core.config import digest
 from modelforge.core.config.metrics import lower_is_better
 from modelforge.core.config.schema import RunConfig
@@ -388,18 +389,12 @@ def record_measured(plan: Plan, folder: RunFolder, place: Place | None = None) -
         return
     folder.write_json("init_plan.json", plan.as_json())
     for path, m in plan.measured.items():
-        log.info("lsuv %s: scale %.4g after %d rounds, pre-activation variance %.4f, %s", path, m["scale"],
-                 m["iterations"], m["variance"], "converged" if m["converged"] else "NOT converged")
-    done = sum(bool(m["converged"]) for m in plan.measured.values())
-    line = (f"lsuv: {len(plan.measured)} kernels rescaled on the sample in {plan.measured_s:.2f} s, {done} within "
-            "the tolerance (scales in init_plan.json)")
-    (log.info if place is not None and place.compact else say)(line)
+        log.info("%s", lsuv.log_line(path, m))
+    (log.info if place is not None and place.compact else say)(lsuv.summary(plan.measured, plan.measured_s))
     target = {e.path: e.computed or {} for e in plan.computed("lsuv")}
     for path, m in plan.measured.items():
         if not m["converged"]:
-            want = target[path]
-            warning = (f"warning: lsuv did not converge for {path}: pre-activation variance {m['variance']:.4g} after "
-                       f"{m['iterations']} rounds, target {want['target_variance']:g} +- {want['tolerance']:g}")
+            warning = lsuv.not_converged(path, m, target[path])
             say(warning)
             log.warning(warning)
 

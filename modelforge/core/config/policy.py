@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from modelforge.core.checks import number, positive_int
+from modelforge.core import lsuv
+from modelforge.core.checks import number
 from modelforge.core.config.targets import import_target
 from modelforge.core.registry import (
     DISTRIBUTIONS,
@@ -132,7 +133,7 @@ def parse_initializer(value: Any, where: str) -> tuple[str, dict[str, Any]]:
     if name == "variance_scaling":
         _check_variance_scaling(params, where)
     if name == "lsuv":
-        check_lsuv(params, where)
+        lsuv.check(params, where)
     return name, params
 
 
@@ -188,24 +189,6 @@ def _check_variance_scaling(params: dict[str, Any], where: str) -> None:
     if params["distribution"] not in DISTRIBUTIONS:
         raise invalid(f"{where}.distribution", params["distribution"], DISTRIBUTIONS)
     params["scale"] = float(number(params["scale"], f"{where}.scale", minimum=0, open_min=True))
-
-
-def check_lsuv(params: dict[str, Any], where: str) -> None:
-    """Checks LSUV's keys (see `registry.LSUV_DEFAULTS`) in place.
-
-    Example:
-        >>> check_lsuv({"samples": 0, "tolerance": 0.1, "max_iter": 10, "target_variance": 1.0,
-        ...             "include_head": False}, "initializer")
-        Traceback (most recent call last):
-        ...
-        modelforge.errors.ConfigError: initializer.samples=0 must be an integer >= 2
-    """
-    positive_int(params["samples"], f"{where}.samples", minimum=2)  # a variance needs two values
-    number(params["tolerance"], f"{where}.tolerance", minimum=0, open_min=True)
-    positive_int(params["max_iter"], f"{where}.max_iter", minimum=0)
-    number(params["target_variance"], f"{where}.target_variance", minimum=0, open_min=True)
-    if not isinstance(params["include_head"], bool):
-        raise ConfigError(f"{where}.include_head={params['include_head']!r} must be true or false")
 
 
 _VARIANT = {"normal": "_normal", "uniform": "_uniform"}

@@ -4,29 +4,25 @@
 checks every key and value that can be known before TensorFlow is imported: unknown keys get the nearest
 real one, numbers their bounds, metric names the metrics the task reports. Everything after it reads typed
 fields. Defaults live in the YAML of `conf/` only: these dataclasses have none, and the typed schemas Hydra
-checks while composing are made from them (`modelforge.front_door`), so each key is typed in one place.
+checks while composing are their twins (`fields.twin`), so each key is typed in one place. How a field's type
+reads a value is `modelforge.core.config.fields`, shared with the command line's value check.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar, Union
+from typing import Any, ClassVar
 
 from modelforge.core.checks import number, positive_int
 from modelforge.core.config import metrics
 from modelforge.core.config.datasets import IMAGES, LAYOUTS, DataInfo, check_split
+from modelforge.core.config.fields import check_keys, twin, typed
 from modelforge.core.config.policy import InitChoice, InitPolicy, parse_initializer_config
-from modelforge.core.config.targets import TRUST_ENV
 from modelforge.core.registry import DEFAULT_SCHEDULE, SCHEDULES, get_optimizer_class
-from modelforge.errors import ConfigError, closest, invalid
+from modelforge.errors import ConfigError, invalid
 
-T = TypeVar("T")
-# OmegaConf's mark of a value the user must give (`path: ???`).
-MISSING = "???"
 VERBOSITY = ("auto", 0, 1, 2)
 # trainer.precision: Keras' dtype policies (mixed ones compute in 16 bits, keep variables in float32).
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -511,7 +507,7 @@ class RunConfig:
             >>> run.trainer.objective, run.trainer.early_stopping.mode, run.task
             ('val_accuracy', 'min', 'classification')
         """
-        _check_keys(cfg, [*GROUPS, "seed"], "", required=True)
+        check_keys(cfg, [*GROUPS, "seed"], "", required=True)
         # NumPy's and Python's generators take any size, TensorFlow's and Keras' seeds 32 bits.
         seed = int(number(cfg["seed"], "seed", integer=True, minimum=0, maximum=MAX_SEED))
         data_cfg = dict(cfg["data"])
@@ -587,72 +583,7 @@ def _layer_spec(spec: Any, index: int) -> dict[str, Any]:
     return dict(spec)
 
 
-# The option a user's own config of a group extends to get every key it does not set itself.
-EXTENDS = {"model": "mlp", "trainer": "default"}
-
-
-def _check_keys(given: Mapping[str, Any], names: list[str], where: str, required: bool) -> None:
-    for key in given:
-        if "trust" in str(key).lower():  # the config is what is not trusted: it cannot widen the allowlist
-            raise ConfigError(f"'{where}{key}': a config cannot say which packages to trust, since a config is "
-                              f"what is not trusted; name them in the environment instead: {TRUST_ENV}=name,... "
-                              "python -m modelforge ...")
-        if key not in names:
-            near = closest(key, names)
-            meant = f" (did you mean '{where}{near}'?)" if near else ""
-            raise ConfigError(f"unknown config key '{where}{key}'{meant}; keys there: {', '.join(names)}")
-    if required:
-        missing = [n for n in names if n not in given]
-        if missing:
-            # A group option of the user's own that sets only what it changes (model.layers) lacks the rest.
-            extend = (f"; a {where[:-1]} config of your own takes the others from one of modelforge's when its "
-                      f"first lines are `defaults: [{EXTENDS[where[:-1]]}, _self_]`" if where[:-1] in EXTENDS else "")
-            raise ConfigError(f"the config has no {where}{missing[0]}; it is needed (keys there: {', '.join(names)})"
-                              + extend)
-
-
-def typed(cls: type[T], given: Mapping[str, Any], where: str) -> T:
-    """Builds the dataclass `cls` from a mapping: every key known and present, every value of its type.
-
-    Example:
-        >>> typed(EarlyStopping, {"enabled": True, "monitor": "val_loss", "patience": 2, "min_delta": 0,
-        ...                       "restore_best_weights": True}, "trainer.early_stopping").min_delta
-        0.0
-    """
-    if not isinstance(given, Mapping):
-        raise ConfigError(f"{where}={given!r} must be a mapping of keys to values")
-    hints = typing.get_type_hints(cls)
-    fields = [f for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    _check_keys(given, [f.name for f in fields], f"{where}.", required=True)
-    values = {f.name: _value(hints[f.name], given[f.name], f"{where}.{f.name}") for f in fields}
-    return cls(**values)
-
-
-def _value(hint: Any, value: Any, key: str) -> Any:
-    """`value` checked against the type `hint` (and converted: int to float, list to tuple)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if isinstance(value, str) and value == MISSING:
-        raise ConfigError(f"{key} has no value, and it needs one: set {key}=... on the command line or in your "
-                          "config")
-    if hint is Any or origin in (Mapping, dict):
-        return value
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _value(inner, value, key)
-    if dataclasses.is_dataclass(hint):
-        return typed(hint, value, key)  # type: ignore[arg-type]
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}={value!r} must be a list")
-        return tuple(_value(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
-    if hint is float:
-        return float(number(value, key))
-    if hint is int:
-        return int(number(value, key, integer=True))
-    if hint is bool and not isinstance(value, bool):
-        raise ConfigError(f"{key}={value!r} must be true or false")
-    if hint is str and not isinstance(value, str):
-        raise ConfigError(f"{key}={value!r} must be a string")
-    return value
+# The schemas' twins for OmegaConf, made here at import so that a launcher's worker unpickling Hydra's
+# ConfigStore finds each one in this module by name.
+for _cls in SCHEMAS.values():
+    twin(_cls)

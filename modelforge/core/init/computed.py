@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from modelforge.core import lsuv
 from modelforge.core.config.policy import InitChoice, activation_gain, stock_choice
 from modelforge.core.model.layer_types import Weight
 from modelforge.core.names import HEAD
@@ -92,21 +93,16 @@ def _delta(choice: InitChoice, weight: Weight, layer: str, kind: str, activation
 
 def _lsuv(choice: InitChoice, weight: Weight, layer: str, kind: str, activation: str,
           params: Mapping[str, Any]) -> Resolved:
-    lsuv = dict(choice.params)
-    left = ("LSUV leaves the output layer to the policy (initializer.include_head=false)"
-            if layer == HEAD and not lsuv["include_head"] else
-            "LSUV leaves embeddings to the policy" if kind == "embedding" else
-            "LSUV rescales this layer's pointwise kernel" if weight.name == "depthwise_kernel" else "")
+    settings = dict(choice.params)
+    left = lsuv.left_to_policy(settings, layer == HEAD, kind, weight.name)
     if left:
         stock = stock_choice(activation, params, left)
         return Resolved(stock, stock, None)
-    # A depthwise kernel keeps channels apart; an orthogonal base would mix them, so it starts from the policy.
     base = (stock_choice(activation, params, "") if _is_depthwise(weight) else
-            InitChoice("orthogonal", {"gain": 1.0}, choice.source))
-    shown = InitChoice("lsuv", {"base": base.label, **lsuv}, choice.source,
-                       note="scale measured at build" if not _is_depthwise(weight) else
-                       "a depthwise kernel starts from the policy's initializer; scale measured at build")
-    return Resolved(shown, base, {"kind": "lsuv", **lsuv})
+            InitChoice(lsuv.BASE[0], dict(lsuv.BASE[1]), choice.source))
+    shown = InitChoice("lsuv", {"base": base.label, **settings}, choice.source,
+                       note=lsuv.start_note(_is_depthwise(weight)))
+    return Resolved(shown, base, {"kind": "lsuv", **settings})
 
 
 def resolve(choice: InitChoice, weight: Weight, layer: str, kind: str, activation: str | None,

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from modelforge.core import lsuv
 from modelforge.core.config.datasets import DataInfo
 from modelforge.core.config.policy import CUSTOM, InitChoice, fan_for_mode, kernel_choice, role_choice, target_std
 from modelforge.core.config.schema import RunConfig
@@ -301,17 +302,10 @@ def format_table(plan: Plan) -> str:
 def _computed_notes(plan: Plan) -> list[str]:
     """The table's footnote for kernels whose values the builder computes (LSUV, delta-orthogonal)."""
     notes = []
-    lsuv = plan.computed("lsuv")
-    if lsuv:
-        p = lsuv[0].computed or {}
-        how = (f"rescaled in layer order until its pre-activation variance on {p['samples']} training samples is "
-               f"{p['target_variance']:g} +- {p['tolerance']:g} (at most {p['max_iter']} rounds)")
-        if plan.measured:
-            done = [plan.measured[e.path] for e in lsuv if e.path in plan.measured]
-            notes.append(f"lsuv: {len(done)} kernels {how}; {sum(m['converged'] for m in done)} converged "
-                         "(scales in init_plan.json)")
-        else:
-            notes.append(f"lsuv: the scales are measured at build, not here: each kernel is {how}")
+    rescaled = plan.computed("lsuv")
+    if rescaled:
+        done = [plan.measured[e.path] for e in rescaled if e.path in plan.measured] if plan.measured else None
+        notes.append(lsuv.footnote(rescaled[0].computed or {}, done))
     delta = plan.computed("delta_orthogonal")
     flat = [e.path for e in plan.entries if e.choice.name == "delta_orthogonal" and e.computed is None]
     if delta or flat:
