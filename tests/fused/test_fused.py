@@ -313,6 +313,38 @@ def test_a_fused_group_killed_mid_training_resumes_from_its_checkpoint(tmp_path)
     assert not (tmp_path / "killed" / ".fused").exists()  # its work is done
 
 
+# The sweep tests/fixtures/main_6196d19/killed_fused_sweep was stopped from (its README gives the command).
+PREVIOUS_MAIN_SWEEP = [
+    "trainer.epochs=6", "trainer.verbose=0", "model.units=16", "hydra/launcher=fused", "seed=0,1,2",
+    "trainer.reduce_on_plateau.enabled=true", "trainer.reduce_on_plateau.patience=1",
+    "trainer.reduce_on_plateau.monitor=accuracy", "trainer.reduce_on_plateau.min_delta=0.05", "optimizer=rmsprop",
+    "optimizer.learning_rate=0.01", "+optimizer.momentum=0.5", "+optimizer.centered=true"]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("timing")
+def test_a_fused_sweep_stopped_under_the_previous_main_resumes_bit_identically(tmp_path):
+    """A group checkpoint in the layout of the main before the fused engine was taken apart (RMSprop's three
+    slots, plateau counters) resumes. Its two epochs are kept as they were; where this machine's kernels give the
+    same first two epochs as the CPU that wrote it, every arm's history is the uninterrupted sweep's, bit for bit.
+    """
+    import shutil
+
+    shutil.copytree(REPO / "tests" / "fixtures" / "main_6196d19" / "killed_fused_sweep", tmp_path / "killed")
+    state = json.loads(bytes(np.load(next((tmp_path / "killed" / ".fused").glob("*[0-9a-f].npz")))["state"]))
+    resumed = run_module(tmp_path, "resume", "killed")
+    assert resumed.returncode == 0, resumed.stderr
+    _, whole = sweep(tmp_path, "whole", *PREVIOUS_MAIN_SWEEP)
+    killed = sorted((tmp_path / "killed").glob("[0-9]*"), key=lambda p: int(p.name))
+    assert len(killed) == 3 and not (tmp_path / "killed" / ".fused").exists()
+    for a, (fresh, kept) in enumerate(zip(whole, killed, strict=True)):
+        rows = history(kept)
+        assert len(rows) == 6 and all(row["val_loss"] == row["val_loss"] for row in rows)
+        assert [row["val_loss"] for row in rows[:2]] == [e["val_loss"] for e in state["histories"][a]]
+        if history(fresh)[:2] == rows[:2]:  # the same kernels as the writer's: the rest follows bit for bit
+            assert (fresh / "history.csv").read_text() == (kept / "history.csv").read_text()
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("timing")
 def test_a_sweep_killed_while_writing_its_jobs_resumes_to_the_same_folders(tmp_path):
