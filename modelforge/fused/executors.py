@@ -13,11 +13,26 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 from modelforge.errors import SweepStopped, invalid
 from modelforge.system.signals import handled
+
+if TYPE_CHECKING:
+    import submitit
+
+
+class Options(TypedDict, total=False):
+    """`hydra.launcher.options`: what `run_tasks` reads for Ray and submitit."""
+
+    address: str | None  # Ray's: None starts a local one
+    cpus_per_chunk: int | None  # Ray's, per task
+    folder: str  # submitit's logs
+    cluster: str | None  # submitit's: local, slurm, or None for its own choice
+    timeout_min: int | None
+    parameters: dict[str, object] | None  # passed to submitit's update_parameters
 
 T = TypeVar("T")
 EXECUTORS = ("local", "ray", "submitit")
@@ -36,14 +51,14 @@ class TasksStopped(SweepStopped):
 @contextlib.contextmanager
 def _stop_on_signals() -> Iterator[None]:
     """While the driver waits: SIGTERM or SIGINT ends the wait with `TasksStopped`."""
-    def stop(signum: int, frame: Any) -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
         raise TasksStopped(signum)
 
     with handled(stop):
         yield
 
 
-def run_tasks(tasks: Sequence[Callable[[], T]], executor: str, options: Mapping[str, Any]) -> list[T | None]:
+def run_tasks(tasks: Sequence[Callable[[], T]], executor: str, options: Options) -> list[T | None]:
     """Runs every task where `executor` says and returns their results in the tasks' order (None for a submitit
     task whose process ended without one).
 
@@ -70,7 +85,7 @@ def _call(task: Callable[[], T]) -> T:
     return task()
 
 
-def _ray(tasks: Sequence[Callable[[], T]], options: Mapping[str, Any]) -> list[T]:
+def _ray(tasks: Sequence[Callable[[], T]], options: Options) -> list[T]:
     import ray
 
     if not ray.is_initialized():
@@ -87,7 +102,7 @@ def _ray(tasks: Sequence[Callable[[], T]], options: Mapping[str, Any]) -> list[T
         raise
 
 
-def _result(job: Any) -> Any:
+def _result(job: submitit.Job[T]) -> T | None:
     """A submitit job's result; None, said in one line, when its process ended without one (killed, out of
     memory, or its task raised): its sweep jobs are left unfinished for `resume`, and the others go on."""
     from submitit.core.utils import FailedJobError, UncompletedJobError
@@ -108,7 +123,7 @@ def _result(job: Any) -> Any:
 _REFUSAL = "modelforge: error: "
 
 
-def _cancel(job: Any) -> None:
+def _cancel(job: submitit.Job[T]) -> None:
     """Stops a submitit job: a local one by SIGTERM to its controller, which hands it to the chunk (submitit's own
     cancel is a SIGINT, on which the controller prints its KeyboardInterrupt traceback on this terminal); a
     cluster's by submitit's cancel. Either way the chunk ends its epoch and writes its checkpoint."""
@@ -121,13 +136,13 @@ def _cancel(job: Any) -> None:
         job.cancel(check=False)
 
 
-def _submitit(tasks: Sequence[Callable[[], T]], options: Mapping[str, Any]) -> list[T | None]:
+def _submitit(tasks: Sequence[Callable[[], T]], options: Options) -> list[T | None]:
     import submitit
 
     executor = submitit.AutoExecutor(folder=str(options["folder"]), cluster=options.get("cluster"))
     executor.update_parameters(timeout_min=int(options.get("timeout_min") or 60), **dict(options.get("parameters")
                                                                                           or {}))
-    jobs: list[Any] = []
+    jobs: list[submitit.Job[T]] = []
     try:
         # Submitted inside the handler: a signal while submitting cancels what was sent, and the jobs' processes
         # start with Ctrl-C's default action even when this process ignores it (a script's background job):

@@ -18,16 +18,22 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from modelforge.core.config.keys import dotted
 from modelforge.core.names import counted
 from modelforge.errors import SweepStopped
 from modelforge.fused.handoff import Arm
 from modelforge.system.signals import handled
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from modelforge.core.config.schema import RunConfig
+    from modelforge.core.init.plan import Plan
 
 # The sweep folder's subfolder for the fused groups' checkpoints (removed once every job is written).
 FUSED_DIR = ".fused"
@@ -41,8 +47,8 @@ class Job:
 
     idx: int
     overrides: list[str]
-    sweep_config: Any
-    run: Any = None
+    sweep_config: DictConfig
+    run: RunConfig | None = None
     alone: str | None = None  # why it trains on its own
     # It completed before this resumed sweep: it keeps its place in its chunk (so the chunk's checkpoint is
     # found under its name) but gets no arm; its run reports its result untouched.
@@ -51,8 +57,15 @@ class Job:
     folder: Path = field(default_factory=Path)
     arm: Arm | None = None  # its epochs, once its group trained: handed to its run by the launcher
 
+    @property
+    def config(self) -> RunConfig:
+        """Its run config: only modelforge's jobs are grouped, so only theirs is asked for."""
+        if self.run is None:
+            raise ValueError(f"job {self.idx} ({' '.join(self.overrides)}) is not modelforge's")
+        return self.run
 
-def group_key(resolved: Any) -> str:
+
+def group_key(resolved: Mapping[str, object]) -> str:
     """The config without the keys arms may differ in (`core.config.keys`): jobs with equal keys train as one model.
 
     Example:
@@ -64,7 +77,7 @@ def group_key(resolved: Any) -> str:
     return json.dumps(dotted(resolved, lambda meaning: not meaning.per_arm), sort_keys=True)
 
 
-def chunk_size(max_arms: int | None, plan: Any, run: Any) -> int:
+def chunk_size(max_arms: int | None, plan: Plan, run: RunConfig) -> int:
     """How many arms one chunk trains: `max_arms`, else as many as MEMORY_SHARE of the free memory holds."""
     if max_arms:
         return max(1, int(max_arms))
@@ -86,7 +99,7 @@ def chunk_digest(members: Sequence[Job]) -> str:
     chunk of the same name, or an edited one, is not restored)."""
     from modelforge.core.config.digest import record
 
-    return hashlib.sha256(json.dumps([record(m.run.resolved)["digest"] for m in members]).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([record(m.config.resolved)["digest"] for m in members]).encode()).hexdigest()
 
 
 @contextlib.contextmanager
@@ -141,17 +154,18 @@ def _groups(jobs: Sequence[Job]) -> list[list[Job]]:
 def _train_chunk(chunk: list[Job], label: str, sweep_dir: Path, stop: Callable[[], int | None]) -> Path | None:
     """Sets up and trains one chunk, attaching each arm to its job; returns its checkpoint (None: it cannot
     fuse, and each of its jobs says why)."""
-    from modelforge.fused.trainer import run_refused, train_group
+    from modelforge.fused.eligibility import run_refused
+    from modelforge.fused.trainer import train_group
     from modelforge.run.setup import prepare
 
     with contextlib.redirect_stdout(io.StringIO()):  # each arm's set-up would print its device line
-        sessions = [prepare(job.run) for job in chunk]
+        sessions = [prepare(job.config) for job in chunk]
     reason = run_refused(sessions[0])
     if reason is not None:
         for job in chunk:
             job.alone = reason
         return None
-    epochs = chunk[0].run.trainer.epochs
+    epochs = chunk[0].config.trainer.epochs
     print(f"{label}: {counted(len(chunk), 'arm')} as one model ({counted(epochs, 'epoch')})", flush=True)
     tick = time.perf_counter()
     checkpoint = chunk_checkpoint(sweep_dir, chunk)
@@ -178,7 +192,7 @@ def plan_chunks(jobs: list[Job], max_arms: int | None) -> list[Chunk]:
 
     chunks: list[Chunk] = []
     for number, members in enumerate(_groups(jobs), start=1):
-        size = chunk_size(max_arms, plan_for(members[0].run), members[0].run)
+        size = chunk_size(max_arms, plan_for(members[0].config), members[0].config)
         for start in range(0, len(members), size):
             chunk = members[start:start + size]
             if not all(job.done for job in chunk):

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from modelforge.run.setup import Session
 
 
 @dataclass
@@ -30,14 +37,14 @@ class Arm:
             run need not build it again.
     """
 
-    weights: list[Any]
+    weights: list[NDArray[np.float32]]
     history: list[dict[str, float]]
-    fused: dict[str, Any] = field(default_factory=dict)
+    fused: dict[str, float | str] = field(default_factory=dict)
     steps: int = 0
-    slots: dict[str, list[Any]] = field(default_factory=dict)
-    session: Any = None
+    slots: dict[str, list[NDArray[np.float32]]] = field(default_factory=dict)
+    session: Session | None = None
 
-    def play(self, model: Any, callbacks: list[Any], epochs: int) -> None:
+    def play(self, model: keras.Model, callbacks: list[keras.callbacks.Callback], epochs: int) -> None:
         """Sets the arm's final weights and optimizer state, and runs its epochs' ends through `callbacks`, as
         `fit` would call them."""
         import keras
@@ -63,14 +70,14 @@ class Arm:
 NOT_SLOTS = ("iteration", "learning_rate")
 
 
-def slot_path(optimizer: Any, variable: Any, slot: str) -> str:
+def slot_path(optimizer: keras.Optimizer, variable: keras.Variable, slot: str) -> str:
     """The path Keras 3 gives `variable`'s `slot` in `optimizer` (`adam/sequential_d1_kernel_momentum`)."""
     prefix = optimizer.iterations.path.rsplit("/", 1)[0]  # the optimizer's own name, as its variables carry it
     return f"{prefix}/{variable.path.replace('/', '_')}_{slot}"
 
 
-def restore_optimizer(optimizer: Any, trainable: Sequence[Any], steps: int,
-                      slots: Mapping[str, Sequence[Any]]) -> None:
+def restore_optimizer(optimizer: keras.Optimizer, trainable: Sequence[keras.Variable], steps: int,
+                      slots: Mapping[str, Sequence[NDArray[np.float32]]]) -> None:
     """Builds `optimizer` for `trainable` and sets its step count and every slot, matched by the public
     variables' paths.
 

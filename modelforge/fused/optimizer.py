@@ -1,79 +1,220 @@
-"""The fused optimizer: Adam, AdamW and SGD over stacked variables, each arm with its own scalars and slots.
+"""The fused optimizer: one Keras optimizer's update over stacked variables, each arm with its own scalars and slots.
 
-Written out as Keras 3 writes each update per variable, in Keras' order and arithmetic (clip, decay the
-weights, then the step; `1 - beta` taken in Python's doubles), so an arm's weights follow its run's. The idea of
-per-arm hyperparameters in one fused update is HFTA's fused optimizers (MLSys 2021).
+Each optimizer is one `Rule` class: the slots it keeps, by Keras' own slot names, the arguments every arm of a group
+must share, and its step, written out as Keras 3 writes it per variable, in Keras' order and arithmetic (`1 - beta`
+taken in Python's doubles), so an arm's weights follow its run's. What every rule shares (clipping, the learning
+rate or its schedule, each variable's learning-rate multiplier, weight decay, frozen arms) is `FusedOptimizer`'s.
+The arguments each arm may set are `core.registry.ARM_SCALARS`, which the key table also reads: a new fused optimizer
+is a `Rule` subclass here and its line there. The idea of per-arm hyperparameters in one fused update is HFTA's
+fused optimizers (MLSys 2021).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
-# Arguments that must be the same in every arm (and at these values) for the update to be written out here.
-SHARED_DEFAULTS: dict[str, dict[str, Any]] = {"adam": {"amsgrad": False}, "adamw": {"amsgrad": False},
-                                              "sgd": {"nesterov": False}, "rmsprop": {}}
-# Arguments that may take any value, the same in every arm (a group's configs are equal but for
-# core.registry.ARM_SCALARS).
-SHARED_ANY = {"rmsprop": ("centered",)}
+from modelforge.core.registry import ARM_SCALARS
+
+if TYPE_CHECKING:
+    import numpy as np
+    import tensorflow as tf
+    from numpy.typing import NDArray
+
 # Gradient clipping: the same setting in every arm of a group, applied to each arm's own gradients (a global
 # norm is each arm's, never one across arms).
 CLIPPING = ("clipnorm", "global_clipnorm", "clipvalue")
+# An argument's value, as a config gives it.
+Arg = float | bool | str | None
+# A learning rate as Keras is given it: a number, or a schedule called on the step count.
+Rate = float | Callable[["tf.Tensor"], "tf.Tensor"]
 
 
-def per_arm(values: Sequence[float], rank: int) -> Any:
+def per_arm(values: Sequence[float], rank: int) -> tf.Tensor:
     """A per-arm scalar shaped to broadcast over a stacked variable of `rank` dimensions."""
     import tensorflow as tf
 
     return tf.reshape(tf.constant(values, tf.float32), [len(values)] + [1] * (rank - 1))
 
 
+class Rule:
+    """One Keras optimizer's update over stacked variables (leading axis: the arm).
+
+    A subclass names its Keras optimizer (`name`, as `optimizer=` says it), the slots it keeps (`slots`, Keras'
+    slot names), the arguments every arm of a group must hold at these values (`shared`) or at any one value
+    (`shared_any`), and writes `step`. Defining the subclass registers it in `RULES`.
+    """
+
+    name: ClassVar[str]
+    slots: ClassVar[tuple[str, ...]]
+    shared: ClassVar[dict[str, Arg]] = {}
+    shared_any: ClassVar[tuple[str, ...]] = ()
+    # Whether Keras takes an embedding's second moment per occurrence (from its IndexedSlices gradient).
+    second_moments: ClassVar[bool] = False
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if "name" in vars(cls):
+            RULES[cls.name] = cls
+
+    def __init__(self, arm_args: Sequence[Mapping[str, Arg]]) -> None:
+        self.args = list(arm_args)
+
+    def scalar(self, key: str, rank: int, rest: bool = False) -> tf.Tensor:
+        """Every arm's `key` (or `1 - key`, computed in Python's doubles as Keras does, where `rest`), shaped for a
+        variable of `rank` dimensions."""
+        return per_arm([1 - float(a[key]) if rest else float(a[key]) for a in self.args], rank)  # type: ignore[arg-type]
+
+    def kept(self, arm: Mapping[str, Arg]) -> tuple[str, ...]:
+        """The slots Keras' optimizer makes for an arm's arguments (every one of `slots` unless a subclass says)."""
+        return self.slots
+
+    def occurrence_scale(self) -> list[float] | None:
+        """What Keras multiplies each occurrence's squared embedding gradient by before summing the rows, per arm
+        (None: nothing)."""
+        return None
+
+    def step(self, var: tf.Variable, grad: tf.Tensor, square: tf.Tensor, rate: tf.Tensor, keep: tf.Tensor,
+             slots: Mapping[str, tf.Variable], steps: tf.Variable, scaled: bool) -> None:
+        """Updates `var` and its slots for every arm where `keep` (the others stay as they are). `square` is the
+        gradient's square, or Keras' per-occurrence sum for an embedding (already times the occurrence scale
+        where `scaled`); `rate`, each arm's rate times the variable's multiplier."""
+        raise NotImplementedError
+
+
+# The rules by `optimizer.name`, filled as each Rule subclass is defined.
+RULES: dict[str, type[Rule]] = {}
+
+
+class Adam(Rule):
+    """Keras' Adam: momentum and velocity, bias-corrected in the rate."""
+
+    name = "adam"
+    slots = ("momentum", "velocity")
+    shared = {"amsgrad": False}
+    second_moments = True
+
+    def step(self, var: tf.Variable, grad: tf.Tensor, square: tf.Tensor, rate: tf.Tensor, keep: tf.Tensor,
+             slots: Mapping[str, tf.Variable], steps: tf.Variable, scaled: bool) -> None:
+        import tensorflow as tf
+
+        rank = len(var.shape)
+        momentum, velocity = slots["momentum"], slots["velocity"]
+        b1, b2, eps = self.scalar("beta_1", rank), self.scalar("beta_2", rank), self.scalar("epsilon", rank)
+        # float32(1 - 0.9) is not 1 - float32(0.9): that one rounding moved a ReLU conv arm off its run's path.
+        rest_1, rest_2 = self.scalar("beta_1", rank, rest=True), self.scalar("beta_2", rank, rest=True)
+        corrected = rate * tf.sqrt(1 - b2**steps) / (1 - b1**steps)
+        momentum.assign(tf.where(keep, momentum + (grad - momentum) * rest_1, momentum))
+        velocity.assign(tf.where(keep, velocity + (square - velocity) * rest_2, velocity))
+        var.assign(tf.where(keep, var - corrected * momentum / (tf.sqrt(velocity) + eps), var))
+
+
+class AdamW(Adam):
+    """Keras' AdamW: Adam's step after the weight decay every rule applies."""
+
+    name = "adamw"
+
+
+class SGD(Rule):
+    """Keras' SGD with momentum (none when an arm's momentum is 0: Keras then makes no slot)."""
+
+    name = "sgd"
+    slots = ("momentum",)
+    shared = {"nesterov": False}
+
+    def kept(self, arm: Mapping[str, Arg]) -> tuple[str, ...]:
+        return self.slots if arm["momentum"] else ()
+
+    def step(self, var: tf.Variable, grad: tf.Tensor, square: tf.Tensor, rate: tf.Tensor, keep: tf.Tensor,
+             slots: Mapping[str, tf.Variable], steps: tf.Variable, scaled: bool) -> None:
+        import tensorflow as tf
+
+        slot = slots["momentum"]
+        slot.assign(tf.where(keep, self.scalar("momentum", len(var.shape)) * slot - rate * grad, slot))
+        var.assign(tf.where(keep, var + slot, var))
+
+
+class RMSprop(Rule):
+    """Keras' RMSprop, each arm with its own rho, momentum and epsilon; `centered` is shared by a group's arms.
+    With momentum 0 the momentum slot holds the increment itself, which is Keras' update without momentum,
+    exactly (Keras then makes no momentum slot)."""
+
+    name = "rmsprop"
+    slots = ("velocity", "momentum", "average_gradient")
+    shared_any = ("centered",)
+    second_moments = True
+
+    def kept(self, arm: Mapping[str, Arg]) -> tuple[str, ...]:
+        return ("velocity", *(("momentum",) if arm["momentum"] else ()),
+                *(("average_gradient",) if arm.get("centered") else ()))
+
+    def occurrence_scale(self) -> list[float] | None:
+        return [1 - float(a["rho"]) for a in self.args]  # type: ignore[arg-type]
+
+    def step(self, var: tf.Variable, grad: tf.Tensor, square: tf.Tensor, rate: tf.Tensor, keep: tf.Tensor,
+             slots: Mapping[str, tf.Variable], steps: tf.Variable, scaled: bool) -> None:
+        import tensorflow as tf
+
+        rank = len(var.shape)
+        rho, eps, rest = self.scalar("rho", rank), self.scalar("epsilon", rank), self.scalar("rho", rank, rest=True)
+        velocity, momentum_slot = slots["velocity"], slots["momentum"]
+        velocity.assign(tf.where(keep, rho * velocity + (square if scaled else rest * square), velocity))
+        if self.args[0].get("centered"):
+            average = slots["average_gradient"]
+            average.assign(tf.where(keep, rho * average + rest * grad, average))
+            denominator = velocity - tf.square(average) + eps
+        else:
+            denominator = velocity + eps
+        increment = rate * grad / tf.sqrt(denominator)
+        momentum = self.scalar("momentum", rank)
+        momentum_slot.assign(tf.where(keep, momentum * momentum_slot + increment, momentum_slot))
+        var.assign(tf.where(keep, var - momentum_slot, var))
+
+
 class FusedOptimizer:
     """One optimizer for K arms' stacked variables (leading axis: the arm).
 
     Attributes:
-        slots: the first slot per variable (Adam's momentums, SGD's momentums).
-        second: Adam's velocities (empty for SGD).
+        rule: the optimizer's own update (`Rule`).
+        slots: Keras' slot name -> one stacked slot per variable (every slot the rule keeps).
         steps: the updates done (Keras' `iterations`), the same for every live arm.
         rates: each arm's constant learning rate; ReduceLROnPlateau lowers an arm's entry between epochs.
+        multipliers: per variable, each arm's factor on its learning rate (1 unless the caller gives others).
         alive: 1 for an arm that trains, 0 for a frozen one (its weights and slots stay as they are).
     """
 
-    def __init__(self, name: str, variables: Sequence[Any], arm_args: Sequence[Mapping[str, Any]],
-                 clipping: Mapping[str, float], schedules: Sequence[Any]) -> None:
+    def __init__(self, name: str, variables: Sequence[tf.Variable], arm_args: Sequence[Mapping[str, Arg]],
+                 clipping: Mapping[str, float], schedules: Sequence[Rate],
+                 multipliers: Sequence[Sequence[float]] | None = None) -> None:
         """`schedules`: each arm's learning rate as Keras is given it (a number or a schedule object)."""
         import tensorflow as tf
 
-        self.name, self.variables, self.args, self.clipping = name, list(variables), list(arm_args), clipping
+        self.rule = RULES[name](arm_args)
+        self.name, self.variables, self.clipping = name, list(variables), clipping
         self.k = len(arm_args)
-        self.ranks = [len(v.shape) for v in variables]
-        self.slots = [tf.Variable(tf.zeros_like(v)) for v in variables]
-        self.second = [tf.Variable(tf.zeros_like(v)) for v in variables] if name != "sgd" else []
-        # RMSprop, centered: the average gradients (the same setting in every arm of a group).
-        self.centered = bool(arm_args[0].get("centered", False)) if name == "rmsprop" else False
-        self.third = [tf.Variable(tf.zeros_like(v)) for v in variables] if self.centered else []
+        centered = bool(arm_args[0].get("centered", False))
+        kept = [s for s in self.rule.slots if s != "average_gradient" or centered]
+        self.slots = {slot: [tf.Variable(tf.zeros_like(v)) for v in variables] for slot in kept}
         self.steps = tf.Variable(0.0)
         self.alive = tf.Variable(tf.ones([self.k]))
-        self.rates = tf.Variable([float(a["learning_rate"]) for a in arm_args], dtype=tf.float32)
+        self.rates = tf.Variable([float(a["learning_rate"]) for a in arm_args], dtype=tf.float32)  # type: ignore[arg-type]
+        self.multipliers = [per_arm(list(m), len(v.shape)) for m, v in zip(
+            multipliers or [[1.0] * self.k for _ in variables], variables, strict=True)]
         self.schedules = list(schedules)
         self.scheduled = any(callable(r) for r in schedules)
 
-    def keras_slots(self, arm: int) -> dict[str, list[Any]]:
-        """Arm `arm`'s slots by Keras' slot names (`momentum`, `velocity`), one per trainable variable, for its
-        saved model's optimizer (matched by path in `handoff.restore_optimizer`). Keras' SGD makes momentum
-        slots only when its momentum is not 0."""
+    @property
+    def args(self) -> list[Mapping[str, Arg]]:
+        return self.rule.args
+
+    def keras_slots(self, arm: int) -> dict[str, list[NDArray[np.float32]]]:
+        """Arm `arm`'s slots by Keras' slot names, only those Keras' optimizer makes for its arguments, one per
+        trainable variable, for its saved model's optimizer (matched by path in `handoff.restore_optimizer`)."""
         import numpy as np
 
-        if self.name == "sgd":
-            found = {"momentum": self.slots} if self.args[arm]["momentum"] else {}
-        elif self.name == "rmsprop":  # slots: the momentums; second: the velocities; third: average gradients
-            found = {"velocity": self.second, **({"momentum": self.slots} if self.args[arm]["momentum"] else {}),
-                     **({"average_gradient": self.third} if self.centered else {})}
-        else:
-            found = {"momentum": self.slots, "velocity": self.second}
-        return {key: [np.asarray(v[arm].numpy()) for v in values] for key, values in found.items()}
+        return {slot: [np.asarray(v[arm].numpy()) for v in self.slots[slot]] for slot in self.rule.kept(self.args[arm])}
 
-    def _current_rates(self) -> list[Any]:
+    def _current_rates(self) -> list[tf.Tensor]:
         """Each variable's per-arm learning rate for this step: the rate, or the arm's schedule called on the
         step count before the update (as Keras' optimizer calls it), shaped to broadcast over the variable."""
         import tensorflow as tf
@@ -84,9 +225,9 @@ class FusedOptimizer:
             step = tf.cast(self.steps, tf.int64)  # the optimizer's iterations, before this update
             now = tf.stack([tf.cast(r(step), tf.float32) if callable(r) else tf.constant(float(r), tf.float32)
                             for r in self.schedules])
-        return [tf.reshape(now, [self.k] + [1] * (rank - 1)) for rank in self.ranks]
+        return [tf.reshape(now, [self.k] + [1] * (len(v.shape) - 1)) for v in self.variables]
 
-    def _clip(self, grads: Sequence[Any]) -> list[Any]:
+    def _clip(self, grads: Sequence[tf.Tensor]) -> list[tf.Tensor]:
         """Keras' clipping, each arm apart: its own norm per variable, or its own global norm."""
         import tensorflow as tf
 
@@ -104,75 +245,32 @@ class FusedOptimizer:
             return [g * tf.reshape(scale, [-1] + [1] * (len(g.shape) - 1)) for g in grads]
         return list(grads)
 
-    def update(self, grads: Sequence[Any], squares: Sequence[Any] | None = None) -> None:
+    def update(self, grads: Sequence[tf.Tensor], squares: Sequence[tf.Tensor | None] | None = None) -> None:
         """One step for every live arm, from the gradients of the summed loss (so each arm's own).
 
-        `squares[i]`, where given, replaces the square of gradient i in Adam's and RMSprop's second moments:
-        Keras gets an embedding's gradient as IndexedSlices and squares it per occurrence before summing the
-        rows, so the fused model passes the per-occurrence sum of squares for its embedding tables (for
-        RMSprop each occurrence already times `1 - rho`, as Keras multiplies before it sums:
-        `occurrence_scale`).
+        `squares[i]`, where given, replaces the square of gradient i in the second moments (an embedding's
+        per-occurrence sum, already times `rule.occurrence_scale()` where that is not None).
         """
         import tensorflow as tf
 
         grads = self._clip(grads)  # Keras' order: clip, decay the weights, then the step
         rates = self._current_rates()
         self.steps.assign_add(1.0)
-        steps, args = self.steps, self.args
-        decaying = any(a["weight_decay"] for a in args)
+        decaying = any(a.get("weight_decay") for a in self.args)
         for i, (var, grad) in enumerate(zip(self.variables, grads, strict=True)):
-            rank, slot = self.ranks[i], self.slots[i]
-            square = squares[i] if squares is not None and squares[i] is not None else None
-            scaled = square is not None and self.name == "rmsprop"  # already times 1 - rho, per occurrence
+            rank = len(var.shape)
+            square = squares[i] if squares is not None else None
+            scaled = square is not None and self.rule.occurrence_scale() is not None
+            rate = rates[i] * self.multipliers[i]
             # A frozen arm's weights and slots stay as they are (tf.where: NaN times 0 would still be NaN).
             keep = tf.broadcast_to(tf.reshape(self.alive > 0, [-1] + [1] * (rank - 1)), var.shape)
             grad = tf.where(keep, grad, 0.0)
             square = tf.square(grad) if square is None else tf.where(keep, square, 0.0)
             if decaying:
-                decay = per_arm([a["weight_decay"] for a in args], rank)
-                var.assign(tf.where(keep, var - var * decay * rates[i], var))
-            if self.name in ("adam", "adamw"):
-                second = self.second[i]
-                b1, b2 = per_arm([a["beta_1"] for a in args], rank), per_arm([a["beta_2"] for a in args], rank)
-                eps = per_arm([a["epsilon"] for a in args], rank)
-                # 1 - beta as Keras computes it, in Python's doubles before the cast: float32(1 - 0.9) is not
-                # 1 - float32(0.9), and that one rounding, measured, moved a ReLU conv arm off its run's path.
-                rest_1 = per_arm([1 - a["beta_1"] for a in args], rank)
-                rest_2 = per_arm([1 - a["beta_2"] for a in args], rank)
-                rate = rates[i] * tf.sqrt(1 - b2**steps) / (1 - b1**steps)
-                slot.assign(tf.where(keep, slot + (grad - slot) * rest_1, slot))
-                second.assign(tf.where(keep, second + (square - second) * rest_2, second))
-                var.assign(tf.where(keep, var - rate * slot / (tf.sqrt(second) + eps), var))
-            elif self.name == "rmsprop":
-                self._rmsprop(i, var, grad, square, rates[i], keep, scaled)
-            else:
-                momentum = per_arm([a["momentum"] for a in args], rank)
-                slot.assign(tf.where(keep, momentum * slot - rates[i] * grad, slot))
-                var.assign(tf.where(keep, var + slot, var))
+                var.assign(tf.where(keep, var - var * self.rule.scalar("weight_decay", rank) * rate, var))
+            self.rule.step(var, grad, square, rate, keep, {s: v[i] for s, v in self.slots.items()}, self.steps,
+                           scaled)
 
-    def occurrence_scale(self) -> list[float] | None:
-        """What Keras multiplies each occurrence's squared embedding gradient by before summing the rows, per
-        arm: RMSprop's `1 - rho` (None: nothing, as in Adam)."""
-        return [1 - a["rho"] for a in self.args] if self.name == "rmsprop" else None
 
-    def _rmsprop(self, i: int, var: Any, grad: Any, square: Any, rate: Any, keep: Any,
-                 scaled: bool = False) -> None:
-        """Keras' RMSprop step for variable i, each arm with its own rho, momentum and epsilon. With momentum 0
-        the momentum slot holds the increment itself, which is Keras' update without momentum, exactly."""
-        import tensorflow as tf
-
-        rank, args = self.ranks[i], self.args
-        rho, eps = per_arm([a["rho"] for a in args], rank), per_arm([a["epsilon"] for a in args], rank)
-        rest = per_arm([1 - a["rho"] for a in args], rank)  # in Python's doubles, as Keras computes it
-        velocity, momentum_slot = self.second[i], self.slots[i]
-        velocity.assign(tf.where(keep, rho * velocity + (square if scaled else rest * square), velocity))
-        if self.centered:
-            average = self.third[i]
-            average.assign(tf.where(keep, rho * average + rest * grad, average))
-            denominator = velocity - tf.square(average) + eps
-        else:
-            denominator = velocity + eps
-        increment = rate * grad / tf.sqrt(denominator)
-        momentum = per_arm([a["momentum"] for a in args], rank)
-        momentum_slot.assign(tf.where(keep, momentum * momentum_slot + increment, momentum_slot))
-        var.assign(tf.where(keep, var - momentum_slot, var))
+# The arguments a fused optimizer's arms may set are the key table's; every rule has its line there.
+assert set(RULES) == set(ARM_SCALARS), (sorted(RULES), sorted(ARM_SCALARS))

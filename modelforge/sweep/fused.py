@@ -21,7 +21,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from modelforge.core.names import counted
 from modelforge.errors import ConfigError, SweepStopped
@@ -30,6 +30,9 @@ from modelforge.run.checkpoint import previous
 from modelforge.run.folder import FolderState, RunFolder
 from modelforge.sweep.stops import ends_cleanly
 from modelforge.system.signals import handled
+
+if TYPE_CHECKING:
+    from modelforge.fused.executors import Options
 
 log = logging.getLogger("modelforge")
 
@@ -97,7 +100,9 @@ def launch(hydra_context: Any, config: Any, task_function: Any, job_overrides: S
     sweep_dir = Path(str(config.hydra.sweep.dir))
     with ends_cleanly(sweep_dir):
         if executor != "local":
-            return _launch_elsewhere(hydra_context, config, task_function, jobs, max_arms, executor, options or {})
+            # The launcher config's `options`, as its YAML gives them: the keys `Options` names.
+            return _launch_elsewhere(hydra_context, config, task_function, jobs, max_arms, executor,
+                                     cast("Options", options or {}))
         checkpoints: list[Path] = []
         if any(job.run is not None and job.alone is None and not job.done for job in jobs):
             checkpoints = train_fused(plan_chunks(jobs, max_arms), sweep_dir)
@@ -173,7 +178,7 @@ class ChunkTask:
 
 
 def _launch_elsewhere(hydra_context: Any, config: Any, task_function: Any, jobs: list[Job], max_arms: int | None,
-                      executor: str, options: dict[str, Any]) -> list[Any]:
+                      executor: str, options: Options) -> list[Any]:
     """Each chunk, and each job that trains alone, as a task of `executor`; the driver only plans and waits."""
     from hydra.core.singleton import Singleton
     from hydra.types import HydraContext

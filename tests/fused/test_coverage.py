@@ -46,7 +46,7 @@ def test_clipping_with_an_embedding_does_not_fuse(compose):
     import io
 
     import modelforge
-    from modelforge.fused.trainer import run_refused
+    from modelforge.fused.eligibility import run_refused
     from modelforge.run.setup import prepare
 
     tokens = ["data.layout=tokens", "+model.layers=[{type:embedding,input_dim:17,output_dim:4},{type:flatten}]",
@@ -57,3 +57,36 @@ def test_clipping_with_an_embedding_does_not_fuse(compose):
     assert run_refused(clipped) == ("optimizer.clipnorm with an Embedding layer, which the fused model does not "
                                     "cover")
     assert run_refused(plain) is None
+
+
+class Wide(keras.layers.Dense):
+    """A Dense that changes only a default: it computes what Dense does, so it fuses through Dense's op."""
+
+    def __init__(self, units=7, **kwargs):
+        super().__init__(units, **kwargs)
+
+
+class Squared(keras.layers.Dense):
+    """A Dense that computes its own way."""
+
+    def call(self, inputs):
+        return super().call(inputs) ** 2
+
+
+def test_a_subclass_fuses_through_its_parents_op_only_when_it_computes_as_its_parent():
+    import numpy as np
+    import tensorflow as tf
+
+    from modelforge.fused.ops import op_for
+
+    assert op_for(Wide) is OPS[keras.layers.Dense] and op_for(Squared) is None
+    layers = [Wide(name=f"wide{a}") for a in range(2)]
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    for layer in layers:
+        layer.build((None, 4))
+    stacked = [tf.Variable(np.stack([layer.weights[j].numpy() for layer in layers])) for j in range(2)]
+    out = make_op(layers, lambda j: stacked[j]).run([tf.constant(x)], False)
+    for a, layer in enumerate(layers):
+        np.testing.assert_allclose(out[a], layer.call(x[a]) if layer.activation is None else layer(x[a]), rtol=1e-6)
+    reason = layer_refused(Squared(3, name="sq"))
+    assert reason.startswith("its model has a Squared layer (sq): Squared overrides call of Dense")

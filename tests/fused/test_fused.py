@@ -1,4 +1,4 @@
-"""hydra/launcher=fused (issue 12): K arms trained as one model, each job's folder as from its own run, its
+"""hydra/launcher=fused: K arms trained as one model, each job's folder as from its own run, its
 numbers those of the basic launcher's separate run."""
 
 import contextlib

@@ -1,4 +1,4 @@
-"""The replay in process (issue 20): an arm handed to its run sets the weights and optimizer state its fused
+"""The replay in process: an arm handed to its run sets the weights and optimizer state its fused
 training ended with, and plays its epochs through the run's callbacks as `fit` would have called them."""
 
 import keras

@@ -1,12 +1,13 @@
-"""Each fused op against the Keras layer it mirrors, and the fused optimizer against Keras' optimizers, in process.
+"""Each fused op against the Keras layer it mirrors, in process.
 
-Parametrized over the registry (`modelforge.fused.ops.OPS`): a new op is covered by its registry line and its
-`example()`. K = 3 Keras layers of the example, each with its own random weights, are stacked into the fused
-op; its outputs and its input and weight gradients must equal each layer's, per tensor
+Parametrized over the registry (`modelforge.fused.ops.OPS`, keyed by Keras class): each registered class has an
+example layer here (a test checks it), K = 3 copies of it, each with its own random weights, are stacked into the
+fused op, and its outputs and its input and weight gradients must equal each layer's, per tensor
 max|fused - keras| <= 1e-6 * max|keras|, in training and inference modes (batch-norm statistics included,
 dropout by its mask's statistics).
 """
 
+import keras
 import numpy as np
 import pytest
 
@@ -15,6 +16,43 @@ from modelforge.fused.ops import OPS, make_op
 K = 3
 BATCH = 4
 TOLERANCE = 1e-6
+L = keras.layers
+
+# Each registered class: a small layer of it and one sample's input shape.
+EXAMPLES = {
+    L.Flatten: (lambda: L.Flatten(), (3, 4)),
+    L.Activation: (lambda: L.Activation("tanh"), (3, 4)),
+    L.Dropout: (lambda: L.Dropout(0.25), (40, 50)),
+    L.Dense: (lambda: L.Dense(5, activation="tanh"), (6,)),
+    L.Embedding: (lambda: L.Embedding(7, 3), (5,)),
+    L.Conv1D: (lambda: L.Conv1D(3, 2, padding="same", activation="relu"), (6, 2)),
+    L.Conv2D: (lambda: L.Conv2D(3, (2, 2), strides=(1, 2), activation="relu"), (5, 6, 2)),
+    L.DepthwiseConv2D: (lambda: L.DepthwiseConv2D(2, depth_multiplier=2, activation="relu"), (5, 5, 2)),
+    L.SeparableConv1D: (lambda: L.SeparableConv1D(3, 2, padding="same", activation="relu"), (6, 2)),
+    L.SeparableConv2D: (lambda: L.SeparableConv2D(3, 2, padding="same", activation="relu"), (5, 5, 2)),
+    L.Conv2DTranspose: (lambda: L.Conv2DTranspose(3, 2, strides=2, activation="relu"), (3, 3, 2)),
+    L.MaxPooling1D: (lambda: L.MaxPooling1D(2), (6, 2)),
+    L.MaxPooling2D: (lambda: L.MaxPooling2D(2), (6, 4, 2)),
+    L.AveragePooling1D: (lambda: L.AveragePooling1D(2), (6, 2)),
+    L.AveragePooling2D: (lambda: L.AveragePooling2D(2), (6, 4, 2)),
+    L.GlobalAveragePooling1D: (lambda: L.GlobalAveragePooling1D(), (6, 2)),
+    L.GlobalAveragePooling2D: (lambda: L.GlobalAveragePooling2D(), (6, 4, 2)),
+    L.GlobalMaxPooling1D: (lambda: L.GlobalMaxPooling1D(), (6, 2)),
+    L.GlobalMaxPooling2D: (lambda: L.GlobalMaxPooling2D(), (6, 4, 2)),
+    L.BatchNormalization: (lambda: L.BatchNormalization(momentum=0.9), (4, 3)),
+    L.LayerNormalization: (lambda: L.LayerNormalization(), (3, 4)),
+    L.Normalization: (lambda: L.Normalization(axis=-1), (3, 4)),
+    L.SimpleRNN: (lambda: L.SimpleRNN(3), (5, 2)),
+    L.LSTM: (lambda: L.LSTM(3), (5, 2)),
+    L.GRU: (lambda: L.GRU(3, return_sequences=True), (5, 2)),
+    L.LeakyReLU: (lambda: L.LeakyReLU(negative_slope=0.2), (3, 4)),
+    L.ELU: (lambda: L.ELU(), (3, 4)),
+    L.ReLU: (lambda: L.ReLU(), (3, 4)),
+    L.PReLU: (lambda: L.PReLU(shared_axes=[1]), (3, 4)),
+}
+# Inputs other than standard normal floats: an embedding's token ids.
+INTEGER_INPUTS = {L.Embedding}
+KINDS = sorted(EXAMPLES, key=lambda cls: cls.__name__)
 
 
 def close(fused, keras_value, what):
@@ -27,13 +65,17 @@ def close(fused, keras_value, what):
     assert np.abs(fused - keras_value).max() <= TOLERANCE * scale, (what, np.abs(fused - keras_value).max(), scale)
 
 
+def test_every_registered_class_has_an_example_and_every_example_a_registered_class():
+    assert set(EXAMPLES) == set(OPS) - {L.InputLayer}
+    for cls, (make, _) in EXAMPLES.items():
+        assert type(make()) is cls
+
+
 def arms_of(kind, seed=0):
     """K built Keras layers of the op's example, each with its own random weights (variances kept positive)."""
     rng = np.random.default_rng(seed)
-    made = OPS[kind].example(kind)
-    if made is None:
-        return None, None
-    layer, shape = made
+    make, shape = EXAMPLES[kind]
+    layer = make()
     layers = [layer] + [type(layer).from_config(layer.get_config()) for _ in range(K - 1)]
     for each in layers:
         each.build((None, *shape))
@@ -46,31 +88,41 @@ def arms_of(kind, seed=0):
     return layers, shape
 
 
+def sample(kind, layer, shape, seed):
+    rng = np.random.default_rng(seed)
+    if kind in INTEGER_INPUTS:
+        return rng.integers(0, layer.input_dim, shape).astype(np.int32)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def test_the_input_passes_through():
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(1).standard_normal((K, BATCH, 3)), tf.float32)
+    op = make_op([L.InputLayer(shape=(3,))] * K, lambda j: None)
+    np.testing.assert_array_equal(op.run([x], False), x)
+
+
 @pytest.mark.parametrize("training", [False, True])
-@pytest.mark.parametrize("kind", sorted(OPS))
+@pytest.mark.parametrize("kind", KINDS, ids=lambda cls: cls.__name__)
 def test_each_op_matches_its_keras_layer(kind, training):
     import tensorflow as tf
 
     layers, shape = arms_of(kind)
     rng = np.random.default_rng(1)
-    if layers is None:  # InputLayer: the op passes its input through
-        x = tf.constant(rng.standard_normal((K, BATCH, 3)), tf.float32)
-        op = make_op([__import__("keras").layers.InputLayer(shape=(3,))] * K, lambda j: None)
-        np.testing.assert_array_equal(op.run(x, training), x)
-        return
-    inputs = OPS[kind].sample(layers[0], (K, BATCH, *shape), seed=1)
+    inputs = sample(kind, layers[0], (K, BATCH, *shape), seed=1)
     x = tf.Variable(inputs) if inputs.dtype.kind == "f" else tf.constant(inputs)
     stacked = [tf.Variable(np.stack([layer.weights[j].numpy() for layer in layers])) for j in
                range(len(layers[0].weights))]
     op = make_op(layers, lambda j: stacked[j])
-    if kind == "Dropout" and training:
-        out = op.run(x, True).numpy()
+    if kind is L.Dropout and training:
+        out = op.run([x], True).numpy()
         kept = out != 0
         assert abs(1 - kept.mean() - layers[0].rate) < 0.03  # each value dropped with the layer's rate
         np.testing.assert_allclose(out[kept], x.numpy()[kept] / (1 - layers[0].rate), rtol=1e-6)
         return
     with tf.GradientTape(persistent=True) as tape:
-        out = op.run(x, training)
+        out = op.run([x], training)
         if op.activation is not None:
             out = op.activation(out)
         probe = tf.constant(rng.standard_normal(out.shape).astype(np.float32))

@@ -67,3 +67,43 @@ def test_state_moves_through_public_variables_and_anything_unmatched_raises():
         restore_optimizer(keras.optimizers.Adam(), model.trainable_variables, 1, {"_momentums": values})
     with pytest.raises(RuntimeError, match="were given no value"):  # a slot Keras has, left unset
         restore_optimizer(keras.optimizers.Adam(), model.trainable_variables, 1, {"momentum": values})
+
+
+def test_each_rule_keeps_the_slots_keras_makes_by_their_keras_names():
+    from modelforge.fused.optimizer import RULES
+
+    assert set(RULES) == set(ARM_SCALARS)
+    for name, rule in RULES.items():
+        for given in ARMS[name]:
+            args = {**ARM_SCALARS[name], **given}
+            keras_optimizer = KERAS_CLASS[name](**given)
+            keras_optimizer.build([keras.Variable(np.zeros((2, 2), np.float32), name="w")])
+            made = {v.path.rsplit("_", 1)[-1] for v in keras_optimizer.variables
+                    if v.path.rsplit("/", 1)[-1] not in ("iteration", "learning_rate")}
+            made = {"average_gradient" if slot == "gradient" else slot for slot in made}
+            assert set(rule([args]).kept(args)) == made, (name, given)
+
+
+@pytest.mark.parametrize("name", sorted(ARM_SCALARS))
+def test_a_variables_rate_multiplier_is_that_variables_learning_rate_times_it(name):
+    """What the muP rules need: per variable, each arm's rate scaled by its own factor."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    start = [rng.standard_normal((3, 4, 2)).astype(np.float32), rng.standard_normal((3, 2)).astype(np.float32)]
+    grads = [[rng.standard_normal(v.shape).astype(np.float32) for v in start] for _ in range(3)]
+    args = [{**ARM_SCALARS[name], **given} for given in ARMS[name]]
+    multipliers = [[0.5, 2.0, 1.0], [1.0, 0.25, 3.0]]
+    stacked = [tf.Variable(v) for v in start]
+    fused = FusedOptimizer(name, stacked, args, {}, [a["learning_rate"] for a in args], multipliers)
+    for step in grads:
+        fused.update([tf.constant(g) for g in step])
+    for a, given in enumerate(ARMS[name]):
+        for i, value in enumerate(start):
+            own = keras.Variable(value[a])
+            rate = given["learning_rate"] * multipliers[i][a]
+            optimizer = KERAS_CLASS[name](**{**given, "learning_rate": rate})
+            for step in grads:
+                optimizer.apply_gradients([(tf.constant(step[i][a]), own)])
+            expected = own.numpy()
+            assert np.abs(stacked[i][a].numpy() - expected).max() <= 1e-5 * np.abs(expected).max(), (name, a, i)

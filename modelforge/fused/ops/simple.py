@@ -1,0 +1,70 @@
+"""Ops without a kernel: the input, reshapes, activations and dropout, each on the stacked tensor."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from modelforge.fused.ops.base import FusedOp, Op, Stacked, with_weights
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+
+class Identity(FusedOp):
+    """InputLayer: the input as it is."""
+
+    def build(self, layers: Sequence[keras.Layer], weights: Stacked, arms: int) -> Op:
+        return Op(lambda xs, training: xs[0])
+
+
+class Flatten(FusedOp):
+    """Each sample's values in one axis, the arm and batch axes kept."""
+
+    def build(self, layers: Sequence[keras.Layer], weights: Stacked, arms: int) -> Op:
+        import tensorflow as tf
+
+        return Op(lambda xs, training: tf.reshape(xs[0], [arms, tf.shape(xs[0])[1], -1]))
+
+
+class Activation(FusedOp):
+    """An Activation layer: its function on the stacked tensor."""
+
+    def build(self, layers: Sequence[keras.Layer], weights: Stacked, arms: int) -> Op:
+        function = layers[0].activation
+        return Op(lambda xs, training: function(xs[0]))
+
+
+class Elementwise(FusedOp):
+    """Activation layers without weights (LeakyReLU, ELU, ReLU): Keras' own `call`, which is elementwise, on the
+    stacked tensor."""
+
+    def build(self, layers: Sequence[keras.Layer], weights: Stacked, arms: int) -> Op:
+        layer = layers[0]
+        return Op(lambda xs, training: layer.call(xs[0]))
+
+
+class Dropout(FusedOp):
+    """Every arm's mask drawn apart (one draw over the stacked tensor)."""
+
+    def build(self, layers: Sequence[keras.Layer], weights: Stacked, arms: int) -> Op:
+        import tensorflow as tf
+
+        rate = float(layers[0].rate)
+        return Op(lambda xs, training: tf.nn.dropout(xs[0], rate=rate) if training and rate else xs[0])
+
+
+class PReLU(FusedOp):
+    """Each arm's own slope: relu(x) - alpha * relu(-x), as Keras writes it."""
+
+    def build(self, layers: Sequence[keras.Layer], weights: Stacked, arms: int) -> Op:
+        import tensorflow as tf
+
+        alpha = weights["alpha"]
+
+        def prelu(xs: list[tf.Tensor], training: bool) -> tf.Tensor:
+            shaped = tf.reshape(alpha, [arms, 1, *alpha.shape[1:]])
+            return tf.nn.relu(xs[0]) + (-shaped) * tf.nn.relu(-xs[0])
+
+        return with_weights(prelu, weights, layers[0])
