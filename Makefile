@@ -7,7 +7,7 @@ ARGS ?=
 
 EXTRAS ?= sweeps,slurm
 
-.PHONY: run test test-fast test-kernels experiments lint browser bench plan extras clean-venv
+.PHONY: run test test-fast test-kernels test-cold experiments lint browser bench plan extras clean-venv
 
 # Rebuilt when pyproject.toml changes, or when the venv's interpreter no longer runs (a moved or
 # upgraded Python leaves a venv whose bin/python is a dead link). The editable install is a plain .pth of the
@@ -51,6 +51,11 @@ test: lint
 	@echo "make: the browser check of summary.html did not run: it needs chromium (as root on Debian: apt-get install chromium)"
 	$(PYTEST) -m "not browser" $(ARGS)
 endif
+
+# The whole suite with every command started cold (no fork server, tests/warm.py), as a user's commands start:
+# for a change to start-up or to the test runner itself.
+test-cold: $(STAMP)
+	MODELFORGE_TESTS_COLD=1 $(PYTEST) -m "not browser" $(ARGS)
 
 # No subprocess runs and no browser: what a change to the core needs first.
 test-fast: lint

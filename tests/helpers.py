@@ -207,6 +207,36 @@ def said(result):
     return " ".join(result.stderr.split())
 
 
+# What a command writes where it runs: a run's or a sweep's folders.
+OUTPUT_DIRS = ("outputs", "multirun")
+
+
+def assert_refused(refusal, *words, cwd=None):
+    """A refusal, as a specification: `refusal` is a callable that must raise `ConfigError`, or a finished command
+    (`run_module`'s result) that must exit 2; its message holds every one of `words` (a command's with its
+    wrapping undone); and, for a command run in `cwd`, nothing was written there (no run or sweep folder).
+    Returns the message, for what a test checks beyond words.
+    """
+    from modelforge.errors import ConfigError
+
+    if callable(refusal):
+        try:
+            refusal()
+        except ConfigError as err:
+            text = str(err)
+        else:
+            raise AssertionError(f"not refused; expected a ConfigError saying {words}")
+    else:
+        assert refusal.returncode == 2, (refusal.returncode, refusal.stderr[-2000:])
+        text = said(refusal)
+    missing = [word for word in words if word not in text]
+    assert not missing, f"{missing} not in the refusal: {text}"
+    if cwd is not None:
+        written = [name for name in OUTPUT_DIRS if (Path(cwd) / name).exists()]
+        assert not written, f"the refused command wrote {written} in {cwd}"
+    return text
+
+
 def rows(folder):
     """How many epochs a run folder's history.csv holds (0 before it exists)."""
     path = Path(folder) / "history.csv"

@@ -10,7 +10,7 @@ import pytest
 @pytest.mark.xdist_group("timing")
 def test_every_grouped_test_is_scheduled_with_its_group(request: pytest.FixtureRequest) -> None:
     if not getattr(request.config.option, "loadgroup", False):
-        return  # not run under `--dist loadgroup` (make test's way): nothing is scheduled by group
+        pytest.skip("not run under `--dist loadgroup` (make test's way): nothing is scheduled by group")
     # pytest-xdist tells its scheduler an item's group by a suffix of its node id; without it, round-robin.
     assert request.node.nodeid.endswith("@timing"), request.node.nodeid
     grouped = [item for item in request.session.items if item.get_closest_marker("xdist_group")]

@@ -11,6 +11,9 @@ import pytest
 from tests import warm
 from tests.helpers import FAST, assert_same_result, run_module, start, wait_for
 
+# Under `make test-cold` there is no warm runner to check.
+pytestmark = pytest.mark.skipif(os.environ.get(warm.COLD_SUITE) == "1", reason="make test-cold runs every command cold")
+
 
 @pytest.mark.slow
 def test_a_warm_run_equals_a_cold_one_bit_for_bit(tmp_path):

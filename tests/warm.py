@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+# Set (to 1) by `make test-cold`: every command runs cold, as a user's does, so nothing the server does is relied on.
+COLD_SUITE = "MODELFORGE_TESTS_COLD"
 # Read when TensorFlow, Keras or modelforge is imported: a command that sets one differently runs cold.
 IMPORT_TIME = ("KERAS_BACKEND", "MODELFORGE_TF_LOGS", "TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL",
                "TF_ENABLE_ONEDNN_OPTS", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONHASHSEED", "PYTHONWARNINGS")
@@ -237,6 +239,8 @@ class WarmProcess:
                  stderr: int | None = None, text: bool = True, ignore_ctrl_c: bool = False,
                  address: str | None = None, inherit_stdin: bool = False, tied: bool = False,
                  script: str | None = None) -> None:
+        if os.environ.get(COLD_SUITE) == "1":
+            raise Cold(COLD_SUITE)
         self.args = [sys.executable, *([script] if script else ["-m", "modelforge"]), *args]
         self.returncode: int | None = None
         mine, theirs = self._streams(stdout, stderr, text, inherit_stdin)
@@ -323,7 +327,10 @@ def run(cwd: str | Path, args: list[str], env: dict[str, str], timeout: float | 
 
 def shim_folder() -> Path:
     """A folder holding a `python` that runs `python -m modelforge ...` and `python SCRIPT.py ...` warm through
-    this process's server, and anything else as the venv's python: put first on a script's PATH."""
+    this process's server, and anything else as the venv's python: put first on a script's PATH (under
+    `make test-cold`, the venv's own folder: every command cold)."""
+    if os.environ.get(COLD_SUITE) == "1":
+        return Path(sys.executable).parent
     address = _Server.address()
     folder = Path(address).with_name("bin")
     if not folder.exists():

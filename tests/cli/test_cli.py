@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CLI_RUN_FILES, history, run_dirs
+from tests.helpers import CLI_RUN_FILES, assert_refused, history, run_dirs
 from tests.helpers import run_module as run
 
 # Prints whether TensorFlow got imported, whatever way the entry point exits.
@@ -136,8 +136,7 @@ def test_a_launcher_without_its_extra_names_the_install_line(tmp_path):
 
     assert importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None  # not in the test extra
     result = run(tmp_path, "-m", "hydra/launcher=ray_cluster", "seed=0,1")
-    assert result.returncode == 2
-    assert "pip install 'modelforge[ray]'" in " ".join(result.stderr.split())
+    assert_refused(result, "pip install 'modelforge[ray]'")
     assert not Path(tmp_path, "outputs").exists()
 
 
@@ -147,3 +146,15 @@ def test_plan_and_diagnose_folders_stay_apart_from_training_runs(tmp_path):
     assert run(tmp_path, "diagnose", "model.depth=1", "model.units=4").returncode == 0
     assert sorted(p.name for p in Path(tmp_path, "outputs").iterdir()) == ["diagnoses", "plans"]
     assert run(tmp_path, "report", "outputs").returncode == 2  # no training run there to summarize
+
+
+@pytest.mark.slow
+def test_console_script_and_subcommands(tmp_path):
+    script = Path(sys.executable).parent / "modelforge"
+    result = subprocess.run([str(script), "plan", "layer=conv", "model.units=4"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "block1_conv2d  kernel" in result.stdout
+    wrong = run(tmp_path, "pln", "layer=conv")
+    assert_refused(wrong, "did you mean 'plan'")
+

@@ -1,4 +1,4 @@
-"""The examples/ folder's commands, run as its README says (issue 11: bring your own CSV)."""
+"""The examples/ folder's commands, run as its README says (bring your own CSV)."""
 
 import json
 import shutil

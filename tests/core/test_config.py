@@ -1,4 +1,4 @@
-"""The typed run config in process (issue 20): what `RunConfig.from_mapping` makes of a composed config, and
+"""The typed run config in process: what `RunConfig.from_mapping` makes of a composed config, and
 the one paragraph it raises for each kind of bad key or value."""
 
 import copy

@@ -1,4 +1,4 @@
-"""One home for each default (issue 20): modelforge's own defaults live in conf/ or in the registry, the other
+"""One home for each default: modelforge's own defaults live in conf/ or in the registry, the other
 checked against it here; tables that mirror Keras' constructor defaults are checked against Keras' signatures."""
 
 import inspect

@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-KINDS = {"skip", "exit", "append", "replace", "write"}
+KINDS = {"skip", "exit", "append", "replace", "write", "output"}
 LANGUAGES = {"bash", "yaml", "python", "text"}
 MARK = re.compile(r"<!-- docs-test(-page)?: (\w+)\s*(.*?) -->")
 FENCE = re.compile(r"^```(\w*)$")
@@ -68,6 +68,28 @@ def blocks(page: Path) -> list[Block]:
         found.append(Block(page, i + 1, opened.group(1), "\n".join(lines[i + 1:end]), page_marks + own))
         i = end + 1
     return found
+
+
+def printed(expected: str, output: str) -> list[str]:
+    r"""The lines of an `output` block that no line of `output` matches, in order: `...` stands for what varies
+    (paths, times, ids, training figures), and a run of spaces for any run of spaces.
+
+    Example:
+        >>> printed("loss: ...  done\nnext", "start\nloss: 0.31 done\nnext")
+        []
+        >>> printed("next\nloss: ...", "loss: 0.31\nnext")
+        ['loss: ...']
+    """
+    lines, at, missing = output.splitlines(), 0, []
+    for want in expected.splitlines():
+        pattern = re.compile(r"\s+".join(".*".join(re.escape(part) for part in word.split("...")) for word in
+                                         want.strip().split()))
+        found = next((i for i in range(at, len(lines)) if pattern.fullmatch(lines[i].strip())), None)
+        if found is None:
+            missing.append(want)
+        else:
+            at = found + 1
+    return missing
 
 
 def script(block: Block) -> str:

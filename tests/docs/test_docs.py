@@ -1,4 +1,4 @@
-"""The docs run (issue 20): every block of README.md and docs/*.md is run as its page gives it, or says why not.
+"""The docs run: every block of README.md and docs/*.md is run as its page gives it, or says why not.
 
 Each page runs in a fresh temporary folder holding a copy of examples/, its blocks in order, so a file one block
 writes is there for the next. The marks are listed in docs/architecture.md ("The docs test").
@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests import warm
-from tests.docs.pages import KINDS, LANGUAGES, PAGES, ROOT, Block, anchors, blocks, links, script, slug
+from tests.docs.pages import KINDS, LANGUAGES, PAGES, ROOT, Block, anchors, blocks, links, printed, script, slug
 
 ALL = [b for page in PAGES for b in blocks(page)]
 
@@ -101,6 +101,27 @@ def test_every_block_of_the_page_runs(page: Path, tmp_path: Path) -> None:
             _run(block, tmp_path, number)
 
 
+OUTPUTS = [b for page in PAGES for b in blocks(page) if b.lang == "text" and b.mark("output")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", OUTPUTS, ids=[b.where for b in OUTPUTS])
+def test_each_marked_output_is_what_its_command_prints(block: Block, tmp_path: Path) -> None:
+    """A `text` block marked `output COMMAND` is what COMMAND prints, line for line, `...` standing for what
+    varies."""
+    (command,) = block.mark("output")
+    done = subprocess.run(["bash", "-e", "-c", command], cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, (block.where, done.stderr[-3000:])
+    missing = printed(block.text, done.stdout + done.stderr)
+    assert not missing, f"{block.where}: {command} printed no line like {missing[0]!r}:\n{done.stdout[-3000:]}"
+
+
+def test_pages_show_outputs_checked_by_their_commands() -> None:
+    assert len(OUTPUTS) >= 2
+    assert printed("a ... c", "a b c") == [] and printed("a ... c", "a b d") == ["a ... c"]
+
+
 def test_the_tests_a_page_names_exist() -> None:
     for page in PAGES:
         for path, pattern in re.findall(r"`(\w+/test_\w+\.py)::(test_[\w*]+)`", page.read_text()):
@@ -111,11 +132,44 @@ def test_the_tests_a_page_names_exist() -> None:
             assert any(regex.fullmatch(name) for name in names), f"{page.name}: tests/{path}::{pattern}"
 
 
-def test_the_module_map_names_every_module() -> None:
+def module_map() -> dict[str, str]:
+    """docs/architecture.md's module map: each entry's path (`modelforge/run/`, `modelforge/api.py`) -> its text."""
     text = (ROOT / "docs" / "architecture.md").read_text()
+    entries: dict[str, str] = {}
+    current = None
+    for line in text.split("Every import points down", 1)[1].split("\n\n")[1].splitlines():
+        match = re.match(r"^    (modelforge/\S*)\s+(.*)$", line)
+        if match:
+            current = match[1]
+            entries[current] = match[2]
+        elif current is not None and line.startswith("     "):
+            entries[current] += " " + line.strip()
+    return entries
+
+
+def test_the_module_map_names_every_module() -> None:
+    """Every module is named, as a word, in the entry of the package that holds it (a nested package's own name
+    too): a stem that is a common word elsewhere on the page (`app`, `main`) counts only in its entry."""
+    entries = module_map()
+    assert len(entries) >= 12, entries
     for module in (ROOT / "modelforge").rglob("*.py"):
-        if module.name != "__init__.py" and "conf" not in module.parts:
-            assert module.stem in text, f"docs/architecture.md's module map leaves out {module.relative_to(ROOT)}"
+        if module.name == "__init__.py" or "conf" in module.parts:
+            continue
+        path = str(module.relative_to(ROOT))
+        if path in entries:
+            continue
+        home = max((e for e in entries if e.endswith("/") and path.startswith(e)), key=len, default=None)
+        assert home is not None, f"docs/architecture.md's module map has no entry for {path}"
+        nested = path[len(home):].split("/")
+        for name in [*nested[:-1], module.stem]:
+            assert re.search(rf"\b{re.escape(name)}\b", entries[home]), \
+                f"docs/architecture.md's entry for {home} leaves out {name} ({path})"
+
+
+def test_the_module_map_test_can_fail() -> None:
+    entries = module_map()
+    assert not re.search(r"\bnot_a_module\b", entries["modelforge/run/"])
+    assert re.search(r"\bcheckpoint\b", entries["modelforge/run/"])
 
 
 def test_the_anchor_rule_is_githubs() -> None:

@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 import modelforge
-from modelforge.errors import ConfigError
 from modelforge.initializers.delta import delta_orthogonal, orthogonal
 from modelforge.initializers.lsuv import layer_weight
+from tests.helpers import assert_refused
 
 
 @pytest.mark.parametrize("shape", [(3, 3, 16, 16), (5, 5, 8, 32), (3, 16, 24), (3, 3, 3, 4, 8), (1, 1, 16, 16)])
@@ -111,5 +111,5 @@ def test_family_rules_take_orthogonal_and_delta_orthogonal(compose):
 @pytest.mark.parametrize("kernel", ["2", "[3,2]", "4"])
 def test_an_even_kernel_has_no_centre_and_is_refused(compose, kernel):
     layers = f"[{{type:conv2d,filters:4,kernel_size:{kernel}}},{{type:flatten}}]"
-    with pytest.raises(ConfigError, match="delta_orthogonal needs an odd kernel size, and layer1_conv2d/kernel"):
-        modelforge.plan(compose(["initializer=delta_orthogonal", f"+model.layers={layers}"]))
+    assert_refused(lambda: modelforge.plan(compose(["initializer=delta_orthogonal", f"+model.layers={layers}"])),
+                   "delta_orthogonal needs an odd kernel size, and layer1_conv2d/kernel")

@@ -10,7 +10,7 @@ import pytest
 import modelforge
 from modelforge.initializers.lsuv import layer_weight
 from modelforge.run.setup import prepare
-from tests.helpers import FAST, run_module
+from tests.helpers import FAST, assert_refused, run_module
 
 
 def pre_activation_variances(model, x):
@@ -138,9 +138,9 @@ def test_the_run_folder_records_the_scales_and_warns_of_a_layer_that_did_not_con
 
 def test_unknown_or_bad_keys_exit_2_naming_them(tmp_path):
     bad = run_module(tmp_path, "plan", "initializer=lsuv", "initializer.tolerance=0")
-    assert bad.returncode == 2 and "initializer.tolerance=0 must be a finite number > 0" in bad.stderr
+    assert_refused(bad, "initializer.tolerance=0 must be a finite number > 0")
     typo = run_module(tmp_path, "plan", "initializer=lsuv", "initializer.sample=10")
-    assert typo.returncode == 2 and "samples" in typo.stderr
+    assert_refused(typo, "samples")
 
 
 @pytest.mark.slow

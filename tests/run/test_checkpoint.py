@@ -1,4 +1,4 @@
-"""The checkpoint in process (issue 20): two generations with a digest, the fall-back order, and a model's and
+"""The checkpoint in process: two generations with a digest, the fall-back order, and a model's and
 its optimizer's variables round-tripped exactly."""
 
 import numpy as np

@@ -12,7 +12,7 @@ from modelforge.errors import ConfigError
 from modelforge.run.folder import RunFolder
 from modelforge.run.lifecycle import claim
 from modelforge.run.owned import MARK, Kind, NotOurs, check_ours, recorded_kind
-from tests.helpers import KILLABLE, on_a_small_disk, run_module, said
+from tests.helpers import KILLABLE, assert_refused, on_a_small_disk, run_module, said
 
 pytestmark = pytest.mark.slow
 FAST = [*KILLABLE, "trainer.epochs=1"]
@@ -58,8 +58,7 @@ def test_a_hydra_link_in_an_empty_run_folder_is_not_followed(tmp_path):
     run.mkdir()
     (run / ".hydra").symlink_to(target)
     result = run_module(tmp_path, *FAST, "hydra.run.dir=run")
-    assert result.returncode == 2
-    assert ".hydra in" in said(result) and "is a symbolic link" in said(result)
+    assert_refused(result, ".hydra in", "is a symbolic link")
     assert [p.name for p in target.iterdir()] == ["config.yaml"]
     assert (target / "config.yaml").read_text() == "precious\n"
     assert [p.name for p in run.iterdir()] == [".hydra"]
@@ -85,8 +84,7 @@ def test_a_plan_folder_takes_plans_again_but_no_run(tmp_path):
     assert len(json.loads((tmp_path / "plans" / "init_plan.json").read_text())) > len(json.loads(plan))
     before = snapshot(tmp_path / "plans")
     run = run_module(tmp_path, *FAST, "hydra.run.dir=plans")
-    assert run.returncode == 2
-    assert "is a modelforge plan folder, not a run folder" in said(run)
+    assert_refused(run, "is a modelforge plan folder, not a run folder")
     assert snapshot(tmp_path / "plans") == before
 
 
@@ -100,11 +98,10 @@ def test_a_plan_folder_of_the_previous_main_still_counts_as_a_plan_folder(tmp_pa
 
 def test_subdir_dot_is_refused_before_any_folder_is_made(tmp_path):
     result = run_module(tmp_path, "-m", "seed=0,1", *FAST, "hydra.sweep.dir=sweep", "hydra.sweep.subdir=.")
-    assert result.returncode == 2
-    assert "hydra.sweep.subdir='.' is refused" in said(result)
+    assert_refused(result, "hydra.sweep.subdir='.' is refused")
     assert not (tmp_path / "sweep").exists()
     up = run_module(tmp_path, "-m", "seed=0,1", *FAST, "hydra.sweep.dir=sweep", "hydra.sweep.subdir=../x")
-    assert up.returncode == 2 and "relative path below it" in said(up)
+    assert_refused(up, "relative path below it")
 
 
 def test_a_sweep_over_a_completed_run_is_refused(tmp_path):
@@ -112,8 +109,7 @@ def test_a_sweep_over_a_completed_run_is_refused(tmp_path):
     assert done.returncode == 0, done.stderr
     before = snapshot(tmp_path / "C2")
     sweep = run_module(tmp_path, "-m", "trainer.epochs=3", *KILLABLE, "hydra.sweep.dir=C2")
-    assert sweep.returncode == 2
-    assert "is a modelforge run folder, not a sweep folder" in said(sweep)
+    assert_refused(sweep, "is a modelforge run folder, not a sweep folder")
     assert snapshot(tmp_path / "C2") == before
 
 
@@ -153,8 +149,8 @@ def test_claim_refuses_a_users_folder_for_the_python_api(tmp_path):
 def test_a_record_of_another_kind_or_a_link_is_refused(tmp_path):
     (tmp_path / MARK).write_text(json.dumps({"kind": "report"}))
     (tmp_path / "summary.md").write_text("x")
-    with pytest.raises(ConfigError, match="is a modelforge report folder, not a sweep folder"):
-        check_ours(tmp_path, Kind.SWEEP, "hydra.sweep.dir")
+    assert_refused(lambda: check_ours(tmp_path, Kind.SWEEP, "hydra.sweep.dir"),
+                   "is a modelforge report folder, not a sweep folder")
     check_ours(tmp_path, Kind.REPORT, "out")
     (tmp_path / "modelforge.log").symlink_to("/etc/hostname")
     with pytest.raises(ConfigError, match="modelforge.log in .* is a symbolic link"):

@@ -1,4 +1,4 @@
-"""trainer.strategy=mirrored (issue 11, point 5): one run data-parallel over two logical CPU devices, its
+"""trainer.strategy=mirrored: one run data-parallel over two logical CPU devices, its
 replicas in sync, its result the single-device run's within float tolerance for the same global batch."""
 
 import json

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import KILLABLE, assert_same_result, rows, run_module, said, start, wait_for
+from tests.helpers import KILLABLE, assert_refused, assert_same_result, rows, run_module, said, start, wait_for
 
 pytestmark = pytest.mark.slow
 # Tests whose kill or signal must land at a moment share one xdist worker, so the other's load cannot move it.
@@ -151,7 +151,7 @@ def test_a_run_marked_failed_with_its_checkpoint_still_resumes(killed, tmp_path)
 def test_a_loader_that_exits_leaves_a_failed_run_and_a_nonzero_exit(tmp_path):
     (tmp_path / "quitter.py").write_text("import sys\n\ndef load():\n    sys.exit(0)\n")
     result = run_module(tmp_path, "data=callable", "data._target_=quitter.load", "hydra.run.dir=run")
-    assert result.returncode == 2 and "raised SystemExit: 0" in said(result)
+    assert_refused(result, "raised SystemExit: 0")
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert record["status"] == "failed" and "SystemExit" in record["error"]
 
@@ -191,7 +191,7 @@ def test_a_damaged_or_old_group_checkpoint(tmp_path):
         arrays["state"] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
         np.savez(path, **arrays)
     refused = run_module(tmp_path, "resume", "older")
-    assert refused.returncode == 2 and "written by an older modelforge" in said(refused)
+    assert_refused(refused, "written by an older modelforge")
     assert str(tmp_path / "older") in said(refused) and not jobs_of(tmp_path / "older")
     resumed = run_module(tmp_path, "resume", "truncated")
     assert resumed.returncode == 0, resumed.stderr
@@ -270,11 +270,11 @@ def test_an_unknown_status_exits_2_and_a_symlinked_lock_is_not_followed(tmp_path
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({"status": "finished"}))
     result = run_module(tmp_path, "trainer.epochs=1", "hydra.run.dir=run")
-    assert result.returncode == 2 and "says status 'finished'" in said(result)
+    assert_refused(result, "says status 'finished'")
     (tmp_path / "linked").mkdir()
     (tmp_path / "linked" / ".lock").symlink_to(tmp_path / "elsewhere")
     result = run_module(tmp_path, "trainer.epochs=1", "hydra.run.dir=linked")
-    assert result.returncode == 2 and "is a symbolic link" in said(result)
+    assert_refused(result, "is a symbolic link")
     assert not (tmp_path / "elsewhere").exists()
 
 
@@ -316,7 +316,7 @@ def test_a_config_cannot_set_trust_or_what_loads_code(tmp_path, command, variabl
     cli = run_module(tmp_path, *run, f"+hydra.job.env_set.{variable}='{value}'", "hydra.run.dir=cli")
     assert cli.returncode == 2 and f"sets {variable}, which widens what code runs" in said(cli), cli.stderr
     copied = run_module(tmp_path, *run, f"hydra.job.env_copy=[{variable}]", "hydra.run.dir=copy")
-    assert copied.returncode == 2 and f"sets {variable}" in said(copied)
+    assert_refused(copied, f"sets {variable}")
     pack = tmp_path / "pack" / "experiment"
     pack.mkdir(parents=True)
     (pack / "evil.yaml").write_text(EVIL_PACK.format(variable=variable, value=value))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import modelforge
-from tests.helpers import FAST, REPO, overlay_venv, run_dirs, run_module
+from tests.helpers import FAST, REPO, assert_refused, overlay_venv, run_dirs, run_module
 
 PACK_CONF = REPO / "examples" / "config_pack" / "mf_extra_pack" / "conf"
 
@@ -79,7 +79,7 @@ def test_wheel_carries_everything_and_other_project_runs_outside_the_repo(tmp_pa
                  "model.units=4", "trainer.verbose=0")
     # An installed package's class is imported only once the user trusts it, outside the config.
     untrusted = run(py, *pack_args, cwd=tmp_path / "pack_run")
-    assert untrusted.returncode == 2 and "MODELFORGE_TRUSTED_MODULES=mf_extra_pack" in untrusted.stderr
+    assert_refused(untrusted, "MODELFORGE_TRUSTED_MODULES=mf_extra_pack")
     custom = subprocess.run([str(py), *pack_args], cwd=tmp_path / "pack_run", capture_output=True, text=True,
                             timeout=600, env={**os.environ, "MODELFORGE_TRUSTED_MODULES": "mf_extra_pack"})
     assert custom.returncode == 0, custom.stderr
