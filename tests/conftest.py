@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MODELFORGE_CACHE", tempfile.mkdtemp(prefix="modelforge-cache-"))
 # Under pytest-xdist, each worker's TensorFlow processes get the worker's share of the cores (as modelforge's own
 # parallel launcher gives its workers): two workers' processes would otherwise each take every core and fight over
-# them (measured here: two concurrent sweeps 3-15% faster with one thread each). Every process of the session,
+# them. Every process of the session,
 # in-process baselines included, computes with the same thread count, so runs compared bit for bit still match.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:

@@ -87,7 +87,7 @@ def compile_model(model: Any, optimizer: Any, run: RunConfig) -> None:
     model.compile(optimizer=optimizer, loss=compiled.loss(run.trainer, run.task),
                   metrics=compiled.metrics(run.trainer, run.task))
     # The optimizer's variables made now, as a resume makes them to restore them: made inside the first trace of
-    # the train step instead, they make TensorFlow trace that step twice (about 0.4 s a run).
+    # the train step instead, they make TensorFlow trace that step twice.
     model.optimizer.build(model.trainable_variables)
 
 

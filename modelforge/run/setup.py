@@ -152,7 +152,7 @@ def prepare(run: RunConfig, plan: Plan | None = None, fresh: bool = True) -> Ses
     optimizer_class(run.optimizer)  # its arguments checked against Keras before anything else is made
     check_layer_args(plan)
     # A fresh session per job: sweeps run jobs one after another in one process (and loky reuses workers).
-    # free_memory=False skips a full gc.collect() that costs ~0.2 s a job; Python's own gc still runs.
+    # free_memory=False skips a full gc.collect() per job (docs/benchmarks.md); Python's own gc still runs.
     keras.backend.clear_session(free_memory=False)
     # Set on every run, so a sweep's job never inherits the previous job's policy.
     keras.config.set_dtype_policy(run.trainer.precision)
