@@ -85,7 +85,7 @@ def fused_steps(overrides: Sequence[str], steps: int = max(STEPS)) -> dict[int, 
     for step, idx in enumerate(_batches(session, steps), start=1):
         losses, _ = step_fn(tf.constant(idx[None]))
         if step in STEPS:
-            found[step] = (group.arm_weights(0)(), float(losses.numpy()[0]) / len(idx))
+            found[step] = (group.model.arm_weights(0), float(losses.numpy()[0]) / len(idx))
     return found
 
 
