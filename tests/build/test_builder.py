@@ -6,7 +6,7 @@ import pytest
 
 import modelforge
 from modelforge.core.init.plan import derive_seed
-from modelforge.errors import ConfigError
+from tests.helpers import assert_refused
 
 
 def weights_of(model):
@@ -172,11 +172,11 @@ def test_the_plan_shows_the_lstm_bias_as_keras_makes_it(compose, bias, shown, ba
 def test_deeper_than_pythons_recursion_limit_builds_and_past_10000_layers_is_refused(compose):
     """Keras maps a functional graph by recursing per layer, past Python's default limit at a few hundred layers;
     a model of more than 10,000 layers is refused before anything is planned."""
-    with pytest.raises(ConfigError, match="model.depth=10001 is more than the 10,000 layers a model may have"):
-        modelforge.plan(compose(["model.depth=10001"]))
+    assert_refused(lambda: modelforge.plan(compose(["model.depth=10001"])),
+                   "model.depth=10001 is more than the 10,000 layers a model may have")
     from modelforge.core.config.schema import Model
 
-    with pytest.raises(ConfigError, match="model.layers holds 10,001 layer specs"):
-        Model(depth=1, units=2, layers=[{"type": "dense"}] * 10001)
+    assert_refused(lambda: Model(depth=1, units=2, layers=[{"type": "dense"}] * 10001),
+                   "model.layers holds 10,001 layer specs")
     model = modelforge.build_model(compose(["model.depth=1100", "model.units=2"]))
     assert len(model.layers) == 1102

@@ -10,7 +10,7 @@ import pytest
 
 import modelforge
 from modelforge.errors import ConfigError
-from tests.helpers import FAST
+from tests.helpers import FAST, assert_refused
 
 TARGET = "tests.custom_init.GainNormal"
 DEPTHWISE = ("+model.layers=[{type:depthwise_conv2d,kernel_size:3,depth_multiplier:64,"
@@ -53,8 +53,8 @@ def test_custom_class_serializes_and_loads(compose, tmp_path):
 
 
 def test_bad_target_is_a_config_error(compose):
-    with pytest.raises(ConfigError, match="nowhere.Nothing"):
-        modelforge.plan(compose(["+model.layers=[{type:dense,units:4,initializer:{_target_:nowhere.Nothing}}]"]))
+    layers = "+model.layers=[{type:dense,units:4,initializer:{_target_:nowhere.Nothing}}]"
+    assert_refused(lambda: modelforge.plan(compose([layers])), "nowhere.Nothing")
 
 
 def test_prelu_slope_drives_he_scale_and_starts_at_slope(compose):

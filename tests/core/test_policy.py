@@ -11,8 +11,7 @@ from modelforge.core.config.policy import (
     role_choice,
 )
 from modelforge.core.registry import ACTIVATIONS, Family
-from modelforge.errors import ConfigError
-from tests.helpers import REPO
+from tests.helpers import REPO, assert_refused
 
 CONF = REPO / "conf"
 # design.md's table, written out independently of conf/initializer/auto.yaml.
@@ -100,8 +99,7 @@ def test_non_kernel_defaults():
     ({"name": "he_sorta"}, "did you mean 'he_normal'"),
 ])
 def test_bad_override_names_the_value(init, message):
-    with pytest.raises(ConfigError, match=message):
-        kernel_choice("relu", {}, None, parse_initializer_config(init), "l")
+    assert_refused(lambda: kernel_choice("relu", {}, None, parse_initializer_config(init), "l"), message)
 
 
 def test_policy_uses_edited_rules(auto):

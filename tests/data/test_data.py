@@ -5,8 +5,7 @@ import pytest
 
 from modelforge.core.config.schema import RunConfig
 from modelforge.data import arrays as data
-from modelforge.errors import ConfigError
-from tests.helpers import composed_plain
+from tests.helpers import assert_refused, composed_plain
 
 DIGITS = {"name": "digits", "validation_split": 0.2, "layout": "auto"}
 
@@ -72,5 +71,4 @@ def test_synthetic_classification_and_regression():
     ({**DIGITS, "layuot": "flat"}, "did you mean 'data.layout'"),
 ])
 def test_bad_data_config(cfg, word):
-    with pytest.raises(ConfigError, match=word):
-        describe(cfg, "flat")
+    assert_refused(lambda: describe(cfg, "flat"), word)

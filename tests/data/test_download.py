@@ -11,8 +11,8 @@ import pytest
 
 import modelforge
 from modelforge.data import arrays as data
-from modelforge.errors import ConfigError, RunFailed
-from tests.helpers import FAST
+from modelforge.errors import RunFailed
+from tests.helpers import FAST, assert_refused
 
 # An address nothing answers on: a test that reaches it would fail, so passing proves the cache was used.
 UNREACHABLE = "file:///nonexistent-modelforge-mirror/mnist.npz"
@@ -139,8 +139,7 @@ def test_a_corrupt_cached_file_gets_one_paragraph(compose, tmp_path, make, words
                                                 ("data.max_samples=1", "data.max_samples"),
                                                 ("data.layout=cube", "cube")])
 def test_bad_mnist_config(compose, override, word):
-    with pytest.raises(ConfigError, match=word):
-        modelforge.plan(compose(["data=mnist", override]))
+    assert_refused(lambda: modelforge.plan(compose(["data=mnist", override])), word)
 
 
 def test_mnist_run_end_to_end_and_a_failed_fetch_marks_the_run_failed(compose, tmp_path):
@@ -177,6 +176,5 @@ def test_the_cache_names_files_by_data_set_and_refuses_folders_code_is_imported_
     (run / "data").mkdir(parents=True)
     (run / "metrics.json").write_text("{}")
     for folder, words in ((purelib, "where Python imports modules from"), (run / "data", "a run's or a sweep's")):
-        with pytest.raises(ConfigError, match=words):
-            fetch("mnist", source.as_uri(), None, str(folder))
+        assert_refused(lambda folder=folder: fetch("mnist", source.as_uri(), None, str(folder)), words)
     assert not (Path(purelib) / "mnist.npz").exists() and not (run / "data" / "mnist.npz").exists()

@@ -200,8 +200,8 @@ def test_bad_functions_are_refused(compose, overrides, words):
 
 def test_a_required_key_left_out_is_named(compose, tmp_path):
     write_csv(tmp_path / "t.csv")
-    with pytest.raises(ConfigError, match="data.target has no value"):
-        modelforge.plan(compose(["data=csv", f"data.path={tmp_path}/t.csv"]))
+    assert_refused(lambda: modelforge.plan(compose(["data=csv", f"data.path={tmp_path}/t.csv"])),
+                   "data.target has no value")
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 
-from modelforge.errors import ConfigError
 from modelforge.run.folder import RunFolder
 from modelforge.run.lifecycle import claim
 from modelforge.run.owned import MARK, Kind, NotOurs, check_ours, recorded_kind
@@ -153,8 +152,7 @@ def test_a_record_of_another_kind_or_a_link_is_refused(tmp_path):
                    "is a modelforge report folder, not a sweep folder")
     check_ours(tmp_path, Kind.REPORT, "out")
     (tmp_path / "modelforge.log").symlink_to("/etc/hostname")
-    with pytest.raises(ConfigError, match="modelforge.log in .* is a symbolic link"):
-        check_ours(tmp_path, Kind.REPORT, "out")
+    assert_refused(lambda: check_ours(tmp_path, Kind.REPORT, "out"), "modelforge.log in", "is a symbolic link")
 
 
 WRITER = '''import numpy as np
@@ -219,8 +217,7 @@ def test_a_read_only_disk_is_one_paragraph_for_resume_and_plan(tmp_path):
 def test_a_checkpoint_name_that_is_a_folder_is_refused_before_the_lock(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"status": "interrupted"}))
     (tmp_path / "checkpoint.npz").mkdir()
-    with pytest.raises(ConfigError, match=r"checkpoint.npz is a folder, not a checkpoint file"):
-        claim(RunFolder(tmp_path), resume=True)
+    assert_refused(lambda: claim(RunFolder(tmp_path), resume=True), "checkpoint.npz is a folder, not a checkpoint file")
     assert not (tmp_path / ".lock").exists()
 
 
