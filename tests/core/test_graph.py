@@ -85,12 +85,3 @@ def test_a_graph_that_cannot_be_walked_is_refused_naming_the_layer(compose, laye
         return
     assert_refused(lambda: make_plan(run), *words)
 
-
-def test_a_graph_with_a_merge_trains_alone_under_the_fused_launcher(compose):
-    """The fused ops cover no merge yet: the launcher's reason names the layer (the job then trains as a basic
-    run, as the launcher does for every model it does not cover)."""
-    from modelforge.fused.eligibility import run_refused
-    from modelforge.run.setup import prepare
-
-    reason = run_refused(prepare(modelforge.run_config(compose([*FAST, *TOY]))))
-    assert reason is not None and reason.startswith("its model has a Add layer (sum)")

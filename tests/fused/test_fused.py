@@ -313,6 +313,14 @@ def test_a_fused_group_killed_mid_training_resumes_from_its_checkpoint(tmp_path)
     assert not (tmp_path / "killed" / ".fused").exists()  # its work is done
 
 
+@pytest.mark.slow
+def test_a_graph_models_sweep_fuses_and_equals_the_basic_launcher(tmp_path):
+    """Two branches added and a skip concatenated (`model.layers` with `inputs`): the merges are fused ops."""
+    graph = ("+model.layers=[{type:dense,name:a,units:8},{type:dense,name:b,units:8,inputs:[inputs]},"
+             "{type:add,name:sum,inputs:[a,b]},{type:concatenate,name:both,inputs:[sum,a]}]")
+    matched_sweeps(tmp_path, 4, graph, "seed=0,1", "initializer=he_normal,glorot_uniform")
+
+
 # The sweep tests/fixtures/main_6196d19/killed_fused_sweep was stopped from (its README gives the command).
 PREVIOUS_MAIN_SWEEP = [
     "trainer.epochs=6", "trainer.verbose=0", "model.units=16", "hydra/launcher=fused", "seed=0,1,2",

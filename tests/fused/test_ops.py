@@ -49,6 +49,9 @@ EXAMPLES = {
     L.ELU: (lambda: L.ELU(), (3, 4)),
     L.ReLU: (lambda: L.ReLU(), (3, 4)),
     L.PReLU: (lambda: L.PReLU(shared_axes=[1]), (3, 4)),
+    # A merge's example takes a list of inputs: their shapes.
+    L.Add: (lambda: L.Add(), [(3, 4), (3, 4), (3, 4)]),
+    L.Concatenate: (lambda: L.Concatenate(axis=1), [(3, 4), (2, 4)]),
 }
 # Inputs other than standard normal floats: an embedding's token ids.
 INTEGER_INPUTS = {L.Embedding}
@@ -78,7 +81,7 @@ def arms_of(kind, seed=0):
     layer = make()
     layers = [layer] + [type(layer).from_config(layer.get_config()) for _ in range(K - 1)]
     for each in layers:
-        each.build((None, *shape))
+        each.build([(None, *s) for s in shape] if isinstance(shape, list) else (None, *shape))
         for weight in each.weights:
             value = rng.standard_normal(weight.shape).astype(np.float32)
             each_value = np.abs(value) + 0.5 if "variance" in weight.path else value
@@ -109,6 +112,8 @@ def test_each_op_matches_its_keras_layer(kind, training):
     import tensorflow as tf
 
     layers, shape = arms_of(kind)
+    if isinstance(shape, list):
+        return check_merge(layers, shape, training)
     rng = np.random.default_rng(1)
     inputs = sample(kind, layers[0], (K, BATCH, *shape), seed=1)
     x = tf.Variable(inputs) if inputs.dtype.kind == "f" else tf.constant(inputs)
@@ -145,3 +150,25 @@ def test_each_op_matches_its_keras_layer(kind, training):
         for j, weight in enumerate(layer.weights):  # moving statistics, updated in training mode
             if not weight.trainable:
                 close(stacked[j][a], weight.numpy(), f"{kind} arm {a} {weight.path}")
+
+
+def check_merge(layers, shapes, training):
+    """A merge: its output and every input's gradient against the Keras layer's, per arm."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    xs = [tf.Variable(rng.standard_normal((K, BATCH, *s)).astype(np.float32)) for s in shapes]
+    op = make_op(layers, lambda j: None)
+    with tf.GradientTape() as tape:
+        out = op.run(xs, training)
+        probe = tf.constant(rng.standard_normal(out.shape).astype(np.float32))
+        loss = tf.reduce_sum(out * probe)
+    grads = tape.gradient(loss, xs)
+    for a, layer in enumerate(layers):
+        mine = [tf.Variable(x[a]) for x in xs]
+        with tf.GradientTape() as keras_tape:
+            expected = layer(mine, training=training)
+            keras_loss = tf.reduce_sum(expected * probe[a])
+        close(out[a], expected, f"{type(layer).__name__} arm {a} output")
+        for i, grad in enumerate(keras_tape.gradient(keras_loss, mine)):
+            close(grads[i][a], grad, f"{type(layer).__name__} arm {a} gradient of input {i}")

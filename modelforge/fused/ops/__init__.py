@@ -5,7 +5,7 @@ class nor any class between overrides `call` or `build` (a subclass that only ch
 parent does); anything else is refused, naming its class. Ops take the node's inputs as a list.
 
 - `base`: what every op is (`FusedOp`, `Op`, `Stacked`: weights by their Keras names, `biased`: the one bias).
-- `simple`, `dense`, `conv`, `norm`, `recurrent`: the ops, by family.
+- `simple`, `dense`, `conv`, `norm`, `recurrent`, `merge`: the ops, by family.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from modelforge.fused.ops.conv import (
     SeparableConv,
 )
 from modelforge.fused.ops.dense import Dense, Embedding
+from modelforge.fused.ops.merge import Add, Concatenate
 from modelforge.fused.ops.norm import BatchNorm, LayerNorm, Normalization
 from modelforge.fused.ops.recurrent import GRU, LSTM, SimpleRNN
 from modelforge.fused.ops.simple import Activation, Dropout, Elementwise, Flatten, Identity, PReLU
@@ -52,7 +53,7 @@ OPS: dict[type[keras.Layer], FusedOp] = {
     _layers.Normalization: Normalization(),
     _layers.SimpleRNN: SimpleRNN(), _layers.LSTM: LSTM(), _layers.GRU: GRU(),
     _layers.LeakyReLU: Elementwise(), _layers.ELU: Elementwise(), _layers.ReLU: Elementwise(),
-    _layers.PReLU: PReLU(),
+    _layers.PReLU: PReLU(), _layers.Add: Add(), _layers.Concatenate: Concatenate(),
 }
 
 
