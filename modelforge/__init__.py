@@ -4,10 +4,17 @@ The curated API: `compose` a config, `plan` it (pure, instant), `build_model` it
 package is cheap: TensorFlow loads only when a model is built or trained, Hydra only when a config is composed.
 """
 
+import importlib
+
 from modelforge.api import build_model, compose, plan, resume, run_config, train
 from modelforge.core.config.schema import RunConfig
 from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run.lifecycle import TrainResult
+from modelforge.system.imports import after_import
+
+# modelforge's own Keras layers (a residual gate, LayerScale) are registered for loading saved models as soon as
+# Keras is imported, without importing it here.
+after_import("keras", lambda: importlib.import_module("modelforge.layers"))
 
 __all__ = ["ConfigError", "RunConfig", "RunFailed", "RunInterrupted", "TrainResult", "build_model", "compose", "plan",
            "resume", "run_config", "train"]

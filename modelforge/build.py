@@ -112,7 +112,9 @@ def make_layers(spec: LayerSpec, plan: Plan) -> list[keras.layers.Layer]:
         kwargs[entry.init_arg] = make_initializer(entry)
     if spec.name == HEAD and keras.config.dtype_policy().compute_dtype != "float32":
         kwargs["dtype"] = "float32"  # mixed precision: the softmax and the loss in float32, as Keras advises
-    cls = getattr(keras.layers, spec.layer_type.keras_class)
+    from modelforge.layers import layer_class
+
+    cls = layer_class(spec.layer_type.keras_class)
     try:
         layer = cls(name=spec.name, **kwargs)
     except (TypeError, ValueError) as err:
@@ -127,17 +129,24 @@ def check_layer_args(plan: Plan) -> None:
     """
     import keras
 
+    from modelforge.layers import layer_class
+
     base = set(inspect.signature(keras.layers.Layer.__init__).parameters) - {"self", "kwargs"}
     for spec in plan.specs:
-        cls = getattr(keras.layers, spec.layer_type.keras_class)
+        cls = layer_class(spec.layer_type.keras_class)
         valid = (set(inspect.signature(cls.__init__).parameters) | base) - {"self", "kwargs", "name"}
         for key in spec.args:
             if key not in valid:
                 near = closest(key, valid)
                 raise ConfigError(
-                    f"layer {spec.name!r} ({spec.type}): keras.layers.{cls.__name__} takes no argument {key!r}"
+                    f"layer {spec.name!r} ({spec.type}): {_where(cls)}.{cls.__name__} takes no argument {key!r}"
                     + (f" (did you mean {near!r}?)" if near else "") + f"; it takes {', '.join(sorted(valid))}"
                 )
+
+
+def _where(cls: type) -> str:
+    """Where a layer class is to be found by its users: `keras.layers`, or modelforge's own module."""
+    return "keras.layers" if cls.__module__.startswith("keras") else cls.__module__
 
 
 @contextlib.contextmanager

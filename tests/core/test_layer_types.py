@@ -4,12 +4,12 @@ the plan's `target_std` within 3 standard errors."""
 
 import math
 
-import keras
 import pytest
 from keras.src.initializers.random_initializers import compute_fans
 
 import modelforge
 from modelforge.core.model.layer_types import LAYER_TYPES
+from modelforge.layers import layer_class
 
 # Per type: the data's shape (None: token ids) and the layer's keys. A merge reads two dense layers.
 SEQUENCE, IMAGE, VOLUME = [16, 6], [8, 8, 4], [4, 4, 4, 2]
@@ -23,6 +23,8 @@ CASES = {
     "layer_normalization": ([40], {}),
     "add": ([40], {}),
     "concatenate": ([40], {}),
+    "gate": ([40], {}),
+    "layer_scale": ([40], {}),
     "simple_rnn": (SEQUENCE, {"units": 12}),
     "lstm": (SEQUENCE, {"units": 12}),
     "gru": (SEQUENCE, {"units": 12}),
@@ -63,7 +65,7 @@ def test_each_layer_type_plans_and_builds_as_keras_computes_it(compose, name):
     cfg = compose(overrides(name))
     plan = modelforge.plan(cfg)
     layer = modelforge.build_model(cfg).get_layer("probe")
-    assert type(layer) is getattr(keras.layers, LAYER_TYPES[name].keras_class)
+    assert type(layer) is layer_class(LAYER_TYPES[name].keras_class)
     built = {w.name: w.numpy() for w in layer.weights}
     entries = plan.for_layer("probe")
     assert {e.weight for e in entries} <= set(built)

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+from modelforge import layers as own
 from modelforge.fused.ops import OPS, make_op
 
 K = 3
@@ -49,6 +50,8 @@ EXAMPLES = {
     L.ELU: (lambda: L.ELU(), (3, 4)),
     L.ReLU: (lambda: L.ReLU(), (3, 4)),
     L.PReLU: (lambda: L.PReLU(shared_axes=[1]), (3, 4)),
+    own.Gate: (lambda: own.Gate(alpha_initializer="ones"), (3, 4)),
+    own.LayerScale: (lambda: own.LayerScale(), (3, 4)),
     # A merge's example takes a list of inputs: their shapes.
     L.Add: (lambda: L.Add(), [(3, 4), (3, 4), (3, 4)]),
     L.Concatenate: (lambda: L.Concatenate(axis=1), [(3, 4), (2, 4)]),

@@ -33,13 +33,16 @@ from modelforge.errors import ConfigError, invalid
 # Truncating a normal at two standard deviations shrinks its std by this factor; Keras divides it out.
 TRUNCATED_NORMAL_STD = 0.87962566103423978
 
-ROLE_DEFAULTS: dict[str, str] = {
+ROLE_DEFAULTS: dict[str, str | dict[str, Any]] = {
     "recurrent": "orthogonal",
     "bias": "zeros",
     "gamma": "ones",
     "beta": "zeros",
     "moving_mean": "zeros",
     "moving_variance": "ones",
+    # A residual branch's gate starts at 0, so its block is the identity (ReZero); LayerScale at CaiT's 0.1.
+    "gate": "zeros",
+    "layer_scale": {"name": "constant", "value": 0.1},
 }
 
 

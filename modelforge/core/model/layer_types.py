@@ -26,8 +26,9 @@ class Weight:
     Attributes:
         name: Keras' name for it (`kernel`, `bias`, `recurrent_kernel`, `depthwise_kernel`, ...).
         shape: its shape.
-        role: `kernel` (chosen by the initializer policy), `recurrent`, `bias`, or a normalization
-            statistic (`gamma`, `beta`, `moving_mean`, `moving_variance`).
+        role: `kernel` (chosen by the initializer policy), `recurrent`, `bias`, a normalization
+            statistic (`gamma`, `beta`, `moving_mean`, `moving_variance`), or a residual branch's `gate` or
+            `layer_scale`.
         init_arg: the Keras constructor argument that sets its initializer.
         fans: the true (fan_in, fan_out) of the layer's forward computation (see `fans.py`), for the
             weights a variance-scaling initializer may draw; None for biases and statistics.
@@ -291,6 +292,14 @@ def _norm_weights(*stats: str) -> Callable[[Shape, Args], list[Weight]]:
     return weights
 
 
+def _gate_weights(shape: Shape, args: Args) -> list[Weight]:
+    return [Weight("alpha", (), "gate", "alpha_initializer")]
+
+
+def _scale_weights(shape: Shape, args: Args) -> list[Weight]:
+    return [Weight("gamma", (shape[-1],), "layer_scale", "gamma_initializer")]
+
+
 _LAYOUT = {1: "sequence", 2: "image"}
 _DIMS = {1: "1d", 2: "2d", 3: "3d"}
 
@@ -310,6 +319,10 @@ def _table() -> dict[str, LayerType]:
         LayerType(name="layer_normalization", keras_class="LayerNormalization", output_shape=_same,
                   weights=_norm_weights("gamma", "beta")),
         LayerType(name="add", keras_class="Add", output_shape=_same, weights=_none, merge=_add),
+        # modelforge's own layers (modelforge.layers), for a residual branch's end: ReZero's or SkipInit's
+        # scalar gate, and LayerScale's per-channel scale.
+        LayerType(name="gate", keras_class="Gate", output_shape=_same, weights=_gate_weights),
+        LayerType(name="layer_scale", keras_class="LayerScale", output_shape=_same, weights=_scale_weights),
         LayerType(name="concatenate", keras_class="Concatenate", output_shape=_same, weights=_none,
                   merge=_concatenate),
     ]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import keras
 
+from modelforge import layers as own
 from modelforge.fused.ops.base import FusedOp, Op, Stacked
 from modelforge.fused.ops.conv import (
     AveragePool,
@@ -30,7 +31,7 @@ from modelforge.fused.ops.dense import Dense, Embedding
 from modelforge.fused.ops.merge import Add, Concatenate
 from modelforge.fused.ops.norm import BatchNorm, LayerNorm, Normalization
 from modelforge.fused.ops.recurrent import GRU, LSTM, SimpleRNN
-from modelforge.fused.ops.simple import Activation, Dropout, Elementwise, Flatten, Identity, PReLU
+from modelforge.fused.ops.simple import Activation, Dropout, Elementwise, Flatten, Gate, Identity, LayerScale, PReLU
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -54,6 +55,7 @@ OPS: dict[type[keras.Layer], FusedOp] = {
     _layers.SimpleRNN: SimpleRNN(), _layers.LSTM: LSTM(), _layers.GRU: GRU(),
     _layers.LeakyReLU: Elementwise(), _layers.ELU: Elementwise(), _layers.ReLU: Elementwise(),
     _layers.PReLU: PReLU(), _layers.Add: Add(), _layers.Concatenate: Concatenate(),
+    own.Gate: Gate(), own.LayerScale: LayerScale(),
 }
 
 

@@ -68,3 +68,31 @@ class PReLU(FusedOp):
             return tf.nn.relu(xs[0]) + (-shaped) * tf.nn.relu(-xs[0])
 
         return with_weights(prelu, weights, layers[0])
+
+
+class Gate(FusedOp):
+    """modelforge's Gate: each arm's own scalar times the input."""
+
+    def build(self, layers: Sequence[keras.Layer], weights: Stacked, arms: int) -> Op:
+        import tensorflow as tf
+
+        alpha = weights["alpha"]
+
+        def gate(xs: list[tf.Tensor], training: bool) -> tf.Tensor:
+            return xs[0] * tf.reshape(alpha, [arms] + [1] * (len(xs[0].shape) - 1))
+
+        return with_weights(gate, weights, layers[0])
+
+
+class LayerScale(FusedOp):
+    """modelforge's LayerScale: each arm's own scale per channel times the input."""
+
+    def build(self, layers: Sequence[keras.Layer], weights: Stacked, arms: int) -> Op:
+        import tensorflow as tf
+
+        gamma = weights["gamma"]
+
+        def scale(xs: list[tf.Tensor], training: bool) -> tf.Tensor:
+            return xs[0] * tf.reshape(gamma, [arms] + [1] * (len(xs[0].shape) - 2) + [gamma.shape[-1]])
+
+        return with_weights(scale, weights, layers[0])

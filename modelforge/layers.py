@@ -1,0 +1,88 @@
+"""modelforge's own Keras layers, for residual branches: a learnable scalar gate and a per-channel scale.
+
+Both are registered for serialization under the package `modelforge`, so a saved model that holds them loads once
+modelforge is imported (`import modelforge` registers them when Keras is imported: `modelforge.system.imports`);
+a model without them stays plain Keras. Keras is imported here, so only what builds or loads models imports this.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="modelforge")
+class Gate(keras.layers.Layer):
+    """A learnable scalar times the input: `alpha * x`, at a residual branch's end.
+
+    ReZero (Bachlechner et al. 2020, "ReZero is all you need") starts alpha at 0, so each block is the identity at
+    initialization; SkipInit (De & Smith 2020) at a small value. The initializer is `alpha_initializer` (the plan's,
+    zeros by default).
+
+    Example:
+        >>> import numpy as np
+        >>> gate = Gate(alpha_initializer=keras.initializers.Constant(0.5))
+        >>> np.asarray(gate(np.ones((2, 3), "float32"))).tolist()
+        [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]
+    """
+
+    def __init__(self, alpha_initializer: Any = "zeros", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.alpha_initializer = keras.initializers.get(alpha_initializer)
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        self.alpha = self.add_weight(name="alpha", shape=(), initializer=self.alpha_initializer)
+
+    def call(self, inputs: Any) -> Any:
+        return inputs * keras.ops.cast(self.alpha, inputs.dtype)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "alpha_initializer": keras.initializers.serialize(self.alpha_initializer)}
+
+
+@keras.saving.register_keras_serializable(package="modelforge")
+class LayerScale(keras.layers.Layer):
+    """A learnable scale per channel: `gamma * x` over the last axis, at a residual branch's end.
+
+    LayerScale (Touvron et al. 2021, "Going deeper with image transformers", CaiT) starts gamma at a small constant
+    chosen by depth. The initializer is `gamma_initializer` (the plan's).
+
+    Example:
+        >>> import numpy as np
+        >>> scale = LayerScale(gamma_initializer=keras.initializers.Constant(0.25))
+        >>> np.asarray(scale(np.ones((1, 2), "float32"))).tolist()
+        [[0.25, 0.25]]
+    """
+
+    def __init__(self, gamma_initializer: Any = "ones", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gamma_initializer = keras.initializers.get(gamma_initializer)
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        self.gamma = self.add_weight(name="gamma", shape=(input_shape[-1],), initializer=self.gamma_initializer)
+
+    def call(self, inputs: Any) -> Any:
+        return inputs * keras.ops.cast(self.gamma, inputs.dtype)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "gamma_initializer": keras.initializers.serialize(self.gamma_initializer)}
+
+
+def layer_class(name: str) -> type[keras.layers.Layer]:
+    """The class a layer type names: Keras' own, or one of modelforge's here.
+
+    Example:
+        >>> layer_class("Dense").__name__, layer_class("Gate").__module__
+        ('Dense', 'modelforge.layers')
+    """
+    found = getattr(keras.layers, name, None) or globals().get(name)
+    if not (isinstance(found, type) and issubclass(found, keras.layers.Layer)):
+        raise KeyError(f"no layer class {name!r} in keras.layers or modelforge.layers")
+    return found
