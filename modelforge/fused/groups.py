@@ -171,7 +171,9 @@ def _train_chunk(chunk: list[Job], label: str, sweep_dir: Path, stop: Callable[[
     checkpoint = chunk_checkpoint(sweep_dir, chunk)
     with training_alone(checkpoint, label):
         arms = train_group(sessions, on_epoch=_progress(label, epochs), checkpoint=checkpoint, stop=stop,
-                           belongs={"config": chunk_digest(chunk), "token": None})
+                           belongs={"config": chunk_digest(chunk), "token": None},
+                           on_restore=lambda done: print(f"{label}: continues from its checkpoint after "
+                                                         f"{counted(done, 'epoch')}", flush=True))
     for job, arm, session in zip(chunk, arms, sessions, strict=True):
         arm.fused["group"] = label
         arm.session = session

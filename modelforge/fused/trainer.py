@@ -43,7 +43,8 @@ class GroupStopped(Exception):  # noqa: N818 (how a fused group's training ends 
 
 def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | None = None,
                 checkpoint: Path | None = None, stop: Callable[[], int | None] | None = None,
-                belongs: Mapping[str, object] | None = None) -> list[Arm]:
+                belongs: Mapping[str, object] | None = None,
+                on_restore: Callable[[int], None] | None = None) -> list[Arm]:
     """Trains the sessions' arms as one model; returns each arm's final weights and history.
 
     The sessions share everything but what fuses (the launcher groups them so): the layers, the data set and
@@ -58,9 +59,12 @@ def train_group(sessions: Sequence[Session], on_epoch: Callable[[int], None] | N
             `GroupStopped`.
         belongs: the group the checkpoint is written for (its arms' config digests): a checkpoint of another
             group is not restored.
+        on_restore: called with the epochs done when training continues from the checkpoint.
     """
     group = GroupTrainer(sessions, belongs)
     first_epoch = group_checkpoint.load(group, checkpoint) if checkpoint is not None else 0
+    if first_epoch and on_restore is not None:
+        on_restore(first_epoch)
     return group.fit(first_epoch, on_epoch, checkpoint, stop)
 
 

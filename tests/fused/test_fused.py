@@ -307,6 +307,7 @@ def test_a_fused_group_killed_mid_training_resumes_from_its_checkpoint(tmp_path)
     assert not list((tmp_path / "killed").glob("[0-9]*/history.csv"))  # killed while the group trained
     resumed = run_module(tmp_path, "resume", "killed")
     assert resumed.returncode == 0, resumed.stderr
+    assert "fused group 1: continues from its checkpoint after" in resumed.stdout
     killed = sorted((tmp_path / "killed").glob("[0-9]*"), key=lambda p: int(p.name))
     for a, b in zip(whole, killed, strict=True):
         assert (a / "history.csv").read_text() == (b / "history.csv").read_text()  # as if never killed
@@ -342,6 +343,7 @@ def test_a_fused_sweep_stopped_under_the_previous_main_resumes_bit_identically(t
     state = json.loads(bytes(np.load(next((tmp_path / "killed" / ".fused").glob("*[0-9a-f].npz")))["state"]))
     resumed = run_module(tmp_path, "resume", "killed")
     assert resumed.returncode == 0, resumed.stderr
+    assert "fused group 1: continues from its checkpoint after 2 epochs" in resumed.stdout  # not trained again
     _, whole = sweep(tmp_path, "whole", *PREVIOUS_MAIN_SWEEP)
     killed = sorted((tmp_path / "killed").glob("[0-9]*"), key=lambda p: int(p.name))
     assert len(killed) == 3 and not (tmp_path / "killed" / ".fused").exists()
