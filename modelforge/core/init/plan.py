@@ -21,6 +21,7 @@ from modelforge.core.config.schema import RunConfig
 from modelforge.core.init.computed import Resolved, resolve
 from modelforge.core.model.fans import keras_fans
 from modelforge.core.model.layer_types import Weight
+from modelforge.core.model.places import Place, places
 from modelforge.core.model.specs import LayerSpec, layer_specs
 from modelforge.core.names import activation_layer_name
 from modelforge.core.registry import INITIALIZER_CLASSES, SEEDED, VARIANCE_SCALING_PRESETS, get_activation
@@ -50,6 +51,8 @@ class PlanEntry:
             is corrected for true fans.
         fan_in, fan_out: the true fans of the layer's computation (None for biases and statistics).
         keras_fans: what Keras would have guessed from the shape, when that differs; else None.
+        place: where its layer sits in a residual model (`core.model.places`), with `block`, the residual block,
+            `branches` (L) and `depth` (m); None in a model without residual blocks.
     """
 
     layer: str
@@ -66,6 +69,10 @@ class PlanEntry:
     seed: int | None
     init_arg: str
     computed: dict[str, Any] | None = None
+    place: str | None = None
+    block: str | None = None
+    branches: int | None = None
+    depth: int | None = None
 
     @property
     def path(self) -> str:
@@ -93,6 +100,8 @@ class PlanEntry:
             found["keras_initializer"] = {"name": self.build[0], **self.build[1]}
         if self.computed is not None:
             found["computed"] = self.computed
+        if self.place is not None:  # a residual model's: absent elsewhere, so other plans read as before
+            found.update(place=self.place, block=self.block, branches=self.branches, depth=self.depth)
         return found
 
 
@@ -227,6 +236,7 @@ def make_plan(run: RunConfig, input_shape: tuple[int, ...] | None = None, info: 
     seed, init_cfg = run.seed, run.initializer
     specs, info = layer_specs(run, input_shape, info)
     plan = Plan(specs, info)
+    where = places(specs)
     for spec in specs:
         for weight in spec.weights:
             resolved = None
@@ -239,10 +249,16 @@ def make_plan(run: RunConfig, input_shape: tuple[int, ...] | None = None, info: 
             entry = _entry(spec.name, spec.type, spec.activation, weight, choice, seed, resolved)
             if spec.type == "lstm" and weight.role == "bias" and spec.args.get("unit_forget_bias", True):
                 entry = _forget_ones(entry)
-            plan.entries.append(entry)
+            plan.entries.append(_placed(entry, where.get(spec.name)))
         if spec.activation and not get_activation(spec.activation).has_string:
-            plan.entries.append(_prelu_entry(spec, seed))
+            plan.entries.append(_placed(_prelu_entry(spec, seed), where.get(spec.name)))
     return plan
+
+
+def _placed(entry: PlanEntry, place: Place | None) -> PlanEntry:
+    if place is None:
+        return entry
+    return replace(entry, place=place.place, block=place.block, branches=place.branches, depth=place.depth)
 
 
 def plan_digest(plan: Plan) -> str:
@@ -279,14 +295,18 @@ def _std(entry: PlanEntry, plan: Plan) -> str:
 
 def format_table(plan: Plan) -> str:
     """The plan as an aligned text table, one row per weight; `*` marks fans that differ from Keras' guess."""
-    header = ("layer", "weight", "shape", "activation", "initializer", "source", "fan_in", "fan_out", "target_std")
+    header: tuple[str, ...] = ("layer", "weight", "shape", "activation", "initializer", "source", "fan_in",
+                               "fan_out", "target_std")
+    placed = any(e.place for e in plan.entries)  # a residual model's: each weight's place, after its layer
+    if placed:
+        header = (header[0], "block", "place", *header[1:])
     rows = [header]
     for e in plan.entries:
         mark = "*" if e.keras_fans else ""
+        where = (e.block or "-", e.place or "-") if placed else ()
         rows.append((
-            e.layer, e.weight, "x".join(map(str, e.shape)), e.activation or "-", e.choice.label, e.choice.source,
-            _fan(e.fan_in) + mark, _fan(e.fan_out) + mark,
-            _std(e, plan),
+            e.layer, *where, e.weight, "x".join(map(str, e.shape)), e.activation or "-", e.choice.label,
+            e.choice.source, _fan(e.fan_in) + mark, _fan(e.fan_out) + mark, _std(e, plan),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
