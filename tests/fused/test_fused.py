@@ -322,6 +322,16 @@ def test_a_graph_models_sweep_fuses_and_equals_the_basic_launcher(tmp_path):
     matched_sweeps(tmp_path, 4, graph, "seed=0,1", "initializer=he_normal,glorot_uniform")
 
 
+@pytest.mark.slow
+def test_a_sweep_over_residual_rules_fuses_in_one_group_and_equals_the_basic_launcher(tmp_path):
+    """The rules rescale weights and change no structure: each arm's model draws its own, and they fuse."""
+    graph = ("+model.layers=[{type:dense,name:s,units:16},{type:dense,name:p0,units:16},"
+             "{type:dense,name:q0,units:16,activation:linear},{type:add,name:r0,inputs:[s,q0]},"
+             "{type:dense,name:p1,units:16},{type:dense,name:q1,units:16,activation:linear},"
+             "{type:add,name:r1,inputs:[r0,q1]}]")
+    matched_sweeps(tmp_path, 4, graph, "residual=none,zero_last,fixup,scaled")
+
+
 # The sweep tests/fixtures/main_6196d19/killed_fused_sweep was stopped from (its README gives the command).
 PREVIOUS_MAIN_SWEEP = [
     "trainer.epochs=6", "trainer.verbose=0", "model.units=16", "hydra/launcher=fused", "seed=0,1,2",

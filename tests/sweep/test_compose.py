@@ -21,6 +21,7 @@ def test_default_config_whole(compose):
         "layer": {"type": "dense"},
         "model": {"depth": 2, "units": 64, "layers": None},
         "initializer": cfg["initializer"],  # checked below, rule by rule
+        "residual": {"name": "none"},
         "data": {"name": "digits", "validation_split": 0.2, "layout": "auto"},
         "optimizer": {"name": "adam", "learning_rate": 0.001},
         "trainer": {

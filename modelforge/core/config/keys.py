@@ -33,11 +33,14 @@ class Meaning:
         results: whether a different value can change a run's numbers (its weights, history or objective).
         per_arm: whether the arms of one fused group may hold different values (each arm has its own).
         structure: whether arms may differ only where the model they build has the same structure.
+        absent: for a key added after runs were recorded without it, the value that means what its absence
+            meant: at that value the key is left out of the record, so those runs' records still match.
     """
 
     results: bool
     per_arm: bool
     structure: bool = False
+    absent: str | None = None
 
 
 # Where a run logs or what it prints: never its numbers, so arms may differ too.
@@ -50,6 +53,8 @@ SHARED = Meaning(results=True, per_arm=False)
 KEYS: dict[str, Meaning] = {
     "seed": PER_ARM,
     "initializer": PER_ARM,
+    # A rule that rescales weights by their place in a residual block (none, as before the rules existed).
+    "residual.name": Meaning(results=True, per_arm=True, absent="none"),
     # The model's shape and its layers' settings (free-form groups: every key under them).
     "model.depth": SHARED,
     "model.units": SHARED,
@@ -148,6 +153,6 @@ def dotted(resolved: Mapping[str, Any], keep: Callable[[Meaning], bool], prefix:
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
             found.update(dotted(value, keep, f"{name}."))
-        elif keep(meaning(name)):
+        elif keep(meaning(name)) and (meaning(name).absent is None or value != meaning(name).absent):
             found[name] = json.loads(json.dumps(value, default=str))
     return found

@@ -463,7 +463,20 @@ Logger = CsvLogger | TensorBoardLogger | MlflowLogger
 LOGGER_CLASSES: dict[str, type] = {"csv": CsvLogger, "tensorboard": TensorBoardLogger, "mlflow": MlflowLogger}
 # Classes whose keys Hydra types while composing (see modelforge.front_door), by schema name.
 SCHEMAS: dict[str, type] = {"trainer": Trainer, "model": Model, **DATA_CLASSES}
-GROUPS = ("model", "layer", "activation", "initializer", "data", "optimizer", "trainer", "logger")
+GROUPS = ("model", "layer", "activation", "initializer", "residual", "data", "optimizer", "trainer", "logger")
+# The residual rules (conf/residual/): how weights are scaled by their place in a residual block.
+RESIDUAL_RULES = ("none", "zero_last", "fixup", "scaled")
+
+
+@dataclass(frozen=True)
+class Residual:
+    """`residual=`: the rule applied by place on top of the initializer group and the policy."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.name not in RESIDUAL_RULES:
+            raise invalid("residual", self.name, RESIDUAL_RULES)
 
 
 @dataclass(frozen=True)
@@ -480,6 +493,7 @@ class RunConfig:
     layer: Block
     activation: ActivationChoice
     initializer: InitPolicy | InitChoice
+    residual: Residual
     data: Data
     optimizer: Optimizer
     trainer: Trainer
@@ -507,6 +521,8 @@ class RunConfig:
             >>> run.trainer.objective, run.trainer.early_stopping.mode, run.task
             ('val_accuracy', 'min', 'classification')
         """
+        # A config composed before the residual group existed (a run folder's config.yaml) had no rule.
+        cfg = {"residual": {"name": "none"}, **cfg}
         check_keys(cfg, [*GROUPS, "seed"], "", required=True)
         # NumPy's and Python's generators take any size, TensorFlow's and Keras' seeds 32 bits.
         seed = int(number(cfg["seed"], "seed", integer=True, minimum=0, maximum=MAX_SEED))
@@ -539,6 +555,7 @@ class RunConfig:
                                         {k: v for k, v in act_cfg.items() if k not in ("name", "policy")},
                                         act_cfg.get("policy")),
             initializer=parse_initializer_config(cfg["initializer"]),
+            residual=typed(Residual, cfg["residual"], "residual"),
             data=data,
             optimizer=Optimizer(str(optimizer.get("name")), optimizer_args, schedule),
             trainer=trainer,

@@ -18,6 +18,7 @@ from modelforge.core import lsuv
 from modelforge.core.config.datasets import DataInfo
 from modelforge.core.config.policy import CUSTOM, InitChoice, fan_for_mode, kernel_choice, role_choice, target_std
 from modelforge.core.config.schema import RunConfig
+from modelforge.core.init import residual
 from modelforge.core.init.computed import Resolved, resolve
 from modelforge.core.model.fans import keras_fans
 from modelforge.core.model.layer_types import Weight
@@ -252,6 +253,8 @@ def make_plan(run: RunConfig, input_shape: tuple[int, ...] | None = None, info: 
             plan.entries.append(_placed(entry, where.get(spec.name)))
         if spec.activation and not get_activation(spec.activation).has_string:
             plan.entries.append(_placed(_prelu_entry(spec, seed), where.get(spec.name)))
+    residual.check(run.residual.name, plan, str(getattr(init_cfg, "name", "auto")))
+    residual.apply(run.residual.name, plan)
     return plan
 
 
@@ -315,6 +318,10 @@ def format_table(plan: Plan) -> str:
     lines.append(f"{len(plan.entries)} weights, {total:,} values; input {list(plan.info.input_shape)} "
                  f"from {plan.info.name}, {plan.info.task} with {plan.info.num_outputs} outputs")
     lines.extend(_fan_notes([e for e in plan.entries if e.keras_fans]))
+    ruled = [e for e in plan.entries if e.choice.source.startswith("residual:")]
+    if ruled:
+        lines.append(f"{ruled[0].choice.source}: {len(ruled)} weights rescaled by their place, over L="
+                     f"{ruled[0].branches} residual branches (docs/initialization.md#residual-rules)")
     lines.extend(_computed_notes(plan))
     return "\n".join(lines)
 
