@@ -20,6 +20,7 @@ from modelforge.analysis.flags import flags
 from modelforge.analysis.probe import Step, jacobian_condition, run_probe
 from modelforge.core.config.schema import RunConfig
 from modelforge.core.init.plan import Plan
+from modelforge.core.model.places import residual_blocks
 from modelforge.core.names import HEAD, activation_layer_name, counted
 from modelforge.core.registry import Family, get_activation
 from modelforge.run.folder import RunFolder
@@ -89,7 +90,8 @@ def _records(steps: list[Step], applied: Mapping[str, str], activations: Mapping
         records.append({
             "depth": depth, "layer": name, "class": type(step.layer).__name__, "activation": activations.get(name),
             **_stats(step.out, rectified, act),
-            "pre_std": _std(step.pre), "grad_std": _std(step.pre_grad),
+            "pre_std": _std(step.pre),
+            "grad_std": _std(step.pre_grad if step.pre_grad is not None else step.out_grad),
             "kernel_grad_norms": {k: float(np.sqrt(np.sum(g * g))) for k, g in grads.items()},
             "kernel_grad_std": {k: float(g.std()) for k, g in grads.items()},
         })
@@ -176,7 +178,26 @@ def diagnose(model: Any, plan: Plan, x: Any, y: Any) -> dict[str, Any]:
               "ratios": ratios(hidden), "initial_loss": loss, "reference_loss": reference,
               "reference": f"ln({classes})" if task == "classification" else "the targets' variance",
               "input_std": float(np.std(np.asarray(x, dtype=np.float64)))}
+    blocks = _residual(plan, {r["layer"]: r for r in records})
+    if blocks:
+        report["residual"] = blocks
     return report
+
+
+def _residual(plan: Plan, by_name: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per residual block: the stream's std after it (its add's output), the branch's std (the input that ends
+    it), their ratio, and the std of the stream's gradient there."""
+    specs = {spec.name: spec for spec in plan.specs}
+    found = []
+    for block in residual_blocks(plan.specs):
+        act = specs[block.branch_end].activation
+        own = activation_layer_name(block.branch_end, act) if act and get_activation(act).params else None
+        branch = by_name.get(own or "", by_name[block.branch_end])
+        stream = by_name[block.name]
+        found.append({"block": block.name, "stream_std": stream["std"], "branch_std": branch["std"],
+                      "ratio": branch["std"] / stream["std"] if stream["std"] else None,
+                      "grad_std": stream["grad_std"]})
+    return found
 
 
 def plot(report: Mapping[str, Any], path: str, title: str = "") -> None:
@@ -252,7 +273,7 @@ def run_diagnosis(model: Any, plan: Plan, dataset: Any, folder: RunFolder, title
     family = max(set(families), key=families.count) if families else "linear"
     own = {e.layer: e.choice.label for e in plan.entries if e.choice.source == "layer" and e.fan_in is not None}
     report["flags"] = flags(report, family, run is not None and hasattr(run.data, "standardize"), in_use(plan, run),
-                            own)
+                            own, run.residual.name if run is not None else "none")
     if report["flags"] and report["verdict"].endswith(": healthy"):  # the signal is, the model is not
         report["verdict"] = report["verdict"].removesuffix("healthy") + "steady, but see the flags"
     conv = any(spec.type.startswith(("conv", "separable", "depthwise")) for spec in plan.specs)
@@ -287,6 +308,10 @@ def format_report(report: Mapping[str, Any]) -> str:
         jac = report["jacobian"]
         lines.append(f"input-output Jacobian up to {jac['up_to']}: largest / smallest singular value, median of "
                      f"{jac['samples']} samples: {jac['median']:.4g}")
+    if report.get("residual"):
+        lines.append(f"{'block':<28} {'stream std':>10} {'branch std':>10} {'ratio':>10} {'grad std':>10}")
+        lines.extend(f"{b['block']:<28} {b['stream_std']:>10.3e} {b['branch_std']:>10.3e} {_number(b['ratio']):>10} "
+                     f"{_number(b['grad_std']):>10}" for b in report["residual"])
     lines.append(f"verdict: {report['verdict']}")
     lines.extend(f"flag: {f['flag']}: {f['detail']}; try {f['try']}" for f in report.get("flags", []))
     return "\n".join(lines)

@@ -3,8 +3,9 @@
 Pure: reads the report `diagnose` made. Thresholds: vanishing when the last hidden layer's activation std is
 below 0.01 of the first's, exploding above 100x, a gradient spread when the back-propagated gradient's std
 differs more than 100x across layers, saturated or dead when more than half of a layer's units are, and an
-initial loss when a classifier's loss at init is more than 1.5x ln(classes). A suggestion is never an initializer
-the model has already.
+initial loss when a classifier's loss at init is more than 1.5x ln(classes), residual growth when the stream's std
+after a residual model's last block is more than 10x its std after the first. A suggestion is never an initializer
+(or residual rule) the model has already.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ VANISHING, EXPLODING, GRADIENT_SPREAD, MOST = 0.01, 100.0, 100.0, 0.5
 HIGH_LOSS = 1.5
 # Inputs whose std is this far from 1 (either way) make the first layer's variance-scaling assumption wrong.
 INPUT_STD_RANGE = (0.1, 10.0)
+# A residual stream whose std grows this many times from the first block to the last.
+RESIDUAL_GROWTH = 10.0
+RULES = ("zero_last", "fixup", "scaled")
 
 
 def _untried(names: Iterable[str], in_use: Collection[str]) -> list[str]:
@@ -58,7 +62,8 @@ def _layer_fix(name: str, worst: list[dict[str, Any]], in_use: Collection[str], 
 
 
 def flags(report: Mapping[str, Any], family: str, can_standardize: bool,
-          in_use: Collection[str] = ("auto",), own: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+          in_use: Collection[str] = ("auto",), own: Mapping[str, str] | None = None,
+          rule: str = "none") -> list[dict[str, str]]:
     """The flags a report raises, each `{flag, detail, try}`.
 
     Args:
@@ -67,6 +72,7 @@ def flags(report: Mapping[str, Any], family: str, can_standardize: bool,
         can_standardize: whether the data config has `data.standardize`.
         in_use: the initializers the model's kernels have (`auto` resolved), left out of the suggestions.
         own: layer -> the initializer set on that layer itself, which no `initializer=` choice changes.
+        rule: the residual rule in use (`residual=`), left out of the suggestions.
 
     Example:
         >>> report = {"hidden": [{"layer": "block1", "std": 1.0}, {"layer": "block30", "std": 1e-5}],
@@ -99,7 +105,28 @@ def flags(report: Mapping[str, Any], family: str, can_standardize: bool,
                           f"(up to {share:.0%}, first {worst[0]['layer']})",
                           "try": _layer_fix(name, worst, in_use, own or {}) + inputs})
     found.extend(_initial_loss(report, in_use))
+    found.extend(_residual_growth(report, rule))
     return found
+
+
+def _residual_growth(report: Mapping[str, Any], rule: str) -> list[dict[str, str]]:
+    """The flag of a residual stream that grows block by block, with the rules not in use to try.
+
+    Example:
+        >>> report = {"residual": [{"block": "r0", "stream_std": 0.4}, {"block": "r9", "stream_std": 17.8}]}
+        >>> _residual_growth(report, "scaled")[0]["try"]
+        'residual=zero_last, or residual=fixup'
+    """
+    blocks = report.get("residual") or []
+    if len(blocks) < 2 or not blocks[0]["stream_std"]:
+        return []
+    growth = blocks[-1]["stream_std"] / blocks[0]["stream_std"]
+    if growth <= RESIDUAL_GROWTH:
+        return []
+    others = [f"residual={name}" for name in RULES if name != rule]
+    detail = (f"the stream's std after the last residual block ({blocks[-1]['block']}) is {growth:.3g}x its std "
+              f"after the first ({blocks[0]['block']})")
+    return [{"flag": "residual growth", "detail": detail, "try": ", or ".join(others)}]
 
 
 def _initial_loss(report: Mapping[str, Any], in_use: Collection[str]) -> list[dict[str, str]]:

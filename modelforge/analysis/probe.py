@@ -29,6 +29,7 @@ class Step:
     pre: Any
     out: Any
     pre_grad: Any = None
+    out_grad: Any = None  # for a merge (a residual block's add): the stream's gradient
     kernel_grads: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,12 +86,15 @@ def run_probe(model: Any, plan: Plan, x: Any, y: Any) -> tuple[list[Step], float
         h = walk(plan.specs, {INPUTS: h}, step)[plan.specs[-1].name]
         loss = loss_function(plan.info.task)(y, h)
     kernels = [(step, w) for step in steps for w in step.layer.trainable_weights if is_kernel(w)]
-    watched = [s.pre for s in steps if s.pre is not None]
+    merges = [s for s in steps if type(s.layer).__name__ == "Add"]
+    watched = [s.pre for s in steps if s.pre is not None] + [s.out for s in merges]
     grads = tape.gradient(loss, watched + [w for _, w in kernels])
     pre_grads = iter(grads[:len(watched)])
     for found in steps:
         if found.pre is not None:
             found.pre_grad = next(pre_grads)
+    for found in merges:
+        found.out_grad = next(pre_grads)
     for (found, weight), grad in zip(kernels, grads[len(watched):]):
         found.kernel_grads[weight.name] = tf.zeros_like(weight) if grad is None else grad
     return steps, float(loss)

@@ -167,3 +167,51 @@ def test_standard_uniform_is_keras_variance_scaling_a_third_fan_in_uniform(compo
 def test_the_family_presets_are_the_auto_policys_families():
     conf = yaml.safe_load((Path(modelforge.__file__).parent / "conf" / "initializer" / "auto.yaml").read_text())
     assert conf["families"] == {family.value: preset for family, preset in FAMILY_PRESETS.items()}
+
+
+def residual_stack(blocks, width=32):
+    layers = [f"{{type:dense,name:s,units:{width}}}"]
+    stream = "s"
+    for i in range(blocks):
+        layers += [f"{{type:dense,name:p{i},units:{width}}}",
+                   f"{{type:dense,name:q{i},units:{width},activation:linear}}",
+                   f"{{type:add,name:r{i},inputs:[{stream},q{i}]}}"]
+        stream = f"r{i}"
+    return "+model.layers=[" + ",".join(layers) + "]"
+
+
+def test_a_residual_models_report_gives_each_blocks_stream_and_branch(compose):
+    import keras
+    import numpy as np
+
+    from modelforge.analysis.diagnose import diagnose
+    from modelforge.analysis.flags import flags
+
+    cfg = compose([residual_stack(10), "model.units=8"])
+    model, plan = modelforge.build_model(cfg), modelforge.plan(cfg)
+    x = np.asarray(load_digits_probe(), dtype=np.float32)
+    y = np.zeros(len(x), dtype=np.int64)
+    report = diagnose(model, plan, x, y)
+    assert [b["block"] for b in report["residual"]] == [f"r{i}" for i in range(10)]
+    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in ("r0", "q0", "r9")])(x)
+    stream, branch, last = (float(np.std(np.asarray(t, dtype=np.float64))) for t in probe)
+    first = report["residual"][0]
+    assert first["stream_std"] == pytest.approx(stream, rel=1e-5)
+    assert first["branch_std"] == pytest.approx(branch, rel=1e-5)
+    assert first["ratio"] == pytest.approx(branch / stream, rel=1e-5) and first["grad_std"] > 0
+    assert report["residual"][-1]["stream_std"] == pytest.approx(last, rel=1e-5)
+    growth = [f for f in flags(report, "rectifier", True) if f["flag"] == "residual growth"]
+    assert growth and growth[0]["try"] == "residual=zero_last, or residual=fixup, or residual=scaled"
+    assert "residual=zero_last" not in [f for f in flags(report, "rectifier", True, rule="zero_last")
+                                       if f["flag"] == "residual growth"][0]["try"]
+    calm = compose([residual_stack(10), "model.units=8", "residual=zero_last"])
+    calm_report = diagnose(modelforge.build_model(calm), modelforge.plan(calm), x, y)
+    blocks = calm_report["residual"]
+    assert blocks[-1]["stream_std"] == pytest.approx(blocks[0]["stream_std"], rel=1e-2)  # every block the identity
+    assert not [f for f in flags(calm_report, "rectifier", True, rule="zero_last") if f["flag"] == "residual growth"]
+
+
+def load_digits_probe():
+    from sklearn.datasets import load_digits
+
+    return load_digits().data[:128] / 16.0

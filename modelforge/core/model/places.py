@@ -26,6 +26,15 @@ PLACES = ("stem", "branch_in", "branch_mid", "branch_out", "shortcut", "gate", "
 
 
 @dataclass(frozen=True)
+class Block:
+    """One residual block: its `add` layer, the input that ends its branch and the one that carries the stream."""
+
+    name: str
+    branch_end: str
+    stream: str
+
+
+@dataclass(frozen=True)
 class Place:
     """Where one layer sits.
 
@@ -83,6 +92,18 @@ def _branch_places(branch: set[str], specs: Sequence[LayerSpec]) -> dict[str, st
             found[spec.name] = "gate"
         elif spec.name in branch and spec.type in NORMS:
             found[spec.name] = "branch_out" if order.index(spec.name) > last else "branch_mid"
+    return found
+
+
+def residual_blocks(specs: Sequence[LayerSpec]) -> list[Block]:
+    """The model's residual blocks in order, each with the add's input that ends its branch and the stream's."""
+    up = _ancestors(specs)
+    found = []
+    for add in specs:
+        sides = _sides(add, up, specs) if add.type == "add" else None
+        if sides is not None:
+            branch_end = next(i for i in add.inputs if i in sides[0])
+            found.append(Block(add.name, branch_end, next(i for i in add.inputs if i != branch_end)))
     return found
 
 
