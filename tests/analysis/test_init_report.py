@@ -215,3 +215,19 @@ def load_digits_probe():
     from sklearn.datasets import load_digits
 
     return load_digits().data[:128] / 16.0
+
+
+@pytest.mark.parametrize("blocks", [10, 50])
+def test_the_residual_rules_hold_the_stream_at_init_as_the_docs_say(compose, blocks):
+    """docs/initialization.md's figures, as bounds: the stream's std after the last block over the stem's, seeds 0
+    and 1 (width 64, branches dense(relu) -> dense(linear))."""
+    x = np.asarray(load_digits_probe(), dtype=np.float32)
+    bounds = {"none": (10.0 if blocks == 10 else 1e3, math.inf), "zero_last": (0.99, 1.01), "fixup": (0.99, 1.01),
+              "scaled": (1 / 3, 3.0)}
+    for rule, (low, high) in bounds.items():
+        for seed in (0, 1):
+            model = modelforge.build_model(compose([residual_stack(blocks, 64), f"residual={rule}", f"seed={seed}"]))
+            stem, last = keras.Model(model.inputs, [model.get_layer("s").output,
+                                                    model.get_layer(f"r{blocks - 1}").output])(x)
+            growth = float(np.std(np.asarray(last, np.float64)) / np.std(np.asarray(stem, np.float64)))
+            assert low <= growth <= high, (rule, seed, growth)
