@@ -21,7 +21,7 @@ HIGH_LOSS = 1.5
 INPUT_STD_RANGE = (0.1, 10.0)
 # A residual stream whose std grows this many times from the first block to the last.
 RESIDUAL_GROWTH = 10.0
-RULES = ("zero_last", "fixup", "scaled")
+RULES = ("zero_last", "fixup", "rezero", "scaled")
 
 
 def _untried(names: Iterable[str], in_use: Collection[str]) -> list[str]:
@@ -115,7 +115,7 @@ def _residual_growth(report: Mapping[str, Any], rule: str) -> list[dict[str, str
     Example:
         >>> report = {"residual": [{"block": "r0", "stream_std": 0.4}, {"block": "r9", "stream_std": 17.8}]}
         >>> _residual_growth(report, "scaled")[0]["try"]
-        'residual=zero_last, or residual=fixup'
+        'residual=zero_last, or residual=fixup, or residual=rezero'
     """
     blocks = report.get("residual") or []
     if len(blocks) < 2 or not blocks[0]["stream_std"]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelforge.core.config.keys import dotted
+from modelforge.core.config.schema import STRUCTURAL_RULES
 from modelforge.core.names import counted
 from modelforge.errors import SweepStopped
 from modelforge.fused.handoff import Arm
@@ -74,7 +75,11 @@ def group_key(resolved: Mapping[str, object]) -> str:
         >>> a == b, a == group_key({"seed": 0, "optimizer": {"name": "sgd"}, "model": {"units": 8}})
         (True, False)
     """
-    return json.dumps(dotted(resolved, lambda meaning: not meaning.per_arm), sort_keys=True)
+    shared = dotted(resolved, lambda meaning: not meaning.per_arm)
+    # A key arms may differ in only while the structure stays: its values that change the structure join the key.
+    structural = {k: v for k, v in dotted(resolved, lambda meaning: meaning.structure).items()
+                  if v in STRUCTURAL_RULES}
+    return json.dumps({**shared, **structural}, sort_keys=True)
 
 
 def chunk_size(max_arms: int | None, plan: Plan, run: RunConfig) -> int:
@@ -148,6 +153,12 @@ def _groups(jobs: Sequence[Job]) -> list[list[Job]]:
     for members in found.values():
         if len(members) == 1:
             members[0].alone = "no other job shares its config but for what fuses"
+    rules = sorted({j.config.residual.name for j in jobs if j.run is not None})
+    adding = [r for r in rules if r in STRUCTURAL_RULES]
+    if adding and len(rules) > 1:
+        verb = "adds" if len(adding) == 1 else "add"
+        print(f"fused: residual={' and '.join(adding)} {verb} a layer at each residual branch's end, so its jobs "
+              "fuse apart from the others", flush=True)
     return [members for members in found.values() if len(members) > 1]
 
 

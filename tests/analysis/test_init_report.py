@@ -201,7 +201,8 @@ def test_a_residual_models_report_gives_each_blocks_stream_and_branch(compose):
     assert first["ratio"] == pytest.approx(branch / stream, rel=1e-5) and first["grad_std"] > 0
     assert report["residual"][-1]["stream_std"] == pytest.approx(last, rel=1e-5)
     growth = [f for f in flags(report, "rectifier", True) if f["flag"] == "residual growth"]
-    assert growth and growth[0]["try"] == "residual=zero_last, or residual=fixup, or residual=scaled"
+    assert growth and growth[0]["try"] == ("residual=zero_last, or residual=fixup, or residual=rezero, or "
+                                           "residual=scaled")
     assert "residual=zero_last" not in [f for f in flags(report, "rectifier", True, rule="zero_last")
                                        if f["flag"] == "residual growth"][0]["try"]
     calm = compose([residual_stack(10), "model.units=8", "residual=zero_last"])
@@ -223,7 +224,7 @@ def test_the_residual_rules_hold_the_stream_at_init_as_the_docs_say(compose, blo
     and 1 (width 64, branches dense(relu) -> dense(linear))."""
     x = np.asarray(load_digits_probe(), dtype=np.float32)
     bounds = {"none": (10.0 if blocks == 10 else 1e3, math.inf), "zero_last": (0.99, 1.01), "fixup": (0.99, 1.01),
-              "scaled": (1 / 3, 3.0)}
+              "rezero": (0.99, 1.01), "scaled": (1 / 3, 3.0), "layerscale": (1 / 3, 3.0)}
     for rule, (low, high) in bounds.items():
         for seed in (0, 1):
             model = modelforge.build_model(compose([residual_stack(blocks, 64), f"residual={rule}", f"seed={seed}"]))

@@ -98,7 +98,8 @@ def test_zero_last_zeroes_a_normalized_branchs_gamma_not_its_kernel(compose):
         "inputs:[s,q0]", "inputs:[s,n0]")], ["normalization layers (n0)", "residual=zero_last"]),
     (["residual=fixup", "+model.layers=[{type:dense,name:s,units:8},{type:dense,name:f,units:8},"
                         "{type:add,name:r,inputs:[s,f]}]"], ["one-kernel branches (block r)", "-1/(2m-2)"]),
-    (["residual=rezero"], ["residual", "rezero", "zero_last"]),
+    (["residual=rezero"], ["residual=rezero", "no residual block"]),
+    (["residual=rezro"], ["residual option 'rezro'", "did you mean 'rezero'"]),
 ])
 def test_contradictions_are_refused_naming_both(compose, overrides, words):
     assert_refused(lambda: modelforge.plan(compose([*FAST, *overrides])), *words)
@@ -111,3 +112,33 @@ def test_none_is_the_default_and_leaves_records_as_they_were(compose):
     assert result_keys(scaled.resolved)["residual.name"] == "scaled"
     old = {k: v for k, v in compose(FAST).items() if k != "residual"}  # a config.yaml written before the group
     assert modelforge.run_config(old).residual.name == "none"
+
+
+@pytest.mark.parametrize(("rule", "kind", "weight"), [("rezero", "gate", "alpha"),
+                                                     ("layerscale", "layer_scale", "gamma")])
+def test_rezero_and_layerscale_add_a_layer_at_each_branchs_end(compose, rule, kind, weight):
+    plan = planned(compose, rule, residual_mlp(3))
+    for i in range(3):
+        (add,) = [s for s in plan.specs if s.name == f"r{i}"]
+        assert add.inputs == ("s" if i == 0 else f"r{i - 1}", f"q{i}_{kind}")
+        entry = by_path(plan)[f"q{i}_{kind}/{weight}"]
+        assert (entry.place, entry.block, entry.choice.source) == ("gate", f"r{i}", f"residual:{rule}")
+        assert entry.choice.params == {"value": 0.0 if rule == "rezero" else 0.1}
+    model = modelforge.build_model(compose([*FAST, f"residual={rule}", residual_mlp(3)]))
+    values = model.get_layer(f"q0_{kind}").weights[0].numpy()
+    assert np.all(values == (0.0 if rule == "rezero" else np.float32(0.1)))
+
+
+@pytest.mark.parametrize(("blocks", "value"), [(18, 0.1), (19, 1e-5), (24, 1e-5), (25, 1e-6)])
+def test_layerscale_starts_by_depth_as_cait(compose, blocks, value):
+    entry = by_path(planned(compose, "layerscale", residual_mlp(blocks, width=4)))["q0_layer_scale/gamma"]
+    assert entry.choice.params == {"value": value} and entry.branches == blocks
+
+
+def test_only_rules_that_add_layers_split_a_fused_group(compose):
+    from modelforge.fused.groups import group_key
+
+    keys = {rule: group_key(modelforge.run_config(compose([*FAST, f"residual={rule}", residual_mlp(2)])).resolved)
+            for rule in ("none", "zero_last", "fixup", "scaled", "rezero", "layerscale")}
+    assert len({keys[r] for r in ("none", "zero_last", "fixup", "scaled")}) == 1
+    assert len({keys["none"], keys["rezero"], keys["layerscale"]}) == 3

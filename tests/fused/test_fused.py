@@ -332,6 +332,14 @@ def test_a_sweep_over_residual_rules_fuses_in_one_group_and_equals_the_basic_lau
     matched_sweeps(tmp_path, 4, graph, "residual=none,zero_last,fixup,scaled")
 
 
+@pytest.mark.slow
+def test_a_rule_that_adds_gates_fuses_apart_and_says_so(tmp_path):
+    graph = ("+model.layers=[{type:dense,name:s,units:16},{type:dense,name:p0,units:16},"
+             "{type:dense,name:q0,units:16,activation:linear},{type:add,name:r0,inputs:[s,q0]}]")
+    said, _, _ = matched_sweeps(tmp_path, 2, graph, "residual=none,rezero", "seed=0,1", groups=2)
+    assert "fused: residual=rezero adds a layer at each residual branch's end, so its jobs fuse apart" in said.stdout
+
+
 # The sweep tests/fixtures/main_6196d19/killed_fused_sweep was stopped from (its README gives the command).
 PREVIOUS_MAIN_SWEEP = [
     "trainer.epochs=6", "trainer.verbose=0", "model.units=16", "hydra/launcher=fused", "seed=0,1,2",

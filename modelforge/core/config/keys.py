@@ -54,7 +54,8 @@ KEYS: dict[str, Meaning] = {
     "seed": PER_ARM,
     "initializer": PER_ARM,
     # A rule that rescales weights by their place in a residual block (none, as before the rules existed).
-    "residual.name": Meaning(results=True, per_arm=True, absent="none"),
+    # A rule that adds layers (rezero, layerscale) changes the structure: arms fuse only with the same rule.
+    "residual.name": Meaning(results=True, per_arm=True, structure=True, absent="none"),
     # The model's shape and its layers' settings (free-form groups: every key under them).
     "model.depth": SHARED,
     "model.units": SHARED,

@@ -465,7 +465,9 @@ LOGGER_CLASSES: dict[str, type] = {"csv": CsvLogger, "tensorboard": TensorBoardL
 SCHEMAS: dict[str, type] = {"trainer": Trainer, "model": Model, **DATA_CLASSES}
 GROUPS = ("model", "layer", "activation", "initializer", "residual", "data", "optimizer", "trainer", "logger")
 # The residual rules (conf/residual/): how weights are scaled by their place in a residual block.
-RESIDUAL_RULES = ("none", "zero_last", "fixup", "scaled")
+RESIDUAL_RULES = ("none", "zero_last", "fixup", "scaled", "rezero", "layerscale")
+# The rules that add a layer at each branch's end (the model's structure changes: fused jobs group by it).
+STRUCTURAL_RULES = {"rezero": "gate", "layerscale": "layer_scale"}
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,14 @@ from typing import Any
 from modelforge.core import lsuv
 from modelforge.core.config.datasets import DataInfo
 from modelforge.core.config.policy import CUSTOM, InitChoice, fan_for_mode, kernel_choice, role_choice, target_std
-from modelforge.core.config.schema import RunConfig
+from modelforge.core.config.schema import STRUCTURAL_RULES, RunConfig
 from modelforge.core.init import residual
 from modelforge.core.init.computed import Resolved, resolve
 from modelforge.core.model.fans import keras_fans
 from modelforge.core.model.layer_types import Weight
-from modelforge.core.model.places import Place, places
+from modelforge.core.model.places import Place, places, with_branch_ends
 from modelforge.core.model.specs import LayerSpec, layer_specs
-from modelforge.core.names import activation_layer_name
+from modelforge.core.names import activation_layer_name, counted
 from modelforge.core.registry import INITIALIZER_CLASSES, SEEDED, VARIANCE_SCALING_PRESETS, get_activation
 
 
@@ -236,6 +236,8 @@ def make_plan(run: RunConfig, input_shape: tuple[int, ...] | None = None, info: 
     """
     seed, init_cfg = run.seed, run.initializer
     specs, info = layer_specs(run, input_shape, info)
+    if run.residual.name in STRUCTURAL_RULES:  # a gate or LayerScale at each branch's end
+        specs = with_branch_ends(specs, STRUCTURAL_RULES[run.residual.name])
     plan = Plan(specs, info)
     where = places(specs)
     for spec in specs:
@@ -320,7 +322,7 @@ def format_table(plan: Plan) -> str:
     lines.extend(_fan_notes([e for e in plan.entries if e.keras_fans]))
     ruled = [e for e in plan.entries if e.choice.source.startswith("residual:")]
     if ruled:
-        lines.append(f"{ruled[0].choice.source}: {len(ruled)} weights rescaled by their place, over L="
+        lines.append(f"{ruled[0].choice.source}: {counted(len(ruled), 'weight')} set by their place, over L="
                      f"{ruled[0].branches} residual branches (docs/initialization.md#residual-rules)")
     lines.extend(_computed_notes(plan))
     return "\n".join(lines)

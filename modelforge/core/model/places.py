@@ -107,6 +107,42 @@ def residual_blocks(specs: Sequence[LayerSpec]) -> list[Block]:
     return found
 
 
+def with_branch_ends(specs: Sequence[LayerSpec], kind: str) -> list[LayerSpec]:
+    """The specs with a layer of `kind` (`gate`, `layer_scale`) at each residual branch's end: named
+    `<branch end>_<kind>`, right after the branch's last layer, and read by the block's add in its place.
+
+    Example:
+        >>> [(s.name, s.inputs) for s in with_branch_ends(_example_graph(), "gate")][2:4]
+        [('f_gate', ('f',)), ('res', ('stem', 'f_gate'))]
+    """
+    from dataclasses import replace
+
+    from modelforge.core.model.layer_types import get_layer_type
+
+    ends = {b.branch_end: b.name for b in residual_blocks(specs)}
+    found: list[LayerSpec] = []
+    for spec in specs:
+        if spec.name in ends.values():
+            spec = replace(spec, inputs=tuple(f"{i}_{kind}" if i in ends and ends[i] == spec.name else i
+                                              for i in spec.inputs))
+        found.append(spec)
+        if spec.name in ends:
+            shape = spec.output_shape
+            found.append(LayerSpec(f"{spec.name}_{kind}", kind, None, {}, None, {}, shape, shape,
+                                   get_layer_type(kind).weights(shape, {}), None, (spec.name,)))
+    return found
+
+
+def _example_graph() -> list[LayerSpec]:
+    """A stem and one block of one kernel, for the examples."""
+    from modelforge.core.model.layer_types import Weight
+
+    kernel = [Weight("kernel", (4, 4), "kernel", "kernel_initializer", (4, 4))]
+    return [LayerSpec("stem", "dense", None, {}, None, {}, (4,), (4,), kernel, None, (INPUTS,)),
+            LayerSpec("f", "dense", None, {}, None, {}, (4,), (4,), kernel, None, ("stem",)),
+            LayerSpec("res", "add", None, {}, None, {}, (4,), (4,), [], None, ("stem", "f"))]
+
+
 def places(specs: Sequence[LayerSpec]) -> dict[str, Place]:
     """Every layer's place, by layer name (empty for a model without residual blocks).
 
