@@ -199,8 +199,9 @@ def test_a_dead_parallel_worker_fails_only_its_job(tmp_path):
 
 @TIMING
 def test_sigterm_stops_a_parallel_sweep_and_leaves_no_process_behind(tmp_path):
+    # Epochs enough that neither job can finish between the wait below and the signal, however loaded the machine.
     proc = start(tmp_path, "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "seed=0,1,2", *KILLABLE,
-                 "trainer.epochs=3", "hydra.sweep.dir=sweep")
+                 "trainer.epochs=40", "hydra.sweep.dir=sweep")
     sweep = tmp_path / "sweep"
     wait_for(lambda: rows(sweep / "0") >= 1 and rows(sweep / "1") >= 1, timeout=300)
     workers = [json.loads((sweep / str(i) / "metrics.json").read_text())["pid"] for i in (0, 1)]
