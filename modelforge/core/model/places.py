@@ -13,6 +13,7 @@ has no places.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,59 +52,100 @@ class Place:
     depth: int
 
 
-def _ancestors(specs: Sequence[LayerSpec]) -> dict[str, set[str]]:
-    """Each node's ancestors (the model's inputs among them), in one pass over the specs' order."""
-    found: dict[str, set[str]] = {INPUTS: set()}
-    for spec in specs:
-        found[spec.name] = set().union(*({i, *found[i]} for i in spec.inputs))
-    return found
+class _Graph:
+    """The specs as a graph: each node's inputs, its position in the specs' order (the model's inputs first), and
+    whether it has a kernel. Reads walk back from a block's add only as far as the block reaches, so a deep model
+    costs what its blocks hold, not the square of its depth."""
 
+    def __init__(self, specs: Sequence[LayerSpec]) -> None:
+        self.specs = specs
+        self.inputs = {spec.name: spec.inputs for spec in specs}
+        self.order = {INPUTS: -1, **{spec.name: i for i, spec in enumerate(specs)}}
+        self.kernel = {spec.name: any(w.role == "kernel" for w in spec.weights) for spec in specs}
+        self.type = {spec.name: spec.type for spec in specs}
 
-def _kernels(names: set[str], specs: Sequence[LayerSpec]) -> list[LayerSpec]:
-    return [s for s in specs if s.name in names and any(w.role == "kernel" for w in s.weights)]
+    def kernels(self, names: set[str]) -> list[str]:
+        """The nodes of `names` that have a kernel, in the specs' order."""
+        return sorted((n for n in names if self.kernel.get(n)), key=self.order.__getitem__)
 
+    def between(self, start: str, end: str) -> set[str] | None:
+        """The nodes on paths from `start` (left out) to `end` (kept); None when `start` is no ancestor of `end`."""
+        seen: set[str] = set()
+        stack, reached = [end], False
+        while stack:
+            node = stack.pop()
+            if node == start:
+                reached = True
+            elif node not in seen and self.order[node] > self.order[start]:
+                seen.add(node)
+                stack.extend(self.inputs.get(node, ()))
+        if not reached:
+            return None
+        # Of the ancestors of `end` after `start`, those that descend from it.
+        found = {start}
+        for node in sorted(seen, key=self.order.__getitem__):
+            if any(i in found for i in self.inputs[node]):
+                found.add(node)
+        return found - {start}
 
-def _sides(add: LayerSpec, up: dict[str, set[str]], specs: Sequence[LayerSpec]) -> tuple[set[str], set[str]] | None:
-    """The branch's nodes and the shortcut's (empty for an identity), or None when the add is no residual."""
-    if len(add.inputs) != 2 or add.inputs[0] == add.inputs[1]:
-        return None
-    a, b = add.inputs
-    for stream, end in ((a, b), (b, a)):
-        if stream in up[end]:
-            return {n for n in up[end] | {end} if stream in up[n]}, set()
-    common = (up[a] | {a}) & (up[b] | {b})
-    order = {INPUTS: -1, **{s.name: i for i, s in enumerate(specs)}}
-    source = max(common, key=order.__getitem__)
-    side_a, side_b = ({n for n in up[x] | {x} if source in up[n]} for x in (a, b))
-    fewer_a = len(_kernels(side_a, specs)) <= len(_kernels(side_b, specs))
-    return (side_b, side_a) if fewer_a else (side_a, side_b)
+    def meet(self, a: str, b: str) -> str:
+        """The latest node both `a` and `b` descend from (the model's inputs at the latest)."""
+        sides = {a: {0}, b: {1}}
+        heap = [(-self.order[a], a), (-self.order[b], b)]
+        done: set[str] = set()
+        while heap:
+            _, node = heapq.heappop(heap)
+            if node in done:
+                continue
+            done.add(node)
+            if sides[node] == {0, 1}:
+                return node
+            for i in self.inputs.get(node, ()):
+                if i not in sides:
+                    sides[i] = set()
+                    heapq.heappush(heap, (-self.order[i], i))
+                sides[i] |= sides[node]
+        return INPUTS
 
+    def sides(self, add: LayerSpec) -> tuple[set[str], set[str]] | None:
+        """The branch's nodes and the shortcut's (empty for an identity), or None when the add is no residual."""
+        if len(add.inputs) != 2 or add.inputs[0] == add.inputs[1]:
+            return None
+        a, b = add.inputs
+        for stream, end in ((a, b), (b, a)):
+            branch = self.between(stream, end)
+            if branch is not None:
+                return branch, set()
+        source = self.meet(a, b)
+        side_a, side_b = ({*(self.between(source, x) or set())} for x in (a, b))
+        fewer_a = len(self.kernels(side_a)) <= len(self.kernels(side_b))
+        return (side_b, side_a) if fewer_a else (side_a, side_b)
 
-def _branch_places(branch: set[str], specs: Sequence[LayerSpec]) -> dict[str, str]:
-    kernels = [s.name for s in _kernels(branch, specs)]
-    found = {name: "branch_mid" for name in kernels}
-    if kernels:
-        found[kernels[0]] = "branch_in"
-        found[kernels[-1]] = "branch_out"
-    order = [s.name for s in specs]
-    last = order.index(kernels[-1]) if kernels else -1
-    for spec in specs:
-        if spec.name in branch and spec.type in GATES:
-            found[spec.name] = "gate"
-        elif spec.name in branch and spec.type in NORMS:
-            found[spec.name] = "branch_out" if order.index(spec.name) > last else "branch_mid"
-    return found
+    def branch_places(self, branch: set[str]) -> dict[str, str]:
+        kernels = self.kernels(branch)
+        found = {name: "branch_mid" for name in kernels}
+        if kernels:
+            found[kernels[0]] = "branch_in"
+            found[kernels[-1]] = "branch_out"
+        last = self.order[kernels[-1]] if kernels else -1
+        for name in branch:
+            if self.type[name] in GATES:
+                found[name] = "gate"
+            elif self.type[name] in NORMS:
+                found[name] = "branch_out" if self.order[name] > last else "branch_mid"
+        return found
+
+    def blocks(self) -> list[tuple[LayerSpec, tuple[set[str], set[str]]]]:
+        """Each residual block's add, with its branch's and its shortcut's nodes, in the specs' order."""
+        return [(add, sides) for add in self.specs if add.type == "add" and (sides := self.sides(add))]
 
 
 def residual_blocks(specs: Sequence[LayerSpec]) -> list[Block]:
     """The model's residual blocks in order, each with the add's input that ends its branch and the stream's."""
-    up = _ancestors(specs)
     found = []
-    for add in specs:
-        sides = _sides(add, up, specs) if add.type == "add" else None
-        if sides is not None:
-            branch_end = next(i for i in add.inputs if i in sides[0])
-            found.append(Block(add.name, branch_end, next(i for i in add.inputs if i != branch_end)))
+    for add, (branch, _) in _Graph(specs).blocks():
+        branch_end = next(i for i in add.inputs if i in branch)
+        found.append(Block(add.name, branch_end, next(i for i in add.inputs if i != branch_end)))
     return found
 
 
@@ -157,18 +199,18 @@ def places(specs: Sequence[LayerSpec]) -> dict[str, Place]:
         >>> {name: (p.place, p.block, p.branches, p.depth) for name, p in places(graph).items()}["f2"]
         ('branch_out', 'res', 1, 2)
     """
-    up = _ancestors(specs)
-    blocks = [(add.name, sides) for add in specs if add.type == "add" and (sides := _sides(add, up, specs))]
+    graph = _Graph(specs)
+    blocks = graph.blocks()
     if not blocks:
         return {}
     found: dict[str, Place] = {}
     # Smaller branches first: a layer in nested blocks takes the innermost one's place.
-    for block, (branch, shortcut) in sorted(blocks, key=lambda b: len(b[1][0])):
-        depth = len(_kernels(branch, specs))
-        for name, place in _branch_places(branch, specs).items():
-            found.setdefault(name, Place(place, block, len(blocks), depth))
-        for spec in _kernels(shortcut, specs):
-            found.setdefault(spec.name, Place("shortcut", block, len(blocks), depth))
+    for add, (branch, shortcut) in sorted(blocks, key=lambda b: len(b[1][0])):
+        depth = len(graph.kernels(branch))
+        for name, place in graph.branch_places(branch).items():
+            found.setdefault(name, Place(place, add.name, len(blocks), depth))
+        for name in graph.kernels(shortcut):
+            found.setdefault(name, Place("shortcut", add.name, len(blocks), depth))
     for spec in specs:
         if spec.weights and spec.name not in found:
             found[spec.name] = Place("readout" if spec.name == HEAD else "stem", None, len(blocks), 0)
