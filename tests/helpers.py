@@ -274,3 +274,15 @@ def on_a_small_disk(folder, size, script, cwd, timeout=600, env=None):
     return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "bash", "-e", "-c", body],
                           cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {}), "DISK": str(folder), "PY": sys.executable})
+
+
+def residual_mlp(blocks, width=16, extra=""):
+    """A stem, then `blocks` blocks x + f(x), f = dense(relu) -> dense(linear), the names saying nothing."""
+    layers = [f"{{type:dense,name:s,units:{width}}}"]
+    stream = "s"
+    for i in range(blocks):
+        layers += [f"{{type:dense,name:p{i},units:{width}}}",
+                   f"{{type:dense,name:q{i},units:{width},activation:linear}}{extra}",
+                   f"{{type:add,name:r{i},inputs:[{stream},q{i}]}}"]
+        stream = f"r{i}"
+    return "+model.layers=[" + ",".join(layers) + "]"

@@ -16,7 +16,7 @@ from modelforge.analysis.probe import run_probe
 from modelforge.core.registry import FAMILY_PRESETS
 from modelforge.run.folder import RunFolder
 from modelforge.run.setup import prepare
-from tests.helpers import FAST
+from tests.helpers import FAST, residual_mlp
 
 
 def report_for(compose, tmp_path, overrides, seed=0):
@@ -169,17 +169,6 @@ def test_the_family_presets_are_the_auto_policys_families():
     assert conf["families"] == {family.value: preset for family, preset in FAMILY_PRESETS.items()}
 
 
-def residual_stack(blocks, width=32):
-    layers = [f"{{type:dense,name:s,units:{width}}}"]
-    stream = "s"
-    for i in range(blocks):
-        layers += [f"{{type:dense,name:p{i},units:{width}}}",
-                   f"{{type:dense,name:q{i},units:{width},activation:linear}}",
-                   f"{{type:add,name:r{i},inputs:[{stream},q{i}]}}"]
-        stream = f"r{i}"
-    return "+model.layers=[" + ",".join(layers) + "]"
-
-
 def test_a_residual_models_report_gives_each_blocks_stream_and_branch(compose):
     import keras
     import numpy as np
@@ -187,7 +176,7 @@ def test_a_residual_models_report_gives_each_blocks_stream_and_branch(compose):
     from modelforge.analysis.diagnose import diagnose
     from modelforge.analysis.flags import flags
 
-    cfg = compose([residual_stack(10), "model.units=8"])
+    cfg = compose([residual_mlp(10, 32), "model.units=8"])
     model, plan = modelforge.build_model(cfg), modelforge.plan(cfg)
     x = np.asarray(load_digits_probe(), dtype=np.float32)
     y = np.zeros(len(x), dtype=np.int64)
@@ -205,7 +194,7 @@ def test_a_residual_models_report_gives_each_blocks_stream_and_branch(compose):
                                            "residual=scaled")
     assert "residual=zero_last" not in [f for f in flags(report, "rectifier", True, rule="zero_last")
                                        if f["flag"] == "residual growth"][0]["try"]
-    calm = compose([residual_stack(10), "model.units=8", "residual=zero_last"])
+    calm = compose([residual_mlp(10, 32), "model.units=8", "residual=zero_last"])
     calm_report = diagnose(modelforge.build_model(calm), modelforge.plan(calm), x, y)
     blocks = calm_report["residual"]
     assert blocks[-1]["stream_std"] == pytest.approx(blocks[0]["stream_std"], rel=1e-2)  # every block the identity
@@ -227,7 +216,7 @@ def test_the_residual_rules_hold_the_stream_at_init_as_the_docs_say(compose, blo
               "rezero": (0.99, 1.01), "scaled": (1 / 3, 3.0), "layerscale": (1 / 3, 3.0)}
     for rule, (low, high) in bounds.items():
         for seed in (0, 1):
-            model = modelforge.build_model(compose([residual_stack(blocks, 64), f"residual={rule}", f"seed={seed}"]))
+            model = modelforge.build_model(compose([residual_mlp(blocks, 64), f"residual={rule}", f"seed={seed}"]))
             stem, last = keras.Model(model.inputs, [model.get_layer("s").output,
                                                     model.get_layer(f"r{blocks - 1}").output])(x)
             growth = float(np.std(np.asarray(last, np.float64)) / np.std(np.asarray(stem, np.float64)))

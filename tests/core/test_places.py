@@ -4,19 +4,7 @@ readout, with L (the model's branches) and m (a branch's kernels); none in a mod
 import modelforge
 from modelforge.core.init.plan import format_table, make_plan
 from modelforge.core.model.places import places
-from tests.helpers import FAST
-
-
-def residual_mlp(blocks, width=16, extra=""):
-    """A stem, then `blocks` blocks x + f(x), f = dense(relu) -> dense(linear), the names saying nothing."""
-    layers = [f"{{type:dense,name:s,units:{width}}}"]
-    stream = "s"
-    for i in range(blocks):
-        layers += [f"{{type:dense,name:p{i},units:{width}}}",
-                   f"{{type:dense,name:q{i},units:{width},activation:linear}}{extra}",
-                   f"{{type:add,name:r{i},inputs:[{stream},q{i}]}}"]
-        stream = f"r{i}"
-    return "+model.layers=[" + ",".join(layers) + "]"
+from tests.helpers import FAST, residual_mlp
 
 
 def plan_of(compose, *overrides):

@@ -8,8 +8,7 @@ import pytest
 
 import modelforge
 from modelforge.core.config.digest import result_keys
-from tests.core.test_places import residual_mlp
-from tests.helpers import FAST, assert_refused
+from tests.helpers import FAST, assert_refused, residual_mlp
 
 
 def planned(compose, rule, *overrides):
