@@ -69,6 +69,10 @@ class Rule:
         """The slots Keras' optimizer makes for an arm's arguments (every one of `slots` unless a subclass says)."""
         return self.slots
 
+    def stored(self) -> tuple[str, ...]:
+        """The slots the group's update keeps for every arm (every one of `slots` unless a subclass says)."""
+        return self.slots
+
     def occurrence_scale(self) -> list[float] | None:
         """What Keras multiplies each occurrence's squared embedding gradient by before summing the rows, per arm
         (None: nothing)."""
@@ -144,9 +148,18 @@ class RMSprop(Rule):
     shared_any = ("centered",)
     second_moments = True
 
+    @property
+    def centered(self) -> bool:
+        """Whether the group's arms are centered (they share it)."""
+        return bool(self.args[0].get("centered", False))
+
     def kept(self, arm: Mapping[str, Arg]) -> tuple[str, ...]:
         return ("velocity", *(("momentum",) if arm["momentum"] else ()),
                 *(("average_gradient",) if arm.get("centered") else ()))
+
+    def stored(self) -> tuple[str, ...]:
+        # The momentum slot holds the increment even at momentum 0; the average gradient only when centered.
+        return ("velocity", "momentum", *(("average_gradient",) if self.centered else ()))
 
     def occurrence_scale(self) -> list[float] | None:
         return [1 - float(a["rho"]) for a in self.args]  # type: ignore[arg-type]
@@ -159,7 +172,7 @@ class RMSprop(Rule):
         rho, eps, rest = self.scalar("rho", rank), self.scalar("epsilon", rank), self.scalar("rho", rank, rest=True)
         velocity, momentum_slot = slots["velocity"], slots["momentum"]
         velocity.assign(tf.where(keep, rho * velocity + (square if scaled else rest * square), velocity))
-        if self.args[0].get("centered"):
+        if self.centered:
             average = slots["average_gradient"]
             average.assign(tf.where(keep, rho * average + rest * grad, average))
             denominator = velocity - tf.square(average) + eps
@@ -192,9 +205,7 @@ class FusedOptimizer:
         self.rule = RULES[name](arm_args)
         self.name, self.variables, self.clipping = name, list(variables), clipping
         self.k = len(arm_args)
-        centered = bool(arm_args[0].get("centered", False))
-        kept = [s for s in self.rule.slots if s != "average_gradient" or centered]
-        self.slots = {slot: [tf.Variable(tf.zeros_like(v)) for v in variables] for slot in kept}
+        self.slots = {slot: [tf.Variable(tf.zeros_like(v)) for v in variables] for slot in self.rule.stored()}
         self.steps = tf.Variable(0.0)
         self.alive = tf.Variable(tf.ones([self.k]))
         self.rates = tf.Variable([float(a["learning_rate"]) for a in arm_args], dtype=tf.float32)  # type: ignore[arg-type]

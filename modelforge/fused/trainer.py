@@ -24,7 +24,7 @@ from modelforge.fused import checkpoint as group_checkpoint
 from modelforge.fused.arms import ArmCallbacks
 from modelforge.fused.handoff import Arm
 from modelforge.fused.model import FusedModel
-from modelforge.fused.optimizer import CLIPPING, RULES, FusedOptimizer
+from modelforge.fused.optimizer import CLIPPING, FusedOptimizer
 from modelforge.fused.terms import terms_for
 
 if TYPE_CHECKING:
@@ -131,7 +131,6 @@ class GroupTrainer:
         self.data = GroupData(sessions)
         self.per_epoch = steps_per_epoch(self.data.samples, self.config.batch_size)
         self.optimizer = _optimizer(sessions, self.model.trainable, self.per_epoch)
-        self.second_moments = RULES[self.optimizer.name].second_moments
         self.terms = terms_for(sessions, self.model.head_softmax(), self.data.classes)
         self.arms = ArmCallbacks([s.run for s in sessions], lambda a: lambda: self.model.arm_weights(a),
                                  self.optimizer)
@@ -150,7 +149,7 @@ class GroupTrainer:
         with tf.GradientTape() as tape:
             total, losses, metric = self.terms.train(self.model.forward(x, True), y, weights)
         scale = self.optimizer.rule.occurrence_scale()
-        self.optimizer.update(*self.model.gradients(tape, total, scale, self.second_moments))
+        self.optimizer.update(*self.model.gradients(tape, total, scale, self.optimizer.rule.second_moments))
         return losses, metric
 
     def epoch(self, orders: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
