@@ -154,6 +154,6 @@ def dotted(resolved: Mapping[str, Any], keep: Callable[[Meaning], bool], prefix:
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
             found.update(dotted(value, keep, f"{name}."))
-        elif keep(meaning(name)) and (meaning(name).absent is None or value != meaning(name).absent):
+        elif keep(found_meaning := meaning(name)) and (found_meaning.absent is None or value != found_meaning.absent):
             found[name] = json.loads(json.dumps(value, default=str))
     return found
