@@ -176,7 +176,7 @@ def test_deeper_than_pythons_recursion_limit_builds_and_past_10000_layers_is_ref
                    "model.depth=10001 is more than the 10,000 layers a model may have")
     from modelforge.core.config.schema import Model
 
-    assert_refused(lambda: Model(depth=1, units=2, layers=[{"type": "dense"}] * 10001),
+    assert_refused(lambda: Model(depth=1, units=2, layers=[{"type": "dense"}] * 10001, blocks=None, output=None),
                    "model.layers holds 10,001 layer specs")
     model = modelforge.build_model(compose(["model.depth=1100", "model.units=2"]))
     assert len(model.layers) == 1102

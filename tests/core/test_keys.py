@@ -11,7 +11,7 @@ import modelforge
 from modelforge.analysis import summary
 from modelforge.core.config import digest
 from modelforge.core.config.keys import KEYS, OUTPUT, PER_ARM, SHARED, dotted, listed, meaning
-from modelforge.core.config.schema import SCHEMAS
+from modelforge.core.config.schema import RESIDUAL_KEYS, SCHEMAS
 from modelforge.core.registry import ARM_SCALARS
 from modelforge.fused.groups import group_key
 from tests.helpers import REPO
@@ -56,6 +56,7 @@ def test_every_key_a_bundled_config_holds_is_listed_and_every_entry_is_a_key():
     seen |= {key for name, cls in SCHEMAS.items()
              for key, _ in schema_keys(cls, f"{name if name in ('trainer', 'model') else 'data'}.")}
     seen |= {f"optimizer.{key}" for scalars in ARM_SCALARS.values() for key in scalars}  # Keras' own arguments
+    seen |= {f"residual.{key}" for keys in RESIDUAL_KEYS.values() for key in keys}  # left out at their defaults
     stale = [entry for entry in KEYS
              if entry != "hydra" and not any(k == entry or k.startswith(f"{entry}.") for k in seen)]
     assert stale == []

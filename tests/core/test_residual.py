@@ -141,3 +141,33 @@ def test_only_rules_that_add_layers_split_a_fused_group(compose):
             for rule in ("none", "zero_last", "fixup", "scaled", "rezero", "layerscale")}
     assert len({keys[r] for r in ("none", "zero_last", "fixup", "scaled")}) == 1
     assert len({keys["none"], keys["rezero"], keys["layerscale"]}) == 3
+
+
+@pytest.mark.parametrize(("rule", "key", "value", "path"), [
+    ("rezero", "gate_init", 0.1, "res1.gate/alpha"),  # SkipInit's small nonzero start
+    ("layerscale", "init_value", 1e-4, "res1.layer_scale/gamma"),
+])
+def test_a_rules_start_is_its_key_and_arms_differing_in_it_fuse(compose, rule, key, value, path):
+    plan = planned(compose, rule, "model=resmlp", "model.blocks.res.repeat=2", f"residual.{key}={value}")
+    entry = by_path(plan)[path]
+    assert entry.choice.params == {"value": value} and entry.choice.source == f"residual:{rule}"
+    model = modelforge.build_model(compose([*FAST, f"residual={rule}", "model=resmlp", "model.blocks.res.repeat=2",
+                                            f"residual.{key}={value}"]))
+    np.testing.assert_array_equal(model.get_layer(path.split("/")[0]).weights[0].numpy(), np.float32(value))
+    from modelforge.fused.groups import group_key
+
+    keys = {group_key(modelforge.run_config(compose([*FAST, f"residual={rule}", "model=resmlp",
+                                                     f"residual.{key}={v}"])).resolved) for v in (value, 0.5)}
+    assert len(keys) == 1
+    default = modelforge.run_config(compose([*FAST, f"residual={rule}", "model=resmlp"]))
+    assert f"residual.{key}" not in result_keys(default.resolved)  # records of runs before the key still match
+    assert result_keys(modelforge.run_config(compose([*FAST, f"residual={rule}", "model=resmlp",
+                                                      f"residual.{key}={value}"])).resolved)[f"residual.{key}"] == value
+
+
+def test_a_key_of_another_rule_is_refused_naming_its_rule(compose):
+    assert_refused(lambda: planned(compose, "layerscale", "model=resmlp", "+residual.gate_init=0.1"),
+                   "residual.gate_init", "residual=layerscale takes no gate_init", "it is residual=rezero's")
+    old = {**compose([*FAST, "model=resmlp", "residual=rezero"])}
+    old["residual"] = {"name": "rezero"}  # a run folder's config.yaml from before the key
+    assert modelforge.run_config(old).residual.gate_init == 0.0

@@ -33,14 +33,14 @@ class Meaning:
         results: whether a different value can change a run's numbers (its weights, history or objective).
         per_arm: whether the arms of one fused group may hold different values (each arm has its own).
         structure: whether arms may differ only where the model they build has the same structure.
-        absent: for a key added after runs were recorded without it, the value that means what its absence
-            meant: at that value the key is left out of the record, so those runs' records still match.
+        absent: for a key added after runs were recorded without it, the values that mean what its absence
+            meant: at those values the key is left out of the record, so those runs' records still match.
     """
 
     results: bool
     per_arm: bool
     structure: bool = False
-    absent: str | None = None
+    absent: tuple[Any, ...] = ()
 
 
 # Where a run logs or what it prints: never its numbers, so arms may differ too.
@@ -55,11 +55,17 @@ KEYS: dict[str, Meaning] = {
     "initializer": PER_ARM,
     # A rule that rescales weights by their place in a residual block (none, as before the rules existed).
     # A rule that adds layers (rezero, layerscale) changes the structure: arms fuse only with the same rule.
-    "residual.name": Meaning(results=True, per_arm=True, structure=True, absent="none"),
+    "residual.name": Meaning(results=True, per_arm=True, structure=True, absent=("none",)),
+    # Where a rule's gates or LayerScale start (rezero's 0 and layerscale's CaiT start, as before the keys).
+    "residual.gate_init": Meaning(results=True, per_arm=True, absent=(0.0,)),
+    "residual.init_value": Meaning(results=True, per_arm=True, absent=(None,)),
     # The model's shape and its layers' settings (free-form groups: every key under them).
     "model.depth": SHARED,
     "model.units": SHARED,
     "model.layers": SHARED,
+    # A graph of named blocks, and the block that feeds the head (null: a model of depth/units or layers).
+    "model.blocks": Meaning(results=True, per_arm=False, absent=(None,)),
+    "model.output": Meaning(results=True, per_arm=False, absent=(None,)),
     "layer": SHARED,
     "activation": SHARED,
     # The data: what is read, how and how it is split. Only where a download is cached cannot change it.
@@ -154,6 +160,6 @@ def dotted(resolved: Mapping[str, Any], keep: Callable[[Meaning], bool], prefix:
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
             found.update(dotted(value, keep, f"{name}."))
-        elif keep(found_meaning := meaning(name)) and (found_meaning.absent is None or value != found_meaning.absent):
+        elif keep(found_meaning := meaning(name)) and value not in found_meaning.absent:
             found[name] = json.loads(json.dumps(value, default=str))
     return found

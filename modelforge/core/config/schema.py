@@ -127,11 +127,14 @@ class Trainer:
 
 @dataclass(frozen=True)
 class Model:
-    """`model`: `depth` blocks of the `layer` group `units` wide, or the explicit `layers` list."""
+    """`model`: `depth` blocks of the `layer` group `units` wide, the explicit `layers` list, or a graph of named
+    `blocks` (`core.model.blocks`) whose `output` block feeds the head."""
 
     depth: int
     units: int
     layers: Any  # None, or a list of layer spec mappings (a tuple of dicts once checked)
+    blocks: Any  # None, or a mapping of named blocks
+    output: str | None
 
     def __post_init__(self) -> None:
         positive_int(self.depth, "model.depth")
@@ -140,6 +143,12 @@ class Model:
         positive_int(self.units, "model.units")
         if self.layers is not None and (not isinstance(self.layers, (list, tuple)) or not self.layers):
             raise ConfigError(f"model.layers={self.layers!r} must be a non-empty list of layer specs, or null")
+        if self.layers is not None and self.blocks is not None:
+            raise ConfigError("model.layers and model.blocks are both set; a model is one or the other: set "
+                              "model.layers=null for the blocks, or model.blocks=null for the list")
+        if self.output is not None and self.blocks is None:
+            raise ConfigError(f"model.output={self.output!r} names a block, and the model has no model.blocks; set "
+                              "model.output=null")
         if self.layers is not None and len(self.layers) > MAX_LAYERS:
             raise ConfigError(f"model.layers holds {len(self.layers):,} layer specs; a model has at most "
                               f"{MAX_LAYERS:,} layers")
@@ -470,15 +479,47 @@ RESIDUAL_RULES = ("none", "zero_last", "fixup", "scaled", "rezero", "layerscale"
 STRUCTURAL_RULES = {"rezero": "gate", "layerscale": "layer_scale"}
 
 
+# The keys a residual rule takes besides its name (conf/residual/<rule>.yaml gives each its value).
+RESIDUAL_KEYS = {"rezero": ("gate_init",), "layerscale": ("init_value",)}
+
+
 @dataclass(frozen=True)
 class Residual:
-    """`residual=`: the rule applied by place on top of the initializer group and the policy."""
+    """`residual=`: the rule applied by place on top of the initializer group and the policy.
+
+    Attributes:
+        gate_init: `rezero`'s gates' start (0: ReZero; a small value: SkipInit's start).
+        init_value: `layerscale`'s start (None: by depth, as CaiT sets it).
+    """
 
     name: str
+    # What a rule's config meant before it had these keys (a run folder's config.yaml): 0, and CaiT's by depth.
+    gate_init: float = 0.0
+    init_value: float | None = None
 
-    def __post_init__(self) -> None:
-        if self.name not in RESIDUAL_RULES:
-            raise invalid("residual", self.name, RESIDUAL_RULES)
+    @classmethod
+    def parse(cls, given: Any) -> Residual:
+        """The rule of the `residual` group's config, each key checked against what its rule takes.
+
+        Example:
+            >>> Residual.parse({"name": "rezero", "gate_init": 0.1}).gate_init
+            0.1
+        """
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"residual={given!r} must be a mapping with a name, e.g. {{name: rezero}}")
+        name = given.get("name")
+        if name not in RESIDUAL_RULES:
+            raise invalid("residual", name, RESIDUAL_RULES)
+        takes = RESIDUAL_KEYS.get(str(name), ())
+        for key in given:
+            if key != "name" and key not in takes:
+                owner = next((rule for rule, keys in RESIDUAL_KEYS.items() if key in keys), None)
+                raise ConfigError(f"residual.{key}: residual={name} takes no {key}"
+                                  + (f"; it is residual={owner}'s" if owner else "")
+                                  + (f"; it takes: {', '.join(takes)}" if takes else ""))
+        values = {key: number(given[key], f"residual.{key}") for key in takes
+                  if key in given and given[key] is not None}
+        return cls(str(name), **values)
 
 
 @dataclass(frozen=True)
@@ -525,6 +566,9 @@ class RunConfig:
         """
         # A config composed before the residual group existed (a run folder's config.yaml) had no rule.
         cfg = {"residual": {"name": "none"}, **cfg}
+        # ... nor, before the blocks existed, model.blocks and model.output.
+        if isinstance(cfg.get("model"), Mapping):
+            cfg["model"] = {"blocks": None, "output": None, **cfg["model"]}
         check_keys(cfg, [*GROUPS, "seed"], "", required=True)
         # NumPy's and Python's generators take any size, TensorFlow's and Keras' seeds 32 bits.
         seed = int(number(cfg["seed"], "seed", integer=True, minimum=0, maximum=MAX_SEED))
@@ -557,7 +601,7 @@ class RunConfig:
                                         {k: v for k, v in act_cfg.items() if k not in ("name", "policy")},
                                         act_cfg.get("policy")),
             initializer=parse_initializer_config(cfg["initializer"]),
-            residual=typed(Residual, cfg["residual"], "residual"),
+            residual=Residual.parse(cfg["residual"]),
             data=data,
             optimizer=Optimizer(str(optimizer.get("name")), optimizer_args, schedule),
             trainer=trainer,

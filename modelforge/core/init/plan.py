@@ -256,7 +256,7 @@ def make_plan(run: RunConfig, input_shape: tuple[int, ...] | None = None, info: 
         if spec.activation and not get_activation(spec.activation).has_string:
             plan.entries.append(_placed(_prelu_entry(spec, seed), where.get(spec.name)))
     residual.check(run.residual.name, plan, str(getattr(init_cfg, "name", "auto")))
-    residual.apply(run.residual.name, plan)
+    residual.apply(run.residual, plan)
     return plan
 
 

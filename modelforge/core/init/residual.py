@@ -8,9 +8,10 @@ initializer group and the policy chose. A layer's own `initializer` still wins.
   Rule 3's scalar biases and multiplier are not added. For models without normalization, with m >= 2.
 - `scaled`: each branch's last kernel at the policy's std over sqrt(L), the depth scaling GPT-2 gives its residual
   projections (with L counting every branch).
-- `rezero` (Bachlechner et al. 2020): a gate at each branch's end, started at 0 (the plan adds the layers).
-- `layerscale` (Touvron et al. 2021): LayerScale at each branch's end, started by depth as CaiT does: 0.1 up to 18
-  branches, 1e-5 up to 24, 1e-6 beyond.
+- `rezero` (Bachlechner et al. 2020): a gate at each branch's end, started at `residual.gate_init`, 0 by default
+  (the plan adds the layers); a small nonzero start is SkipInit's (De & Smith 2020).
+- `layerscale` (Touvron et al. 2021): LayerScale at each branch's end, started at `residual.init_value`, or, when
+  null, by depth as CaiT does: 0.1 up to 18 branches, 1e-5 up to 24, 1e-6 beyond.
 
 Combinations that contradict each other are refused: LSUV with a rule (it rescales every layer to unit variance
 and would undo it), a rule on a model without residual blocks, `fixup` with normalization layers (`zero_last`
@@ -29,6 +30,7 @@ from modelforge.core.registry import VARIANCE_SCALING_PRESETS
 from modelforge.errors import ConfigError
 
 if TYPE_CHECKING:
+    from modelforge.core.config.schema import Residual
     from modelforge.core.init.plan import Plan, PlanEntry
 
 # What a factor multiplies, per initializer the rules can scale: its std is linear in these parameters.
@@ -120,19 +122,24 @@ def scaled_entry(entry: PlanEntry, rule: str, by: float) -> PlanEntry:
     return replace(entry, choice=shown, build=build, target_std=std, computed=computed)
 
 
-def _started(entry: PlanEntry, rule: str) -> PlanEntry:
-    """A gate or LayerScale the rule added, at its start: 0 (ReZero), or CaiT's value for the model's depth."""
-    value = 0.0 if rule == "rezero" else cait_value(entry.branches or 0)
-    choice = InitChoice("constant", {"value": value}, f"residual:{rule}")
+def _started(entry: PlanEntry, rule: Residual) -> PlanEntry:
+    """A gate or LayerScale the rule added, at its start: `residual.gate_init` (0: ReZero), or
+    `residual.init_value` (None: CaiT's value for the model's depth)."""
+    if rule.name == "rezero":
+        value = rule.gate_init
+    else:
+        value = cait_value(entry.branches or 0) if rule.init_value is None else rule.init_value
+    choice = InitChoice("constant", {"value": value}, f"residual:{rule.name}")
     return replace(entry, choice=choice, build=("constant", {"value": value}), target_std=0.0)
 
 
-def apply(rule: str, plan: Plan) -> None:
+def apply(residual: Residual, plan: Plan) -> None:
     """Rescales the plan's weights by place, in place (a layer's own initializer is left as it is)."""
+    rule = residual.name
     normed = {e.block for e in plan.entries if e.place == "branch_out" and e.type in NORMS}
     for i, entry in enumerate(plan.entries):
         if entry.choice.source in ("default:gate", "default:layer_scale") and rule in ("rezero", "layerscale"):
-            plan.entries[i] = _started(entry, rule)
+            plan.entries[i] = _started(entry, residual)
             continue
         by = factor(rule, entry, entry.block in normed)
         if by is not None and by != 1.0 and entry.choice.source != "layer":

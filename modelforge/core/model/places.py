@@ -28,11 +28,13 @@ PLACES = ("stem", "branch_in", "branch_mid", "branch_out", "shortcut", "gate", "
 
 @dataclass(frozen=True)
 class Block:
-    """One residual block: its `add` layer, the input that ends its branch and the one that carries the stream."""
+    """One residual block: its `add` layer, the input that ends its branch and the one that carries the stream,
+    and its path (the `model.blocks` block that made it; the add's name in a model written layer by layer)."""
 
     name: str
     branch_end: str
     stream: str
+    path: str
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class Place:
 
     Attributes:
         place: one of `PLACES`.
-        block: the residual block (its `add` layer's name) whose branch or shortcut holds it; None on the stream.
+        block: the residual block (its path in `model.blocks`, else its `add` layer's name) whose branch or shortcut
+            holds it; None on the stream.
         branches: L, the residual branches of the whole model.
         depth: m, the kernel layers of its block's branch (0 outside a block).
     """
@@ -145,13 +148,14 @@ def residual_blocks(specs: Sequence[LayerSpec]) -> list[Block]:
     found = []
     for add, (branch, _) in _Graph(specs).blocks():
         branch_end = next(i for i in add.inputs if i in branch)
-        found.append(Block(add.name, branch_end, next(i for i in add.inputs if i != branch_end)))
+        found.append(Block(add.name, branch_end, next(i for i in add.inputs if i != branch_end), add.block or add.name))
     return found
 
 
 def with_branch_ends(specs: Sequence[LayerSpec], kind: str) -> list[LayerSpec]:
     """The specs with a layer of `kind` (`gate`, `layer_scale`) at each residual branch's end: named
-    `<branch end>_<kind>`, right after the branch's last layer, and read by the block's add in its place.
+    `<block path>.<kind>` (`<branch end>_<kind>` in a model written layer by layer), right after the branch's last
+    layer, and read by the block's add in its place.
 
     Example:
         >>> [(s.name, s.inputs) for s in with_branch_ends(_example_graph(), "gate")][2:4]
@@ -161,17 +165,20 @@ def with_branch_ends(specs: Sequence[LayerSpec], kind: str) -> list[LayerSpec]:
 
     from modelforge.core.model.layer_types import get_layer_type
 
-    ends = {b.branch_end: b.name for b in residual_blocks(specs)}
+    blocks = {b.branch_end: b for b in residual_blocks(specs)}
+    named = {end: f"{b.path}.{kind}" if b.path != b.name else f"{end}_{kind}" for end, b in blocks.items()}
+    adds = {b.name for b in blocks.values()}
     found: list[LayerSpec] = []
     for spec in specs:
-        if spec.name in ends.values():
-            spec = replace(spec, inputs=tuple(f"{i}_{kind}" if i in ends and ends[i] == spec.name else i
+        if spec.name in adds:
+            spec = replace(spec, inputs=tuple(named[i] if i in blocks and blocks[i].name == spec.name else i
                                               for i in spec.inputs))
         found.append(spec)
-        if spec.name in ends:
-            shape = spec.output_shape
-            found.append(LayerSpec(f"{spec.name}_{kind}", kind, None, {}, None, {}, shape, shape,
-                                   get_layer_type(kind).weights(shape, {}), None, (spec.name,)))
+        if spec.name in blocks:
+            shape, path = spec.output_shape, blocks[spec.name].path
+            found.append(LayerSpec(named[spec.name], kind, None, {}, None, {}, shape, shape,
+                                   get_layer_type(kind).weights(shape, {}), None, (spec.name,),
+                                   path if path != blocks[spec.name].name else None))
     return found
 
 
@@ -208,9 +215,9 @@ def places(specs: Sequence[LayerSpec]) -> dict[str, Place]:
     for add, (branch, shortcut) in sorted(blocks, key=lambda b: len(b[1][0])):
         depth = len(graph.kernels(branch))
         for name, place in graph.branch_places(branch).items():
-            found.setdefault(name, Place(place, add.name, len(blocks), depth))
+            found.setdefault(name, Place(place, add.block or add.name, len(blocks), depth))
         for name in graph.kernels(shortcut):
-            found.setdefault(name, Place("shortcut", add.name, len(blocks), depth))
+            found.setdefault(name, Place("shortcut", add.block or add.name, len(blocks), depth))
     for spec in specs:
         if spec.weights and spec.name not in found:
             found[spec.name] = Place("readout" if spec.name == HEAD else "stem", None, len(blocks), 0)

@@ -15,6 +15,7 @@ from typing import Any
 from modelforge.core.checks import number, positive_int
 from modelforge.core.config.datasets import DataInfo
 from modelforge.core.config.schema import ActivationChoice, RunConfig, task_of
+from modelforge.core.model.blocks import BLOCK, SHORTCUT, Defaults, expand, projection
 from modelforge.core.model.graph import walk
 from modelforge.core.model.layer_types import LayerType, Weight, get_layer_type
 from modelforge.core.names import HEAD, INPUTS
@@ -22,7 +23,7 @@ from modelforge.core.registry import get_activation
 from modelforge.errors import ConfigError, closest
 
 # Keys of a layer spec that modelforge reads itself; every other key goes to the Keras constructor.
-_SPEC_KEYS = ("type", "name", "activation", "initializer", "inputs")
+_SPEC_KEYS = ("type", "name", "activation", "initializer", "inputs", BLOCK, SHORTCUT)
 # Keys of the `layer` group that shape a block rather than its main layer.
 _BLOCK_KEYS = ("type", "pool_size")
 _RANK_NAMES = {2: "(timesteps, features): sequences", 3: "(height, width, channels): images",
@@ -52,6 +53,7 @@ class LayerSpec:
         output_shape: one sample's output shape.
         weights: the weights the layer creates.
         inputs: the layers it takes, by name (`inputs`: the model's own), in order; in a chain, the one before.
+        block: the path of the `model.blocks` block that holds it (`stage1.res2`); None outside blocks.
     """
 
     name: str
@@ -65,6 +67,7 @@ class LayerSpec:
     weights: list[Weight] = field(default_factory=list)
     activation_policy: Any = None
     inputs: tuple[str, ...] = (INPUTS,)
+    block: str | None = None
 
     @property
     def layer_type(self) -> LayerType:
@@ -144,7 +147,10 @@ def wanted_layout(body: Sequence[Mapping[str, Any]]) -> str:
 
 
 def raw_body(run: RunConfig) -> list[dict[str, Any]]:
-    """The body as plain spec mappings, before shapes."""
+    """The body as plain spec mappings, before shapes: `model.blocks`, `model.layers`, or `model.depth` blocks."""
+    if run.model.blocks is not None:
+        defaults = Defaults(run.layer.type, run.layer.args, run.model.units)
+        return expand(run.model.blocks, run.model.output, defaults)
     return _body_from_list(run.model.layers) if run.model.layers is not None else _body_from_blocks(run)
 
 
@@ -253,7 +259,7 @@ def _resolve(spec: dict[str, Any], shapes: list[tuple[int, ...]], default_act: A
     if spec.get("initializer") is not None and not any(w.role == "kernel" for w in weights):
         raise ConfigError(f"layer {name!r} ({kind.name}) has no kernel to take an initializer")
     return LayerSpec(name, kind.name, activation, act_params, spec.get("initializer"), args, shapes[0], out,
-                     weights, act_rule, inputs)
+                     weights, act_rule, inputs, spec.get(BLOCK))
 
 
 def _missing(spec: Mapping[str, Any], key: str, kind: LayerType, example: str) -> ConfigError:
@@ -308,7 +314,11 @@ def layer_specs(run: RunConfig, input_shape: tuple[int, ...] | None = None,
     specs: list[LayerSpec] = []
 
     def shaped(node: _Pending, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-        specs.append(_resolve(node.spec, shapes, default_act, info, node.inputs))
+        inputs = node.inputs
+        if SHORTCUT in node.spec and (shortcut := projection(node.spec, shapes[0], shapes[1])) is not None:
+            specs.append(_resolve(shortcut, shapes[:1], default_act, info, shortcut["inputs"]))
+            shapes, inputs = [specs[-1].output_shape, shapes[1]], (shortcut["name"], inputs[1])
+        specs.append(_resolve(node.spec, shapes, default_act, info, inputs))
         return specs[-1].output_shape
 
     nodes = _nodes(body)
