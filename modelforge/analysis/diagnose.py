@@ -185,17 +185,22 @@ def diagnose(model: Any, plan: Plan, x: Any, y: Any) -> dict[str, Any]:
 
 
 def _residual(plan: Plan, by_name: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per residual block: the stream's std after it (its add's output), the branch's std (the input that ends
-    it), their ratio, and the std of the stream's gradient there."""
+    """Per residual block: the std of the stream entering it and after it (its add's output), the branch's std (the
+    input that ends it), their ratio, and the std of the stream's gradient there."""
     specs = {spec.name: spec for spec in plan.specs}
+
+    def output(name: str) -> dict[str, Any]:
+        """A layer's record after its activation (a parametric one's own layer where it has one)."""
+        act = specs[name].activation if name in specs else None
+        own = activation_layer_name(name, act) if act and get_activation(act).params else None
+        return by_name.get(own or "", by_name[name])
+
     found = []
     for block in residual_blocks(plan.specs):
-        act = specs[block.branch_end].activation
-        own = activation_layer_name(block.branch_end, act) if act and get_activation(act).params else None
-        branch = by_name.get(own or "", by_name[block.branch_end])
-        stream = by_name[block.name]
-        found.append({"block": block.name, "stream_std": stream["std"], "branch_std": branch["std"],
-                      "ratio": branch["std"] / stream["std"] if stream["std"] else None,
+        branch, stream = output(block.branch_end), by_name[block.name]
+        entering = output(block.stream)["std"] if block.stream in by_name else None
+        found.append({"block": block.path, "input_std": entering, "stream_std": stream["std"],
+                      "branch_std": branch["std"], "ratio": branch["std"] / stream["std"] if stream["std"] else None,
                       "grad_std": stream["grad_std"]})
     return found
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelforge.analysis import depth
 from modelforge.analysis.page import html
 from modelforge.core.config.keys import changes_results
 from modelforge.core.config.metrics import lower_is_better
@@ -410,6 +411,8 @@ def headline(groups: Sequence[Group], objective: str) -> str:
 class Summary:
     jobs: list[RunRecord]
     groups: list[Group]
+    # Whether depth.png was drawn: the jobs include residual models with init reports.
+    depth: bool = False
 
     @property
     def failed(self) -> list[RunRecord]:
@@ -418,7 +421,8 @@ class Summary:
 
 def summarize(root: str | Path, out: str | Path | None = None) -> Summary:
     """Writes summary.csv, summary.md, summary.html and curves.png for every run under `root`, into `out`
-    (default: `root` itself, as a sweep's own summaries are).
+    (default: `root` itself, as a sweep's own summaries are), and depth.png where the runs are residual models
+    with init reports (`analysis.depth`).
 
     Raises:
         FileNotFoundError: `root` holds no run folder.
@@ -435,4 +439,7 @@ def summarize(root: str | Path, out: str | Path | None = None) -> Summary:
     folder.write_text("summary.md", markdown_text)
     folder.write_with("curves.png", lambda p: plot_curves(p, groups, _objective_name(jobs), title=root.name))
     folder.write_text("summary.html", html(root, folder.path / "curves.png", markdown_text))
-    return Summary(jobs, groups)
+    residual = depth.points(jobs)
+    if residual:
+        folder.write_with(depth.FIGURE, lambda p: depth.plot_depth(p, residual, _objective_name(jobs)))
+    return Summary(jobs, groups, bool(residual))

@@ -182,9 +182,11 @@ def test_a_residual_models_report_gives_each_blocks_stream_and_branch(compose):
     y = np.zeros(len(x), dtype=np.int64)
     report = diagnose(model, plan, x, y)
     assert [b["block"] for b in report["residual"]] == [f"r{i}" for i in range(10)]
-    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in ("r0", "q0", "r9")])(x)
-    stream, branch, last = (float(np.std(np.asarray(t, dtype=np.float64))) for t in probe)
+    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in ("s", "r0", "q0", "r9")])(x)
+    stem, stream, branch, last = (float(np.std(np.asarray(t, dtype=np.float64))) for t in probe)
     first = report["residual"][0]
+    assert first["input_std"] == pytest.approx(stem, rel=1e-5)  # the stream entering the first block
+    assert report["residual"][1]["input_std"] == pytest.approx(stream, rel=1e-5)
     assert first["stream_std"] == pytest.approx(stream, rel=1e-5)
     assert first["branch_std"] == pytest.approx(branch, rel=1e-5)
     assert first["ratio"] == pytest.approx(branch / stream, rel=1e-5) and first["grad_std"] > 0
