@@ -147,3 +147,12 @@ def test_the_bundled_configs_plans_are_those_of_the_models_before_blocks(compose
     for case in cases:
         plan = make_plan(modelforge.run_config(compose(case["overrides"])))
         assert json.loads(json.dumps(plan.as_json(), default=str)) == case["plan"], case["overrides"]
+
+
+def test_a_bad_graph_on_the_command_line_exits_2_before_training(tmp_path):
+    from tests.helpers import run_module
+
+    refused = run_module(tmp_path, "model=resmlp", "+model.blocks.res.input=stm", "trainer.epochs=1")
+    text = assert_refused(refused, "model.blocks.res.input='stm' names no block or layer", "did you mean 'stem'")
+    assert text.endswith("blocks: stem, res"), text  # the blocks as the config names them, not res1 ... res10
+    assert "TensorFlow" not in refused.stdout  # refused before the run's start-up line

@@ -59,8 +59,9 @@ class _Expansion:
 
     nodes: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
-    # The block path each node belongs to, for the graph's refusals.
+    # The block path each node belongs to, and the blocks as the config names them, for the graph's refusals.
     top: dict[str, str] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
 
 
 def short_name(kind: str) -> str:
@@ -190,6 +191,7 @@ def _children(blocks: Mapping[str, Any], parent: str, inputs: list[Any], default
     current = inputs
     for name, value in blocks.items():
         here = f"{where}.{_check_name(name, where)}"
+        made.written.append(f"{parent}.{name}" if parent else name)
         block = _block(value, here)
         given = _inputs(block.get("input"), here, block.get("merge"))
         if given is not None:
@@ -267,7 +269,7 @@ def _resolved(spec: dict[str, Any], scope: str, made: _Expansion) -> dict[str, A
             near = closest(item.text, made.outputs)
             raise ConfigError(f"{item.where}.input={item.text!r} names no block or layer"
                               + (f" (did you mean {near!r}?)" if near else "")
-                              + f"; blocks: {', '.join(k for k in made.outputs if k in made.top.values())}")
+                              + f"; blocks: {', '.join(made.written)}")
     return {**spec, "inputs": tuple(found)}
 
 
@@ -303,7 +305,7 @@ def _output(output: str | None, nodes: Sequence[tuple[dict[str, Any], str]], mad
         if output not in made.outputs:
             near = closest(output, made.outputs)
             raise ConfigError(f"model.output={output!r} names no block or layer" + (f" (did you mean {near!r}?)"
-                              if near else "") + f"; blocks: {', '.join(dict.fromkeys(made.top.values()))}")
+                              if near else "") + f"; blocks: {', '.join(made.written)}")
         return made.outputs[output]
     taken = {name for spec, _ in nodes for name in spec["inputs"]}
     ends = [spec["name"] for spec, _ in nodes if spec["name"] not in taken]
