@@ -8,6 +8,7 @@ both launchers), once with TensorFlow's oneDNN kernels off and once on.
 """
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -91,3 +92,38 @@ def test_lsuv_depth_lsuv_and_he_train_where_glorots_signal_dies(tmp_path, launch
         low, high = bounds[init]
         assert low <= run["val_accuracy"] <= high, (init, seed, run)
     assert mean(runs, "lsuv") >= mean(runs, "glorot_uniform") + 0.25
+
+
+# experiment=residual_depth's bounds on the stream's growth at init (the std after the last block over the std
+# entering the first): per rule, (low, high) at 10 and at 50 branches.
+GROWTH = {"none": {10: (10.0, math.inf), 50: (1e3, math.inf)}, "zero_last": (0.99, 1.01), "fixup": (0.99, 1.01),
+          "rezero": (0.99, 1.01), "scaled": (1 / 3, 3.0)}
+
+
+def test_residual_depth_the_rules_hold_the_stream_and_train_fifty_blocks(tmp_path):
+    """docs/initialization.md#residual-rules: before training, the stream's growth within 1% of 1 under zero_last,
+    fixup and rezero, within 3x under scaled, above 10x (10 branches) and 1e3x (50) under none; after 5 epochs at
+    50 branches, every run of every rule but none at val accuracy >= 0.8, and their mean at least 0.3 above
+    none's (a run that fails counts as chance). `make test`: 50 branches, none, zero_last and rezero, seed 0."""
+    from modelforge.analysis.depth import point
+    from modelforge.analysis.summary import collect
+
+    rules = list(GROWTH) if FULL else ["none", "zero_last", "rezero"]
+    depths, seeds = ((10, 50), (0, 1)) if FULL else ((50,), (0,))
+    for rule in rules:
+        for blocks in depths:
+            for seed in seeds:
+                cfg = modelforge.compose(["experiment=residual_depth", f"residual={rule}", f"seed={seed}",
+                                          f"model.blocks.res.repeat={blocks}", "trainer.verbose=0"])
+                modelforge.train(cfg, run_dir=tmp_path / f"{rule}-{blocks}-{seed}")
+    found = [p for p in (point(job) for job in collect(tmp_path)) if p is not None]
+    assert len(found) == len(rules) * len(depths) * len(seeds)
+    for p in found:
+        bound = GROWTH[p.rule]
+        low, high = bound[p.branches] if isinstance(bound, dict) else bound
+        assert p.growth is not None and low <= p.growth <= high, p
+    deep = [p for p in found if p.branches == 50]
+    ruled = [p.objective for p in deep if p.rule != "none"]
+    plain = [p.objective for p in deep if p.rule == "none"]
+    assert min(ruled) >= 0.8, deep
+    assert sum(ruled) / len(ruled) >= sum(plain) / len(plain) + 0.3, deep

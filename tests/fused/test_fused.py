@@ -333,6 +333,18 @@ def test_a_sweep_over_residual_rules_fuses_in_one_group_and_equals_the_basic_lau
 
 
 @pytest.mark.slow
+def test_a_resmlp_sweep_over_rules_and_seeds_equals_the_basic_launcher(tmp_path):
+    """model=resmlp at 10 branches: the rules that rescale fuse as one group, rezero's gates as another; every
+    job's epoch-1 loss and val_loss are its basic twin's to 1e-4 relative."""
+    args = ["model=resmlp", "residual=none,zero_last,fixup,scaled,rezero", "seed=0,1", "trainer.epochs=1"]
+    basic = basic_sweep(tmp_path, "basic", *args)
+    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
+    assert "fused group 1: 8 arms as one model" in said.stdout and "fused group 2: 2 arms as one model" in said.stdout
+    assert len(basic) == len(fused) == 10
+    assert_same_numbers(basic, fused)
+
+
+@pytest.mark.slow
 def test_a_rule_that_adds_gates_fuses_apart_and_says_so(tmp_path):
     graph = ("+model.layers=[{type:dense,name:s,units:16},{type:dense,name:p0,units:16},"
              "{type:dense,name:q0,units:16,activation:linear},{type:add,name:r0,inputs:[s,q0]}]")
@@ -599,11 +611,14 @@ def test_lsuv_and_delta_orthogonal_arms_are_their_separate_runs(tmp_path):
 
 @pytest.mark.numeric
 @pytest.mark.parametrize("overrides", [["experiment=he2015", "trainer.diagnose=false"],
-                                       ["experiment=lsuv_depth", "initializer=lsuv"]], ids=["he2015", "lsuv_depth"])
+                                       ["experiment=lsuv_depth", "initializer=lsuv"],
+                                       ["experiment=residual_depth", "residual=fixup", "trainer.diagnose=false"],
+                                       ["experiment=residual_depth", "residual=rezero", "trainer.diagnose=false"]],
+                         ids=["he2015", "lsuv_depth", "resmlp_fixup", "resmlp_rezero"])
 def test_a_deep_nets_first_steps_are_the_basic_launchers(overrides):
-    """On 30-layer nets, after one and two steps, the fused arm's weights and batch loss are Keras' own train
-    step's to 1e-6 relative. Later the two part only as fast as rounding parts two basic runs (the twins of
-    benchmarks/fused_steps.py; docs/sweeps.md gives the measured growth)."""
+    """On 30-layer nets and 10-block residual MLPs, after one and two steps, the fused arm's weights and batch loss
+    are Keras' own train step's to 1e-6 relative. Later the two part only as fast as rounding parts two basic runs
+    (the twins of benchmarks/fused_steps.py; docs/sweeps.md gives the measured growth)."""
     from benchmarks.fused_steps import basic_steps, fused_steps, parted
 
     basic, fused = basic_steps(overrides, steps=2), fused_steps(overrides, steps=2)
