@@ -78,7 +78,7 @@ def short_name(kind: str) -> str:
 
 def _check_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not name or "." in name or "/" in name or name == INPUTS:
-        raise ConfigError(f"{where}: block name {name!r} must be a non-empty name without '.' or '/' (the path "
+        raise ConfigError(f"{where}: the name {name!r} must be a non-empty name without '.' or '/' (the path "
                           f"separators of layer names, e.g. stage1.res2.conv1) and not {INPUTS!r}")
     return name
 
