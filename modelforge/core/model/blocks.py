@@ -337,7 +337,7 @@ def projection(add: Mapping[str, Any], stream: tuple[int, ...], branch: tuple[in
     shrinks the steps or the image. Linear and without bias: the branch carries the block's nonlinearity.
 
     Example:
-        >>> add = {"name": "res1.add", "shortcut": "res1.shortcut", "block": "res1"}
+        >>> add = {"name": "res1.add", "shortcut": "res1.shortcut", "block": "res1", "inputs": ("stem", "res1.conv2")}
         >>> projection(add, (8, 8, 16), (4, 4, 32))["strides"], projection(add, (16,), (32,))["type"]
         ([2, 2], 'dense')
     """
