@@ -134,6 +134,11 @@ def test_a_block_added_last_by_a_group_needs_model_output_or_must_be_read(compos
                                                                            "res1.dense1"]
 
 
+def test_the_keys_blocks_write_are_refused_in_a_layer_list(compose):
+    assert_refused(lambda: plan_of(compose, "+model.layers=[{type:dense,name:a},{type:add,inputs:[inputs,a],"
+                                            "shortcut:p}]"), "model.layers[1].shortcut", "model.blocks")
+
+
 def test_blocks_and_layers_together_are_refused(compose):
     assert_refused(lambda: plan_of(compose, "model=resmlp", "model.layers=[{type:dense}]"),
                    "model.layers and model.blocks are both set")

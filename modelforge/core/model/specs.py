@@ -132,6 +132,10 @@ def _body_from_list(layers: tuple[Mapping[str, Any], ...]) -> list[dict[str, Any
             get_layer_type(spec["type"])
         except ConfigError as err:
             raise ConfigError(f"model.layers[{i - 1}]: {err}") from None
+        for key in (BLOCK, SHORTCUT):  # what model.blocks writes into the specs it makes
+            if key in spec:
+                raise ConfigError(f"model.layers[{i - 1}].{key}: a key model.blocks sets on the layers it makes; "
+                                  "write the block in model.blocks, or leave the key out")
         spec.setdefault("name", f"layer{i}_{spec['type']}")
         body.append(spec)
     return body
