@@ -161,3 +161,17 @@ def test_a_bad_graph_on_the_command_line_exits_2_before_training(tmp_path):
     text = assert_refused(refused, "model.blocks.res.input='stm' names no block or layer", "did you mean 'stem'")
     assert text.endswith("blocks: stem, res"), text  # the blocks as the config names them, not res1 ... res10
     assert "TensorFlow" not in refused.stdout  # refused before the run's start-up line
+
+
+def test_a_model_of_blocks_saves_and_loads_with_keras_under_its_paths(tmp_path, compose):
+    import keras
+    import numpy as np
+
+    modelforge.train(compose([*FAST, "model=resnet", "model.blocks.stage2.blocks.res.repeat=1"]), run_dir=tmp_path)
+    loaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert {"stem.conv1", "stage1.res2.bn2", "stage2.res1.shortcut", "stage2.res1.add"} <= {
+        layer.name for layer in loaded.layers}
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    built = modelforge.build_model(compose([*FAST, "model=resnet", "model.blocks.stage2.blocks.res.repeat=1"]))
+    built.set_weights(loaded.get_weights())
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), built.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
