@@ -54,13 +54,11 @@ class Defaults:
 
 @dataclass
 class _Expansion:
-    """The nodes made so far (spec mappings whose `inputs` are still the names a config gave, with the scope to
-    read them in), and what each block and layer path's output is."""
+    """The nodes made so far (spec mappings whose `inputs` may still hold the names a config gave), what each block
+    and layer path's output is, and the blocks as the config names them (for the graph's refusals)."""
 
-    nodes: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
-    # The block path each node belongs to, and the blocks as the config names them, for the graph's refusals.
-    top: dict[str, str] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
 
 
@@ -170,10 +168,8 @@ def expand(blocks: Any, output: str | None, defaults: Defaults) -> list[dict[str
                           "{stem: {layers: [{type: dense}]}}")
     made = _Expansion()
     _children(blocks, "", [INPUTS], defaults, made, "model.blocks")
-    nodes = [(_resolved(spec, scope, made), made.top[spec["name"]]) for spec, scope in made.nodes]
-    ordered = _ordered(nodes)
-    last = _output(output, ordered, made)
-    return _reaching(ordered, last, made)
+    ordered = _ordered([_resolved(spec, made) for spec in made.nodes])
+    return _reaching(ordered, _output(output, ordered, made))
 
 
 @dataclass(frozen=True)
@@ -220,9 +216,8 @@ def _copy(block: Mapping[str, Any], path: str, inputs: list[Any], defaults: Defa
         spec.update(name=f"{path}.{spec['name']}", inputs=current if reads is None else reads, block=path)
         if spec["name"] in made.outputs:
             raise ConfigError(f"{where}: two layers are named {spec['name']!r}; give them different names")
-        made.nodes.append((spec, path))
+        made.nodes.append(spec)
         made.outputs[spec["name"]] = spec["name"]
-        made.top[spec["name"]] = path
         current = [spec["name"]]
         if len(made.nodes) > MAX_LAYERS:
             raise ConfigError(f"model.blocks makes more than the {MAX_LAYERS:,} layers a model may have")
@@ -252,7 +247,7 @@ def _block_map(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _resolved(spec: dict[str, Any], scope: str, made: _Expansion) -> dict[str, Any]:
+def _resolved(spec: dict[str, Any], made: _Expansion) -> dict[str, Any]:
     """The spec with each input a node's name: a name a config gave is looked up from its block's scope out."""
     found = []
     for item in spec["inputs"]:
@@ -273,61 +268,61 @@ def _resolved(spec: dict[str, Any], scope: str, made: _Expansion) -> dict[str, A
     return {**spec, "inputs": tuple(found)}
 
 
-def _ordered(nodes: Sequence[tuple[dict[str, Any], str]]) -> list[tuple[dict[str, Any], str]]:
+def _ordered(nodes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The nodes in an order where each comes after what it reads (the config's order where it can), or a
     refusal naming the blocks that read each other in a cycle."""
-    position = {spec["name"]: i for i, (spec, _) in enumerate(nodes)}
-    waiting = {spec["name"]: {i for i in spec["inputs"] if i != INPUTS} for spec, _ in nodes}
+    position = {spec["name"]: i for i, spec in enumerate(nodes)}
+    waiting = {spec["name"]: {i for i in spec["inputs"] if i != INPUTS} for spec in nodes}
     readers: dict[str, list[str]] = {}
-    for spec, _ in nodes:
+    for spec in nodes:
         for name in waiting[spec["name"]]:
             readers.setdefault(name, []).append(spec["name"])
     ready = [position[name] for name, needs in waiting.items() if not needs]
     heapq.heapify(ready)
     found = []
     while ready:
-        spec, top = nodes[heapq.heappop(ready)]
-        found.append((spec, top))
+        spec = nodes[heapq.heappop(ready)]
+        found.append(spec)
         for reader in readers.get(spec["name"], ()):
             waiting[reader].discard(spec["name"])
             if not waiting[reader]:
                 heapq.heappush(ready, position[reader])
     if len(found) < len(nodes):
-        stuck = dict.fromkeys(top for spec, top in nodes if waiting[spec["name"]])
+        stuck = dict.fromkeys(spec[BLOCK] for spec in nodes if waiting[spec["name"]])
         raise ConfigError(f"model.blocks: blocks {', '.join(stuck)} read each other in a cycle; a block reads "
                           "only blocks or layers that come before it in the graph")
     return found
 
 
-def _output(output: str | None, nodes: Sequence[tuple[dict[str, Any], str]], made: _Expansion) -> str:
+def _output(output: str | None, nodes: Sequence[dict[str, Any]], made: _Expansion) -> dict[str, Any]:
     """The node that feeds the head: `model.output`'s, or the one block's no other block reads."""
     if output is not None:
         if output not in made.outputs:
             near = closest(output, made.outputs)
             raise ConfigError(f"model.output={output!r} names no block or layer" + (f" (did you mean {near!r}?)"
                               if near else "") + f"; blocks: {', '.join(made.written)}")
-        return made.outputs[output]
-    taken = {name for spec, _ in nodes for name in spec["inputs"]}
-    ends = [spec["name"] for spec, _ in nodes if spec["name"] not in taken]
-    tops = list(dict.fromkeys(made.top[name] for name in ends))
-    if len(tops) > 1:
-        raise ConfigError(f"model.blocks: blocks {', '.join(tops)} are read by no other block; name the one that "
-                          f"feeds the head, e.g. model.output={tops[-1]}, and have the others read by a block")
-    return str(ends[-1])
+        return next(spec for spec in nodes if spec["name"] == made.outputs[output])
+    taken = {name for spec in nodes for name in spec["inputs"]}
+    ends = [spec for spec in nodes if spec["name"] not in taken]
+    blocks = list(dict.fromkeys(spec[BLOCK] for spec in ends))
+    if len(blocks) > 1:
+        raise ConfigError(f"model.blocks: blocks {', '.join(blocks)} are read by no other block; name the one "
+                          f"that feeds the head, e.g. model.output={blocks[-1]}, and have the others read by a block")
+    return ends[-1]
 
 
-def _reaching(nodes: Sequence[tuple[dict[str, Any], str]], last: str, made: _Expansion) -> list[dict[str, Any]]:
+def _reaching(nodes: Sequence[dict[str, Any]], last: dict[str, Any]) -> list[dict[str, Any]]:
     """The specs, refusing a block whose output never reaches `last` (it would train nothing)."""
-    needed = {last}
-    for spec, _ in reversed(nodes):
+    needed = {last["name"]}
+    for spec in reversed(nodes):
         if spec["name"] in needed:
             needed.update(spec["inputs"])
-    idle = list(dict.fromkeys(top for spec, top in nodes if spec["name"] not in needed))
+    idle = list(dict.fromkeys(spec[BLOCK] for spec in nodes if spec["name"] not in needed))
     if idle:
         raise ConfigError(f"model.blocks: block {idle[0]!r} is not on the way to the head (model.output: "
-                          f"{made.top[last]!r}), so it would train nothing; have a later block read it, or leave "
+                          f"{last[BLOCK]!r}), so it would train nothing; have a later block read it, or leave "
                           "it out")
-    return [spec for spec, _ in nodes]
+    return list(nodes)
 
 
 def projection(add: Mapping[str, Any], stream: tuple[int, ...], branch: tuple[int, ...]) -> dict[str, Any] | None:
