@@ -29,12 +29,17 @@ PLACES = ("stem", "branch_in", "branch_mid", "branch_out", "shortcut", "gate", "
 @dataclass(frozen=True)
 class Block:
     """One residual block: its `add` layer, the input that ends its branch and the one that carries the stream,
-    and its path (the `model.blocks` block that made it; the add's name in a model written layer by layer)."""
+    and the `model.blocks` block that made it (None in a model written layer by layer)."""
 
     name: str
     branch_end: str
     stream: str
-    path: str
+    block: str | None
+
+    @property
+    def path(self) -> str:
+        """How the block is named: its path in `model.blocks`, else its add's name."""
+        return self.block or self.name
 
 
 @dataclass(frozen=True)
@@ -148,7 +153,7 @@ def residual_blocks(specs: Sequence[LayerSpec]) -> list[Block]:
     found = []
     for add, (branch, _) in _Graph(specs).blocks():
         branch_end = next(i for i in add.inputs if i in branch)
-        found.append(Block(add.name, branch_end, next(i for i in add.inputs if i != branch_end), add.block or add.name))
+        found.append(Block(add.name, branch_end, next(i for i in add.inputs if i != branch_end), add.block))
     return found
 
 
@@ -166,7 +171,7 @@ def with_branch_ends(specs: Sequence[LayerSpec], kind: str) -> list[LayerSpec]:
     from modelforge.core.model.layer_types import get_layer_type
 
     blocks = {b.branch_end: b for b in residual_blocks(specs)}
-    named = {end: f"{b.path}.{kind}" if b.path != b.name else f"{end}_{kind}" for end, b in blocks.items()}
+    named = {end: f"{b.block}.{kind}" if b.block else f"{end}_{kind}" for end, b in blocks.items()}
     adds = {b.name for b in blocks.values()}
     found: list[LayerSpec] = []
     for spec in specs:
@@ -175,10 +180,10 @@ def with_branch_ends(specs: Sequence[LayerSpec], kind: str) -> list[LayerSpec]:
                                               for i in spec.inputs))
         found.append(spec)
         if spec.name in blocks:
-            shape, path = spec.output_shape, blocks[spec.name].path
+            shape = spec.output_shape
             found.append(LayerSpec(named[spec.name], kind, None, {}, None, {}, shape, shape,
                                    get_layer_type(kind).weights(shape, {}), None, (spec.name,),
-                                   path if path != blocks[spec.name].name else None))
+                                   blocks[spec.name].block))
     return found
 
 
