@@ -517,9 +517,9 @@ class Residual:
                 raise ConfigError(f"residual.{key}: residual={name} takes no {key}"
                                   + (f"; it is residual={owner}'s" if owner else "")
                                   + (f"; it takes: {', '.join(takes)}" if takes else ""))
-        values = {key: number(given[key], f"residual.{key}") for key in takes
-                  if key in given and given[key] is not None}
-        return cls(str(name), **values)
+        # Typed as every config is; a key the config lacks keeps what its absence meant (the field's default).
+        absent = {f.name: f.default for f in dataclasses.fields(cls)}
+        return typed(cls, {**absent, **given}, "residual")
 
 
 @dataclass(frozen=True)
