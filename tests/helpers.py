@@ -276,6 +276,14 @@ def on_a_small_disk(folder, size, script, cwd, timeout=600, env=None):
                           env={**os.environ, **(env or {}), "DISK": str(folder), "PY": sys.executable})
 
 
+def plan_of(compose, *overrides):
+    """The plan of the `compose` fixture's config with FAST and `overrides`."""
+    import modelforge
+    from modelforge.core.init.plan import make_plan
+
+    return make_plan(modelforge.run_config(compose([*FAST, *overrides])))
+
+
 def residual_mlp(blocks, width=16, extra=""):
     """A stem, then `blocks` blocks x + f(x), f = dense(relu) -> dense(linear), the names saying nothing."""
     layers = [f"{{type:dense,name:s,units:{width}}}"]

@@ -10,7 +10,7 @@ import modelforge
 from modelforge.core.init.plan import make_plan
 from modelforge.core.model.blocks import Defaults, expand
 from modelforge.core.model.specs import layer_specs
-from tests.helpers import FAST, assert_refused
+from tests.helpers import FAST, assert_refused, plan_of
 
 DENSE = Defaults("dense", {}, 8)
 RES = {"type": "dense"}, {"type": "dense", "activation": "linear"}
@@ -19,10 +19,6 @@ BUNDLED = Path(__file__).parents[1] / "fixtures" / "main_700ace1" / "plans.json"
 
 def names(body):
     return [(spec["name"], spec["inputs"]) for spec in body]
-
-
-def plan_of(compose, *overrides):
-    return make_plan(modelforge.run_config(compose([*FAST, *overrides])))
 
 
 def test_repeat_names_copies_and_chains_them():

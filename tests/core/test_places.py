@@ -1,14 +1,9 @@
 """Each layer's place in a residual model, from the graph's structure: branches, shortcuts, gates, the stem and the
 readout, with L (the model's branches) and m (a branch's kernels); none in a model without residual blocks."""
 
-import modelforge
-from modelforge.core.init.plan import format_table, make_plan
+from modelforge.core.init.plan import format_table
 from modelforge.core.model.places import places
-from tests.helpers import FAST, residual_mlp
-
-
-def plan_of(compose, *overrides):
-    return make_plan(modelforge.run_config(compose([*FAST, *overrides])))
+from tests.helpers import plan_of, residual_mlp
 
 
 def where(plan):
