@@ -191,11 +191,43 @@ def build(plan: Plan, standardize: tuple[Any, Any] | None = None, sample: Any = 
         # Every input position keeps its own statistics (axis: all but the batch).
         axes = tuple(range(1, len(plan.info.input_shape) + 1))
         x = keras.layers.Normalization(axis=axes, mean=standardize[0], variance=standardize[1], name=STANDARDIZE)(x)
+    from modelforge.layers import call
+
     def made(spec: LayerSpec, xs: list[Any]) -> Any:
-        return chained(make_layers(spec, plan), xs, lambda layer, h: layer(h))
+        return chained(make_layers(spec, plan), xs, call)
 
     x = walk(plan.specs, {INPUTS: x}, made)[plan.specs[-1].name]
     with deep_recursion(len(plan.specs)):
         model = keras.Model(inputs, x, name="modelforge")
+    write_projections(model, plan)
     write_computed(model, plan, sample, measure)
     return model
+
+
+def projection_values(entry: PlanEntry) -> Any:
+    """One attention weight's values, drawn by its own initializer with its own seed: a kernel as the (input units)
+    x (output units) matrix its einsum computes (so fans and orthogonality are the matrix's), then reshaped.
+
+    Example:
+        >>> from modelforge import compose, plan
+        >>> query = plan(compose(["model=transformer"])).entries[2]
+        >>> query.weight, projection_values(query).shape
+        ('query/kernel', (32, 4, 8))
+    """
+    import numpy as np
+
+    made = make_initializer(entry)
+    einsum = entry.weight.endswith("kernel") and entry.fan_in is not None and entry.build[0] != CUSTOM
+    shape = (int(entry.fan_in or 1), int(entry.fan_out or 1)) if einsum else entry.shape
+    return np.reshape(np.asarray(made(shape, dtype="float32")), entry.shape)
+
+
+def write_projections(model: keras.Model, plan: Plan) -> None:
+    """Each attention projection's own values: Keras' MultiHeadAttention clones one initializer for its four
+    kernels, so with a seeded initializer query, key and value would start equal; the plan gives each its own
+    seed, and its values are written here, by path, after the build."""
+    for entry in plan.entries:
+        if entry.type == "multi_head_attention":
+            layer = model.get_layer(entry.layer)
+            variable = next(w for w in layer.weights if w.path.endswith(f"{entry.layer}/{entry.weight}"))
+            variable.assign(projection_values(entry))

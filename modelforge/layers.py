@@ -1,4 +1,5 @@
-"""modelforge's own Keras layers, for residual branches: a learnable scalar gate and a per-channel scale.
+"""modelforge's own Keras layers: for residual branches a learnable scalar gate, a per-channel scale and a fixed
+shortcut factor; for sequences learned positions.
 
 Both are registered for serialization under the package `modelforge`, so a saved model that holds them loads once
 modelforge is imported (`import modelforge` registers them when Keras is imported: `modelforge.system.imports`);
@@ -73,6 +74,87 @@ class LayerScale(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "gamma_initializer": keras.initializers.serialize(self.gamma_initializer)}
+
+
+@keras.saving.register_keras_serializable(package="modelforge")
+class Scale(keras.layers.Layer):
+    """A fixed factor times the input: `factor * x`, on a residual block's shortcut.
+
+    DeepNorm (Wang et al. 2022, "DeepNet: scaling Transformers to 1,000 layers") computes `LN(alpha x + f(x))` with
+    alpha = (2N)^(1/4) for an encoder of N blocks. The factor is a non-trainable weight set by `factor_initializer`
+    (the plan's), so the plan shows it and a saved model carries it.
+
+    Example:
+        >>> import numpy as np
+        >>> scale = Scale(factor_initializer=keras.initializers.Constant(2.0))
+        >>> np.asarray(scale(np.ones((1, 2), "float32"))).tolist(), scale.trainable_weights
+        ([[2.0, 2.0]], [])
+    """
+
+    def __init__(self, factor_initializer: Any = "ones", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.factor_initializer = keras.initializers.get(factor_initializer)
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        self.factor = self.add_weight(name="factor", shape=(), initializer=self.factor_initializer, trainable=False)
+
+    def call(self, inputs: Any) -> Any:
+        return inputs * keras.ops.cast(self.factor, inputs.dtype)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "factor_initializer": keras.initializers.serialize(self.factor_initializer)}
+
+
+@keras.saving.register_keras_serializable(package="modelforge")
+class PositionEmbedding(keras.layers.Layer):
+    """A learned vector per position added to a sequence: `x[:, t] + embeddings[t]`.
+
+    BERT's and ViT's learned positions (Devlin et al. 2019; Dosovitskiy et al. 2021), for inputs of a fixed
+    number of steps. The initializer is `embeddings_initializer` (the plan's).
+
+    Example:
+        >>> import numpy as np
+        >>> positions = PositionEmbedding(embeddings_initializer="ones")
+        >>> np.asarray(positions(np.zeros((1, 3, 2), "float32"))).tolist()
+        [[[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]]
+    """
+
+    def __init__(self, embeddings_initializer: Any = "glorot_uniform", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        self.embeddings = self.add_weight(name="embeddings", shape=(input_shape[-2], input_shape[-1]),
+                                          initializer=self.embeddings_initializer)
+
+    def call(self, inputs: Any) -> Any:
+        return inputs + keras.ops.cast(self.embeddings, inputs.dtype)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(),
+                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer)}
+
+
+def call(layer: keras.layers.Layer, h: Any, **kwargs: Any) -> Any:
+    """A layer on a node's input (one tensor, or a merge's list): an attention layer on (query, value), the one
+    input twice (self-attention) or the two it takes.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.ones((1, 3, 4), "float32")
+        >>> tuple(call(keras.layers.MultiHeadAttention(num_heads=2, key_dim=2), x).shape)
+        (1, 3, 4)
+    """
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        query, value = h if isinstance(h, list) else (h, h)
+        return layer(query, value, **kwargs)
+    return layer(h, **kwargs)
 
 
 def layer_class(name: str) -> type[keras.layers.Layer]:

@@ -16,6 +16,7 @@ from modelforge.core.model.graph import chained, layers_of, walk
 from modelforge.core.model.specs import LayerSpec
 from modelforge.core.names import INPUTS, STANDARDIZE
 from modelforge.initializers.lsuv import pre_activation
+from modelforge.layers import call
 
 # Keras activation layers: their input is the pre-activation of the layer before them.
 ACTIVATION_LAYERS = ("LeakyReLU", "PReLU", "ELU", "ReLU", "Activation", "Softmax")
@@ -41,7 +42,7 @@ def _pre_and_out(layer: Any, h: Any) -> tuple[Any, Any]:
         return h, layer(h, training=False)
     activation = getattr(layer, "activation", None)
     if activation is None or hasattr(layer, "cell") or activation is keras.activations.linear:
-        return None, layer(h, training=False)
+        return None, call(layer, h, training=False)
     pre = pre_activation(layer, h)
     return pre, activation(pre)
 
@@ -96,7 +97,9 @@ def run_probe(model: Any, plan: Plan, x: Any, y: Any) -> tuple[list[Step], float
     for found in merges:
         found.out_grad = next(pre_grads)
     for (found, weight), grad in zip(kernels, grads[len(watched):]):
-        found.kernel_grads[weight.name] = tf.zeros_like(weight) if grad is None else grad
+        # Named within the layer (`kernel`; an attention layer's `query/kernel`), as the plan names weights.
+        own = weight.path.removeprefix(f"{found.layer.name}/")
+        found.kernel_grads[own] = tf.zeros_like(weight) if grad is None else grad
     return steps, float(loss)
 
 

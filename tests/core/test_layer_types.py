@@ -6,6 +6,7 @@ import math
 
 import pytest
 from keras.src.initializers.random_initializers import compute_fans
+from keras.src.layers.core.einsum_dense import _analyze_einsum_string
 
 import modelforge
 from modelforge.core.model.layer_types import LAYER_TYPES
@@ -25,6 +26,9 @@ CASES = {
     "concatenate": ([40], {}),
     "gate": ([40], {}),
     "layer_scale": ([40], {}),
+    "scale": ([40], {}),
+    "multi_head_attention": (SEQUENCE, {"num_heads": 2, "key_dim": 4}),
+    "position_embedding": (SEQUENCE, {}),
     "simple_rnn": (SEQUENCE, {"units": 12}),
     "lstm": (SEQUENCE, {"units": 12}),
     "gru": (SEQUENCE, {"units": 12}),
@@ -41,6 +45,20 @@ for dims, shape in ((1, SEQUENCE), (2, IMAGE), (3, VOLUME)):
     if dims < 3:
         CASES[f"depthwise_conv{dims}d"] = (shape, {"kernel_size": 3, "depth_multiplier": 2})
         CASES[f"separable_conv{dims}d"] = (shape, {"filters": 8, "kernel_size": 3})
+
+
+def keras_fans_of(layer, weight, shape):
+    """The fans Keras 3.15 computes for a built weight: from the shape, or, for an attention projection's einsum
+    kernel, from the axes its EinsumDense derives from its equation (Keras' own analysis of it)."""
+    if "/" not in weight:
+        return compute_fans(shape)
+    projection = weight.split("/")[0]
+    sub = getattr(layer, "_output_dense" if projection == "attention_output" else f"_{projection}_dense")
+    inputs, kernel = sub.equation.split("->")[0].split(",")
+    source = tuple(shape[kernel.index(c)] if c in kernel else 5 for c in inputs)  # the einsum's input, as built
+    *_, input_axes, output_axes = _analyze_einsum_string(sub.equation, sub.bias_axes, source,
+                                                         sub.partial_output_shape)
+    return compute_fans(shape, input_axes, output_axes)
 
 
 def test_every_layer_type_has_a_case():
@@ -66,7 +84,7 @@ def test_each_layer_type_plans_and_builds_as_keras_computes_it(compose, name):
     plan = modelforge.plan(cfg)
     layer = modelforge.build_model(cfg).get_layer("probe")
     assert type(layer) is layer_class(LAYER_TYPES[name].keras_class)
-    built = {w.name: w.numpy() for w in layer.weights}
+    built = {w.path.removeprefix("probe/"): w.numpy() for w in layer.weights}  # an attention layer's query/kernel
     entries = plan.for_layer("probe")
     assert {e.weight for e in entries} <= set(built)
     for entry in entries:
@@ -74,7 +92,8 @@ def test_each_layer_type_plans_and_builds_as_keras_computes_it(compose, name):
         assert drawn.shape == entry.shape, entry.weight
         if entry.fan_in is not None:
             # The plan says what Keras computes where it differs from the true fans (None: they agree).
-            assert (entry.keras_fans or (entry.fan_in, entry.fan_out)) == compute_fans(drawn.shape), entry.weight
+            assert (entry.keras_fans or (entry.fan_in, entry.fan_out)) == keras_fans_of(layer, entry.weight,
+                                                                                       drawn.shape), entry.weight
         if entry.target_std:
             # The sample std of n draws is off by about std / sqrt(2n) (a bell's kurtosis; a uniform's is less).
             error = entry.target_std / math.sqrt(2 * drawn.size)

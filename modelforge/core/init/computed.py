@@ -76,7 +76,7 @@ def _delta(choice: InitChoice, weight: Weight, layer: str, kind: str, activation
            params: Mapping[str, Any]) -> Resolved:
     gain = activation_gain(activation, params)
     base = InitChoice("orthogonal", {"gain": gain}, choice.source)
-    if len(weight.shape) < 3:  # dense, recurrent input, embedding: no spatial taps, so orthogonal itself
+    if len(weight.shape) < 3 or weight.axes is not None:  # no spatial taps (an attention projection's are heads)
         shown = InitChoice("delta_orthogonal", {"gain": gain}, choice.source,
                            note=f"not a convolution: orthogonal with the gain {gain:.4g}")
         return Resolved(shown, base, None)
@@ -93,6 +93,11 @@ def _delta(choice: InitChoice, weight: Weight, layer: str, kind: str, activation
 
 def _lsuv(choice: InitChoice, weight: Weight, layer: str, kind: str, activation: str,
           params: Mapping[str, Any]) -> Resolved:
+    if weight.axes is not None:
+        raise ConfigError(f"initializer=lsuv cannot rescale {layer}/{weight.name} ({kind}): an attention "
+                          "projection's output variance depends on the other three, so one scale per kernel has no "
+                          "unit-variance solution; use orthogonal or the policy (initializer=auto) for attention "
+                          "models")
     settings = dict(choice.params)
     left = lsuv.left_to_policy(settings, layer == HEAD, kind, weight.name)
     if left:

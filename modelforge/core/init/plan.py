@@ -22,7 +22,7 @@ from modelforge.core.init import residual
 from modelforge.core.init.computed import Resolved, resolve
 from modelforge.core.model.fans import keras_fans
 from modelforge.core.model.layer_types import Weight
-from modelforge.core.model.places import Place, places, with_branch_ends
+from modelforge.core.model.places import Place, places, weight_place, with_branch_ends, with_shortcut_scales
 from modelforge.core.model.specs import LayerSpec, layer_specs
 from modelforge.core.names import activation_layer_name, counted
 from modelforge.core.registry import INITIALIZER_CLASSES, SEEDED, VARIANCE_SCALING_PRESETS, get_activation
@@ -173,11 +173,14 @@ def _entry(layer: str, type_: str, activation: str | None, weight: Weight, choic
            seed: int, resolved: Resolved | None = None) -> PlanEntry:
     resolved = resolved or Resolved(choice, choice, None)
     base = resolved.base
-    guess = keras_fans(weight.shape)
+    # Keras 3.15's EinsumDense hands an einsum kernel's axes to its initializer, so it reads their fans.
+    guess = keras_fans(weight.shape, *weight.axes) if weight.axes else keras_fans(weight.shape)
     true = weight.fans
     std_fans = true or guess
     build = keras_build(base, true, guess) if true else (base.name, base.params)
-    std = target_std(base, weight.shape, *std_fans) if resolved.computed is None else resolved.target_std
+    # An einsum kernel's values are drawn as its (input units) x (output units) matrix (`build.projection_values`).
+    drawn = (int(std_fans[0]), int(std_fans[1])) if weight.axes else weight.shape
+    std = target_std(base, drawn, *std_fans) if resolved.computed is None else resolved.target_std
     return PlanEntry(
         layer=layer, weight=weight.name, type=type_, activation=activation, choice=resolved.shown, build=build,
         fan_in=true[0] if true else None, fan_out=true[1] if true else None,
@@ -236,8 +239,11 @@ def make_plan(run: RunConfig, input_shape: tuple[int, ...] | None = None, info: 
     """
     seed, init_cfg = run.seed, run.initializer
     specs, info = layer_specs(run, input_shape, info)
-    if run.residual.name in STRUCTURAL_RULES:  # a gate or LayerScale at each branch's end
-        specs = with_branch_ends(specs, STRUCTURAL_RULES[run.residual.name])
+    structural = STRUCTURAL_RULES.get(run.residual.name)
+    if structural == "scale":  # a fixed factor on each shortcut (DeepNorm)
+        specs = with_shortcut_scales(specs)
+    elif structural is not None:  # a gate or LayerScale at each branch's end
+        specs = with_branch_ends(specs, structural)
     plan = Plan(specs, info)
     where = places(specs)
     for spec in specs:
@@ -263,7 +269,8 @@ def make_plan(run: RunConfig, input_shape: tuple[int, ...] | None = None, info: 
 def _placed(entry: PlanEntry, place: Place | None) -> PlanEntry:
     if place is None:
         return entry
-    return replace(entry, place=place.place, block=place.block, branches=place.branches, depth=place.depth)
+    return replace(entry, place=weight_place(place.place, entry.type, entry.weight), block=place.block,
+                   branches=place.branches, depth=place.depth)
 
 
 def plan_digest(plan: Plan) -> str:

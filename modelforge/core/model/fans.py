@@ -15,14 +15,20 @@ from collections.abc import Sequence
 Fans = tuple[float, float]
 
 
-def keras_fans(shape: Sequence[int]) -> tuple[int, int]:
-    """The fans Keras' `compute_fans` derives from a weight shape alone.
+def keras_fans(shape: Sequence[int], input_axes: Sequence[int] | None = None,
+               output_axes: Sequence[int] | None = None) -> tuple[int, int]:
+    """The fans Keras' `compute_fans` derives from a weight shape alone, or, given an einsum kernel's input and
+    output axes (as `EinsumDense` hands them to its initializer since Keras 3.15), from those axes.
 
     Example:
         >>> keras_fans((3, 3, 16, 32))
         (144, 288)
+        >>> keras_fans((32, 4, 8), (0,), (1, 2))  # an attention query kernel (d_model, heads, key_dim)
+        (32, 32)
     """
     shape = tuple(shape)
+    if input_axes is not None and output_axes is not None:
+        return math.prod(shape[a] for a in input_axes), math.prod(shape[a] for a in output_axes)
     if not shape:
         return 1, 1
     if len(shape) == 1:
@@ -129,3 +135,16 @@ def embedding_fans(output_dim: int) -> Fans:
         (1, 16)
     """
     return 1, output_dim
+
+
+def einsum_fans(shape: Sequence[int], input_axes: Sequence[int], output_axes: Sequence[int]) -> Fans:
+    """An einsum kernel (an attention projection): every output unit sums the units along its input axes, and
+    every input unit reaches the units along its output axes. A query kernel (d_model, heads, key_dim) maps
+    d_model inputs to heads x key_dim outputs; Keras before 3.15 read it as a convolution and took
+    heads x d_model for its fan_in.
+
+    Example:
+        >>> einsum_fans((4, 8, 32), (0, 1), (2,))  # the output kernel (heads, value_dim, d_model)
+        (32, 32)
+    """
+    return keras_fans(shape, input_axes, output_axes)

@@ -32,6 +32,8 @@ class Weight:
         init_arg: the Keras constructor argument that sets its initializer.
         fans: the true (fan_in, fan_out) of the layer's forward computation (see `fans.py`), for the
             weights a variance-scaling initializer may draw; None for biases and statistics.
+        axes: an einsum kernel's (input axes, output axes) (an attention projection's): its values are drawn as
+            the (input units) x (output units) matrix and reshaped; None for every other weight.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Weight:
     role: str
     init_arg: str
     fans: tuple[float, float] | None = None
+    axes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +60,8 @@ class LayerType:
         recurrent: whether its kernels include recurrent ones.
         merge: for a layer that takes two or more inputs (`add`, `concatenate`), maps (their shapes, args) to
             its output shape; None for a layer that takes one input.
+        attends: whether it is an attention layer: it takes one input (self-attention) or two (a query, then
+            the value it attends to), and its weights depend on both shapes (`VALUE_SHAPE` in their args).
     """
 
     name: str
@@ -69,6 +74,7 @@ class LayerType:
     has_activation: bool = False
     recurrent: bool = False
     merge: Callable[[Sequence[Shape], Args], Shape] | None = None
+    attends: bool = False
 
     @property
     def default_activation(self) -> str:
@@ -243,6 +249,61 @@ def _embedding_weights(shape: Shape, args: Args) -> list[Weight]:
                    fan_rules.embedding_fans(args["output_dim"]))]
 
 
+# The argument an attention layer's weight rule reads the attended value's shape from (never passed to Keras).
+VALUE_SHAPE = "_value_shape"
+# An attention layer's projections, in the order Keras makes their weights, each with its kernel's axes.
+PROJECTIONS = ("query", "key", "value", "attention_output")
+
+
+def _attention_sizes(shape: Shape, args: Args) -> tuple[int, int, int, int]:
+    """(heads, key_dim, value_dim, output size) of a multi_head_attention layer on queries of `shape`."""
+    heads = positive_int(args.get("num_heads"), "num_heads")
+    key_dim = positive_int(args.get("key_dim"), "key_dim")
+    value_dim = key_dim if args.get("value_dim") is None else positive_int(args["value_dim"], "value_dim")
+    out = args.get("output_shape")
+    out = shape[-1] if out is None else positive_int(out, "output_shape")
+    for key, allowed in (("attention_axes", None), ("use_gate", False)):
+        if args.get(key, allowed) != allowed:
+            raise ConfigError(f"{key}={args[key]!r} is not planned by modelforge (attention over the steps of "
+                              f"sequences, without a gate); leave {key} out")
+    return heads, key_dim, value_dim, out
+
+
+def _attention_out(shape: Shape, args: Args) -> Shape:
+    return (*shape[:-1], _attention_sizes(shape, args)[3])
+
+
+def _attention_weights(shape: Shape, args: Args) -> list[Weight]:
+    """Keras' MultiHeadAttention: query, key and value kernels (features, heads, size) and an output kernel (heads,
+    value_dim, output), each an EinsumDense with its bias; fans from each kernel's einsum axes, as Keras 3.15's
+    `compute_fans(shape, input_axes, output_axes)` reads them."""
+    heads, key_dim, value_dim, out = _attention_sizes(shape, args)
+    source = tuple(args.get(VALUE_SHAPE) or shape)[-1]
+    kernels = {"query": ((shape[-1], heads, key_dim), ((0,), (1, 2))),
+               "key": ((source, heads, key_dim), ((0,), (1, 2))),
+               "value": ((source, heads, value_dim), ((0,), (1, 2))),
+               "attention_output": ((heads, value_dim, out), ((0, 1), (2,)))}
+    found = []
+    for name in PROJECTIONS:
+        kernel, axes = kernels[name]
+        found.append(Weight(f"{name}/kernel", kernel, "kernel", "kernel_initializer",
+                            fan_rules.einsum_fans(kernel, *axes), axes))
+        if args.get("use_bias", True):
+            found.append(Weight(f"{name}/bias", kernel[-1:] if name == "attention_output" else kernel[1:], "bias",
+                                "bias_initializer"))
+    return found
+
+
+def _position_weights(shape: Shape, args: Args) -> list[Weight]:
+    """A learned vector per position, added to the input: a lookup of the step's index (fans as an embedding's)."""
+    return [Weight("embeddings", (shape[0], shape[-1]), "kernel", "embeddings_initializer",
+                   fan_rules.embedding_fans(shape[-1]))]
+
+
+def _scale_factor(shape: Shape, args: Args) -> list[Weight]:
+    return [Weight("factor", (), "shortcut_scale", "factor_initializer")]
+
+
 def _pool(n: int) -> Callable[[Shape, Args], Shape]:
     def out(shape: Shape, args: Args) -> Shape:
         return (*_spatial(shape, args, n, "pool_size", 2), shape[-1])
@@ -325,6 +386,12 @@ def _table() -> dict[str, LayerType]:
         LayerType(name="layer_scale", keras_class="LayerScale", output_shape=_same, weights=_scale_weights),
         LayerType(name="concatenate", keras_class="Concatenate", output_shape=_same, weights=_none,
                   merge=_concatenate),
+        LayerType(name="multi_head_attention", keras_class="MultiHeadAttention", output_shape=_attention_out,
+                  weights=_attention_weights, input_rank=2, attends=True),
+        # modelforge's own: learned positions added to a sequence, and DeepNorm's fixed factor on a shortcut.
+        LayerType(name="position_embedding", keras_class="PositionEmbedding", output_shape=_same,
+                  weights=_position_weights, input_rank=2),
+        LayerType(name="scale", keras_class="Scale", output_shape=_same, weights=_scale_factor),
     ]
     for n, dims in _DIMS.items():
         suffix = dims.upper()

@@ -17,7 +17,7 @@ from modelforge.core.config.datasets import DataInfo
 from modelforge.core.config.schema import ActivationChoice, RunConfig, task_of
 from modelforge.core.model.blocks import BLOCK, SHORTCUT, Defaults, expand, projection
 from modelforge.core.model.graph import walk
-from modelforge.core.model.layer_types import LayerType, Weight, get_layer_type
+from modelforge.core.model.layer_types import VALUE_SHAPE, LayerType, Weight, get_layer_type
 from modelforge.core.names import HEAD, INPUTS
 from modelforge.core.registry import get_activation
 from modelforge.errors import ConfigError, closest
@@ -153,7 +153,7 @@ def wanted_layout(body: Sequence[Mapping[str, Any]]) -> str:
 def raw_body(run: RunConfig) -> list[dict[str, Any]]:
     """The body as plain spec mappings, before shapes: `model.blocks`, `model.layers`, or `model.depth` blocks."""
     if run.model.blocks is not None:
-        defaults = Defaults(run.layer.type, run.layer.args, run.model.units)
+        defaults = Defaults(run.layer.type, run.layer.args, run.model.units, run.model.norm)
         return expand(run.model.blocks, run.model.output, defaults)
     return _body_from_list(run.model.layers) if run.model.layers is not None else _body_from_blocks(run)
 
@@ -217,8 +217,15 @@ def _merged(spec: Mapping[str, Any], kind: LayerType, shapes: list[tuple[int, ..
             return kind.merge(shapes, _args(spec))
         except ConfigError as err:
             raise ConfigError(f"layer {spec['name']!r} ({kind.name}): {err}") from None
+    if kind.attends and len(shapes) == 2:  # a query and the value it attends to
+        if len(shapes[1]) != len(shapes[0]):
+            raise ConfigError(f"layer {spec['name']!r} ({kind.name}) attends from queries of shape "
+                              f"{list(shapes[0])} to values of shape {list(shapes[1])}; both must be sequences "
+                              "(steps, features)")
+        return shapes[0]
     if len(shapes) != 1:
-        raise ConfigError(f"layer {spec['name']!r} ({kind.name}) takes one input, not {len(shapes)}; merge them "
+        takes = "one input, or a query and a value" if kind.attends else "one input"
+        raise ConfigError(f"layer {spec['name']!r} ({kind.name}) takes {takes}, not {len(shapes)}; merge them "
                           "first with an add or concatenate layer")
     return shapes[0]
 
@@ -233,6 +240,7 @@ def _resolve(spec: dict[str, Any], shapes: list[tuple[int, ...]], default_act: A
         raise _shape_error(spec, kind, shape, first, info)
     if kind.layout == "tokens":
         _check_tokens(spec, info, first)
+        spec = {**spec, "input_dim": spec.get("input_dim", info.vocab_size)}  # by default, the data's vocabulary
     elif first and info.vocab_size is not None:
         raise ConfigError(f"data.layout=tokens gives integer tokens, which only an embedding layer can take first; "
                           f"layer {name!r} is {kind.name}")
@@ -257,7 +265,7 @@ def _resolve(spec: dict[str, Any], shapes: list[tuple[int, ...]], default_act: A
     args = _args(spec)
     try:
         out = kind.output_shape(shape, args)
-        weights = kind.weights(shape, args)
+        weights = kind.weights(shape, {**args, VALUE_SHAPE: shapes[-1]} if kind.attends else args)
     except ConfigError as err:
         raise ConfigError(f"layer {name!r} ({kind.name}): {err}") from None
     if spec.get("initializer") is not None and not any(w.role == "kernel" for w in weights):
