@@ -19,7 +19,7 @@ def test_default_config_whole(compose):
     assert cfg == {
         "activation": {"name": "auto"},
         "layer": {"type": "dense"},
-        "model": {"depth": 2, "units": 64, "layers": None, "blocks": None, "output": None},
+        "model": {"depth": 2, "units": 64, "layers": None, "blocks": None, "output": None, "norm": None},
         "initializer": cfg["initializer"],  # checked below, rule by rule
         "residual": {"name": "none"},
         "data": {"name": "digits", "validation_split": 0.2, "layout": "auto"},

@@ -66,6 +66,8 @@ KEYS: dict[str, Meaning] = {
     # A graph of named blocks, and the block that feeds the head (null: a model of depth/units or layers).
     "model.blocks": Meaning(results=True, per_arm=False, absent=(None,)),
     "model.output": Meaning(results=True, per_arm=False, absent=(None,)),
+    # Where residual blocks put their layer normalization (pre, post; null: where their own `norm` key says).
+    "model.norm": Meaning(results=True, per_arm=False, absent=(None,)),
     "layer": SHARED,
     "activation": SHARED,
     # The data: what is read, how and how it is split. Only where a download is cached cannot change it.

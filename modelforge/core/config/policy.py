@@ -43,6 +43,8 @@ ROLE_DEFAULTS: dict[str, str | dict[str, Any]] = {
     # A residual branch's gate starts at 0, so its block is the identity (ReZero); LayerScale at CaiT's 0.1.
     "gate": "zeros",
     "layer_scale": {"name": "constant", "value": 0.1},
+    # A shortcut's fixed factor (DeepNorm's alpha, set by the rule): 1 leaves the stream as it is.
+    "shortcut_scale": "ones",
 }
 
 

@@ -125,6 +125,10 @@ class Trainer:
                           hint="null weighs every sample alike")
 
 
+# Where a residual block's layer normalization goes: the branch's start (pre-LN), or after the add (post-LN).
+NORM_PLACES = ("pre", "post")
+
+
 @dataclass(frozen=True)
 class Model:
     """`model`: `depth` blocks of the `layer` group `units` wide, the explicit `layers` list, or a graph of named
@@ -135,6 +139,9 @@ class Model:
     layers: Any  # None, or a list of layer spec mappings (a tuple of dicts once checked)
     blocks: Any  # None, or a mapping of named blocks
     output: str | None
+    # Where a residual block without its own `norm` key puts a layer normalization: `pre` (the branch's start),
+    # `post` (after the add), or None (none added).
+    norm: str | None
 
     def __post_init__(self) -> None:
         positive_int(self.depth, "model.depth")
@@ -149,6 +156,11 @@ class Model:
         if self.output is not None and self.blocks is None:
             raise ConfigError(f"model.output={self.output!r} names a block, and the model has no model.blocks; set "
                               "model.output=null")
+        if self.norm is not None and self.norm not in NORM_PLACES:
+            raise invalid("model.norm", self.norm, [*NORM_PLACES, "null"])
+        if self.norm is not None and self.blocks is None:
+            raise ConfigError(f"model.norm={self.norm!r} places the residual blocks' normalization, and the model has "
+                              "no model.blocks; set model.norm=null")
         if self.layers is not None and len(self.layers) > MAX_LAYERS:
             raise ConfigError(f"model.layers holds {len(self.layers):,} layer specs; a model has at most "
                               f"{MAX_LAYERS:,} layers")
@@ -474,9 +486,10 @@ LOGGER_CLASSES: dict[str, type] = {"csv": CsvLogger, "tensorboard": TensorBoardL
 SCHEMAS: dict[str, type] = {"trainer": Trainer, "model": Model, **DATA_CLASSES}
 GROUPS = ("model", "layer", "activation", "initializer", "residual", "data", "optimizer", "trainer", "logger")
 # The residual rules (conf/residual/): how weights are scaled by their place in a residual block.
-RESIDUAL_RULES = ("none", "zero_last", "fixup", "scaled", "rezero", "layerscale")
-# The rules that add a layer at each branch's end (the model's structure changes: fused jobs group by it).
-STRUCTURAL_RULES = {"rezero": "gate", "layerscale": "layer_scale"}
+RESIDUAL_RULES = ("none", "zero_last", "fixup", "scaled", "rezero", "layerscale", "deepnorm")
+# Rules that add a layer to each residual block, at its branch's end or (DeepNorm's factor) on its shortcut: the
+# model's structure changes, so fused jobs group by it.
+STRUCTURAL_RULES = {"rezero": "gate", "layerscale": "layer_scale", "deepnorm": "scale"}
 
 
 # The keys a residual rule takes besides its name (conf/residual/<rule>.yaml gives each its value).
@@ -566,9 +579,9 @@ class RunConfig:
         """
         # A config composed before the residual group existed (a run folder's config.yaml) had no rule.
         cfg = {"residual": {"name": "none"}, **cfg}
-        # ... nor, before the blocks existed, model.blocks and model.output.
+        # ... nor, before the blocks existed, model.blocks, model.output and model.norm.
         if isinstance(cfg.get("model"), Mapping):
-            cfg["model"] = {"blocks": None, "output": None, **cfg["model"]}
+            cfg["model"] = {"blocks": None, "output": None, "norm": None, **cfg["model"]}
         check_keys(cfg, [*GROUPS, "seed"], "", required=True)
         # NumPy's and Python's generators take any size, TensorFlow's and Keras' seeds 32 bits.
         seed = int(number(cfg["seed"], "seed", integer=True, minimum=0, maximum=MAX_SEED))

@@ -10,6 +10,10 @@ initializer group and the policy chose. A layer's own `initializer` still wins.
   projections (with L counting every branch).
 - `rezero` (Bachlechner et al. 2020): a gate at each branch's end, started at `residual.gate_init`, 0 by default
   (the plan adds the layers); a small nonzero start is SkipInit's (De & Smith 2020).
+- `deepnorm` (Wang et al. 2022, the encoder-only form): each shortcut multiplied by alpha = (2N)^(1/4) (a fixed
+  `scale` layer the plan adds), and the value, attention-output and MLP kernels' std by beta = (8N)^(-1/4), N = L/2
+  the blocks of two branches (attention and MLP); query and key as the policy says. For post-LN models only: a
+  layer normalization right after each residual add.
 - `layerscale` (Touvron et al. 2021): LayerScale at each branch's end, started at `residual.init_value`, or, when
   null, by depth as CaiT does: 0.1 up to 18 branches, 1e-5 up to 24, 1e-6 beyond.
 
@@ -25,7 +29,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from modelforge.core.config.policy import InitChoice
-from modelforge.core.model.places import NORMS
+from modelforge.core.model.places import ATTENTION, BRANCH_ENDS, NORMS, residual_blocks
 from modelforge.core.registry import VARIANCE_SCALING_PRESETS
 from modelforge.errors import ConfigError
 
@@ -33,6 +37,9 @@ if TYPE_CHECKING:
     from modelforge.core.config.schema import Residual
     from modelforge.core.init.plan import Plan, PlanEntry
 
+# The kernels DeepNorm scales by beta: all of a branch's but the attention's query and key.
+_DEEPNORM_SCALED = ("attn_value", "attn_output", "ffn_in", "ffn_mid", "ffn_out", "branch_in", "branch_mid",
+                    "branch_out")
 # What a factor multiplies, per initializer the rules can scale: its std is linear in these parameters.
 _LINEAR = {"orthogonal": ("gain",), "random_normal": ("stddev",), "truncated_normal": ("stddev",),
            "random_uniform": ("minval", "maxval")}
@@ -46,6 +53,22 @@ def cait_value(branches: int) -> float:
         (0.1, 1e-05, 1e-06)
     """
     return 0.1 if branches <= 18 else 1e-5 if branches <= 24 else 1e-6
+
+
+def deepnorm_factors(branches: int) -> tuple[float, float]:
+    """DeepNorm's (alpha, beta) for an encoder of L residual branches, N = L/2 blocks: ((2N)^(1/4), (8N)^(-1/4)).
+
+    Example:
+        >>> [round(x, 4) for x in deepnorm_factors(24)]  # 12 blocks
+        [2.2134, 0.3195]
+    """
+    blocks = branches / 2
+    return (2 * blocks) ** 0.25, (8 * blocks) ** -0.25
+
+
+def _kernel(entry: PlanEntry) -> bool:
+    """Whether the weight is a kernel: `kernel`, or an attention projection's `query/kernel`."""
+    return entry.weight.split("/")[-1] == "kernel"
 
 
 def factor(rule: str, entry: PlanEntry, normed: bool) -> float | None:
@@ -65,13 +88,15 @@ def factor(rule: str, entry: PlanEntry, normed: bool) -> float | None:
     if rule == "zero_last":
         if normed:
             return 0.0 if place == "branch_out" and entry.type in NORMS and weight == "gamma" else None
-        return 0.0 if place == "branch_out" and weight == "kernel" else None
+        return 0.0 if place in BRANCH_ENDS and _kernel(entry) else None
     if rule == "fixup":
         if place in ("branch_out", "readout") and weight in ("kernel", "bias"):
             return 0.0
         return L ** (-1.0 / (2 * m - 2)) if place in ("branch_in", "branch_mid") and weight == "kernel" else None
     if rule == "scaled":
-        return 1.0 / math.sqrt(L) if place == "branch_out" and weight == "kernel" else None
+        return 1.0 / math.sqrt(L) if place in BRANCH_ENDS and _kernel(entry) else None
+    if rule == "deepnorm":
+        return deepnorm_factors(L)[1] if place in _DEEPNORM_SCALED and _kernel(entry) else None
     return None
 
 
@@ -86,7 +111,14 @@ def check(rule: str, plan: Plan, initializer: str) -> None:
     if not placed:
         raise ConfigError(f"residual={rule}: the model has no residual block (an add of a branch and the stream it "
                           "left), so the rule would change nothing; use residual=none, or add a block")
+    if rule == "deepnorm":
+        _check_post_norm(plan)
     if rule == "fixup":
+        attention = sorted({e.layer for e in plan.entries if e.type == ATTENTION})
+        if attention:
+            raise ConfigError(f"residual=fixup on a model with attention ({attention[0]}): Fixup's rules are for "
+                              "branches of dense or convolution layers; use residual=scaled, deepnorm (post-LN), "
+                              "zero_last or rezero")
         norms = sorted({e.layer for e in plan.entries if e.type in NORMS})
         if norms:
             raise ConfigError(f"residual=fixup on a model with normalization layers ({', '.join(norms)}): Fixup is "
@@ -96,6 +128,21 @@ def check(rule: str, plan: Plan, initializer: str) -> None:
         if short:
             raise ConfigError(f"residual=fixup with one-kernel branches (block {short[0]}): its exponent "
                               "-1/(2m-2) is undefined for m=1; use residual=scaled or residual=zero_last")
+
+
+def _check_post_norm(plan: Plan) -> None:
+    """DeepNorm's `LN(alpha x + f(x))`: each residual add must be read by one layer normalization and nothing else."""
+    readers: dict[str, list[str]] = {}
+    for spec in plan.specs:
+        for name in spec.inputs:
+            readers.setdefault(name, []).append(spec.type)
+    for block in residual_blocks(plan.specs):
+        after = readers.get(block.name, [])
+        if after != ["layer_normalization"]:
+            found = ", ".join(after) or "nothing"
+            raise ConfigError(f"residual=deepnorm is for post-LN models (a layer normalization right after each "
+                              f"residual add), and block {block.path!r}'s add is read by {found}; for "
+                              "model=transformer set model.norm=post, or use residual=scaled for pre-LN models")
 
 
 def scaled_entry(entry: PlanEntry, rule: str, by: float) -> PlanEntry:
@@ -140,6 +187,11 @@ def apply(residual: Residual, plan: Plan) -> None:
     for i, entry in enumerate(plan.entries):
         if entry.choice.source in ("default:gate", "default:layer_scale") and rule in ("rezero", "layerscale"):
             plan.entries[i] = _started(entry, residual)
+            continue
+        if entry.choice.source == "default:shortcut_scale" and rule == "deepnorm":
+            alpha = deepnorm_factors(entry.branches or 0)[0]
+            choice = InitChoice("constant", {"value": alpha}, "residual:deepnorm", note="the shortcut's alpha")
+            plan.entries[i] = replace(entry, choice=choice, build=("constant", {"value": alpha}), target_std=0.0)
             continue
         by = factor(rule, entry, entry.block in normed)
         if by is not None and by != 1.0 and entry.choice.source != "layer":

@@ -7,11 +7,14 @@ A block is a mapping of these keys (all optional but one of `layers`, `blocks`, 
   `activation` takes the `activation` group's, and one without `name` is named by its kind and count (`conv1`).
 - `blocks`: a mapping of blocks nested in this one (a stage of residual blocks), instead of `layers`.
 - `repeat: N`: N copies in a chain, named `<block>1` ... `<block>N`; naming the block names its last copy.
-- `input`: the block or layer it reads (by name, or a list of names for a merge); by default the block before it
-  in its mapping (the first block of the model reads the model's inputs, a nested first block its parent's).
+- `input`: the block or layer it reads (by name, or a list of names for a merge, or a query and the value for a
+  block that starts with attention); by default the block before it in its mapping (the first block of the model
+  reads the model's inputs, a nested first block its parent's).
 - `residual: true`: the block is a branch `f(x)` added to its input, `x + f(x)`. Where the branch changes the
   shape, the input goes through a projection (a 1x1 conv for images and sequences, a dense layer for flat
   data, linear and without bias), chosen from the shapes when the specs are shaped (`specs.layer_specs`).
+- `norm: pre | post`: with `residual: true`, a layer normalization (named `norm`) at the branch's start (pre-LN,
+  `x + f(LN(x))`) or right after the add (post-LN, `LN(x + f(x))`); by default `model.norm`'s, else none.
 - `after`: an activation after the block (after its add: ResNet v1's `relu`).
 - `merge: add | concatenate`: the block starts by merging the layers its `input` list names (a U-Net skip).
 
@@ -28,28 +31,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelforge.core.checks import positive_int
-from modelforge.core.config.schema import MAX_LAYERS
+from modelforge.core.config.schema import MAX_LAYERS, NORM_PLACES
 from modelforge.core.model.layer_types import get_layer_type
 from modelforge.core.names import INPUTS
-from modelforge.errors import ConfigError, closest
+from modelforge.errors import ConfigError, closest, invalid
 
-BLOCK_KEYS = ("layers", "blocks", "repeat", "input", "residual", "after", "merge")
+BLOCK_KEYS = ("layers", "blocks", "repeat", "input", "residual", "norm", "after", "merge")
 MERGES = ("add", "concatenate")
 # A layer spec's keys that say where it sits in a block; the builder passes neither to Keras.
 BLOCK = "block"
 SHORTCUT = "shortcut"
 # Short names of layer kinds for the default names of a block's layers (`conv1`, `bn2`); others keep theirs.
-_SHORT = {"batch_normalization": "bn", "layer_normalization": "ln", "layer_scale": "scale"}
+_SHORT = {"batch_normalization": "bn", "layer_normalization": "ln", "layer_scale": "scale",
+          "multi_head_attention": "mha", "position_embedding": "pos"}
 
 
 @dataclass(frozen=True)
 class Defaults:
     """What a block's layer spec takes when it does not say: the `layer` group's type and arguments, and the
-    model's width (`model.units`)."""
+    model's width (`model.units`); and where a residual block puts its normalization (`model.norm`)."""
 
     type: str
     args: Mapping[str, Any]
     units: int
+    norm: str | None = None
 
 
 @dataclass
@@ -104,18 +109,34 @@ def _block(value: Any, where: str) -> Mapping[str, Any]:
     if value.get("residual") and value.get("merge") is not None:
         raise ConfigError(f"{where} has residual: true and merge: {value['merge']}; a residual block adds its one "
                           "input to its branch, so give the merge a block of its own before it")
+    if value.get("norm") is not None:
+        if value["norm"] not in NORM_PLACES:
+            raise invalid(f"{where}.norm", value["norm"], [*NORM_PLACES, "null"])
+        if not value.get("residual"):
+            raise ConfigError(f"{where}.norm={value['norm']} places a residual block's normalization, and {where} "
+                              "has no residual: true; add it, or put a layer_normalization in its layers")
     if value.get("repeat") is not None:
         positive_int(value["repeat"], f"{where}.repeat")
     return value
 
 
-def _inputs(value: Any, where: str, merge: Any) -> tuple[str, ...] | None:
-    """The names a block's `input` gives (None: the block before it)."""
+def _attends(block: Mapping[str, Any]) -> bool:
+    """Whether the block's first layer is an attention layer (which takes a query and a value: two inputs)."""
+    layers = block.get("layers")
+    first = layers[0] if isinstance(layers, (list, tuple)) and layers else None
+    return isinstance(first, Mapping) and first.get("type") == "multi_head_attention"
+
+
+def _inputs(value: Any, where: str, merge: Any, attends: bool = False) -> tuple[str, ...] | None:
+    """The names a block's `input` gives (None: the block before it); two for a block that starts with attention
+    (its query, then the value it attends to)."""
     if value is None:
         return None
     names = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, (list, tuple)) else ()
     if not names or not all(isinstance(n, str) and n for n in names):
         raise ConfigError(f"{where}.input={value!r} must be a block or layer name, or a list of them")
+    if attends and merge is None and len(names) == 2:
+        return names
     if merge is None and len(names) > 1:
         raise ConfigError(f"{where}.input names {len(names)} blocks ({', '.join(names)}); a block reads one, "
                           "or merges several with merge: add or merge: concatenate")
@@ -189,7 +210,7 @@ def _children(blocks: Mapping[str, Any], parent: str, inputs: list[Any], default
         here = f"{where}.{_check_name(name, where)}"
         made.written.append(f"{parent}.{name}" if parent else name)
         block = _block(value, here)
-        given = _inputs(block.get("input"), here, block.get("merge"))
+        given = _inputs(block.get("input"), here, block.get("merge"), _attends(block))
         if given is not None:
             current = [_Name(text, parent, here) for text in given]
         repeat = block.get("repeat")
@@ -222,8 +243,11 @@ def _copy(block: Mapping[str, Any], path: str, inputs: list[Any], defaults: Defa
         if len(made.nodes) > MAX_LAYERS:
             raise ConfigError(f"model.blocks makes more than the {MAX_LAYERS:,} layers a model may have")
 
+    norm = block.get("norm", defaults.norm) if block.get("residual") else None
     if block.get("merge") is not None:
         add({"type": block["merge"], "name": block["merge"]})
+    if norm == "pre":
+        add({"type": "layer_normalization", "name": "norm"})
     if block.get("layers") is not None:
         layers = block["layers"]
         if not isinstance(layers, (list, tuple)) or not layers:
@@ -235,7 +259,9 @@ def _copy(block: Mapping[str, Any], path: str, inputs: list[Any], defaults: Defa
         current = [_children(_block_map(block["blocks"], where), path, current, defaults, made, f"{where}.blocks")]
     if block.get("residual"):
         # The stream first, then the branch, as Keras' ResNets order an add's inputs.
-        add({"type": "add", "name": "add", SHORTCUT: f"{path}.{SHORTCUT}"}, [*inputs, *current])
+        add({"type": "add", "name": "add", SHORTCUT: f"{path}.{SHORTCUT}"}, [inputs[0], *current])
+    if norm == "post":
+        add({"type": "layer_normalization", "name": "norm"})
     if block.get("after") is not None:
         add({"type": "activation", "name": "after", "activation": block["after"]})
     return str(current[0])

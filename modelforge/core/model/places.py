@@ -1,5 +1,9 @@
 """Each layer's place in a residual model, read from the graph's structure alone (never from names a user typed).
 
+An attention layer's four projections each have their own place (`attn_query`, `attn_key`, `attn_value`,
+`attn_output`: `weight_place`); in a model with attention, a branch without attention is a Transformer block's MLP,
+its kernels `ffn_in`, `ffn_mid`, `ffn_out`. Embeddings (token and position) outside branches are `embedding`.
+
 A residual block is an `add` of two inputs where one path is a branch `f(x)` and the other the stream `x`: either
 one input is an ancestor of the other (an identity shortcut), or both leave one common node, and the side with
 fewer kernels is the shortcut (a projection; on a tie the first input, as Keras' ResNets order an add's
@@ -23,7 +27,14 @@ from modelforge.core.names import HEAD, INPUTS
 # Layer types that scale a branch's output by learned factors.
 GATES = ("gate", "layer_scale")
 NORMS = ("batch_normalization", "layer_normalization")
-PLACES = ("stem", "branch_in", "branch_mid", "branch_out", "shortcut", "gate", "readout")
+ATTENTION = "multi_head_attention"
+# An attention layer's projections, each its own place: the layer's weights are named `<projection>/kernel`.
+ATTENTION_PLACES = {"query": "attn_query", "key": "attn_key", "value": "attn_value", "attention_output": "attn_output"}
+EMBEDDINGS = ("embedding", "position_embedding")
+PLACES = ("stem", "embedding", "branch_in", "branch_mid", "branch_out", "ffn_in", "ffn_mid", "ffn_out",
+          *ATTENTION_PLACES.values(), "shortcut", "gate", "readout")
+# The places that end a branch: what zero_last zeroes and scaled divides.
+BRANCH_ENDS = ("branch_out", "ffn_out", "attn_output")
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,7 @@ class _Graph:
         self.order = {INPUTS: -1, **{spec.name: i for i, spec in enumerate(specs)}}
         self.kernel = {spec.name: any(w.role == "kernel" for w in spec.weights) for spec in specs}
         self.type = {spec.name: spec.type for spec in specs}
+        self.attention = ATTENTION in self.type.values()
 
     def kernels(self, names: set[str]) -> list[str]:
         """The nodes of `names` that have a kernel, in the specs' order."""
@@ -131,10 +143,12 @@ class _Graph:
 
     def branch_places(self, branch: set[str]) -> dict[str, str]:
         kernels = self.kernels(branch)
-        found = {name: "branch_mid" for name in kernels}
+        # A Transformer's MLP: a branch without attention in a model with attention.
+        kind = "ffn" if self.attention and not any(self.type[n] == ATTENTION for n in branch) else "branch"
+        found = {name: f"{kind}_mid" for name in kernels}
         if kernels:
-            found[kernels[0]] = "branch_in"
-            found[kernels[-1]] = "branch_out"
+            found[kernels[0]] = f"{kind}_in"
+            found[kernels[-1]] = f"{kind}_out"
         last = self.order[kernels[-1]] if kernels else -1
         for name in branch:
             if self.type[name] in GATES:
@@ -221,9 +235,49 @@ def places(specs: Sequence[LayerSpec]) -> dict[str, Place]:
         depth = len(graph.kernels(branch))
         for name, place in graph.branch_places(branch).items():
             found.setdefault(name, Place(place, add.block or add.name, len(blocks), depth))
-        for name in graph.kernels(shortcut):
+        for name in graph.kernels(shortcut) + [n for n in shortcut if graph.type[n] == "scale"]:
             found.setdefault(name, Place("shortcut", add.block or add.name, len(blocks), depth))
     for spec in specs:
         if spec.weights and spec.name not in found:
-            found[spec.name] = Place("readout" if spec.name == HEAD else "stem", None, len(blocks), 0)
+            outside = "readout" if spec.name == HEAD else "embedding" if spec.type in EMBEDDINGS else "stem"
+            found[spec.name] = Place(outside, None, len(blocks), 0)
+    return found
+
+
+def weight_place(place: str, layer_type: str, weight: str) -> str:
+    """A weight's place: its layer's, but each of an attention layer's projections its own (its bias with it).
+
+    Example:
+        >>> weight_place("branch_out", "multi_head_attention", "value/kernel"), weight_place("stem", "dense", "bias")
+        ('attn_value', 'stem')
+    """
+    if layer_type == ATTENTION:
+        return ATTENTION_PLACES[weight.split("/")[0]]
+    return place
+
+
+def with_shortcut_scales(specs: Sequence[LayerSpec]) -> list[LayerSpec]:
+    """The specs with a fixed `scale` layer on each residual block's shortcut, read by the add in the stream's
+    place: DeepNorm's `alpha x + f(x)`. Named `<block path>.shortcut_scale` (`<add>_shortcut_scale` in a model
+    written layer by layer).
+
+    Example:
+        >>> [(s.name, s.inputs) for s in with_shortcut_scales(_example_graph())][2:]
+        [('res_shortcut_scale', ('stem',)), ('res', ('res_shortcut_scale', 'f'))]
+    """
+    from dataclasses import replace
+
+    from modelforge.core.model.layer_types import get_layer_type
+
+    blocks = {b.name: b for b in residual_blocks(specs)}
+    found: list[LayerSpec] = []
+    for spec in specs:
+        block = blocks.get(spec.name)
+        if block is not None:
+            name = f"{block.block}.shortcut_scale" if block.block else f"{spec.name}_shortcut_scale"
+            shape = spec.output_shape
+            found.append(LayerSpec(name, "scale", None, {}, None, {}, shape, shape,
+                                   get_layer_type("scale").weights(shape, {}), None, (block.stream,), block.block))
+            spec = replace(spec, inputs=tuple(name if i == block.stream else i for i in spec.inputs))
+        found.append(spec)
     return found
