@@ -52,6 +52,9 @@ EXAMPLES = {
     L.PReLU: (lambda: L.PReLU(shared_axes=[1]), (3, 4)),
     own.Gate: (lambda: own.Gate(alpha_initializer="ones"), (3, 4)),
     own.LayerScale: (lambda: own.LayerScale(), (3, 4)),
+    own.Scale: (lambda: own.Scale(), (3, 4)),
+    own.PositionEmbedding: (lambda: own.PositionEmbedding(), (3, 4)),
+    L.MultiHeadAttention: (lambda: L.MultiHeadAttention(num_heads=2, key_dim=3, value_dim=2), (5, 4)),
     # A merge's example takes a list of inputs: their shapes.
     L.Add: (lambda: L.Add(), [(3, 4), (3, 4), (3, 4)]),
     L.Concatenate: (lambda: L.Concatenate(axis=1), [(3, 4), (2, 4)]),
@@ -84,7 +87,10 @@ def arms_of(kind, seed=0):
     layer = make()
     layers = [layer] + [type(layer).from_config(layer.get_config()) for _ in range(K - 1)]
     for each in layers:
-        each.build([(None, *s) for s in shape] if isinstance(shape, list) else (None, *shape))
+        if isinstance(each, L.MultiHeadAttention):  # builds from its query's and value's shapes
+            each.build((None, *shape), (None, *shape))
+        else:
+            each.build([(None, *s) for s in shape] if isinstance(shape, list) else (None, *shape))
         for weight in each.weights:
             value = rng.standard_normal(weight.shape).astype(np.float32)
             each_value = np.abs(value) + 0.5 if "variance" in weight.path else value
@@ -139,7 +145,7 @@ def test_each_op_matches_its_keras_layer(kind, training):
     for a, layer in enumerate(layers):
         xa = tf.Variable(x[a]) if inputs.dtype.kind == "f" else x[a]
         with tf.GradientTape() as keras_tape:
-            expected = layer(xa, training=training)
+            expected = own.call(layer, xa, training=training)
             keras_loss = tf.reduce_sum(expected * probe[a])
         keras_grads = keras_tape.gradient(keras_loss, [xa, *layer.trainable_weights])
         close(out[a], expected, f"{kind} arm {a} output")
@@ -170,8 +176,43 @@ def check_merge(layers, shapes, training):
     for a, layer in enumerate(layers):
         mine = [tf.Variable(x[a]) for x in xs]
         with tf.GradientTape() as keras_tape:
-            expected = layer(mine, training=training)
+            expected = own.call(layer, mine, training=training)
             keras_loss = tf.reduce_sum(expected * probe[a])
         close(out[a], expected, f"{type(layer).__name__} arm {a} output")
         for i, grad in enumerate(keras_tape.gradient(keras_loss, mine)):
             close(grads[i][a], grad, f"{type(layer).__name__} arm {a} gradient of input {i}")
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_attention_to_another_input_matches_keras(training):
+    """Cross-attention: queries of 5 steps attend to values of 7 steps with other features."""
+    layers = [L.MultiHeadAttention(num_heads=2, key_dim=3) for _ in range(K)]
+    rng = np.random.default_rng(2)
+    for layer in layers:
+        layer.build((None, 5, 4), (None, 7, 6))
+        for weight in layer.weights:
+            weight.assign(rng.standard_normal(weight.shape).astype(np.float32))
+    import tensorflow as tf
+
+    xs = [tf.Variable(rng.standard_normal((K, BATCH, *s)).astype(np.float32)) for s in [(5, 4), (7, 6)]]
+    stacked = [tf.Variable(np.stack([layer.weights[j].numpy() for layer in layers])) for j in range(8)]
+    op = make_op(layers, lambda j: stacked[j])
+    with tf.GradientTape() as tape:
+        out = op.run(xs, training)
+        probe = tf.constant(rng.standard_normal(out.shape).astype(np.float32))
+        loss = tf.reduce_sum(out * probe)
+    grads = tape.gradient(loss, [*xs, *stacked])
+    for a, layer in enumerate(layers):
+        mine = [tf.Variable(x[a]) for x in xs]
+        with tf.GradientTape() as keras_tape:
+            expected = layer(*mine, training=training)
+            keras_loss = tf.reduce_sum(expected * probe[a])
+        close(out[a], expected, f"arm {a} output")
+        for i, grad in enumerate(keras_tape.gradient(keras_loss, [*mine, *layer.weights])):
+            close(grads[i][a], grad, f"arm {a} gradient {i}")
+
+
+def test_attention_with_dropout_is_refused_by_name():
+    from modelforge.fused.ops import layer_refused
+
+    assert "dropout=0.1" in layer_refused(L.MultiHeadAttention(num_heads=2, key_dim=3, dropout=0.1, name="mha"))

@@ -5,7 +5,8 @@ class nor any class between overrides `call` or `build` (a subclass that only ch
 parent does); anything else is refused, naming its class. Ops take the node's inputs as a list.
 
 - `base`: what every op is (`FusedOp`, `Op`, `Stacked`: weights by their Keras names, `biased`: the one bias).
-- `simple`, `dense`, `conv`, `norm`, `recurrent`, `merge`: the ops, by family.
+- `simple`, `dense`, `conv`, `norm`, `recurrent`, `merge`, `attention`: the ops, by family (attention composed
+  of einsum projections).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 import keras
 
 from modelforge import layers as own
+from modelforge.fused.ops.attention import MultiHeadAttention
 from modelforge.fused.ops.base import FusedOp, Op, Stacked
 from modelforge.fused.ops.conv import (
     AveragePool,
@@ -31,7 +33,18 @@ from modelforge.fused.ops.dense import Dense, Embedding
 from modelforge.fused.ops.merge import Add, Concatenate
 from modelforge.fused.ops.norm import BatchNorm, LayerNorm, Normalization
 from modelforge.fused.ops.recurrent import GRU, LSTM, SimpleRNN
-from modelforge.fused.ops.simple import Activation, Dropout, Elementwise, Flatten, Gate, Identity, LayerScale, PReLU
+from modelforge.fused.ops.simple import (
+    Activation,
+    Dropout,
+    Elementwise,
+    Flatten,
+    Gate,
+    Identity,
+    LayerScale,
+    PositionEmbedding,
+    PReLU,
+    Scale,
+)
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -55,7 +68,8 @@ OPS: dict[type[keras.Layer], FusedOp] = {
     _layers.SimpleRNN: SimpleRNN(), _layers.LSTM: LSTM(), _layers.GRU: GRU(),
     _layers.LeakyReLU: Elementwise(), _layers.ELU: Elementwise(), _layers.ReLU: Elementwise(),
     _layers.PReLU: PReLU(), _layers.Add: Add(), _layers.Concatenate: Concatenate(),
-    own.Gate: Gate(), own.LayerScale: LayerScale(),
+    own.Gate: Gate(), own.LayerScale: LayerScale(), own.Scale: Scale(), own.PositionEmbedding: PositionEmbedding(),
+    _layers.MultiHeadAttention: MultiHeadAttention(),
 }
 
 

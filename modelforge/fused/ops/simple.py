@@ -96,3 +96,31 @@ class LayerScale(FusedOp):
             return xs[0] * tf.reshape(gamma, [arms] + [1] * (len(xs[0].shape) - 2) + [gamma.shape[-1]])
 
         return with_weights(scale, weights, layers[0])
+
+
+class Scale(FusedOp):
+    """modelforge's Scale: each arm's fixed factor times the input (DeepNorm's shortcut)."""
+
+    def build(self, layers: Sequence[keras.Layer], weights: Stacked, arms: int) -> Op:
+        import tensorflow as tf
+
+        factor = weights["factor"]
+
+        def scale(xs: list[tf.Tensor], training: bool) -> tf.Tensor:
+            return xs[0] * tf.reshape(factor, [arms] + [1] * (len(xs[0].shape) - 1))
+
+        return with_weights(scale, weights, layers[0])
+
+
+class PositionEmbedding(FusedOp):
+    """modelforge's PositionEmbedding: each arm's (steps, features) table added to every sample."""
+
+    def build(self, layers: Sequence[keras.Layer], weights: Stacked, arms: int) -> Op:
+        import tensorflow as tf
+
+        table = weights["embeddings"]
+
+        def add(xs: list[tf.Tensor], training: bool) -> tf.Tensor:
+            return xs[0] + tf.expand_dims(table, 1)
+
+        return with_weights(add, weights, layers[0])
