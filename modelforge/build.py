@@ -210,9 +210,10 @@ def projection_values(entry: PlanEntry) -> Any:
 
     Example:
         >>> from modelforge import compose, plan
-        >>> query = plan(compose(["model=transformer"])).entries[2]
-        >>> query.weight, projection_values(query).shape
-        ('query/kernel', (32, 4, 8))
+        >>> entries = plan(compose(["model=transformer"])).for_layer("encoder1.attn.mha1")
+        >>> query = next(e for e in entries if e.weight == "query/kernel")
+        >>> projection_values(query).shape
+        (32, 4, 8)
     """
     import numpy as np
 
@@ -226,8 +227,10 @@ def write_projections(model: keras.Model, plan: Plan) -> None:
     """Each attention projection's own values: Keras' MultiHeadAttention clones one initializer for its four
     kernels, so with a seeded initializer query, key and value would start equal; the plan gives each its own
     seed, and its values are written here, by path, after the build."""
+    from modelforge.layers import weight_name
+
     for entry in plan.entries:
         if entry.type == "multi_head_attention":
             layer = model.get_layer(entry.layer)
-            variable = next(w for w in layer.weights if w.path.endswith(f"{entry.layer}/{entry.weight}"))
+            variable = next(w for w in layer.weights if weight_name(layer, w) == entry.weight)
             variable.assign(projection_values(entry))

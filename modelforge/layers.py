@@ -157,6 +157,21 @@ def call(layer: keras.layers.Layer, h: Any, **kwargs: Any) -> Any:
     return layer(h, **kwargs)
 
 
+def weight_name(layer: keras.layers.Layer, weight: Any) -> str:
+    """The name the plan gives a layer's weight: Keras' own (`kernel`), but an attention layer's with its projection
+    (`query/kernel`), since its four kernels share the name.
+
+    Example:
+        >>> mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=2, name="mha")
+        >>> mha.build((None, 3, 4), (None, 3, 4))
+        >>> weight_name(mha, mha.weights[2])
+        'key/kernel'
+    """
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        return str(weight.path).removeprefix(f"{layer.name}/")
+    return str(weight.name)
+
+
 def layer_class(name: str) -> type[keras.layers.Layer]:
     """The class a layer type names: Keras' own, or one of modelforge's here.
 

@@ -16,7 +16,7 @@ from modelforge.core.model.graph import chained, layers_of, walk
 from modelforge.core.model.specs import LayerSpec
 from modelforge.core.names import INPUTS, STANDARDIZE
 from modelforge.initializers.lsuv import pre_activation
-from modelforge.layers import call
+from modelforge.layers import call, weight_name
 
 # Keras activation layers: their input is the pre-activation of the layer before them.
 ACTIVATION_LAYERS = ("LeakyReLU", "PReLU", "ELU", "ReLU", "Activation", "Softmax")
@@ -97,9 +97,7 @@ def run_probe(model: Any, plan: Plan, x: Any, y: Any) -> tuple[list[Step], float
     for found in merges:
         found.out_grad = next(pre_grads)
     for (found, weight), grad in zip(kernels, grads[len(watched):]):
-        # Named within the layer (`kernel`; an attention layer's `query/kernel`), as the plan names weights.
-        own = weight.path.removeprefix(f"{found.layer.name}/")
-        found.kernel_grads[own] = tf.zeros_like(weight) if grad is None else grad
+        found.kernel_grads[weight_name(found.layer, weight)] = tf.zeros_like(weight) if grad is None else grad
     return steps, float(loss)
 
 

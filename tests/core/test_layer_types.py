@@ -10,7 +10,7 @@ from keras.src.layers.core.einsum_dense import _analyze_einsum_string
 
 import modelforge
 from modelforge.core.model.layer_types import LAYER_TYPES
-from modelforge.layers import layer_class
+from modelforge.layers import layer_class, weight_name
 
 # Per type: the data's shape (None: token ids) and the layer's keys. A merge reads two dense layers.
 SEQUENCE, IMAGE, VOLUME = [16, 6], [8, 8, 4], [4, 4, 4, 2]
@@ -84,7 +84,7 @@ def test_each_layer_type_plans_and_builds_as_keras_computes_it(compose, name):
     plan = modelforge.plan(cfg)
     layer = modelforge.build_model(cfg).get_layer("probe")
     assert type(layer) is layer_class(LAYER_TYPES[name].keras_class)
-    built = {w.path.removeprefix("probe/"): w.numpy() for w in layer.weights}  # an attention layer's query/kernel
+    built = {weight_name(layer, w): w.numpy() for w in layer.weights}  # an attention layer's query/kernel
     entries = plan.for_layer("probe")
     assert {e.weight for e in entries} <= set(built)
     for entry in entries:

@@ -345,6 +345,41 @@ def test_a_resmlp_sweep_over_rules_and_seeds_equals_the_basic_launcher(tmp_path)
 
 
 @pytest.mark.slow
+def test_a_two_block_transformer_sweep_equals_the_basic_launcher(tmp_path):
+    """model=transformer (2 blocks: attention, position embedding, layer norms) over initializers, residual rules of
+    one structure and seeds: one group, every job's epoch-1 loss and val_loss its basic twin's to 1e-4 relative."""
+    args = ["model=transformer", "initializer=auto,glorot_normal", "residual=none,scaled", "seed=0,1",
+            "trainer.epochs=1"]
+    basic = basic_sweep(tmp_path, "basic", *args)
+    said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
+    assert "fused group 1: 8 arms as one model" in said.stdout
+    assert_same_numbers(basic, fused)
+
+
+@pytest.mark.numeric
+def test_a_transformer_groups_first_step_is_each_arms_keras_step():
+    """Arms of model=transformer with other initializers, rules of one structure (none, scaled, zero_last) and
+    seeds, trained as one group: after the first step each arm's weights and batch loss are Keras' own train
+    step's on its run to 1e-6 relative."""
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmarks.fused_steps import _batches, _session, basic_steps, parted
+    from modelforge.fused.trainer import GroupTrainer
+
+    arms = [["model=transformer", "model.units=16", f"initializer={init}", f"residual={rule}", f"seed={seed}"]
+            for init, rule, seed in (("auto", "none", 0), ("glorot_normal", "scaled", 1), ("he_normal", "zero_last", 0))]
+    sessions = [_session(arm) for arm in arms]
+    group = GroupTrainer(sessions)
+    first = np.stack([_batches(session, 1)[0] for session in sessions])
+    losses, _ = tf.function(group.step, autograph=False)(tf.constant(first))
+    for a, arm in enumerate(arms):
+        weights, loss = parted((group.model.arm_weights(a), float(losses.numpy()[a]) / first.shape[1]),
+                               basic_steps(arm, steps=1)[1])
+        assert weights < 1e-6 and loss < 1e-6, (arm, weights, loss)
+
+
+@pytest.mark.slow
 def test_a_rule_that_adds_gates_fuses_apart_and_says_so(tmp_path):
     graph = ("+model.layers=[{type:dense,name:s,units:16},{type:dense,name:p0,units:16},"
              "{type:dense,name:q0,units:16,activation:linear},{type:add,name:r0,inputs:[s,q0]}]")

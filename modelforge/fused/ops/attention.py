@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from modelforge.fused.ops.base import FusedOp, Op, Stacked
+from modelforge.layers import weight_name
 
 if TYPE_CHECKING:
     import keras
@@ -42,7 +43,7 @@ class MultiHeadAttention(FusedOp):
 
         layer = layers[0]
         # An attention layer's weights share their last names (`kernel`): they are read by their whole names.
-        named = dict(zip((w.path.removeprefix(f"{layer.name}/") for w in layer.weights), weights.variables))
+        named = dict(zip((weight_name(layer, w) for w in layer.weights), weights.variables))
         kernel = {p: named[f"{p}/kernel"] for p in ("query", "key", "value", "attention_output")}
         bias = {p: named.get(f"{p}/bias") for p in kernel}
         inverse = 1.0 / math.sqrt(float(layer.get_config()["key_dim"]))
