@@ -198,7 +198,11 @@ def _residual(plan: Plan, by_name: Mapping[str, dict[str, Any]]) -> list[dict[st
     found = []
     for block in residual_blocks(plan.specs):
         branch, stream = output(block.branch_end), by_name[block.name]
-        entering = output(block.stream)["std"] if block.stream in by_name else None
+        # Entering the block: the stream itself, before a shortcut's fixed factor (DeepNorm's alpha) scales it.
+        source = block.stream
+        if source in specs and specs[source].type == "scale":
+            source = specs[source].inputs[0]
+        entering = output(source)["std"] if source in by_name else None
         found.append({"block": block.path, "input_std": entering, "stream_std": stream["std"],
                       "branch_std": branch["std"], "ratio": branch["std"] / stream["std"] if stream["std"] else None,
                       "grad_std": stream["grad_std"]})

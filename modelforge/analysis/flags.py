@@ -116,6 +116,8 @@ def _residual_growth(report: Mapping[str, Any], rule: str) -> list[dict[str, str
         >>> report = {"residual": [{"block": "r0", "stream_std": 0.4}, {"block": "r9", "stream_std": 17.8}]}
         >>> _residual_growth(report, "scaled")[0]["try"]
         'residual=zero_last, or residual=fixup, or residual=rezero'
+        >>> _residual_growth({**report, "layers": [{"class": "MultiHeadAttention"}]}, "scaled")[0]["try"]
+        'residual=zero_last, or residual=rezero'
     """
     blocks = report.get("residual") or []
     if len(blocks) < 2 or not blocks[0]["stream_std"]:
@@ -123,7 +125,9 @@ def _residual_growth(report: Mapping[str, Any], rule: str) -> list[dict[str, str
     growth = blocks[-1]["stream_std"] / blocks[0]["stream_std"]
     if growth <= RESIDUAL_GROWTH:
         return []
-    others = [f"residual={name}" for name in RULES if name != rule]
+    # Fixup is for branches of dense and convolution layers: the plan refuses it on attention.
+    attention = any(r.get("class") == "MultiHeadAttention" for r in report.get("layers") or [])
+    others = [f"residual={name}" for name in RULES if name != rule and not (attention and name == "fixup")]
     detail = (f"the stream's std after the last residual block ({blocks[-1]['block']}) is {growth:.3g}x its std "
               f"after the first ({blocks[0]['block']})")
     return [{"flag": "residual growth", "detail": detail, "try": ", or ".join(others)}]

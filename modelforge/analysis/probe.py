@@ -97,7 +97,9 @@ def run_probe(model: Any, plan: Plan, x: Any, y: Any) -> tuple[list[Step], float
     for found in merges:
         found.out_grad = next(pre_grads)
     for (found, weight), grad in zip(kernels, grads[len(watched):]):
-        found.kernel_grads[weight_name(found.layer, weight)] = tf.zeros_like(weight) if grad is None else grad
+        # An embedding's gradient comes as rows (IndexedSlices): the report reads it whole.
+        found.kernel_grads[weight_name(found.layer, weight)] = (tf.zeros_like(weight) if grad is None else
+                                                                tf.convert_to_tensor(grad))
     return steps, float(loss)
 
 

@@ -34,3 +34,22 @@ def test_a_residual_sweep_draws_depth_and_counts_a_failed_run_as_chance(tmp_path
     assert all(p.growth > 1.05 for p in found if p.rule == "none")
     report = run_module(tmp_path, "report", "s")
     assert "curves.png and depth.png" in report.stdout
+
+
+def test_a_sweep_of_one_depth_draws_the_stream_block_by_block_and_names_the_norms_place(tmp_path):
+    result = run_module(tmp_path, "-m", "model=transformer", "model.norm=post", "residual=none,deepnorm",
+                        "trainer.epochs=1", "trainer.diagnose=true", "model.units=8", "trainer.verbose=0",
+                        "hydra.sweep.dir=s")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "s" / FIGURE).stat().st_size > 0
+    found = points(collect(tmp_path / "s"))
+    assert [p.rule for p in found] == ["post-LN none", "post-LN deepnorm"]
+    for job, p in zip(collect(tmp_path / "s"), found, strict=True):
+        blocks = json.loads((job.path / "init_report.json").read_text())["residual"]
+        assert len(p.profile) == p.branches == 4 and p.profile[-1] == p.growth
+        assert p.profile == pytest.approx([b["stream_std"] / blocks[0]["input_std"] for b in blocks], rel=1e-12)
+    # The stream entering the first block is the embeddings' (the same draws under both rules, the seed being one),
+    # read before DeepNorm's alpha scales the shortcut.
+    entering = [json.loads((job.path / "init_report.json").read_text())["residual"][0]["input_std"]
+                for job in collect(tmp_path / "s")]
+    assert entering[0] == pytest.approx(entering[1], rel=1e-6)

@@ -171,3 +171,31 @@ def test_the_transformer_trains_and_its_saved_model_loads(compose, tmp_path):
     scale = model.get_layer("encoder1.attn.shortcut_scale")
     assert float(scale.factor.numpy()) == pytest.approx(deepnorm_factors(4)[0])
     assert {type(layer).__name__ for layer in model.layers} >= {"MultiHeadAttention", "PositionEmbedding", "Scale"}
+
+
+def test_the_plan_table_gives_deepnorms_factors(compose):
+    from modelforge.core.init.plan import format_table
+
+    table = format_table(plan_of(compose, "model=transformer", "model.norm=post", "residual=deepnorm",
+                                 "model.blocks.encoder.repeat=12"))
+    assert "alpha = (2N)^(1/4) = 2.213" in table and "beta = (8N)^(-1/4) = 0.3195" in table and "N = L/2 = 12" in table
+
+
+def test_the_memory_estimate_counts_each_attention_layers_projections_and_scores(compose):
+    from modelforge.core.init.memory import estimate
+
+    def activations(blocks):
+        plan = plan_of(compose, "model=transformer", f"model.blocks.encoder.repeat={blocks}")
+        return plan, estimate(plan, 1, "adam").activations
+
+    (_, two), (three_plan, three) = activations(2), activations(3)
+    block = [s for s in three_plan.specs if s.block and s.block.startswith("encoder3")]
+    outputs = sum(math.prod(s.output_shape) for s in block)
+    steps, heads, key_dim = 64, 4, 8  # the digits as 64 tokens; model=transformer's heads of 8
+    kept = steps * heads * 4 * key_dim + 2 * heads * steps * steps
+    assert three - two == 2 * 4 * (outputs + kept)  # float32 values, kept for the backward pass with gradients
+
+
+def test_layerscale_on_the_transformer_starts_at_caits_value(compose):
+    scales = [e for e in plan_of(compose, "model=transformer", "residual=layerscale").entries if e.place == "gate"]
+    assert len(scales) == 4 and all(e.build == ("constant", {"value": 0.1}) for e in scales)

@@ -65,6 +65,7 @@ def estimate(plan: Plan, batch_size: int, optimizer: str) -> MemoryEstimate:
     """
     values = sum(math.prod(e.shape) for e in plan.entries)
     outputs = math.prod(plan.info.input_shape) + sum(math.prod(spec.output_shape) for spec in plan.specs)
+    outputs += sum(kept(spec.input_shape, spec.args) for spec in plan.specs if (kept := spec.layer_type.kept))
     return MemoryEstimate(
         weights=values * BYTES_PER_VALUE,
         training_state=values * BYTES_PER_VALUE * (1 + OPTIMIZER_SLOTS.get(optimizer, 2)),

@@ -331,6 +331,10 @@ def format_table(plan: Plan) -> str:
     if ruled:
         lines.append(f"{ruled[0].choice.source}: {counted(len(ruled), 'weight')} set by their place, over L="
                      f"{ruled[0].branches} residual branches (docs/initialization.md#residual-rules)")
+        if ruled[0].choice.source == "residual:deepnorm":
+            alpha, beta = residual.deepnorm_factors(ruled[0].branches or 0)
+            lines.append(f"  each shortcut x alpha = (2N)^(1/4) = {alpha:.4g}; value, attention-output and MLP "
+                         f"kernels' std x beta = (8N)^(-1/4) = {beta:.4g}; N = L/2 = {(ruled[0].branches or 0) / 2:g}")
     lines.extend(_computed_notes(plan))
     return "\n".join(lines)
 

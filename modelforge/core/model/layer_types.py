@@ -62,6 +62,8 @@ class LayerType:
             its output shape; None for a layer that takes one input.
         attends: whether it is an attention layer: it takes one input (self-attention) or two (a query, then
             the value it attends to), and its weights depend on both shapes (`VALUE_SHAPE` in their args).
+        kept: the values per sample a layer keeps inside for the backward pass besides its output (attention's
+            projections and scores), for the memory estimate; None: none.
     """
 
     name: str
@@ -75,6 +77,7 @@ class LayerType:
     recurrent: bool = False
     merge: Callable[[Sequence[Shape], Args], Shape] | None = None
     attends: bool = False
+    kept: Callable[[Shape, Args], int] | None = None
 
     @property
     def default_activation(self) -> str:
@@ -294,6 +297,14 @@ def _attention_weights(shape: Shape, args: Args) -> list[Weight]:
     return found
 
 
+def _attention_kept(shape: Shape, args: Args) -> int:
+    """Per sample: the query, key and value projections, the logits and the softmax over (heads, steps, steps), and
+    the heads' output (self-attention's sizes: the value's steps are taken as the query's)."""
+    heads, key_dim, value_dim, _ = _attention_sizes(shape, args)
+    steps = shape[0]
+    return steps * heads * (2 * key_dim + 2 * value_dim) + 2 * heads * steps * steps
+
+
 def _position_weights(shape: Shape, args: Args) -> list[Weight]:
     """A learned vector per position, added to the input: a lookup of the step's index (fans as an embedding's)."""
     return [Weight("embeddings", (shape[0], shape[-1]), "kernel", "embeddings_initializer",
@@ -387,7 +398,7 @@ def _table() -> dict[str, LayerType]:
         LayerType(name="concatenate", keras_class="Concatenate", output_shape=_same, weights=_none,
                   merge=_concatenate),
         LayerType(name="multi_head_attention", keras_class="MultiHeadAttention", output_shape=_attention_out,
-                  weights=_attention_weights, input_rank=2, attends=True),
+                  weights=_attention_weights, input_rank=2, attends=True, kept=_attention_kept),
         # modelforge's own: learned positions added to a sequence, and DeepNorm's fixed factor on a shortcut.
         LayerType(name="position_embedding", keras_class="PositionEmbedding", output_shape=_same,
                   weights=_position_weights, input_rank=2),
