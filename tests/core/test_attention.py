@@ -199,3 +199,14 @@ def test_the_memory_estimate_counts_each_attention_layers_projections_and_scores
 def test_layerscale_on_the_transformer_starts_at_caits_value(compose):
     scales = [e for e in plan_of(compose, "model=transformer", "residual=layerscale").entries if e.place == "gate"]
     assert len(scales) == 4 and all(e.build == ("constant", {"value": 0.1}) for e in scales)
+
+
+def test_the_plan_table_shows_each_projections_own_seed(compose):
+    from modelforge.core.init.plan import format_table
+
+    plan = plan_of(compose, "model=transformer")
+    table = format_table(plan)
+    for layer in ("encoder1.attn.mha1", "encoder2.attn.mha1"):
+        seeds = {e.weight.split("/")[0]: e.seed for e in plan.for_layer(layer) if e.weight.endswith("kernel")}
+        assert len(set(seeds.values())) == 4
+        assert f"  {layer}: " + ", ".join(f"{p} {seeds[p]}" for p in PROJECTIONS) in table.splitlines()

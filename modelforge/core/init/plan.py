@@ -336,7 +336,23 @@ def format_table(plan: Plan) -> str:
             lines.append(f"  each shortcut x alpha = (2N)^(1/4) = {alpha:.4g}; value, attention-output and MLP "
                          f"kernels' std x beta = (8N)^(-1/4) = {beta:.4g}; N = L/2 = {(ruled[0].branches or 0) / 2:g}")
     lines.extend(_computed_notes(plan))
+    lines.extend(_attention_notes(plan))
     return "\n".join(lines)
+
+
+def _attention_notes(plan: Plan) -> list[str]:
+    """The table's footnote for attention layers: each projection's own seed (Keras clones one initializer for the
+    four, so modelforge draws and writes each after the build)."""
+    seeded = [e for e in plan.entries if e.type == "multi_head_attention" and e.weight.endswith("kernel")
+              and e.seed is not None]
+    if not seeded:
+        return []
+    notes = ["attention: each projection's kernel drawn with its own seed and written after the build (Keras' "
+             "MultiHeadAttention clones one initializer for its four kernels):"]
+    for layer in dict.fromkeys(e.layer for e in seeded):
+        seeds = ", ".join(f"{e.weight.split('/')[0]} {e.seed}" for e in seeded if e.layer == layer)
+        notes.append(f"  {layer}: {seeds}")
+    return notes
 
 
 def _computed_notes(plan: Plan) -> list[str]:
