@@ -440,7 +440,7 @@ def test_a_checkpoint_from_another_run_or_edited_is_not_taken(killed, tmp_path):
     assert_same_result(killed / "full", edited)
 
 
-@pytest.mark.parametrize("main", ["main_cb01599", "main_441ead9"])
+@pytest.mark.parametrize("main", ["main_cb01599", "main_441ead9", "main_685d5bf"])
 @TIMING
 def test_a_run_killed_under_the_previous_main_resumes_bit_identically(killed, tmp_path, main):
     """A folder that an earlier main wrote resumes: cb01599's checkpoints name no run and carry no seal; 441ead9's
