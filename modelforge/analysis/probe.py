@@ -16,7 +16,6 @@ from modelforge.core.model.graph import chained, layers_of, walk
 from modelforge.core.model.specs import LayerSpec
 from modelforge.core.names import INPUTS, STANDARDIZE
 from modelforge.initializers.lsuv import pre_activation
-from modelforge.layers import call, weight_name
 
 # Keras activation layers: their input is the pre-activation of the layer before them.
 ACTIVATION_LAYERS = ("LeakyReLU", "PReLU", "ELU", "ReLU", "Activation", "Softmax")
@@ -37,6 +36,8 @@ class Step:
 def _pre_and_out(layer: Any, h: Any) -> tuple[Any, Any]:
     """The layer's pre-activation and output for input h (the recurrent cells' activations stay inside)."""
     import keras
+
+    from modelforge.layers import call  # Keras' layers: imported when a probe runs, not with the report's module
 
     if type(layer).__name__ in ACTIVATION_LAYERS:
         return h, layer(h, training=False)
@@ -68,6 +69,8 @@ def run_probe(model: Any, plan: Plan, x: Any, y: Any) -> tuple[list[Step], float
         One `Step` per layer, in order, and the loss of the batch.
     """
     import tensorflow as tf
+
+    from modelforge.layers import weight_name
 
     steps: list[Step] = []
 
