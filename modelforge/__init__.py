@@ -12,9 +12,9 @@ from modelforge.errors import ConfigError, RunFailed, RunInterrupted
 from modelforge.run.lifecycle import TrainResult
 from modelforge.system.imports import after_import
 
-# modelforge's own Keras layers (a residual gate, LayerScale) are registered for loading saved models as soon as
-# Keras is imported, without importing it here.
-after_import("keras", lambda: importlib.import_module("modelforge.layers"))
+# modelforge's own Keras layers (a residual gate, LayerScale, ...) and optimizers (a learning rate per variable) are
+# registered for loading saved models as soon as Keras is imported, without importing it here.
+after_import("keras", lambda: [importlib.import_module(f"modelforge.{name}") for name in ("layers", "optimizers")])
 
 __all__ = ["ConfigError", "RunConfig", "RunFailed", "RunInterrupted", "TrainResult", "build_model", "compose", "plan",
            "resume", "run_config", "train"]
