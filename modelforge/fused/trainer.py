@@ -99,9 +99,10 @@ class GroupData:
         return x, y, weights
 
 
-def _optimizer(sessions: Sequence[Session], variables: Sequence[tf.Variable], per_epoch: int) -> FusedOptimizer:
-    """The group's optimizer: each arm's scalars, and its learning rate as its own optimizer is given it (a
-    number, or its schedule, built by the same function), which the fused optimizer calls on the step count."""
+def _optimizer(sessions: Sequence[Session], model: FusedModel, per_epoch: int) -> FusedOptimizer:
+    """The group's optimizer: each arm's scalars, its learning rate as its own optimizer is given it (a number, or
+    its schedule, built by the same function), which the fused optimizer calls on the step count, and each arm's
+    per-weight learning-rate multipliers (muP's, from its plan)."""
     from modelforge.run.fit import learning_rate
 
     first = sessions[0].run
@@ -109,8 +110,11 @@ def _optimizer(sessions: Sequence[Session], variables: Sequence[tf.Variable], pe
     arm_args = [{**ARM_SCALARS[name], **{key: v for key, v in s.run.optimizer.args.items() if v is not None}}
                 for s in sessions]
     clipping = {key: float(v) for key, v in first.optimizer.args.items() if key in CLIPPING and v}
-    return FusedOptimizer(name, variables, arm_args, clipping,
-                          [learning_rate(s.run.optimizer, per_epoch, epochs) for s in sessions])
+    paths = {id(v): path for path, v in model.by_path.items()}
+    rates = [s.plan.rate_multipliers() for s in sessions]
+    multipliers = [[arm.get(paths[id(v)], 1.0) for arm in rates] for v in model.trainable]
+    return FusedOptimizer(name, model.trainable, arm_args, clipping,
+                          [learning_rate(s.run.optimizer, per_epoch, epochs) for s in sessions], multipliers)
 
 
 class GroupTrainer:
@@ -130,7 +134,7 @@ class GroupTrainer:
         self.model = FusedModel(sessions)
         self.data = GroupData(sessions)
         self.per_epoch = steps_per_epoch(self.data.samples, self.config.batch_size)
-        self.optimizer = _optimizer(sessions, self.model.trainable, self.per_epoch)
+        self.optimizer = _optimizer(sessions, self.model, self.per_epoch)
         self.terms = terms_for(sessions, self.model.head_softmax(), self.data.classes)
         self.arms = ArmCallbacks([s.run for s in sessions], lambda a: lambda: self.model.arm_weights(a),
                                  self.optimizer)

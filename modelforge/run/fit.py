@@ -71,11 +71,19 @@ def optimizer_class(config: Optimizer) -> Any:
     return cls
 
 
-def make_optimizer(config: Optimizer, steps_per_epoch: int = 1, epochs: int = 1) -> Any:
-    """The Keras optimizer with its learning-rate schedule over `epochs` of `steps_per_epoch` steps."""
+def make_optimizer(config: Optimizer, steps_per_epoch: int = 1, epochs: int = 1,
+                   multipliers: Mapping[str, float] | None = None) -> Any:
+    """The Keras optimizer with its learning-rate schedule over `epochs` of `steps_per_epoch` steps; given
+    per-weight learning-rate `multipliers` (muP's, by weight path), modelforge's same optimizer with a rate per
+    variable (`modelforge.optimizers`)."""
     cls = optimizer_class(config)
+    args = {**config.args, "learning_rate": learning_rate(config, steps_per_epoch, epochs)}
+    if multipliers:
+        from modelforge.optimizers import PER_VARIABLE
+
+        cls, args = PER_VARIABLE[cls.__name__], {**args, "multipliers": dict(multipliers)}
     try:
-        return cls(**{**config.args, "learning_rate": learning_rate(config, steps_per_epoch, epochs)})
+        return cls(**args)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"optimizer={config.name} rejects {dict(config.args)}: {err}") from None
 

@@ -165,7 +165,7 @@ def prepare(run: RunConfig, plan: Plan | None = None, fresh: bool = True) -> Ses
     tick = time.perf_counter()
     with strategy_scope(run.trainer.strategy):
         optimizer = make_optimizer(run.optimizer, steps_per_epoch(len(dataset.x_train), run.trainer.batch_size),
-                                   run.trainer.epochs)
+                                   run.trainer.epochs, plan.rate_multipliers())
         sample = dataset.sample(plan.sample_size, run.seed) if plan.sample_size and fresh else None
         model = build(plan, feature_statistics(dataset.x_train) if getattr(run.data, "standardize", False) else None,
                       sample, measure=fresh)

@@ -367,8 +367,9 @@ def test_a_transformer_groups_first_step_is_each_arms_keras_step():
     from benchmarks.fused_steps import _batches, _session, basic_steps, parted
     from modelforge.fused.trainer import GroupTrainer
 
+    chosen = (("auto", "none", 0), ("glorot_normal", "scaled", 1), ("he_normal", "zero_last", 0))
     arms = [["model=transformer", "model.units=16", f"initializer={init}", f"residual={rule}", f"seed={seed}"]
-            for init, rule, seed in (("auto", "none", 0), ("glorot_normal", "scaled", 1), ("he_normal", "zero_last", 0))]
+            for init, rule, seed in chosen]
     sessions = [_session(arm) for arm in arms]
     group = GroupTrainer(sessions)
     first = np.stack([_batches(session, 1)[0] for session in sessions])
@@ -377,6 +378,37 @@ def test_a_transformer_groups_first_step_is_each_arms_keras_step():
         weights, loss = parted((group.model.arm_weights(a), float(losses.numpy()[a]) / first.shape[1]),
                                basic_steps(arm, steps=1)[1])
         assert weights < 1e-6 and loss < 1e-6, (arm, weights, loss)
+
+
+@pytest.mark.numeric
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_mup_learning_rate_arms_first_step_is_each_arms_keras_step(optimizer):
+    """parametrization=mup at width 512, arms of other learning rates and seeds as one group: each arm's per-weight
+    rates (hidden and readout / m) are its own run's, weights and loss after the first step to 1e-6 relative."""
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmarks.fused_steps import _batches, _session, basic_steps, parted
+    from modelforge.fused.trainer import GroupTrainer
+
+    decay = ["optimizer.weight_decay=0.1"] if optimizer == "adamw" else []
+    arms = [["parametrization=mup", "model.units=512", f"optimizer={optimizer}", *decay,
+             f"optimizer.learning_rate={rate}", f"seed={seed}"] for rate, seed in ((1e-3, 0), (1e-2, 1), (3e-2, 0))]
+    sessions = [_session(arm) for arm in arms]
+    assert sessions[0].plan.rate_multipliers()  # the hidden and readout rates are not the optimizer's own
+    group = GroupTrainer(sessions)
+    first = np.stack([_batches(session, 1)[0] for session in sessions])
+    losses, _ = tf.function(group.step, autograph=False)(tf.constant(first))
+    for a, arm in enumerate(arms):
+        weights, loss = parted((group.model.arm_weights(a), float(losses.numpy()[a]) / first.shape[1]),
+                               basic_steps(arm, steps=1)[1])
+        assert weights < 1e-6 and loss < 1e-6, (arm, weights, loss)
+
+
+@pytest.mark.slow
+def test_a_mup_learning_rate_sweep_fuses_and_equals_the_basic_launcher(tmp_path):
+    matched_sweeps(tmp_path, 4, "parametrization=mup", "model.units=128", "optimizer.learning_rate=1e-3,1e-2",
+                   "seed=0,1", "trainer.epochs=1")
 
 
 @pytest.mark.slow

@@ -372,3 +372,19 @@ def test_a_full_disk_while_the_run_writes_stops_cleanly_and_resumes_exactly(tmp_
     assert not list(folder.glob(".*.tmp*"))  # the half-written file went with the failed write
     assert json.loads((folder / "metrics.json").read_text())["status"] == "completed"
     assert_same_result(uninterrupted, folder)
+
+
+@TIMING
+def test_kill_then_resume_under_mup_is_bit_identical(tmp_path):
+    """A run with per-weight learning rates (parametrization=mup at 4x its base width) killed after epoch 2 resumes
+    to the uninterrupted run, bit for bit: the rates come from its config, the optimizer's state from its
+    checkpoint."""
+    args = ("model.units=256", "trainer.verbose=0", "trainer.batch_size=8", "trainer.epochs=4",
+            "parametrization=mup")
+    full = tmp_path / "full"
+    full.mkdir()
+    done = run_module(full, *args, "hydra.run.dir=run")
+    assert done.returncode == 0, done.stderr
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    kill_and_resume(killed, full / "run", lambda folder: wait_for(lambda: rows(folder) >= 2), args=args)

@@ -22,6 +22,7 @@ def test_default_config_whole(compose):
         "model": {"depth": 2, "units": 64, "layers": None, "blocks": None, "output": None, "norm": None},
         "initializer": cfg["initializer"],  # checked below, rule by rule
         "residual": {"name": "none"},
+        "parametrization": {"name": "standard"},
         "data": {"name": "digits", "validation_split": 0.2, "layout": "auto"},
         "optimizer": {"name": "adam", "learning_rate": 0.001},
         "trainer": {

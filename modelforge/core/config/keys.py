@@ -59,6 +59,11 @@ KEYS: dict[str, Meaning] = {
     # Where a rule's gates or LayerScale start (rezero's 0 and layerscale's CaiT start, as before the keys).
     "residual.gate_init": Meaning(results=True, per_arm=True, absent=(0.0,)),
     "residual.init_value": Meaning(results=True, per_arm=True, absent=(None,)),
+    # How init scales and learning rates follow width (standard, as before muP existed); the base model and the
+    # readout's start under muP. Arms share it: it changes each weight's learning rate.
+    "parametrization.name": Meaning(results=True, per_arm=False, absent=("standard",)),
+    "parametrization.base": SHARED,
+    "parametrization.readout": SHARED,
     # The model's shape and its layers' settings (free-form groups: every key under them).
     "model.depth": SHARED,
     "model.units": SHARED,

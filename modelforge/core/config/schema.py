@@ -484,7 +484,8 @@ Logger = CsvLogger | TensorBoardLogger | MlflowLogger
 LOGGER_CLASSES: dict[str, type] = {"csv": CsvLogger, "tensorboard": TensorBoardLogger, "mlflow": MlflowLogger}
 # Classes whose keys Hydra types while composing (see modelforge.front_door), by schema name.
 SCHEMAS: dict[str, type] = {"trainer": Trainer, "model": Model, **DATA_CLASSES}
-GROUPS = ("model", "layer", "activation", "initializer", "residual", "data", "optimizer", "trainer", "logger")
+GROUPS = ("model", "layer", "activation", "initializer", "residual", "parametrization", "data", "optimizer", "trainer",
+          "logger")
 # The residual rules (conf/residual/): how weights are scaled by their place in a residual block.
 RESIDUAL_RULES = ("none", "zero_last", "fixup", "scaled", "rezero", "layerscale", "deepnorm")
 # Rules that add a layer to each residual block, at its branch's end or (DeepNorm's factor) on its shortcut: the
@@ -535,6 +536,54 @@ class Residual:
         return typed(cls, {**absent, **given}, "residual")
 
 
+# The parametrizations (conf/parametrization/): how init scales and learning rates follow width.
+PARAMETRIZATIONS = ("standard", "mup")
+# Where muP's readout starts: at zero (the default), or with variance 1/fan_in^2.
+MUP_READOUTS = ("zero", "scaled")
+
+
+@dataclass(frozen=True)
+class Parametrization:
+    """`parametrization=`: `standard` (the policy's init, one learning rate) or `mup` (Yang et al. 2022).
+
+    Attributes:
+        base: for mup, the overrides that make the base model from this one (`{model.units: 64}`): each weight's
+            width multiplier m is its fan_in over the same weight's fan_in there.
+        readout: for mup, where the readout starts: `zero`, or `scaled` (variance 1/fan_in^2).
+    """
+
+    name: str
+    base: Mapping[str, Any] = field(default_factory=dict)
+    readout: str = "zero"
+
+    @classmethod
+    def parse(cls, given: Any) -> Parametrization:
+        """The `parametrization` group's config, checked.
+
+        Example:
+            >>> Parametrization.parse({"name": "mup", "base": {"model.units": 32}, "readout": "zero"}).base
+            {'model.units': 32}
+        """
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"parametrization={given!r} must be a mapping with a name, e.g. {{name: mup}}")
+        name = given.get("name")
+        if name not in PARAMETRIZATIONS:
+            raise invalid("parametrization", name, PARAMETRIZATIONS)
+        takes = ("base", "readout") if name == "mup" else ()
+        for key in given:
+            if key != "name" and key not in takes:
+                raise ConfigError(f"parametrization.{key}: parametrization={name} takes no {key}"
+                                  + ("; it is parametrization=mup's" if key in ("base", "readout") else ""))
+        # Typed as every config is; a key the config lacks keeps its default (the field's).
+        found = typed(cls, {**dataclasses.asdict(cls(str(name))), **given}, "parametrization")
+        if not isinstance(found.base, Mapping) or not all(isinstance(k, str) for k in found.base):
+            raise ConfigError(f"parametrization.base={found.base!r} must be a mapping of dotted keys to values, e.g. "
+                              "{model.units: 64}")
+        if found.readout not in MUP_READOUTS:
+            raise invalid("parametrization.readout", found.readout, MUP_READOUTS)
+        return dataclasses.replace(found, base=dict(found.base))
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """One run's whole config, checked.
@@ -554,6 +603,7 @@ class RunConfig:
     optimizer: Optimizer
     trainer: Trainer
     logger: Logger
+    parametrization: Parametrization = Parametrization("standard")
     resolved: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -579,6 +629,8 @@ class RunConfig:
         """
         # A config composed before the residual group existed (a run folder's config.yaml) had no rule.
         cfg = {"residual": {"name": "none"}, **cfg}
+        # ... nor, before muP, a parametrization: the standard one.
+        cfg = {"parametrization": {"name": "standard"}, **cfg}
         # ... nor, before the blocks existed, model.blocks, model.output and model.norm.
         if isinstance(cfg.get("model"), Mapping):
             cfg["model"] = {"blocks": None, "output": None, "norm": None, **cfg["model"]}
@@ -619,6 +671,7 @@ class RunConfig:
             optimizer=Optimizer(str(optimizer.get("name")), optimizer_args, schedule),
             trainer=trainer,
             logger=typed(logger_cls, logger_cfg, "logger"),
+            parametrization=Parametrization.parse(cfg["parametrization"]),
             resolved=cfg,
         )
 

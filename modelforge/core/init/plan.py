@@ -18,7 +18,7 @@ from modelforge.core import lsuv
 from modelforge.core.config.datasets import DataInfo
 from modelforge.core.config.policy import CUSTOM, InitChoice, fan_for_mode, kernel_choice, role_choice, target_std
 from modelforge.core.config.schema import STRUCTURAL_RULES, RunConfig
-from modelforge.core.init import residual
+from modelforge.core.init import mup, residual
 from modelforge.core.init.computed import Resolved, resolve
 from modelforge.core.model.fans import keras_fans
 from modelforge.core.model.layer_types import Weight
@@ -54,6 +54,8 @@ class PlanEntry:
         keras_fans: what Keras would have guessed from the shape, when that differs; else None.
         place: where its layer sits in a residual model (`core.model.places`), with `block`, the residual block,
             `branches` (L) and `depth` (m); None in a model without residual blocks.
+        mup: under parametrization=mup, the weight's class (`input`, `hidden`, `readout`, `bias`), its width
+            multiplier `m` and its learning-rate multiplier `lr` (`core.init.mup`); None otherwise.
     """
 
     layer: str
@@ -74,6 +76,7 @@ class PlanEntry:
     block: str | None = None
     branches: int | None = None
     depth: int | None = None
+    mup: dict[str, Any] | None = None
 
     @property
     def path(self) -> str:
@@ -103,6 +106,8 @@ class PlanEntry:
             found["computed"] = self.computed
         if self.place is not None:  # a residual model's: absent elsewhere, so other plans read as before
             found.update(place=self.place, block=self.block, branches=self.branches, depth=self.depth)
+        if self.mup is not None:  # under parametrization=mup only
+            found["mup"] = dict(self.mup)
         return found
 
 
@@ -122,6 +127,10 @@ class Plan:
 
     def for_layer(self, name: str) -> list[PlanEntry]:
         return [e for e in self.entries if e.layer == name]
+
+    def rate_multipliers(self) -> dict[str, float]:
+        """Each weight's learning-rate multiplier by path, where it is not 1 (muP's per-weight rates)."""
+        return {e.path: float(e.mup["lr"]) for e in self.entries if e.mup is not None and e.mup["lr"] != 1.0}
 
     def computed(self, kind: str) -> list[PlanEntry]:
         """The entries whose values the builder computes as `kind` (`lsuv`, `delta_orthogonal`)."""
@@ -262,6 +271,10 @@ def make_plan(run: RunConfig, input_shape: tuple[int, ...] | None = None, info: 
         if spec.activation and not get_activation(spec.activation).has_string:
             plan.entries.append(_placed(_prelu_entry(spec, seed), where.get(spec.name)))
     residual.check(run.residual.name, plan, str(getattr(init_cfg, "name", "auto")))
+    if run.parametrization.name == "mup":  # muP's scales first; a residual rule rescales on top of them
+        base, delta = (make_plan(RunConfig.from_mapping(mup.base_config(run, delta)), input_shape, info)
+                       for delta in (False, True))
+        mup.apply(run, plan, base, delta)
     residual.apply(run.residual, plan)
     return plan
 
@@ -312,13 +325,18 @@ def format_table(plan: Plan) -> str:
     placed = any(e.place for e in plan.entries)  # a residual model's: each weight's place, after its layer
     if placed:
         header = (header[0], "block", "place", *header[1:])
+    scaled = any(e.mup for e in plan.entries)  # muP's: each weight's class, width multiplier and rate multiplier
+    if scaled:
+        header = (*header, "mup", "m", "lr x")
     rows = [header]
     for e in plan.entries:
         mark = "*" if e.keras_fans else ""
         where = (e.block or "-", e.place or "-") if placed else ()
+        mup_cells = (e.mup["class"], f"{e.mup['m']:.4g}", f"{e.mup['lr']:.4g}") if e.mup else ("-", "-", "-")
         rows.append((
             e.layer, *where, e.weight, "x".join(map(str, e.shape)), e.activation or "-", e.choice.label,
             e.choice.source, _fan(e.fan_in) + mark, _fan(e.fan_out) + mark, _std(e, plan),
+            *(mup_cells if scaled else ()),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -337,6 +355,8 @@ def format_table(plan: Plan) -> str:
                          f"kernels' std x beta = (8N)^(-1/4) = {beta:.4g}; N = L/2 = {(ruled[0].branches or 0) / 2:g}")
     lines.extend(_computed_notes(plan))
     lines.extend(_attention_notes(plan))
+    if scaled:
+        lines.append(mup.FOOTNOTE)
     return "\n".join(lines)
 
 
