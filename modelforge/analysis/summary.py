@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelforge.analysis import depth
+from modelforge.analysis import depth, transfer
 from modelforge.analysis.page import html
 from modelforge.core.config.keys import changes_results
 from modelforge.core.config.metrics import lower_is_better
@@ -413,6 +413,8 @@ class Summary:
     groups: list[Group]
     # Whether depth.png was drawn: the jobs include residual models with init reports.
     depth: bool = False
+    # Whether transfer.png and transfer.md were written: the jobs sweep widths and learning rates.
+    transfer: bool = False
 
     @property
     def failed(self) -> list[RunRecord]:
@@ -421,8 +423,9 @@ class Summary:
 
 def summarize(root: str | Path, out: str | Path | None = None) -> Summary:
     """Writes summary.csv, summary.md, summary.html and curves.png for every run under `root`, into `out`
-    (default: `root` itself, as a sweep's own summaries are), and depth.png where the runs are residual models
-    with init reports (`analysis.depth`).
+    (default: `root` itself, as a sweep's own summaries are), depth.png where the runs are residual models
+    with init reports (`analysis.depth`), and transfer.png and transfer.md where they sweep widths and learning
+    rates (`analysis.transfer`).
 
     Raises:
         FileNotFoundError: `root` holds no run folder.
@@ -442,4 +445,8 @@ def summarize(root: str | Path, out: str | Path | None = None) -> Summary:
     residual = depth.points(jobs)
     if residual:
         folder.write_with(depth.FIGURE, lambda p: depth.plot_depth(p, residual, _objective_name(jobs)))
-    return Summary(jobs, groups, bool(residual))
+    widths = transfer.points(jobs)
+    if widths:
+        folder.write_with(transfer.FIGURE, lambda p: transfer.plot_transfer(p, widths))
+        folder.write_text(transfer.TABLE, transfer.table(widths))
+    return Summary(jobs, groups, bool(residual), bool(widths))

@@ -18,7 +18,7 @@ from modelforge.run.folder import default_run_dir
 
 def main(argv: list[str]) -> int:
     """Writes summary.csv, summary.md, summary.html and curves.png (and depth.png for residual models with init
-    reports), and prints summary.md."""
+    reports, transfer.png and transfer.md for sweeps over widths and learning rates), and prints summary.md."""
     parser = argparse.ArgumentParser(prog="python -m modelforge report", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="a sweep folder, a run folder, or any folder holding run folders")
     args = parser.parse_args(argv)
@@ -36,6 +36,10 @@ def main(argv: list[str]) -> int:
               "folder you can write to", file=sys.stderr)
         return 2
     print((Path(out) / "summary.md").read_text(encoding="utf-8"))
-    figures = "curves.png and depth.png" if summary.depth else "curves.png"
-    print(f"wrote summary.csv, summary.md, summary.html and {figures} in {out} ({counted(len(summary.jobs), 'run')})")
+    if summary.transfer:
+        print((Path(out) / "transfer.md").read_text(encoding="utf-8"))
+    figures = ["curves.png", *(["depth.png"] if summary.depth else []),
+               *(["transfer.png and transfer.md"] if summary.transfer else [])]
+    print(f"wrote summary.csv, summary.md, summary.html and {' and '.join(figures)} in {out} "
+          f"({counted(len(summary.jobs), 'run')})")
     return 0
