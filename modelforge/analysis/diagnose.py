@@ -352,5 +352,8 @@ def hook(session: Session, folder: RunFolder) -> dict[str, Any]:
 
 
 def hooks_for(run: RunConfig) -> list[Any]:
-    """The steps a run of `run` takes between set-up and fit: the report, with `trainer.diagnose=true`."""
-    return [hook] if run.trainer.diagnose else []
+    """The steps a run of `run` takes between set-up and fit: the report, with `trainer.diagnose=true`; muP's
+    coordinate check, with `trainer.coord_check=N`."""
+    from modelforge.analysis import coord
+
+    return [*([hook] if run.trainer.diagnose else []), *([coord.hook] if run.trainer.coord_check else [])]

@@ -9,6 +9,7 @@ mean ± sample standard deviation over its seeds.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import statistics
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelforge.analysis import depth, transfer
+from modelforge.analysis import coord, depth, transfer
 from modelforge.analysis.page import html
 from modelforge.core.config.keys import changes_results
 from modelforge.core.config.metrics import lower_is_better
@@ -415,6 +416,8 @@ class Summary:
     depth: bool = False
     # Whether transfer.png and transfer.md were written: the jobs sweep widths and learning rates.
     transfer: bool = False
+    # Whether coord.md and coord_<parametrization>.png were written: the jobs ran muP's coordinate check.
+    coord: bool = False
 
     @property
     def failed(self) -> list[RunRecord]:
@@ -424,8 +427,9 @@ class Summary:
 def summarize(root: str | Path, out: str | Path | None = None) -> Summary:
     """Writes summary.csv, summary.md, summary.html and curves.png for every run under `root`, into `out`
     (default: `root` itself, as a sweep's own summaries are), depth.png where the runs are residual models
-    with init reports (`analysis.depth`), and transfer.png and transfer.md where they sweep widths and learning
-    rates (`analysis.transfer`).
+    with init reports (`analysis.depth`), transfer.png and transfer.md where they sweep widths and learning
+    rates (`analysis.transfer`), coord.md and a coord_<parametrization>.png where they ran muP's coordinate check
+    (`analysis.coord`).
 
     Raises:
         FileNotFoundError: `root` holds no run folder.
@@ -449,4 +453,9 @@ def summarize(root: str | Path, out: str | Path | None = None) -> Summary:
     if widths:
         folder.write_with(transfer.FIGURE, lambda p: transfer.plot_transfer(p, widths))
         folder.write_text(transfer.TABLE, transfer.table(widths))
-    return Summary(jobs, groups, bool(residual), bool(widths))
+    checks = coord.runs(jobs)
+    for name in dict.fromkeys(r.parametrization for r in checks):
+        folder.write_with(f"coord_{name}.png", functools.partial(coord.plot_coord, found=checks, name=name))
+    if checks:
+        folder.write_text(coord.TABLE, coord.table(checks))
+    return Summary(jobs, groups, bool(residual), bool(widths), bool(checks))

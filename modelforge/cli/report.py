@@ -36,10 +36,12 @@ def main(argv: list[str]) -> int:
               "folder you can write to", file=sys.stderr)
         return 2
     print((Path(out) / "summary.md").read_text(encoding="utf-8"))
-    if summary.transfer:
-        print((Path(out) / "transfer.md").read_text(encoding="utf-8"))
+    for written, name in ((summary.transfer, "transfer.md"), (summary.coord, "coord.md")):
+        if written:
+            print((Path(out) / name).read_text(encoding="utf-8"))
     figures = ["curves.png", *(["depth.png"] if summary.depth else []),
-               *(["transfer.png and transfer.md"] if summary.transfer else [])]
+               *(["transfer.png and transfer.md"] if summary.transfer else []),
+               *(["coord.md and its figures"] if summary.coord else [])]
     print(f"wrote summary.csv, summary.md, summary.html and {' and '.join(figures)} in {out} "
           f"({counted(len(summary.jobs), 'run')})")
     return 0

@@ -29,6 +29,7 @@ def test_default_config_whole(compose):
             "epochs": 20, "batch_size": 32, "shuffle": True, "verbose": "auto", "deterministic": True,
             "diagnose": False,
             "diagnose_jacobian": False,
+            "coord_check": 0,
             "objective": "auto", "metrics": None, "loss": "auto", "class_weight": None, "precision": "float32",
             "strategy": "default",
             "early_stopping": {"enabled": False, "monitor": "val_loss", "patience": 5, "min_delta": 0.0,

@@ -104,6 +104,8 @@ KEYS: dict[str, Meaning] = {
     # The init health report reads the model before the fit and changes none of its numbers.
     "trainer.diagnose": OUTPUT,
     "trainer.diagnose_jacobian": OUTPUT,
+    # muP's coordinate check measures a copy of the model before training: the run's numbers stay as they are.
+    "trainer.coord_check": Meaning(results=False, per_arm=True, absent=(0,)),
     "trainer.verbose": OUTPUT,
     "logger": OUTPUT,
     "hydra": OUTPUT,

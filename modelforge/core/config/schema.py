@@ -102,6 +102,7 @@ class Trainer:
     deterministic: bool
     diagnose: bool
     diagnose_jacobian: bool
+    coord_check: int
     objective: str
     metrics: tuple[str, ...] | None  # None: the task's default
     loss: Any  # auto, a loss name, or a mapping {name: ..., <parameter>: ...}; a Loss once checked
@@ -634,6 +635,9 @@ class RunConfig:
         # ... nor, before the blocks existed, model.blocks, model.output and model.norm.
         if isinstance(cfg.get("model"), Mapping):
             cfg["model"] = {"blocks": None, "output": None, "norm": None, **cfg["model"]}
+        # ... nor, before muP's coordinate check, trainer.coord_check.
+        if isinstance(cfg.get("trainer"), Mapping):
+            cfg["trainer"] = {"coord_check": 0, **cfg["trainer"]}
         check_keys(cfg, [*GROUPS, "seed"], "", required=True)
         # NumPy's and Python's generators take any size, TensorFlow's and Keras' seeds 32 bits.
         seed = int(number(cfg["seed"], "seed", integer=True, minimum=0, maximum=MAX_SEED))
@@ -684,6 +688,7 @@ def task_of(data: Data) -> str:
 def _trainer(trainer_cfg: Mapping[str, Any], data: Data, schedule: Schedule) -> Trainer:
     task = task_of(data)
     trainer = typed(Trainer, trainer_cfg, "trainer")
+    number(trainer.coord_check, "trainer.coord_check", integer=True, minimum=0, maximum=1000)
     if data.num_samples is not None:  # the user's files are counted when they are read
         check_split(data.num_samples, data.validation_split, trainer.batch_size)
     names = metrics.check_metrics(trainer.metrics, task)
