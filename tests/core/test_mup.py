@@ -106,3 +106,18 @@ def test_a_mup_run_trains_with_a_rate_per_variable_and_its_model_loads(compose, 
     assert model.optimizer.multipliers == {f"{e['layer']}/{e['weight']}": e["mup"]["lr"] for e in plan
                                            if e.get("mup") and e["mup"]["lr"] != 1.0}
     assert model.optimizer.multipliers["block2_dense/kernel"] == pytest.approx(0.25)
+    # In plain Keras (modelforge never imported) the model loads without its optimizer and predicts the same.
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    x = np.random.default_rng(0).random((4, 64)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    code = ("import sys, numpy as np, keras; m = keras.saving.load_model(sys.argv[1], compile=False); "
+            "np.save(sys.argv[2], m.predict(np.load(sys.argv[3]), verbose=0)); "
+            "assert 'modelforge' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.keras"), str(tmp_path / "p.npy"),
+                           str(tmp_path / "x.npy")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), model.predict(x, verbose=0), rtol=1e-6, atol=1e-7)
