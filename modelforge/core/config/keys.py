@@ -10,9 +10,8 @@ shared by a group's arms (the safe reading of a key nobody classified). Three re
 - the sweep summary (`analysis.summary`): jobs are grouped by the swept keys that can change results;
 - the fused grouping (`fused.groups`): jobs whose configs are equal but for per-arm keys train as one model.
 
-A key whose arms may fuse only when the model they build has the same structure (a rule that adds layers) is
-to say so with `structure=True`; no key has it yet, and the first one must make the fused grouping key on a
-digest of the model's structure too.
+A key whose arms may fuse only when the model they build has the same structure says so with `structure=True`:
+`residual.name`, whose rules that add layers (`STRUCTURAL_RULES`) join the fused grouping key.
 """
 
 from __future__ import annotations
@@ -54,7 +53,7 @@ KEYS: dict[str, Meaning] = {
     "seed": PER_ARM,
     "initializer": PER_ARM,
     # A rule that rescales weights by their place in a residual block (none, as before the rules existed).
-    # A rule that adds layers (rezero, layerscale) changes the structure: arms fuse only with the same rule.
+    # A rule that adds layers (rezero, layerscale, deepnorm) changes the structure: arms fuse only with the same rule.
     "residual.name": Meaning(results=True, per_arm=True, structure=True, absent=("none",)),
     # Where a rule's gates or LayerScale start (rezero's 0 and layerscale's CaiT start, as before the keys).
     "residual.gate_init": Meaning(results=True, per_arm=True, absent=(0.0,)),
