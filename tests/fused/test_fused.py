@@ -346,13 +346,13 @@ def test_a_resmlp_sweep_over_rules_and_seeds_equals_the_basic_launcher(tmp_path)
 
 @pytest.mark.slow
 def test_a_two_block_transformer_sweep_equals_the_basic_launcher(tmp_path):
-    """model=transformer (2 blocks: attention, position embedding, layer norms) over initializers, residual rules of
-    one structure and seeds: one group, every job's epoch-1 loss and val_loss its basic twin's to 1e-4 relative."""
-    args = ["model=transformer", "initializer=auto,glorot_normal", "residual=none,scaled", "seed=0,1",
-            "trainer.epochs=1"]
+    """model=transformer (2 blocks: attention, position embedding, layer norms) over residual rules of one structure
+    and seeds (initializers too in the first-step test below): one group, every job's epoch-1 loss and val_loss its
+    basic twin's to 1e-4 relative."""
+    args = ["model=transformer", "initializer=glorot_normal", "residual=none,scaled", "seed=0,1", "trainer.epochs=1"]
     basic = basic_sweep(tmp_path, "basic", *args)
     said, fused = sweep(tmp_path, "fused", "hydra/launcher=fused", *args)
-    assert "fused group 1: 8 arms as one model" in said.stdout
+    assert "fused group 1: 4 arms as one model" in said.stdout
     assert_same_numbers(basic, fused)
 
 

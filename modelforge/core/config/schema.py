@@ -628,16 +628,7 @@ class RunConfig:
             >>> run.trainer.objective, run.trainer.early_stopping.mode, run.task
             ('val_accuracy', 'min', 'classification')
         """
-        # A config composed before the residual group existed (a run folder's config.yaml) had no rule.
-        cfg = {"residual": {"name": "none"}, **cfg}
-        # ... nor, before muP, a parametrization: the standard one.
-        cfg = {"parametrization": {"name": "standard"}, **cfg}
-        # ... nor, before the blocks existed, model.blocks, model.output and model.norm.
-        if isinstance(cfg.get("model"), Mapping):
-            cfg["model"] = {"blocks": None, "output": None, "norm": None, **cfg["model"]}
-        # ... nor, before muP's coordinate check, trainer.coord_check.
-        if isinstance(cfg.get("trainer"), Mapping):
-            cfg["trainer"] = {"coord_check": 0, **cfg["trainer"]}
+        cfg = _with_later_keys(cfg)
         check_keys(cfg, [*GROUPS, "seed"], "", required=True)
         # NumPy's and Python's generators take any size, TensorFlow's and Keras' seeds 32 bits.
         seed = int(number(cfg["seed"], "seed", integer=True, minimum=0, maximum=MAX_SEED))
@@ -678,6 +669,24 @@ class RunConfig:
             parametrization=Parametrization.parse(cfg["parametrization"]),
             resolved=cfg,
         )
+
+
+def _with_later_keys(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A config composed before some keys existed (a run folder's config.yaml), with each at what its absence meant.
+
+    Example:
+        >>> _with_later_keys({"model": {"units": 8}, "trainer": {}})["model"]["norm"], _with_later_keys({})["residual"]
+        (None, {'name': 'none'})
+    """
+    # Before the residual group, no rule; before muP, the standard parametrization.
+    found = {"residual": {"name": "none"}, "parametrization": {"name": "standard"}, **cfg}
+    # Before the blocks, no model.blocks, model.output or model.norm.
+    if isinstance(found.get("model"), Mapping):
+        found["model"] = {"blocks": None, "output": None, "norm": None, **found["model"]}
+    # Before muP's coordinate check, none.
+    if isinstance(found.get("trainer"), Mapping):
+        found["trainer"] = {"coord_check": 0, **found["trainer"]}
+    return found
 
 
 def task_of(data: Data) -> str:
