@@ -356,21 +356,15 @@ def test_a_two_block_transformer_sweep_equals_the_basic_launcher(tmp_path):
     assert_same_numbers(basic, fused)
 
 
-@pytest.mark.numeric
-def test_a_transformer_groups_first_step_is_each_arms_keras_step():
-    """Arms of model=transformer with other initializers, rules of one structure (none, scaled, zero_last) and
-    seeds, trained as one group: after the first step each arm's weights and batch loss are Keras' own train
-    step's on its run to 1e-6 relative."""
+def assert_first_step_is_each_arms_keras_step(arms, sessions):
+    """`arms` (override lists, with their prepared `sessions`) trained as one group for one step: each arm's weights
+    and batch loss are Keras' own train step's on its run to 1e-6 relative."""
     import numpy as np
     import tensorflow as tf
 
-    from benchmarks.fused_steps import _batches, _session, basic_steps, parted
+    from benchmarks.fused_steps import _batches, basic_steps, parted
     from modelforge.fused.trainer import GroupTrainer
 
-    chosen = (("auto", "none", 0), ("glorot_normal", "scaled", 1), ("he_normal", "zero_last", 0))
-    arms = [["model=transformer", "model.units=16", f"initializer={init}", f"residual={rule}", f"seed={seed}"]
-            for init, rule, seed in chosen]
-    sessions = [_session(arm) for arm in arms]
     group = GroupTrainer(sessions)
     first = np.stack([_batches(session, 1)[0] for session in sessions])
     losses, _ = tf.function(group.step, autograph=False)(tf.constant(first))
@@ -378,6 +372,20 @@ def test_a_transformer_groups_first_step_is_each_arms_keras_step():
         weights, loss = parted((group.model.arm_weights(a), float(losses.numpy()[a]) / first.shape[1]),
                                basic_steps(arm, steps=1)[1])
         assert weights < 1e-6 and loss < 1e-6, (arm, weights, loss)
+
+
+@pytest.mark.numeric
+def test_a_transformer_groups_first_step_is_each_arms_keras_step():
+    """Arms of model=transformer with other initializers, rules of one structure (none, scaled, zero_last) and
+    seeds, trained as one group: after the first step each arm's weights and batch loss are Keras' own train
+    step's on its run to 1e-6 relative."""
+    from benchmarks.fused_steps import _session
+
+    chosen = (("auto", "none", 0), ("glorot_normal", "scaled", 1), ("he_normal", "zero_last", 0))
+    arms = [["model=transformer", "model.units=16", f"initializer={init}", f"residual={rule}", f"seed={seed}"]
+            for init, rule, seed in chosen]
+    sessions = [_session(arm) for arm in arms]
+    assert_first_step_is_each_arms_keras_step(arms, sessions)
 
 
 @pytest.mark.numeric
@@ -385,24 +393,14 @@ def test_a_transformer_groups_first_step_is_each_arms_keras_step():
 def test_mup_learning_rate_arms_first_step_is_each_arms_keras_step(optimizer):
     """parametrization=mup at width 512, arms of other learning rates and seeds as one group: each arm's per-weight
     rates (hidden and readout / m) are its own run's, weights and loss after the first step to 1e-6 relative."""
-    import numpy as np
-    import tensorflow as tf
-
-    from benchmarks.fused_steps import _batches, _session, basic_steps, parted
-    from modelforge.fused.trainer import GroupTrainer
+    from benchmarks.fused_steps import _session
 
     decay = ["optimizer.weight_decay=0.1"] if optimizer == "adamw" else []
     arms = [["parametrization=mup", "model.units=512", f"optimizer={optimizer}", *decay,
              f"optimizer.learning_rate={rate}", f"seed={seed}"] for rate, seed in ((1e-3, 0), (1e-2, 1), (3e-2, 0))]
     sessions = [_session(arm) for arm in arms]
     assert sessions[0].plan.rate_multipliers()  # the hidden and readout rates are not the optimizer's own
-    group = GroupTrainer(sessions)
-    first = np.stack([_batches(session, 1)[0] for session in sessions])
-    losses, _ = tf.function(group.step, autograph=False)(tf.constant(first))
-    for a, arm in enumerate(arms):
-        weights, loss = parted((group.model.arm_weights(a), float(losses.numpy()[a]) / first.shape[1]),
-                               basic_steps(arm, steps=1)[1])
-        assert weights < 1e-6 and loss < 1e-6, (arm, weights, loss)
+    assert_first_step_is_each_arms_keras_step(arms, sessions)
 
 
 @pytest.mark.slow
